@@ -1,0 +1,22 @@
+"""The `vipr` command: one click group; each area adds its commands from its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from vipr import __version__
+
+# Each module exposes `register(group: click.Group) -> None`.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vipr")
+def main() -> None:
+    """VIPR: learn direct SIP routes between VoIP providers, proven by PSTN calls."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(main)
