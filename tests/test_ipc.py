@@ -193,6 +193,7 @@ async def test_bad_input_gets_answers_and_connection_survives(server: IpcServer)
             (b'{"id": [1], "method": "echo"}\n', None, "bad-request"),
             (b'{"id": 8, "method": "missing"}\n', 8, "unknown-method"),
             (b"\n", None, "bad-request"),
+            (b"[" * 60000 + b"\n", None, "bad-request"),  # nesting: RecursionError in json
         ]
         for data, rid, code in cases:
             await c.send(data)

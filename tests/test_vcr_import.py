@@ -153,7 +153,7 @@ def test_import_bad_header(tmp_path: Path) -> None:
     src.write_text("a,b,c\n1,2,3\n")
     r = CliRunner().invoke(main, ["vcrs", "import", str(src), "--db", str(tmp_path / "x.db")])
     assert r.exit_code == 1
-    assert "line 1: CSV header lacks caller" in r.stderr
+    assert f"{src}:1: CSV header lacks caller" in r.stderr
     assert not (tmp_path / "x.db").exists()
 
 
