@@ -242,6 +242,17 @@ BAD = [
         7,
         "pvp.listen: TCP 127.0.0.1:7000 is also used by overlay.listen",
     ),
+    (
+        "overlay:\n  listen: '127.0.0.1:7000'\n  nodes: 3\npvp:\n  listen: '127.0.0.1:7002'\n",
+        10,
+        "pvp.listen: TCP 127.0.0.1:7002 is also used by overlay.listen",
+    ),
+    (
+        "numbers: ['+1[00000000000000-99999999999999]']\n",
+        6,
+        "overlay.nodes: expected at most 4096 RELOAD nodes, but 100000000000000 numbers at "
+        "10000 per node need 10000000000: raise overlay.numbers_per_node",
+    ),
     ("logging:\n  format: xml\n", 7, "logging.format: expected one of text|json (got 'xml')"),
     (
         "overlay:\n  cert: node.crt\n",

@@ -9,6 +9,7 @@ paths absolute paths (resolved against the config file's directory).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import math
@@ -48,6 +49,7 @@ T = TypeVar("T")
 
 # AF_UNIX sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
+MAX_NODES = 4096  # RELOAD nodes one provider runs (one TLS port each)
 ROLES = ("overlay", "pvp", "proxy")
 
 
@@ -583,7 +585,7 @@ def _read_overlay(r: _Reader, node: Node | None) -> tuple[OverlaySection, dict[s
         key=r.get(m, p, "key", opt_path, d.key),
         listen=r.get(m, p, "listen", r.hostport(), d.listen),
         create=r.get(m, p, "create", r.boolean, d.create),
-        nodes=r.get(m, p, "nodes", r.optional(r.integer(1, 4096)), d.nodes),
+        nodes=r.get(m, p, "nodes", r.optional(r.integer(1, MAX_NODES)), d.nodes),
         numbers_per_node=r.get(m, p, "numbers_per_node", r.integer(1), d.numbers_per_node),
         record_lifetime=r.get(m, p, "record_lifetime", r.duration(0, True), d.record_lifetime),
         republish_interval=r.get(
@@ -716,26 +718,28 @@ def _need(
 
 
 def _fields(cls: type) -> list[Any]:
-    import dataclasses
-
     return list(dataclasses.fields(cls))
 
 
 def _check_listeners(
-    r: _Reader, listeners: list[tuple[str, str, HostPort]], nodes: dict[str, Node]
+    r: _Reader, listeners: list[tuple[str, str, HostPort, int]], nodes: dict[str, Node]
 ) -> None:
-    """Two listeners on one port of one host (or a wildcard) cannot both bind."""
-    seen: list[tuple[str, str, HostPort]] = []  # (protocol, key path, address)
-    for proto, path, hp in listeners:
+    """Two listeners on one port of one host (or a wildcard) cannot both bind.
+
+    Each listener is (protocol, key path, address, count): ports address.port … + count - 1.
+    """
+    wild = {"0.0.0.0", "::"}
+    seen: list[tuple[str, str, HostPort, int]] = []
+    for proto, path, hp, count in listeners:
         if not isinstance(hp, HostPort) or hp.port == 0:
             continue
-        for oproto, opath, other in seen:
-            wild = {"0.0.0.0", "::"}
+        for oproto, opath, other, ocount in seen:
             same_host = hp.host == other.host or hp.host in wild or other.host in wild
-            if oproto == proto and same_host and hp.port == other.port:
+            overlap = hp.port < other.port + ocount and other.port < hp.port + count
+            if oproto == proto and same_host and overlap:
                 r.error(nodes.get(path, 1), path,
                         f"{proto.upper()} {hp} is also used by {opath}")  # fmt: skip
-        seen.append((proto, path, hp))
+        seen.append((proto, path, hp, count))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -852,20 +856,26 @@ def _read(r: _Reader, root: Node | None, base: Path) -> ProviderConfig | None:
                     f"{MAX_SOCKET_PATH} bytes (the AF_UNIX limit)")  # fmt: skip
 
     # Listener conflicts (TCP: overlay nodes, pvp, tcp/tls interfaces; UDP: udp interfaces).
-    listeners: list[tuple[str, str, HostPort]] = []
+    listeners: list[tuple[str, str, HostPort, int]] = []
     nodes_at: dict[str, Node] = {}
-    if isinstance(overlay.listen, HostPort) and overlay.listen.port:
-        count = _node_count(
-            overlay.nodes if isinstance(overlay.nodes, int) else None,
-            len(numbers) if isinstance(numbers, NumberSet) else 0,
-            overlay.numbers_per_node if isinstance(overlay.numbers_per_node, int) else 1,
-        )
-        for i in range(min(count, 4096)):
-            listeners.append(("tcp", "overlay.listen",
-                              HostPort(overlay.listen.host, overlay.listen.port + i)))  # fmt: skip
+    if isinstance(overlay.listen, HostPort) and isinstance(numbers, NumberSet):
+        per_node = overlay.numbers_per_node if isinstance(overlay.numbers_per_node, int) else 1
+        count = _node_count(overlay.nodes, len(numbers), per_node)
+        where = om.get("nodes") or om.get("numbers_per_node") or top.get("numbers") or 1
+        if count > MAX_NODES:
+            msg = (
+                f"expected at most {MAX_NODES} RELOAD nodes, but {len(numbers)} numbers "
+                f"at {per_node} per node need {count}: raise overlay.numbers_per_node"
+            )
+            r.error(where, "overlay.nodes", msg)
+        elif overlay.listen.port and overlay.listen.port + count - 1 > 65535:
+            r.error(om.get("listen") or where, "overlay.listen",
+                    f"expected room for {count} node ports above {overlay.listen}")  # fmt: skip
+        else:
+            listeners.append(("tcp", "overlay.listen", overlay.listen, count))
         if "listen" in om:
             nodes_at["overlay.listen"] = om["listen"]
-    listeners.append(("tcp", "pvp.listen", pvp.listen))
+    listeners.append(("tcp", "pvp.listen", pvp.listen, 1))
     if "listen" in vm:
         nodes_at["pvp.listen"] = vm["listen"]
     for name in ("internal", "pstn", "federation"):
@@ -874,7 +884,7 @@ def _read(r: _Reader, root: Node | None, base: Path) -> ProviderConfig | None:
             continue
         key = f"proxy.interfaces.{name}.listen"
         proto = "udp" if iface.transport == "udp" else "tcp"
-        listeners.append((proto, key, iface.listen))
+        listeners.append((proto, key, iface.listen, 1))
         inode = im.get(name)
         if isinstance(inode, MappingNode):
             for k, v in inode.value:

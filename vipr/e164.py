@@ -142,58 +142,59 @@ def parse_entry(text: str) -> str | NumberBlock:
 
 
 class NumberSet:
-    """Numbers and blocks; membership by bisection over merged intervals, iteration lazy."""
+    """Numbers and blocks; membership by bisection over merged intervals, iteration lazy.
+
+    Normalised numbers have no leading zero, so each one is a distinct integer and the
+    numbers of one length form the integer range [10**(L-1), 10**L); one sorted list of
+    disjoint intervals therefore covers every length at once.
+    """
 
     __slots__ = ("_ends", "_len", "_starts", "entries")
 
     def __init__(self, entries: Iterable[str | NumberBlock] = ()) -> None:
         parsed = [e if isinstance(e, NumberBlock) else parse_entry(e) for e in entries]
         self.entries: tuple[str, ...] = tuple(str(e) for e in parsed)
-        by_len: dict[int, list[tuple[int, int]]] = {}
-        for e in parsed:
-            if isinstance(e, NumberBlock):
-                by_len.setdefault(e.length, []).append(e.interval)
+        spans = sorted(
+            e.interval if isinstance(e, NumberBlock) else (int(e), int(e)) for e in parsed
+        )
+        starts: list[int] = []
+        ends: list[int] = []
+        for a, b in spans:
+            if ends and a <= ends[-1] + 1:
+                ends[-1] = max(ends[-1], b)
             else:
-                v = int(e[1:])
-                by_len.setdefault(len(e) - 1, []).append((v, v))
-        self._starts: dict[int, list[int]] = {}
-        self._ends: dict[int, list[int]] = {}
-        total = 0
-        for length, spans in by_len.items():
-            spans.sort()
-            starts: list[int] = []
-            ends: list[int] = []
-            for a, b in spans:
-                if ends and a <= ends[-1] + 1:
-                    ends[-1] = max(ends[-1], b)
-                else:
-                    starts.append(a)
-                    ends.append(b)
-            self._starts[length] = starts
-            self._ends[length] = ends
-            total += sum(b - a + 1 for a, b in zip(starts, ends, strict=True))
-        self._len = total
+                starts.append(a)
+                ends.append(b)
+        self._starts = starts
+        self._ends = ends
+        self._len = sum(b - a + 1 for a, b in zip(starts, ends, strict=True))
 
     def __contains__(self, number: object) -> bool:
-        n = _fast_normal(number)
-        if n is None:
-            return False
-        starts = self._starts.get(len(n) - 1)
-        if not starts:
-            return False
-        v = int(n[1:])
-        i = bisect.bisect_right(starts, v) - 1
-        return i >= 0 and v <= self._ends[len(n) - 1][i]
+        if (
+            type(number) is str
+            and 1 < len(number) <= MAX_DIGITS + 1
+            and number[0] == "+"
+            and number[1] != "0"
+            and number.isascii()
+            and number[1:].isdigit()
+        ):
+            v = int(number)
+        else:
+            n = _fast_normal(number)
+            if n is None:
+                return False
+            v = int(n)
+        i = bisect.bisect_right(self._starts, v) - 1
+        return i >= 0 and v <= self._ends[i]
 
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self) -> Iterator[str]:
         """Every number once, shortest first, ascending."""
-        for length in sorted(self._starts):
-            for a, b in zip(self._starts[length], self._ends[length], strict=True):
-                for v in range(a, b + 1):
-                    yield f"+{v}"
+        for a, b in zip(self._starts, self._ends, strict=True):
+            for v in range(a, b + 1):
+                yield f"+{v}"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NumberSet):
@@ -201,9 +202,7 @@ class NumberSet:
         return self._starts == other._starts and self._ends == other._ends
 
     def __hash__(self) -> int:
-        return hash(
-            tuple(sorted((k, tuple(v), tuple(self._ends[k])) for k, v in self._starts.items()))
-        )
+        return hash((tuple(self._starts), tuple(self._ends)))
 
     def __repr__(self) -> str:
         return f"NumberSet({list(self.entries)!r})"
