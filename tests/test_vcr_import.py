@@ -176,7 +176,7 @@ def test_import_real_process(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- properties
 
-numbers = st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True)
+numbers = st.integers(min_value=10**6, max_value=10**15 - 1).map(lambda n: f"+{n}")
 times = st.integers(min_value=1, max_value=4_000_000_000).map(float)
 
 
@@ -187,12 +187,12 @@ def vcr_records(draw: st.DrawFn) -> dict[str, Any]:
     caller = draw(numbers) if direction == "originating" else draw(st.one_of(numbers, st.just("")))
     return {"caller": caller, "callee": draw(numbers), "direction": direction, "start": start,
             "stop": start + draw(st.integers(min_value=0, max_value=100_000)),
-            "call_id": draw(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
-                                    min_size=1, max_size=40).filter(lambda s: s.strip() == s))}
+            "call_id": draw(st.text(st.characters(codec="utf-8"), min_size=1, max_size=30)
+                            .map(lambda s: s.strip() or "x"))}
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(vcr_records(), max_size=8), st.booleans())
+@settings(max_examples=30, deadline=None)
+@given(st.lists(vcr_records(), max_size=6), st.booleans())
 def test_round_trip_csv_and_jsonl(recs: list[dict[str, Any]], as_csv: bool) -> None:
     if as_csv:
         buf = io.StringIO(newline="")
