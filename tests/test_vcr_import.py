@@ -222,3 +222,12 @@ def test_garbage_never_crashes(text: str) -> None:
     except ImportFormatError:
         return
     assert all(b.line >= 1 for b in bad)
+
+
+def test_import_from_stdin(tmp_path: Path) -> None:
+    db = tmp_path / "vipr.db"
+    r = CliRunner().invoke(main, ["vcrs", "import", "-", "--db", str(db)],
+                           input="\ufeff" + CSV_MIXED)  # a BOM from a spreadsheet export
+    assert r.exit_code == 1
+    assert bad_lines(r.stderr, "<stdin>") == CSV_BAD_LINES
+    assert len(rows(db)) == 3
