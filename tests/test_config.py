@@ -253,6 +253,17 @@ BAD = [
         "overlay.nodes: expected at most 4096 RELOAD nodes, but 100000000000000 numbers at "
         "10000 per node need 10000000000: raise overlay.numbers_per_node",
     ),
+    (
+        "pvp:\n  level: debug\n",
+        7,
+        "pvp.level: unknown key here; it belongs under logging",
+    ),
+    (
+        "listen: '127.0.0.1:1'\n",
+        6,
+        "listen: unknown key here; it belongs under overlay or under pvp or under "
+        "proxy.interfaces.<name>",
+    ),
     ("logging:\n  format: xml\n", 7, "logging.format: expected one of text|json (got 'xml')"),
     (
         "overlay:\n  cert: node.crt\n",

@@ -284,6 +284,29 @@ _TOP_KEYS = (
     "overlay", "pvp", "proxy", "tickets", "retention",
 )  # fmt: skip
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+# Where each section key lives, to point at the right section for a misplaced key.
+_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "provider": ("name", "domain", "vservice"),
+    "logging": ("level", "format"),
+    "overlay": tuple(f.name for f in dataclasses.fields(OverlaySection)),
+    "pvp": tuple(f.name for f in dataclasses.fields(PvpSection)),
+    "proxy": ("interfaces", "route_timeout"),
+    "proxy.interfaces": ("internal", "pstn", "federation"),
+    "proxy.interfaces.<name>": ("listen", "transport", "target", "gateway", "advertise", "tls"),
+    "proxy.interfaces.<name>.tls": ("cert", "key", "ca"),
+    "tickets": tuple(f.name for f in dataclasses.fields(TicketsSection)),
+    "retention": tuple(f.name for f in dataclasses.fields(RetentionSection)),
+}
+
+
+def _belongs(key: str, path: str) -> str:
+    """ "the top level or pvp" when `key` is a key of other sections, else ""."""
+    homes = [f"under {sec}" for sec, keys in _SECTION_KEYS.items() if key in keys and sec != path]
+    if key in _TOP_KEYS and path:
+        homes.insert(0, "at the top level")
+    return " or ".join(homes)
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HEX16 = re.compile(r"^[0-9a-fA-F]{16}$")
 
@@ -383,11 +406,14 @@ class _Reader:
             first[key] = (_line(knode), i < merged)
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                home = _belongs(key, path)
                 if close:
-                    hint = f"did you mean {close[0]!r}?"
+                    hint = f"unknown key; did you mean {close[0]!r}?"
+                elif home:
+                    hint = f"unknown key here; it belongs {home}"
                 else:
-                    hint = f"expected one of: {', '.join(allowed)}"
-                self.error(knode, kpath, f"unknown key; {hint}")
+                    hint = f"unknown key; expected one of: {', '.join(allowed)}"
+                self.error(knode, kpath, hint)
                 continue
             out[key] = vnode
         for key in required:
@@ -632,7 +658,7 @@ def _read_pvp(r: _Reader, node: Node | None) -> tuple[PvpSection, dict[str, Node
     return sec, m
 
 
-_IFACE_KEYS = ("listen", "transport", "target", "gateway", "advertise", "tls")
+_IFACE_KEYS = _SECTION_KEYS["proxy.interfaces.<name>"]
 
 
 def _read_interface(r: _Reader, node: Node | None, name: str, d: Interface) -> Interface:
