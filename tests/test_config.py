@@ -440,3 +440,18 @@ def test_check_config_subprocess(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith(f"{bad_path}:6: numbers[0]: expected an E.164 number in quotes")
+
+
+def test_pure_python_yaml_gives_the_same_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    import vipr.config
+
+    monkeypatch.setattr(vipr.config, "_Loader", yaml.SafeLoader)  # as without libyaml
+    assert len(load_config(REPO / "config" / "provider-a.yaml").numbers) == 1001
+    for i, (extra, line, message) in enumerate(BAD):
+        text = extra[1:] if extra.startswith("!") else BASE + extra
+        path = write(tmp_path, text, f"p{i}.yaml")
+        assert errors(path) == [f"{path}:{line}: {message}"]

@@ -51,6 +51,7 @@ T = TypeVar("T")
 MAX_SOCKET_PATH = 107
 MAX_NODES = 4096  # RELOAD nodes one provider runs (one TLS port each)
 ROLES = ("overlay", "pvp", "proxy")
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(Exception):
@@ -332,7 +333,7 @@ def _line(node: Node) -> int:
 class _Reader:
     """Walks the composed YAML tree, converting values and collecting every error."""
 
-    def __init__(self, file: str, base: Path, loader: yaml.SafeLoader) -> None:
+    def __init__(self, file: str, base: Path, loader: Any) -> None:
         self.file = file
         self.base = base
         self.loader = loader
@@ -784,14 +785,13 @@ def load_config(path: str | Path) -> ProviderConfig:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError([f"{file}:{line}: (file): expected UTF-8 text"]) from None
     base = Path(os.path.abspath(path)).parent
-    loader = yaml.SafeLoader(text)
+    # libyaml when present: ~10x faster on a long numbers list, same nodes and marks.
+    loader = _Loader(text)
     try:
         try:
             root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            raise ConfigError([_yaml_message(file, text, exc)]) from None
         except yaml.YAMLError as exc:
-            raise ConfigError([f"{file}:1: (yaml): {exc}"]) from None
+            raise ConfigError([_syntax_message(file, text, exc)]) from None
         r = _Reader(file, base, loader)
         try:
             cfg = _read(r, root, base)
@@ -803,6 +803,21 @@ def load_config(path: str | Path) -> ProviderConfig:
     if r.errors or cfg is None:
         raise ConfigError([msg for _, _, msg in sorted(r.errors)])
     return cfg
+
+
+def _syntax_message(file: str, text: str, exc: yaml.YAMLError) -> str:
+    """Describe a YAML syntax error; the pure-Python parser words it better than libyaml."""
+    if _Loader is not yaml.SafeLoader:
+        slow = yaml.SafeLoader(text)
+        try:
+            slow.get_single_node()
+        except yaml.YAMLError as better:
+            exc = better
+        finally:
+            slow.dispose()
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return _yaml_message(file, text, exc)
+    return f"{file}:1: (yaml): invalid YAML: {exc}"
 
 
 def _yaml_message(file: str, text: str, exc: yaml.MarkedYAMLError) -> str:
