@@ -138,6 +138,14 @@ class ReloadContext:
         return self.encode(c, body.encode(), response_destinations(request.header, previous_hop),
                            request.transaction_id)
 
+    def error_to(self, header: ForwardingHeader, error_code: int | ErrorCode,
+                 info: bytes | str = b"", *, previous_hop: bytes | None = None) -> bytes:
+        """An Error answering a request of which only the forwarding header is known."""
+        raw = info.encode("utf-8") if isinstance(info, str) else info
+        body = ErrorResponse(int(error_code), raw).encode()
+        return self.encode(MessageCode.ERROR, body, response_destinations(header, previous_hop),
+                           header.transaction_id)
+
     def error(self, request: Message, error_code: int | ErrorCode, info: bytes | str = b"", *,
               previous_hop: bytes | None = None) -> bytes:
         raw = info.encode("utf-8") if isinstance(info, str) else info
