@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from enum import IntEnum
@@ -60,10 +61,8 @@ def message_json(msg: Message, models: Mapping[int, DataModel] | None = None) ->
             out["error"] = f"unknown_0x{body.error_code:04x}"
         out["error_info"] = to_jsonable(_error_info(body))
     if isinstance(body, LeaveReq) and body.overlay_specific_data:
-        try:
+        with contextlib.suppress(ReloadDecodeError):
             out["chord_leave_data"] = to_jsonable(body.leave_data())
-        except ReloadDecodeError:
-            pass
     return out
 
 
