@@ -6,6 +6,7 @@ All checks raise `ReloadSecurityError` (callers answer Error_Forbidden or drop, 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import re
 import struct
@@ -123,7 +124,13 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
 
 
 def cert_der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
+    return _der_and_hash(cert)[0]
+
+
+@functools.lru_cache(maxsize=2048)
+def _der_and_hash(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return der, hashlib.sha256(der).digest()
 
 
 @dataclass
@@ -317,9 +324,9 @@ def _find_cert(identity: SignerIdentity, certs: Iterable[x509.Certificate],
     if identity.hash_alg != HASH_SHA256:
         raise ReloadSecurityError(f"unsupported identity hash algorithm {identity.hash_alg}")
     for c in certs:
-        der = cert_der(c)
+        der, digest = _der_and_hash(c)
         if identity.identity_type == IDENTITY_CERT_HASH:
-            if hashlib.sha256(der).digest() == identity.hash_value:
+            if digest == identity.hash_value:
                 return c, None
         else:
             for nid in cert_node_ids(c, overlay):
@@ -358,16 +365,27 @@ def verify_signature(
     return VerifiedSigner(cert, node_ids, node_id, cert_user(cert))
 
 
+_CERT_CACHE: dict[bytes, x509.Certificate] = {}
+
+
+def cert_from_der_cached(der: bytes) -> x509.Certificate:
+    """Parse a DER certificate, remembering recent ones (peers resend the same certificate)."""
+    c = _CERT_CACHE.get(der)
+    if c is None:
+        try:
+            c = x509.load_der_x509_certificate(der)
+        except ValueError as e:
+            raise ReloadSecurityError(f"bad certificate: {e}") from e
+        if len(_CERT_CACHE) > 1024:
+            _CERT_CACHE.clear()
+        _CERT_CACHE[der] = c
+    return c
+
+
 def message_certificates(msg: Message, extra: Iterable[x509.Certificate] = ()) -> list[
         x509.Certificate]:
-    out = []
-    for gc in msg.security.certificates:
-        if gc.type != CERT_X509:
-            continue
-        try:
-            out.append(x509.load_der_x509_certificate(gc.certificate))
-        except ValueError as e:
-            raise ReloadSecurityError(f"bad certificate in security block: {e}") from e
+    out = [cert_from_der_cached(gc.certificate) for gc in msg.security.certificates
+           if gc.type == CERT_X509]
     out.extend(extra)
     return out
 
