@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 from reload_pki import Pki
@@ -21,6 +24,7 @@ from vipr.reload.link import (
     encode_data_frame,
     serve,
 )
+from vipr.reload.pcap import PcapTap
 from vipr.reload.security import ReloadSecurityError
 
 
@@ -31,13 +35,14 @@ async def _server(pki: Pki, links: asyncio.Queue[Link], **kw: object) -> tuple[a
     return server, port
 
 
-async def test_signed_ping_over_tls_link(pki: Pki) -> None:
+async def test_signed_ping_over_tls_link(pki: Pki, tmp_path: Path) -> None:
     a, b = pki.context(pki.node_a), pki.context(pki.node_b)
     links: asyncio.Queue[Link] = asyncio.Queue()
     server, port = await _server(pki, links)
+    tap = PcapTap(tmp_path / "link.pcap")
     async with server:
         client = await connect("127.0.0.1", port, pki.files["a"], pki.trust(),
-                               expected_node_id=pki.node_b.node_id)
+                               expected_node_id=pki.node_b.node_id, tap=tap)
         srv_link = await asyncio.wait_for(links.get(), 5)
         assert client.peer_node_id == pki.node_b.node_id
         assert srv_link.peer_node_id == pki.node_a.node_id  # from the client's certificate
@@ -58,6 +63,16 @@ async def test_signed_ping_over_tls_link(pki: Pki) -> None:
         assert not client.state.suspect(asyncio.get_running_loop().time())
         await client.close()
         await asyncio.wait_for(srv_link.closed.wait(), 5)
+    tap.close()
+    if shutil.which("tshark"):  # what the client really wrote and read, decoded by Wireshark
+        cmd = ["tshark", "-n", "-r", str(tmp_path / "link.pcap"), "-T", "fields", "-E",
+               "separator=;", "-e", "reload_framing.type", "-e", "reload.message.code",
+               "-e", "_ws.malformed", "-e", "_ws.expert.severity"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+        rows = [r.split(";") for r in out.splitlines() if r.strip(";")]
+        assert sorted(r[1] for r in rows if r[0] == "128") == ["23", "24"]
+        assert sum(r[0] == "129" for r in rows) == 2  # one ACK each way
+        assert all(r[2] == "" and r[3] == "" for r in rows if r[0])  # no malformed, no expert
 
 
 async def test_oversize_message_gets_error_and_link_closes(pki: Pki) -> None:

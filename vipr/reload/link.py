@@ -180,6 +180,7 @@ class FramingState:
 # --- asyncio shell ---------------------------------------------------------------------------
 
 MessageHandler = Callable[["Link", bytes], Awaitable[None] | None]
+Tap = Callable[["Link", bool, bytes], None]  # (link, outgoing, stream bytes) — for pcaps
 TooLargeHandler = Callable[["Link", ForwardingHeader], Awaitable[bytes | None] | bytes | None]
 
 
@@ -213,6 +214,7 @@ class Link:
         on_too_large: TooLargeHandler | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         dead_after: float = DEAD_AFTER,
+        tap: Tap | None = None,
         outbound: bool,
     ) -> None:
         self._reader = reader
@@ -224,6 +226,7 @@ class Link:
         self.state = FramingState(max_message_size=max_message_size, dead_after=dead_after)
         self.on_message = on_message
         self.on_too_large = on_too_large
+        self.tap = tap
         self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -245,14 +248,21 @@ class Link:
         """Frame and send one RELOAD message (refused when over max-message-size)."""
         if self.closed.is_set():
             raise ConnectionError(f"link closed: {self.close_reason}")
+        if len(message) > self.state.max_message_size:
+            raise ValueError(f"message of {len(message)} bytes exceeds max-message-size")
         loop = asyncio.get_running_loop()
         async with self._lock:
-            self._writer.write(self.state.send_data(message, loop.time()))
+            self._write(self.state.send_data(message, loop.time()))
             await self._writer.drain()
+
+    def _write(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap(self, True, data)
+        self._writer.write(data)
 
     async def send_raw(self, data: bytes) -> None:
         """Write bytes as they are (tests: oversize or broken frames)."""
-        self._writer.write(data)
+        self._write(data)
         await self._writer.drain()
 
     async def _read_loop(self) -> None:
@@ -263,9 +273,11 @@ class Link:
                 chunk = await self._reader.read(65536)
                 if not chunk:
                     break
+                if self.tap is not None:
+                    self.tap(self, False, chunk)
                 events, acks = self.state.receive(chunk, loop.time())
                 if acks:
-                    self._writer.write(acks)
+                    self._write(acks)
                 for ev in events:
                     if isinstance(ev, DataFrame):
                         await self._deliver(ev.message)
@@ -302,7 +314,7 @@ class Link:
         data = await r if asyncio.iscoroutine(r) else r
         if isinstance(data, bytes):
             with contextlib.suppress(ConnectionError, OSError):
-                self._writer.write(self.state.send_data(data, asyncio.get_running_loop().time()))
+                self._write(self.state.send_data(data, asyncio.get_running_loop().time()))
                 await self._writer.drain()
 
     async def _watchdog(self) -> None:

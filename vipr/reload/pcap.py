@@ -77,6 +77,23 @@ class PcapWriter:
             self._segment(from_client, data[i : i + MSS])
 
 
+class PcapTap:
+    """A `Link` tap writing the plaintext framed stream of one link into a pcap.
+
+    The link's own side is drawn as the client, its peer as port 6084 (so tshark dissects it).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.writer = PcapWriter(self._f)
+
+    def __call__(self, link: object, outgoing: bool, data: bytes) -> None:
+        self.writer.write(outgoing, data)
+
+    def close(self) -> None:
+        self._f.close()
+
+
 def sample_messages(a: ReloadContext, b: ReloadContext) -> list[tuple[bool, bytes]]:
     """(from_a, message) for one instance of every request and answer this code emits."""
     out: list[tuple[bool, bytes]] = []
@@ -172,5 +189,5 @@ def write_sample_pcap(path: Path, overlay: str = "vipr-pcap.example.org") -> int
 
 TSHARK_KIND_UAT = f'uat:reload_kindids:"{sc.KIND_VIPR}","VIPR","DICTIONARY"'
 
-__all__ = ["PcapWriter", "TSHARK_KIND_UAT", "sample_messages", "write_frames",
+__all__ = ["PcapTap", "PcapWriter", "TSHARK_KIND_UAT", "sample_messages", "write_frames",
            "write_sample_pcap"]
