@@ -115,9 +115,22 @@ def main() -> int:
         from vipr.reload.fuzz import entry_points, fuzz
 
         t = time.perf_counter()
-        seeds = [store_bytes, ping, rx.answer(decode_message(ping), m.PingAns(1, 2))]
+        from vipr.reload.link import encode_data_frame
+        from vipr.reload.pcap import sample_messages
+
+        msgs = [data for _, data in sample_messages(ctx, rx)]
+        bodies: dict[int, list[bytes]] = {}
+        for data in msgs:
+            dm = decode_message(data)
+            bodies.setdefault(dm.code, []).append(dm.contents.body)
         total = 0
         for name, fn in sorted(entry_points().items()):
+            if name.startswith("body_"):
+                seeds = bodies.get(int(m.MessageCode[name[5:].upper()]), [b""])
+            elif name == "framing":
+                seeds = [encode_data_frame(i, d) for i, d in enumerate(msgs)]
+            else:
+                seeds = msgs
             fuzz(fn, seeds, args.fuzz, seed=len(name))
             total += args.fuzz
         res["fuzz_inputs"] = total

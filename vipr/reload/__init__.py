@@ -51,7 +51,7 @@ High level (use these rather than assembling messages by hand):
                  reversed via list), `.error(request_msg, code, info, previous_hop=)`,
                  `.error_to(header, code, info)`, `.decode(bytes, verify=True,
                  expected_node_id=) -> Received(message, body, signer)`.
-                 `response_destinations(header, previous_hop)`, `new_transaction_id()`.
+                 `new_transaction_id()`; `response_destinations` is re-exported from transactions.
 
 Link and transactions:
   link           `FramingState` (sans-I/O framing: data 0x80 / ack 0x81, ACK bitmaps, RTT/RTO
@@ -59,6 +59,7 @@ Link and transactions:
                  trust, expected_node_id=, on_message=, on_too_large=)`, `serve(...)` →
                  `Link` (`.send(bytes)`, `.receive()`, `.peer_node_id`, `.closed`, `.close()`).
   transactions   `ClientTransactions` (3 s x 5 transmissions, sans-I/O), `AnswerCache` (15 s),
+                 `response_destinations(header, previous_hop)` (previous hop + reversed via),
                  `AsyncTransactions` (`await request(txid, data, send)`, `deliver(txid, data)`).
   pcap           `PcapWriter`, `write_frames(path, [(from_client, message)])`,
                  `sample_messages(ctx_a, ctx_b)`, `TSHARK_KIND_UAT`.

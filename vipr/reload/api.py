@@ -15,7 +15,6 @@ from vipr.reload.forwarding import (
     DEFAULT_TTL,
     Destination,
     ForwardingHeader,
-    NodeDestination,
     overlay_hash,
 )
 from vipr.reload.message import Message, MessageContents, decode_message, encode_message
@@ -28,21 +27,12 @@ from vipr.reload.security import (
     verify_message,
 )
 from vipr.reload.storage_codec import DataModel
+from vipr.reload.transactions import response_destinations
 
 
 def new_transaction_id() -> int:
     """§6.3.2: a random 64-bit transaction id."""
     return int.from_bytes(os.urandom(8), "big")
-
-
-def response_destinations(request: ForwardingHeader,
-                          previous_hop: bytes | None = None) -> tuple[Destination, ...]:
-    """§6.3.2.1/§6.2.2: a response's destination list is the request's via list reversed,
-    preceded by the node the request arrived from (which pops itself on receipt)."""
-    dests = list(reversed(request.via_list))
-    if previous_hop is not None:
-        dests.insert(0, NodeDestination(previous_hop))
-    return tuple(dests)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,21 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from vipr.reload.forwarding import Destination, ForwardingHeader, NodeDestination
+
 RELIABILITY_TIMER = 3.0  # §11.1 overlay-reliability-timer default (3000 ms)
 MAX_TRANSMISSIONS = 5  # §6.2.1
 MAX_REQUEST_LIFETIME = 15.0  # §6.2.2
+
+
+def response_destinations(request: ForwardingHeader,
+                          previous_hop: bytes | None = None) -> tuple[Destination, ...]:
+    """§6.3.2.1/§6.2.2: a response's destination list is the request's via list reversed,
+    preceded by the node the request arrived from (which pops itself on receipt)."""
+    dests = list(reversed(request.via_list))
+    if previous_hop is not None:
+        dests.insert(0, NodeDestination(previous_hop))
+    return tuple(dests)
 
 
 @dataclass(frozen=True, slots=True)
