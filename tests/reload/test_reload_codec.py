@@ -168,3 +168,33 @@ def test_message_dataclass_contents_bytes() -> None:
     msg = decode_message(load_vectors()["ping_req"])
     assert isinstance(msg, Message)
     assert msg.contents_bytes() == msg.contents.encode()
+
+
+@FAST
+@given(st.sampled_from([m.LEAVE_FROM_SUCC, m.LEAVE_FROM_PRED]),
+       st.lists(st.binary(min_size=16, max_size=16), max_size=4))
+def test_chord_leave_data_roundtrip(t: int, ids: list[bytes]) -> None:
+    ld = m.ChordLeaveData(t, tuple(ids))
+    req = m.LeaveReq.chord(b"\1" * 16, ld)
+    assert m.LeaveReq.decode(req.encode()).leave_data() == ld
+
+
+@FAST
+@given(st.lists(st.integers(0, 0xFFFFFFFF), max_size=60))
+def test_unknown_kinds_error_info_roundtrip(kinds: list[int]) -> None:
+    err = m.ErrorResponse.unknown_kinds(tuple(kinds))
+    assert m.ErrorResponse.decode(err.encode()).decode_unknown_kinds() == tuple(kinds)
+
+
+@FAST
+@given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 50))
+def test_framing_roundtrip_any_split(msgs: list[bytes], cut: int) -> None:
+    from vipr.reload.link import DataFrame, FramingState
+
+    tx, rx = FramingState(), FramingState()
+    stream = b"".join(tx.send_data(x, 0.0) for x in msgs)
+    got: list[bytes] = []
+    for i in range(0, len(stream), cut):
+        events, _ = rx.receive(stream[i : i + cut], 0.0)
+        got += [e.message for e in events if isinstance(e, DataFrame)]
+    assert got == msgs
