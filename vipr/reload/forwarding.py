@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 
 from vipr.reload.codec import NODE_ID_LENGTH, Reader, ReloadDecodeError, ReloadEncodeError, Writer
@@ -12,6 +13,7 @@ VERSION = 0x0A  # §6.3.2: version 1.0; draft-era 0x01 MUST be rejected
 DEFAULT_TTL = 100  # §6.3.2 / §11.1 initial-ttl
 UNFRAGMENTED = 0xC0000000  # §6.3.2: bit 31 always set, bit 30 = last fragment, offset 0
 FIXED_HEADER_LENGTH = 38
+_FIXED = struct.Struct("!IIHBBIIQIHHH")
 
 # DestinationType (§6.3.2.2)
 DEST_NODE = 1
@@ -167,24 +169,18 @@ class ForwardingHeader:
 
     @classmethod
     def decode(cls, r: Reader) -> ForwardingHeader:
-        if r.u32() != RELO_TOKEN:
+        if r.remaining() < FIXED_HEADER_LENGTH:
+            raise ReloadDecodeError("truncated forwarding header")
+        (token, overlay, seq, version, ttl, fragment, length, txid, mrl, via_len, dest_len,
+         opt_len) = _FIXED.unpack_from(r.buf, r.pos)
+        r.pos += FIXED_HEADER_LENGTH
+        if token != RELO_TOKEN:
             raise ReloadDecodeError("bad relo_token")
-        overlay = r.u32()
-        seq = r.u16()
-        version = r.u8()
         if version != VERSION:
             # §6.3.2: a node MUST reject other versions (draft-era peers send 0x01).
             raise ReloadDecodeError(f"unsupported RELOAD version 0x{version:02x}")
-        ttl = r.u8()
-        fragment = r.u32()
         if not fragment & 0x80000000:
             raise ReloadDecodeError("fragment field must have its high bit set")
-        length = r.u32()
-        txid = r.u64()
-        mrl = r.u32()
-        via_len = r.u16()
-        dest_len = r.u16()
-        opt_len = r.u16()
         via = decode_destination_list(r.sub_fixed(via_len))
         dests = decode_destination_list(r.sub_fixed(dest_len))
         optr = r.sub_fixed(opt_len)
