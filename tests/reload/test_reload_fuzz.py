@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reload_strategies import BODIES
+from reload_pki import Pki
 
 from vipr.reload.codec import ReloadDecodeError
 from vipr.reload.fuzz import entry_points, fuzz
 from vipr.reload.link import encode_ack_frame, encode_data_frame
+from vipr.reload.message import decode_message
+from vipr.reload.pcap import sample_messages
 
 N = int(os.environ.get("RELOAD_FUZZ_N", "150"))
 VECTORS = Path(__file__).parent / "vectors" / "b2.txt"
@@ -33,23 +35,14 @@ def _seeds() -> list[bytes]:
 SEEDS = _seeds()
 
 
-def _body_seeds() -> dict[int, list[bytes]]:
-    out: dict[int, list[bytes]] = {}
-    for code, strat in BODIES:
-        out.setdefault(code, []).extend(strat.example().encode()  # type: ignore[attr-defined]
-                                        for _ in range(3))
-    return out
-
-
 @pytest.fixture(scope="module")
-def body_seeds() -> dict[int, list[bytes]]:
-    import warnings
-
-    from hypothesis.errors import NonInteractiveExampleWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NonInteractiveExampleWarning)
-        return _body_seeds()
+def body_seeds(pki: Pki) -> dict[int, list[bytes]]:
+    """Real bodies of every message type (the pcap sample set) as mutation seeds."""
+    out: dict[int, list[bytes]] = {}
+    for _, data in sample_messages(pki.context(pki.node_a), pki.context(pki.node_b)):
+        msg = decode_message(data)
+        out.setdefault(msg.code, []).append(msg.contents.body)
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(entry_points()))
