@@ -21,6 +21,7 @@ from vipr.reload.security import (
     parse_reload_uri,
     reload_uri,
     sign_stored_data,
+    stored_data_signature_input,
     verify_message,
     verify_stored_data,
 )
@@ -139,3 +140,14 @@ def test_bad_node_rejected(pki: Pki) -> None:
     t = TrustStore([pki.ca_cert], overlay=OVERLAY, bad_nodes=[pki.node_b.node_id])
     with pytest.raises(ReloadSecurityError, match="revoked"):
         t.validate(pki.node_b.cert)
+
+
+def test_stored_data_signature_input_layout() -> None:
+    rid = bytes(range(16))
+    v = sc.DataValue(True, b"abc")
+    data = stored_data_signature_input(rid, 0xF0000101, 7, v)
+    assert data == rid + bytes.fromhex("f0000101") + (7).to_bytes(8, "big") + b"\x01\0\0\0\3abc"
+    wide = stored_data_signature_input(rid, 0xF0000101, 7, v, kind_bytes=8)
+    assert wide[16:24] == bytes.fromhex("00000000f0000101")
+    md = sc.metadata_for(v)
+    assert md.value_length == 3 and md.hash_algorithm == 4 and len(md.hash_value) == 32

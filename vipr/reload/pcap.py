@@ -95,7 +95,12 @@ class PcapTap:
 
 
 def sample_messages(a: ReloadContext, b: ReloadContext) -> list[tuple[bool, bytes]]:
-    """(from_a, message) for one instance of every request and answer this code emits."""
+    """(from_a, message) for one instance of every request and answer this code emits.
+
+    Fetch/Stat use the dictionary wildcard (what VIPR lookups send). Wireshark 4.0's dissector
+    reads a non-empty dictionary key list in a StoredDataSpecifier at the wrong offset and
+    flags it as an error although the bytes follow §7.4.2.1, so explicit keys are left out.
+    """
     out: list[tuple[bool, bytes]] = []
     to_b = (NodeDestination(b.node_id),)
     rid = resource_id("+14085551234")

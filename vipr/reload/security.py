@@ -411,15 +411,17 @@ def verify_message(
 
 
 def stored_data_signature_input(resource_id: bytes, kind: int, storage_time: int,
-                                value: StoredDataValue) -> bytes:
+                                value: StoredDataValue, kind_bytes: int = 4) -> bytes:
     """§7.1: resource_id ‖ kind ‖ storage_time ‖ StoredDataValue (‖ SignerIdentity appended).
 
     Encoding (digest A.3): raw Resource-ID bytes, Kind as uint32, storage_time uint64; for arrays
-    the index is set to 0 before signing (an append would otherwise change it).
+    the index is set to 0 before signing (an append would otherwise change it). `kind_bytes=8`
+    reproduces java-reload's 8-byte Kind (interop experiments only).
     """
     if isinstance(value, ArrayEntry):
         value = ArrayEntry(0, value.value)
-    return Writer().raw(resource_id).u32(kind).u64(storage_time).raw(value_bytes(value)).getvalue()
+    w = Writer().raw(resource_id).raw(kind.to_bytes(kind_bytes, "big"))
+    return w.u64(storage_time).raw(value_bytes(value)).getvalue()
 
 
 def sign_stored_data(creds: NodeCredentials, resource_id: bytes, kind: int, storage_time: int,

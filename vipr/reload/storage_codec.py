@@ -430,6 +430,14 @@ class MetaData:
         return cls(r.boolean(), r.u32(), r.u8(), r.opaque(1))
 
 
+def metadata_for(value: DataValue) -> MetaData:
+    """§7.4.3.2 MetaData of a DataValue: SHA-256 over the value with its 4-byte length."""
+    import hashlib
+
+    digest = hashlib.sha256(len(value.value).to_bytes(4, "big") + value.value).digest()
+    return MetaData(value.exists, len(value.value), 4, digest)
+
+
 @dataclass(frozen=True, slots=True)
 class ArrayEntryMeta:
     index: int
