@@ -160,3 +160,51 @@ def test_framing_errors() -> None:
     big = encode_data_frame(1, b"\0" * 200)
     ev, _ = s.receive(big, 0.0)
     assert len(ev) == 1 and isinstance(ev[0], TooLarge) and ev[0].header is None
+
+
+async def test_transactions_over_real_link_with_answer_cache(pki: Pki) -> None:
+    """A lost first copy is retransmitted with the same transaction id; the server answers a
+    retransmission of an answered request from its cache, byte-identical (§6.2.1, §6.2.2)."""
+    from vipr.reload.transactions import AnswerCache, AsyncTransactions
+
+    a, b = pki.context(pki.node_a), pki.context(pki.node_b)
+    cache = AnswerCache()
+    seen: list[int] = []
+    answers: list[bytes] = []
+    second = asyncio.Event()
+
+    async def server_handler(link: Link, data: bytes) -> None:
+        now = asyncio.get_running_loop().time()
+        rx = b.decode(data, expected_node_id=link.peer_node_id)
+        txid = rx.message.transaction_id
+        seen.append(txid)
+        if len(seen) == 1:
+            return  # first copy "lost"
+        ans = cache.lookup(txid, now)
+        if ans is None:
+            ans = b.answer(rx.message, m.PingAns(len(seen), 0), previous_hop=link.peer_node_id)
+            cache.store(txid, ans, now)
+        answers.append(ans)
+        if len(answers) == 2:
+            second.set()
+        await link.send(ans)
+
+    links: asyncio.Queue[Link] = asyncio.Queue()
+    server, port = await _server(pki, links, on_message=server_handler)
+    async with server:
+        tr = AsyncTransactions(timer=0.2)
+        client = await connect("127.0.0.1", port, pki.files["a"], pki.trust())
+
+        async def client_handler(link: Link, data: bytes) -> None:
+            tr.deliver(a.decode(data).message.transaction_id, data)
+
+        client.on_message = client_handler
+        txid, req = a.request(m.PingReq(), (NodeDestination(pki.node_b.node_id),))
+        answer = await asyncio.wait_for(tr.request(txid, req, client.send), 5)
+        assert a.decode(answer).body == m.PingAns(2, 0)
+        assert seen == [txid, txid]
+        await client.send(req)  # a late duplicate: same answer from the cache
+        await asyncio.wait_for(second.wait(), 5)
+        assert answers[1] == answers[0]
+        await tr.close()
+        await client.close()
