@@ -55,10 +55,8 @@ async def test_signed_ping_over_tls_link(pki: Pki, tmp_path: Path) -> None:
         ans = a.decode(await client.receive(5), expected_node_id=client.peer_node_id)
         assert ans.message.transaction_id == txid and ans.body == m.PingAns(7, 8)
         # both sides saw the other's ACKs: an RTT sample exists
-        for _ in range(50):
-            if client.state.srtt is not None and srv_link.state.srtt is not None:
-                break
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(client.acked.wait(), 5)
+        await asyncio.wait_for(srv_link.acked.wait(), 5)
         assert client.state.srtt is not None and srv_link.state.srtt is not None
         assert not client.state.suspect(asyncio.get_running_loop().time())
         await client.close()

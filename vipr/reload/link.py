@@ -229,6 +229,7 @@ class Link:
         self.tap = tap
         self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.closed = asyncio.Event()
+        self.acked = asyncio.Event()  # set on every ACK frame (an RTT sample may exist)
         self.close_reason = ""
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -281,6 +282,8 @@ class Link:
                 for ev in events:
                     if isinstance(ev, DataFrame):
                         await self._deliver(ev.message)
+                    elif isinstance(ev, AckFrame):
+                        self.acked.set()
                     elif isinstance(ev, TooLarge):
                         await self._too_large(ev)
                         reason = "message too large"
