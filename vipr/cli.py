@@ -12,6 +12,7 @@ from vipr import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "vipr.config_cli",
     "vipr.store.cli",
+    "vipr.reload.cli",
 )
 
 

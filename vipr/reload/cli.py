@@ -1,0 +1,162 @@
+"""`vipr reload …` (debug) and `vipr ca …` (overlay CA, node certificates) commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from vipr.reload.codec import ReloadDecodeError
+from vipr.reload.storage_codec import DEFAULT_MODELS, DataModel
+
+_HEX_RE = re.compile(rb"^[0-9a-fA-F\s]+$")
+
+
+def _read_input(arg: str) -> bytes:
+    if arg.startswith("@"):
+        raw = Path(arg[1:]).read_bytes()
+        if raw and _HEX_RE.match(raw):
+            return bytes.fromhex(raw.decode())
+        return raw
+    try:
+        return bytes.fromhex(arg)
+    except ValueError as e:
+        raise ReloadDecodeError(f"not hex: {e}") from e
+
+
+def _unframe(data: bytes) -> bytes:
+    """Strip a framing header (§6.6.2 data frame) if the input carries one."""
+    if len(data) >= 8 and data[0] == 0x80 and int.from_bytes(data[5:8], "big") == len(data) - 8:
+        return data[8:]
+    return data
+
+
+@click.group("reload")
+def reload_group() -> None:
+    """RELOAD (RFC 6940) debugging tools."""
+
+
+@reload_group.command("decode")
+@click.argument("message")
+@click.option("--kind", "kinds", multiple=True, metavar="ID=MODEL",
+              help="Data model of a Kind (e.g. 0xf0000001=DICTIONARY); repeatable.")
+def decode_cmd(message: str, kinds: tuple[str, ...]) -> None:
+    """Decode a RELOAD message (HEX or @FILE, optionally framed) and print it as JSON."""
+    from vipr.reload.jsonview import decode_to_json
+
+    models = dict(DEFAULT_MODELS)
+    try:
+        for spec in kinds:
+            kid, _, model = spec.partition("=")
+            models[int(kid, 0)] = DataModel.parse(model)
+    except (ValueError, KeyError) as e:
+        raise click.UsageError(f"--kind: {e}") from e
+    try:
+        data = _unframe(_read_input(message))
+        out = decode_to_json(data, models)
+    except (ReloadDecodeError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(out, indent=2))
+
+
+@reload_group.command("pcap")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def pcap_cmd(out: Path) -> None:
+    """Write a pcap with one framed instance of every message type this code emits."""
+    from vipr.reload.pcap import write_sample_pcap
+
+    n = write_sample_pcap(out)
+    click.echo(f"wrote {n} frames to {out}")
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """Overlay certificate authority (RFC 6940 §11.3 certificates)."""
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.touch(mode=0o600)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+
+
+def _hostport(s: str) -> tuple[str, int]:
+    m = re.match(r"^\[([^\]]+)\](?::(\d+))?$", s) or re.match(r"^([^:]+)(?::(\d+))?$", s)
+    if not m:
+        raise click.BadParameter(f"bootstrap address {s!r}: expected HOST[:PORT]")
+    return m.group(1), int(m.group(2) or 6084)
+
+
+@ca_group.command("init")
+@click.option("--overlay", required=True, help="Overlay instance name (a DNS name).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--bootstrap", multiple=True, help="Bootstrap node HOST[:PORT]; repeatable.")
+@click.option("--self-signed-permitted", is_flag=True, help="Allow §13.4 self-signed nodes.")
+@click.option("--days", default=3650, show_default=True, help="CA validity in days.")
+def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_permitted: bool,
+            days: int) -> None:
+    """Create an overlay CA and the RFC 6940 XML overlay configuration document."""
+    from vipr.reload.ca import create_ca
+    from vipr.reload.overlay_config import (
+        BootstrapNode,
+        vipr_overlay_configuration,
+        write_overlay_document,
+    )
+
+    boots = [BootstrapNode(*_hostport(b)) for b in bootstrap]
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "ca.key").exists():
+        raise click.ClickException(f"{out / 'ca.key'} exists; refusing to overwrite")
+    cert, key = create_ca(overlay, days=days)
+    (out / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(out / "ca.key", key)
+    conf = vipr_overlay_configuration(overlay, [cert], boots,
+                                      self_signed_permitted=self_signed_permitted)
+    (out / "overlay.xml").write_bytes(write_overlay_document([conf]))
+    click.echo(json.dumps({"ca_cert": str(out / "ca.crt"), "ca_key": str(out / "ca.key"),
+                           "configuration": str(out / "overlay.xml")}))
+
+
+@ca_group.command("issue")
+@click.option("--config", "config", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Overlay configuration document (overlay.xml from `vipr ca init`).")
+@click.option("--ca-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory with ca.crt/ca.key (default: the configuration's directory).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--user", required=True, help="User name (rfc822Name), e.g. node@provider.")
+@click.option("--node-ids", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--name", default="node", show_default=True, help="Output file stem.")
+@click.option("--days", default=365, show_default=True)
+def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: int, name: str,
+             days: int) -> None:
+    """Issue an RSA-2048 node certificate with reload:// URIs for N random Node-IDs."""
+    from vipr.reload.ca import issue_node_cert
+    from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
+    from vipr.reload.security import cert_node_ids, load_certificate
+
+    try:
+        conf = load_overlay_config(config)
+    except OverlayConfigError as e:
+        raise click.ClickException(f"{config}: {e}") from e
+    d = ca_dir or config.parent
+    ca_cert = load_certificate((d / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
+    if not isinstance(ca_key, rsa.RSAPrivateKey):
+        raise click.ClickException("CA key is not RSA")
+    creds = issue_node_cert(ca_cert, ca_key, conf.instance_name, user, node_ids, days=days)
+    cp, kp = creds.write(out, name)
+    click.echo(json.dumps({"cert": str(cp), "key": str(kp), "user": user,
+                           "node_ids": [n.hex() for n in cert_node_ids(creds.cert)]}))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(reload_group)
+    group.add_command(ca_group)

@@ -1,0 +1,423 @@
+"""TLS-TCP-FH-NO-ICE link layer (RFC 6940 §6.6): framing header, ACKs, RTT/RTO, dead links.
+
+`FramingState` is the sans-I/O core (bytes and `now` in, events and bytes out); `Link`,
+`connect()` and `serve()` are the asyncio shell over TLS 1.2+ with mutual authentication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from vipr.reload.codec import Reader, ReloadDecodeError
+from vipr.reload.forwarding import ForwardingHeader
+from vipr.reload.security import NodeCredentials, ReloadSecurityError, TrustStore
+
+log = logging.getLogger("vipr.reload.link")
+
+FRAME_DATA = 0x80  # §6.6.2 FramedMessageType data(128)
+FRAME_ACK = 0x81  # ack(129)
+DEFAULT_MAX_MESSAGE_SIZE = 5000  # §11.1 max-message-size default
+INITIAL_RTO = 1.0  # RFC 6298 §2.1
+MIN_RTO = 1.0  # RFC 6298 §2.4 (SHOULD)
+DEAD_AFTER = 30.0  # §6.6.3.2: keep ~30 s before declaring the link failed
+
+
+@dataclass(frozen=True, slots=True)
+class DataFrame:
+    sequence: int
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AckFrame:
+    sequence: int
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class TooLarge:
+    """A data frame over max-message-size; `header` is its forwarding header when readable."""
+
+    sequence: int
+    length: int
+    header: ForwardingHeader | None
+
+
+FrameEvent = DataFrame | AckFrame | TooLarge
+
+
+def encode_data_frame(sequence: int, message: bytes) -> bytes:
+    if len(message) > 0xFFFFFF:
+        raise ValueError("message does not fit a 24-bit frame length")
+    return struct.pack("!BI", FRAME_DATA, sequence) + len(message).to_bytes(3, "big") + message
+
+
+def encode_ack_frame(sequence: int, received: int) -> bytes:
+    return struct.pack("!BII", FRAME_ACK, sequence, received)
+
+
+@dataclass
+class FramingState:
+    """Sans-I/O framing for one connection: sequence numbers, ACK bitmaps, RTT/RTO (RFC 6298)."""
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    dead_after: float = DEAD_AFTER
+    next_sequence: int = 1  # §6.6.2 "initially zero"; the first frame we send carries 1
+    srtt: float | None = None
+    rttvar: float = 0.0
+    rto: float = INITIAL_RTO
+    _buf: bytearray = field(default_factory=bytearray)
+    _recent: list[int] = field(default_factory=list)
+    _unacked: dict[int, float] = field(default_factory=dict)
+    _last_ack: float | None = None
+
+    def send_data(self, message: bytes, now: float) -> bytes:
+        seq = self.next_sequence
+        self.next_sequence = (seq + 1) & 0xFFFFFFFF
+        self._unacked[seq] = now
+        if len(self._unacked) > 1024:  # keep state bounded on links that never ACK
+            self._unacked.pop(next(iter(self._unacked)))
+        return encode_data_frame(seq, message)
+
+    def ack_for(self, sequence: int) -> bytes:
+        """§6.6.3.1: bit (N-M) set for each M among the last 32 received with N-32 < M < N."""
+        bits = 0
+        for m in self._recent:
+            d = (sequence - m) & 0xFFFFFFFF
+            if 0 < d < 32:
+                bits |= 1 << d
+        self._recent.append(sequence)
+        if len(self._recent) > 32:
+            del self._recent[0]
+        return encode_ack_frame(sequence, bits)
+
+    def receive(self, data: bytes, now: float) -> tuple[list[FrameEvent], bytes]:
+        """Feed stream bytes; returns complete frames and the ACK bytes to send back.
+
+        Raises `ReloadDecodeError` on an unknown frame type (the caller closes the link).
+        """
+        self._buf += data
+        events: list[FrameEvent] = []
+        out = bytearray()
+        buf = self._buf
+        while True:
+            if not buf:
+                break
+            t = buf[0]
+            if t == FRAME_DATA:
+                if len(buf) < 8:
+                    break
+                seq = int.from_bytes(buf[1:5], "big")
+                length = int.from_bytes(buf[5:8], "big")
+                if length > self.max_message_size:
+                    # §6.6: read enough to answer Error_Message_Too_Large, then the link closes;
+                    # a forwarding header that does not fit max-message-size → silent close.
+                    want = min(length, self.max_message_size)
+                    if len(buf) - 8 < want:
+                        break
+                    hdr: ForwardingHeader | None
+                    try:
+                        hdr = ForwardingHeader.decode(Reader(bytes(buf[8 : 8 + want])))
+                    except ReloadDecodeError:
+                        hdr = None
+                    events.append(TooLarge(seq, length, hdr))
+                    del buf[:]
+                    break
+                if len(buf) < 8 + length:
+                    break
+                msg = bytes(buf[8 : 8 + length])
+                del buf[: 8 + length]
+                out += self.ack_for(seq)
+                events.append(DataFrame(seq, msg))
+            elif t == FRAME_ACK:
+                if len(buf) < 9:
+                    break
+                seq, received = struct.unpack_from("!II", buf, 1)
+                del buf[:9]
+                self._on_ack(seq, now)
+                events.append(AckFrame(seq, received))
+            else:
+                raise ReloadDecodeError(f"unknown framed message type 0x{t:02x}")
+        return events, bytes(out)
+
+    def _on_ack(self, seq: int, now: float) -> None:
+        sent = self._unacked.pop(seq, None)
+        self._last_ack = now
+        if sent is None:
+            return
+        r = max(0.0, now - sent)
+        # RFC 6298 §2.2 / §2.3
+        if self.srtt is None:
+            self.srtt = r
+            self.rttvar = r / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+            self.srtt = 0.875 * self.srtt + 0.125 * r
+        self.rto = max(MIN_RTO, self.srtt + max(0.001, 4 * self.rttvar))
+
+    def oldest_unacked(self) -> float | None:
+        return min(self._unacked.values()) if self._unacked else None
+
+    def suspect(self, now: float) -> bool:
+        """§6.6.3.2: no ACK within RTO for an outstanding frame."""
+        o = self.oldest_unacked()
+        return o is not None and now - o > self.rto
+
+    def dead(self, now: float) -> bool:
+        o = self.oldest_unacked()
+        return o is not None and now - o > self.dead_after
+
+
+# --- asyncio shell ---------------------------------------------------------------------------
+
+MessageHandler = Callable[["Link", bytes], Awaitable[None] | None]
+Tap = Callable[["Link", bool, bytes], None]  # (link, outgoing, stream bytes) — for pcaps
+TooLargeHandler = Callable[["Link", ForwardingHeader], Awaitable[bytes | None] | bytes | None]
+
+
+def make_ssl_context(creds_files: tuple[Path, Path], trust: TrustStore, *,
+                     server: bool) -> ssl.SSLContext:
+    """TLS 1.2+, our certificate, peer certificate required and chained to the overlay roots.
+
+    Hostname checks are off: the peer's identity is its Node-ID, checked after the handshake.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(creds_files[0]), str(creds_files[1]))
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED  # §6.5.1.11: the TLS server MUST request client auth
+    if trust.roots:
+        ctx.load_verify_locations(cadata=trust.roots_pem())
+    return ctx
+
+
+class Link:
+    """One authenticated TLS framed connection to a peer."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer_cert: x509.Certificate,
+        peer_node_ids: tuple[bytes, ...],
+        *,
+        on_message: MessageHandler | None = None,
+        on_too_large: TooLargeHandler | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        dead_after: float = DEAD_AFTER,
+        tap: Tap | None = None,
+        outbound: bool,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer_cert = peer_cert
+        self.peer_node_ids = peer_node_ids
+        self.peer_node_id = peer_node_ids[0]
+        self.outbound = outbound
+        self.state = FramingState(max_message_size=max_message_size, dead_after=dead_after)
+        self.on_message = on_message
+        self.on_too_large = on_too_large
+        self.tap = tap
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self.acked = asyncio.Event()  # set on every ACK frame (an RTT sample may exist)
+        self.close_reason = ""
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._read_loop())
+        self._watch = loop.create_task(self._watchdog())
+
+    @property
+    def peer_address(self) -> tuple[str, int] | None:
+        peer = self._writer.get_extra_info("peername")
+        return (peer[0], peer[1]) if peer else None
+
+    async def send(self, message: bytes) -> None:
+        """Frame and send one RELOAD message (refused when over max-message-size)."""
+        if self.closed.is_set():
+            raise ConnectionError(f"link closed: {self.close_reason}")
+        if len(message) > self.state.max_message_size:
+            raise ValueError(f"message of {len(message)} bytes exceeds max-message-size")
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            self._write(self.state.send_data(message, loop.time()))
+            await self._writer.drain()
+
+    def _write(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap(self, True, data)
+        self._writer.write(data)
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are (tests: oversize or broken frames)."""
+        self._write(data)
+        await self._writer.drain()
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        reason = "eof"
+        try:
+            while True:
+                chunk = await self._reader.read(65536)
+                if not chunk:
+                    break
+                if self.tap is not None:
+                    self.tap(self, False, chunk)
+                events, acks = self.state.receive(chunk, loop.time())
+                if acks:
+                    self._write(acks)
+                for ev in events:
+                    if isinstance(ev, DataFrame):
+                        await self._deliver(ev.message)
+                    elif isinstance(ev, AckFrame):
+                        self.acked.set()
+                    elif isinstance(ev, TooLarge):
+                        await self._too_large(ev)
+                        reason = "message too large"
+                        return
+        except ReloadDecodeError as e:
+            reason = f"framing error: {e}"
+        except (ConnectionError, OSError, ssl.SSLError) as e:
+            reason = f"connection error: {e}"
+        except asyncio.CancelledError:
+            reason = "closed"
+            raise
+        finally:
+            await self._finish(reason)
+
+    async def _deliver(self, message: bytes) -> None:
+        if self.on_message is None:
+            self.inbox.put_nowait(message)
+            return
+        try:
+            r = self.on_message(self, message)
+            if r is not None:
+                await r
+        except Exception:  # a handler bug must not kill the link
+            log.exception("message handler failed")
+
+    async def _too_large(self, ev: TooLarge) -> None:
+        # §6.6: Error_Message_Too_Large, then close; a header larger than the limit → silent close.
+        if ev.header is None or self.on_too_large is None:
+            return
+        r = self.on_too_large(self, ev.header)
+        data = await r if asyncio.iscoroutine(r) else r
+        if isinstance(data, bytes):
+            with contextlib.suppress(ConnectionError, OSError):
+                self._write(self.state.send_data(data, asyncio.get_running_loop().time()))
+                await self._writer.drain()
+
+    async def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed.is_set():
+            await asyncio.sleep(min(1.0, self.state.dead_after / 4))
+            if self.state.dead(loop.time()):
+                log.info("link to %s dead: no ACK for %.1fs", self.peer_node_id.hex(),
+                         self.state.dead_after)
+                await self.close("dead link (no ACK)")
+                return
+
+    async def _finish(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.close_reason = self.close_reason or reason
+        self.closed.set()
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+
+    async def close(self, reason: str = "closed") -> None:
+        self.close_reason = self.close_reason or reason
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._finish(reason)
+
+    async def receive(self, timeout: float = 5.0) -> bytes:
+        """Next message from `inbox` (when no `on_message` handler is set)."""
+        return await asyncio.wait_for(self.inbox.get(), timeout)
+
+
+def _peer_identity(writer: asyncio.StreamWriter, trust: TrustStore,
+                   expected: bytes | None) -> tuple[x509.Certificate, tuple[bytes, ...]]:
+    sslobj = writer.get_extra_info("ssl_object")
+    der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+    if not der:
+        raise ReloadSecurityError("peer presented no certificate")
+    cert = x509.load_der_x509_certificate(der)
+    ids = trust.validate(cert)  # §6.5.1.11 / §13.3: chain, validity, Node-IDs from the cert
+    if expected is not None and expected not in ids:
+        raise ReloadSecurityError("peer certificate does not hold the expected Node-ID")
+    return cert, ids
+
+
+async def connect(
+    host: str,
+    port: int,
+    creds_files: tuple[Path, Path],
+    trust: TrustStore,
+    *,
+    expected_node_id: bytes | None = None,
+    timeout: float = 10.0,
+    **link_kwargs: object,
+) -> Link:
+    """Open a framed TLS link as TLS client; checks the peer's Node-ID when one is expected."""
+    ctx = make_ssl_context(creds_files, trust, server=False)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ctx), timeout)
+    try:
+        cert, ids = _peer_identity(writer, trust, expected_node_id)
+    except ReloadSecurityError:
+        writer.close()
+        raise
+    link = Link(reader, writer, cert, ids, outbound=True, **link_kwargs)  # type: ignore[arg-type]
+    link.start()
+    return link
+
+
+async def serve(
+    host: str,
+    port: int,
+    creds_files: tuple[Path, Path],
+    trust: TrustStore,
+    on_link: Callable[[Link], Awaitable[None] | None],
+    **link_kwargs: object,
+) -> asyncio.Server:
+    """Listen for framed TLS links; `on_link` gets each authenticated link (started)."""
+    ctx = make_ssl_context(creds_files, trust, server=True)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            cert, ids = _peer_identity(writer, trust, None)
+        except (ReloadSecurityError, ValueError) as e:
+            log.info("rejecting link: %s", e)
+            writer.close()
+            return
+        link = Link(reader, writer, cert, ids, outbound=False, **link_kwargs)  # type: ignore[arg-type]
+        link.start()
+        r = on_link(link)
+        if r is not None:
+            await r
+
+    return await asyncio.start_server(handle, host, port, ssl=ctx)
+
+
+def link_files(creds: NodeCredentials, directory: Path) -> tuple[Path, Path]:
+    """Write the node's certificate and key where `ssl` can load them."""
+    return creds.write(directory)
