@@ -1,0 +1,254 @@
+"""Transports and endpoint over real loopback sockets: UDP, TCP, TLS (mutual auth)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from vipr.proxy.sip import SipMessage, SipParseError, SipRequest, SipResponse, parse_message
+from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
+from vipr.proxy.sip.transport import (
+    Source,
+    StreamTransport,
+    UdpTransport,
+    cert_dns_names,
+    response_destination,
+)
+from vipr.proxy.sip.ua import SimpleUAC, SimpleUAS
+
+pytestmark = pytest.mark.timeout(30)
+
+OPTIONS = (
+    b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport\r\n"
+    b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: c1\r\n"
+    b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class Inbox:
+    """Collects messages; `get()` awaits the next one with a bound."""
+
+    def __init__(self) -> None:
+        self.q: asyncio.Queue[tuple[SipMessage, Source]] = asyncio.Queue()
+        self.errors: list[SipParseError] = []
+
+    def __call__(self, msg: SipMessage, source: Source) -> None:
+        self.q.put_nowait((msg, source))
+
+    def on_error(self, data: bytes, source: Source, exc: SipParseError) -> None:
+        self.errors.append(exc)
+
+    async def get(self) -> tuple[SipMessage, Source]:
+        return await asyncio.wait_for(self.q.get(), 5)
+
+
+def _cert(name: str, issuer_key: ec.EllipticCurvePrivateKey | None,
+          issuer: x509.Name | None, dns: list[str]) -> tuple[x509.Certificate,
+                                                            ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer or subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(hours=1))
+         .not_valid_after(now + datetime.timedelta(days=1)))
+    if dns:
+        b = b.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    else:
+        b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return b.sign(issuer_key or key, hashes.SHA256()), key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pki")
+    ca, ca_key = _cert("test CA", None, None, [])
+    out = {"ca": d / "ca.pem"}
+    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who, dns in (("server", ["sip.provider-b.test"]), ("client", ["sip.provider-a.test"])):
+        cert, key = _cert(who, ca_key, ca.subject, dns)
+        out[who] = d / f"{who}.pem"
+        out[who].write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+    return out
+
+
+def contexts(pki: dict[str, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"]))
+    server.load_cert_chain(str(pki["server"]))
+    server.verify_mode = ssl.CERT_REQUIRED   # mutual authentication
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca"]))
+    client.load_cert_chain(str(pki["client"]))
+    client.check_hostname = False
+    return server, client
+
+
+async def test_udp_stamps_received_rport_and_survives_garbage() -> None:
+    inbox = Inbox()
+    server = await UdpTransport.listen("127.0.0.1", 0, inbox, on_error=inbox.on_error)
+    got = Inbox()
+    client = await UdpTransport.listen("127.0.0.1", 0, got)
+    try:
+        await client.send(b"\x00garbage\r\n\r\n", "127.0.0.1", server.local_port)
+        await client.send(b"\r\n\r\n", "127.0.0.1", server.local_port)   # keep-alive: ignored
+        await client.send(OPTIONS, "127.0.0.1", server.local_port)
+        msg, src = await inbox.get()
+        assert isinstance(msg, SipRequest) and len(inbox.errors) == 1
+        assert (src.transport, src.host, src.port) == ("udp", "127.0.0.1", client.local_port)
+        via = msg.top_via
+        # RFC 3261 §18.2.1 received; RFC 3581 rport filled in
+        assert via.received == "127.0.0.1" and via.rport == client.local_port
+        assert response_destination(via, src) == ("127.0.0.1", client.local_port)
+    finally:
+        server.close()
+        client.close()
+
+
+async def test_tcp_framing_reuse_keepalive_and_limits() -> None:
+    inbox = Inbox()
+    server = await StreamTransport.listen("127.0.0.1", 0, inbox, on_error=inbox.on_error,
+                                          max_size=2000)
+    got = Inbox()
+    client = await StreamTransport.listen("127.0.0.1", 0, got, accept=False)
+    try:
+        conn = await client.send(OPTIONS[:50], "127.0.0.1", server.local_port)
+        conn.write(OPTIONS[50:] + OPTIONS)
+        m1, s1 = await inbox.get()
+        m2, s2 = await inbox.get()
+        assert m1 == m2 and s1.connection is s2.connection and s1.transport == "tcp"
+        again = await client.send(OPTIONS, "127.0.0.1", server.local_port)
+        assert again is conn and len(client.connections) == 1   # reused (RFC 3261 §18.1.1)
+        await inbox.get()
+        # RFC 5626 ping -> pong, no message
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.local_port)
+        writer.write(b"\r\n\r\n")
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\r\n"
+        # a response goes back over the request's connection
+        assert s1.connection is not None
+        s1.connection.write(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\n"
+                            b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        resp, _ = await got.get()
+        assert isinstance(resp, SipResponse) and resp.status == 200
+        # over the size limit: framing error, connection closed, server keeps serving
+        writer.write(b"OPTIONS sip:x@y SIP/2.0\r\nContent-Length: 5000\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert inbox.errors and inbox.errors[-1].status == 513
+        writer.close()
+        await client.send(OPTIONS, "127.0.0.1", server.local_port)
+        await inbox.get()
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_tls_mutual_auth_exposes_peer_dns_name(pki: dict[str, Path]) -> None:
+    server_ctx, client_ctx = contexts(pki)
+    inbox = Inbox()
+    server = await StreamTransport.listen("127.0.0.1", 0, inbox, ssl=server_ctx)
+    got = Inbox()
+    client = await StreamTransport.listen("127.0.0.1", 0, got, client_ssl=client_ctx,
+                                          accept=False)
+    try:
+        assert server.name == client.name == "tls"
+        conn = await client.send(OPTIONS, "127.0.0.1", server.local_port)
+        _msg, src = await inbox.get()
+        assert src.transport == "tls" and src.tls_dns_names == ("sip.provider-a.test",)
+        assert src.tls_verified
+        assert conn.tls_dns_names == ("sip.provider-b.test",) and conn.tls_verified
+        # a client without a certificate is refused by the mutual-auth server
+        bare = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca"]))
+        bare.check_hostname = False
+        anon = await StreamTransport.listen("127.0.0.1", 0, got, client_ssl=bare, accept=False)
+        try:
+            c2 = await anon.send(OPTIONS, "127.0.0.1", server.local_port)
+            await asyncio.wait_for(c2.closed, 5)   # server aborts the handshake / connection
+            assert inbox.q.empty()
+        except (ssl.SSLError, ConnectionError, OSError):
+            pass
+        finally:
+            await anon.close()
+    finally:
+        await client.close()
+        await server.close()
+
+
+def test_cert_dns_names_of_garbage() -> None:
+    assert cert_dns_names(None) == () and cert_dns_names(b"not a cert") == ()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_endpoint_calls(transport: str, pki: dict[str, Path]) -> None:
+    server_ctx, client_ctx = contexts(pki)
+    uas = SimpleUAS()
+    _, port = await uas.start(transport, "127.0.0.1",
+                              ssl=server_ctx if transport == "tls" else None)
+    uac = SimpleUAC()
+    await uac.start(transport, "127.0.0.1", client_ssl=client_ctx if transport == "tls" else None)
+    try:
+        results = await asyncio.gather(*[uac.call("127.0.0.1", port) for _ in range(20)])
+        assert results == [200] * 20
+        assert (uas.invites, uas.acks, uas.byes) == (20, 20, 20)
+    finally:
+        await uac.close()
+        await uas.close()
+
+
+async def test_endpoint_answers_bad_request_with_400_and_retransmits_final() -> None:
+    seen: list[SipRequest] = []
+
+    def on_request(req: SipRequest, source: Source, server: ServerHandle | None) -> None:
+        seen.append(req)
+        if server is not None:
+            server.respond(486, to_tag="t")
+
+    ep = SipEndpoint(on_request)
+    await ep.listen("udp", "127.0.0.1", 0)
+    got = Inbox()
+    client = await UdpTransport.listen("127.0.0.1", 0, got)
+    port = ep.transports["udp"].local_port
+    try:
+        bad = OPTIONS.replace(b"To: <sip:x@example.com>", b"To: \"unclosed <sip:x@y>")
+        await client.send(bad, "127.0.0.1", port)
+        r, _ = await got.get()
+        assert isinstance(r, SipResponse) and r.status == 400 and not seen
+        await client.send(OPTIONS, "127.0.0.1", port)
+        r, _ = await got.get()
+        assert isinstance(r, SipResponse) and r.status == 486 and len(seen) == 1
+        await client.send(OPTIONS, "127.0.0.1", port)   # retransmission: absorbed, 486 again
+        r2, _ = await got.get()
+        assert isinstance(r2, SipResponse) and r2.serialize() == r.serialize() and len(seen) == 1
+        assert parse_message(r2.serialize()).to_tag == "t"
+    finally:
+        client.close()
+        await ep.close()
+
+
+async def test_client_timeout_over_udp() -> None:
+    """Nobody answers: Timer F ends the transaction (T1 shortened to keep the test fast)."""
+    from vipr.proxy.sip.transaction import TimerValues
+
+    ep = SipEndpoint(lambda r, s, h: None, timers=TimerValues(t1=0.01, t2=0.04, t4=0.05))
+    await ep.listen("udp", "127.0.0.1", 0)
+    silent = await UdpTransport.listen("127.0.0.1", 0, Inbox())
+    try:
+        req = parse_message(OPTIONS)
+        assert isinstance(req, SipRequest)
+        h = await ep.send_request(req, "udp", "127.0.0.1", silent.local_port)
+        with pytest.raises(TimeoutError):
+            await h.final(timeout=5)
+    finally:
+        silent.close()
+        await ep.close()
