@@ -232,6 +232,8 @@ def test_round_trip(m: SipRequest | SipResponse) -> None:
     assert back == m
     assert back.serialize() == data
     assert [str(v) for v in back.vias] == [str(v) for v in m.vias]
+    assert back.from_tag == parse_name_addr(back.headers.get("from") or "").tag
+    assert back.to_tag == parse_name_addr(back.headers.get("to") or "").tag
 
 
 @SOME

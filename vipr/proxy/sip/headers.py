@@ -64,10 +64,9 @@ def _split_outside(text: str, sep: str, angles: bool) -> list[str]:
 
 def split_list(value: str, *, strict: bool = False) -> list[str]:
     """Split a comma-separated header value (RFC 3261 §7.3.1), honouring quotes and <>."""
-    if '"' in value or "<" in value:
+    parts = value.split(",")
+    if '"' in value or ("<" in value and any(p.count("<") != p.count(">") for p in parts)):
         parts = _split_outside(value, ",", True)
-    else:
-        parts = value.split(",")
     out = []
     for p in parts:
         p = p.strip(" \t")

@@ -76,6 +76,21 @@ _DATE_RE = re.compile(
 _SINGLE = ("call-id", "from", "to", "cseq", "max-forwards", "content-length")
 
 
+def _tag_of(value: str) -> str | None:
+    """The tag parameter of a From/To value; fast path for `<uri>;params` without quotes."""
+    gt = value.rfind(">")
+    if gt < 0 or '"' in value:
+        return parse_name_addr(value).tag
+    tail = value[gt + 1 :].lstrip(" \t")
+    if value.find("<") < 0 or (tail and tail[0] != ";"):
+        return parse_name_addr(value).tag   # malformed: let the full parser say why
+    for piece in tail.split(";"):
+        name, eq, v = piece.partition("=")
+        if name.strip(" \t").lower() == "tag":
+            return v.strip(" \t") if eq else None
+    return None
+
+
 def header_key(name: str) -> str:
     """Canonical lookup key: lower case, compact forms expanded."""
     k = name.lower()
@@ -204,17 +219,19 @@ class Headers:
 class SipMessage:
     """Fields shared by requests and responses."""
 
-    __slots__ = ("body", "headers", "version")
+    __slots__ = ("_cseq", "body", "headers", "version")
 
     headers: Headers
     body: bytes
     version: str
+    _cseq: tuple[str, CSeq] | None
 
     def __init__(self, headers: Headers | Iterable[tuple[str, str]] | None = None,
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
         self.body = body
         self.version = version
+        self._cseq = None
 
     def start_line(self) -> str:
         """The request or status line."""
@@ -253,8 +270,14 @@ class SipMessage:
 
     @property
     def cseq(self) -> CSeq:
-        """Parsed CSeq."""
-        return parse_cseq(self._need("cseq"))
+        """Parsed CSeq (CSeq is immutable, so it is cached while the text is unchanged)."""
+        v = self._need("cseq")
+        c = self._cseq
+        if c is not None and c[0] == v:
+            return c[1]
+        cs = parse_cseq(v)
+        self._cseq = (v, cs)
+        return cs
 
     @property
     def from_(self) -> NameAddr:
@@ -269,12 +292,12 @@ class SipMessage:
     @property
     def from_tag(self) -> str | None:
         """From tag, or None."""
-        return self.from_.tag
+        return _tag_of(self._need("from"))
 
     @property
     def to_tag(self) -> str | None:
         """To tag, or None."""
-        return self.to.tag
+        return _tag_of(self._need("to"))
 
     @property
     def vias(self) -> list[Via]:
@@ -352,21 +375,22 @@ class SipMessage:
         Max-Forwards in strict grammar.
         """
         h = self.headers
+        keys = h._keys
         for name in ("via", "from", "to", "call-id", "cseq"):
-            if name not in h:
+            if name not in keys:
                 raise SipParseError(f"missing {name} header")
         for name in _SINGLE:
-            if h.count(name) > 1:
+            if keys.count(name) > 1:
                 raise SipParseError(f"repeated {name} header")
-        for v in h.get_all("via"):
-            parse_via_list(v, strict=True)
-        parse_name_addr(self._need("from"), strict=True)
-        parse_name_addr(self._need("to"), strict=True)
-        for v in h.get_all("contact"):
-            if v.strip() != "*":
-                parse_name_addr_list(v, strict=True)
-        for name in ("route", "record-route"):
-            for v in h.get_all(name):
+        for k, v in zip(keys, h._values, strict=True):
+            if k == "via":
+                parse_via_list(v, strict=True)
+            elif k in ("from", "to"):
+                parse_name_addr(v, strict=True)
+            elif k == "contact":
+                if v.strip() != "*":
+                    parse_name_addr_list(v, strict=True)
+            elif k in ("route", "record-route"):
                 parse_name_addr_list(v, strict=True)
         if not self.call_id or any(c in self.call_id for c in " \t"):
             raise SipParseError("bad Call-ID")

@@ -13,6 +13,21 @@ MAX_MESSAGE_SIZE = 65535
 _SCHEME_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>\"]+")
 
 
+# header name as written -> lookup key; filled as names are seen (bounded)
+_NAME_KEYS: dict[str, str] = {}
+
+
+def _name_key(name: str) -> str:
+    """Validate a header name (token, RFC 3261 §7.3.1) and return its lookup key."""
+    if TOKEN_RE.fullmatch(name) is None:
+        raise SipParseError(f"bad header name {name[:40]!r}")
+    k = name.lower()
+    k = COMPACT_FORMS.get(k, k)
+    if len(_NAME_KEYS) < 2048:
+        _NAME_KEYS[name] = k
+    return k
+
+
 def parse_message(data: bytes, *, strict: bool = False,
                   max_size: int = MAX_MESSAGE_SIZE) -> SipRequest | SipResponse:
     """Parse one whole message (a UDP datagram or a framed stream message).
@@ -57,10 +72,10 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
     names: list[str] = []
     keys: list[str] = []
     values: list[str] = []
-    token = TOKEN_RE.fullmatch
-    compact = COMPACT_FORMS
+    known = _NAME_KEYS
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
+        c = line[:1]
+        if c == " " or c == "\t":
             # RFC 3261 §7.3.1: folded continuation, replaced by a single SP
             if not values:
                 raise SipParseError("continuation line before the first header")
@@ -71,12 +86,12 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
         name, colon, value = line.partition(":")
         if not colon:
             raise SipParseError(f"header line without colon: {line[:40]!r}")
-        name = name.rstrip(" \t")
-        if token(name) is None:
-            raise SipParseError(f"bad header name {name[:40]!r}")
-        k = name.lower()
+        k = known.get(name)
+        if k is None:
+            name = name.rstrip(" \t")
+            k = _name_key(name)
         names.append(name)
-        keys.append(compact.get(k, k))
+        keys.append(k)
         values.append(value.strip(" \t"))
     headers = Headers._from_lists(names, keys, values)
 
@@ -99,7 +114,7 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
         if len(parts) != 3:
             raise SipParseError(f"bad request line {start[:60]!r}")
         method, uri, version = parts
-        if token(method) is None:
+        if TOKEN_RE.fullmatch(method) is None:
             raise SipParseError(f"bad method {method[:30]!r}")
         if _SCHEME_URI_RE.fullmatch(uri) is None:
             raise SipParseError(f"bad Request-URI {uri[:60]!r}")
@@ -111,9 +126,11 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
 
     # CSeq: 32-bit number; method must match the request's (RFC 4475 §3.1.2.4, §3.1.2.17)
     if "cseq" in keys:
-        cseq = parse_cseq(values[keys.index("cseq")])
+        cv = values[keys.index("cseq")]
+        cseq = parse_cseq(cv)
         if isinstance(msg, SipRequest) and cseq.method != msg.method:
             raise SipParseError("CSeq method does not match the request method")
+        msg._cseq = (cv, cseq)
 
     # Content-Length framing (RFC 3261 §18.3, §20.14; RFC 4475 §3.1.2.2, §3.1.2.3, §3.3.9)
     avail = len(data) - body_start
