@@ -9,7 +9,11 @@ import click
 from vipr import __version__
 
 # Each module exposes `register(group: click.Group) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ("vipr.proxy.sip.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "vipr.config_cli",
+    "vipr.store.cli",
+    "vipr.proxy.sip.cli",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

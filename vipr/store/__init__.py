@@ -1,0 +1,546 @@
+"""The VIPR store: VCRs, routes, published numbers, ticket keys, validation log (DESIGN §8).
+
+SQLite in WAL mode through aiosqlite, shared by the overlay, pvp and proxy processes of one
+provider. Rules (research/deps.md §4): `synchronous=NORMAL`, `busy_timeout` ≥ 5 s, every write
+transaction starts with `BEGIN IMMEDIATE` (a deferred read-then-write cannot wait for the lock
+and fails with "database is locked" under contention), transactions are short, bulk inserts use
+`executemany` in one transaction. Callers see only the dataclasses in `vipr.store.models` and
+`StoreError`; nothing SQLite-specific crosses this API (DESIGN §10: a PostgreSQL backend may
+sit behind it later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from vipr.store.models import (
+    DIRECTIONS,
+    UNKNOWN_CALLER,
+    VALIDATION_ROLES,
+    Direction,
+    PublishedNumber,
+    Route,
+    TicketKey,
+    ValidationRecord,
+    Vcr,
+)
+from vipr.store.schema import MIGRATIONS, PRAGMAS, SCHEMA_VERSION
+
+__all__ = [
+    "NotFoundError",
+    "PublishedNumber",
+    "Route",
+    "Store",
+    "StoreError",
+    "TicketKey",
+    "ValidationRecord",
+    "Vcr",
+]
+
+MAX_EPOCH = 255  # ticket epochs are one byte, 0 unused (DESIGN §6)
+
+_VCR_COLS = (
+    "id, direction, caller, callee, start, stop, call_id, created, validated, failures, burned"
+)
+_ROUTE_COLS = (
+    "number, routes, ticket, ticket_expires, expires, learned_from_node, learned_from_domain,"
+    " validated_at, last_used, failures"
+)
+_KEY_COLS = "epoch, secret, created, retired"
+_VAL_COLS = "id, at, role, number, vcr_id, peer, outcome, reason"
+
+_INSERT_VCR = (
+    "INSERT INTO vcr (direction, caller, callee, start, stop, call_id, created, validated,"
+    " failures, burned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (call_id, direction) DO NOTHING"
+)
+
+
+class StoreError(Exception):
+    """Any failure of the store: I/O, a locked or corrupt file, a constraint, bad input."""
+
+
+class NotFoundError(StoreError):
+    """The record the operation needs does not exist."""
+
+
+Row = Any  # one result row; its columns are read by position
+
+
+def _vcr_params(v: Vcr) -> tuple[object, ...]:
+    if v.direction not in DIRECTIONS:
+        raise StoreError(f"VCR direction must be one of {DIRECTIONS}, not {v.direction!r}")
+    return (
+        v.direction,
+        v.caller,
+        v.callee,
+        float(v.start),
+        float(v.stop),
+        v.call_id,
+        float(v.created),
+        v.validated,
+        int(v.failures),
+        1 if v.burned else 0,
+    )
+
+
+def _vcr(r: Row) -> Vcr:
+    return Vcr(
+        id=r[0],
+        direction=r[1],
+        caller=r[2],
+        callee=r[3],
+        start=r[4],
+        stop=r[5],
+        call_id=r[6],
+        created=r[7],
+        validated=r[8],
+        failures=r[9],
+        burned=bool(r[10]),
+    )
+
+
+def _route(r: Row) -> Route:
+    return Route(
+        number=r[0],
+        routes=tuple(json.loads(r[1])),
+        ticket=r[2],
+        ticket_expires=r[3],
+        expires=r[4],
+        learned_from_node=r[5],
+        learned_from_domain=r[6],
+        validated_at=r[7],
+        last_used=r[8],
+        failures=r[9],
+    )
+
+
+def _key(r: Row) -> TicketKey:
+    return TicketKey(epoch=r[0], secret=bytes(r[1]), created=r[2], retired=r[3])
+
+
+def _validation(r: Row) -> ValidationRecord:
+    return ValidationRecord(
+        id=r[0], at=r[1], role=r[2], number=r[3], vcr_id=r[4], peer=r[5], outcome=r[6],
+        reason=r[7],
+    )
+
+
+def _limit(limit: int | None) -> int:
+    return -1 if limit is None else max(0, int(limit))  # SQLite: LIMIT -1 = no limit
+
+
+class _Opening:
+    """What `Store.open` returns: await it, or use it as `async with Store.open(p) as s`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = path
+        self._store: Store | None = None
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return Store._open(self._path).__await__()
+
+    async def __aenter__(self) -> Store:
+        self._store = await Store._open(self._path)
+        return self._store
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
+class Store:
+    """One connection to the provider's database. Safe to share between tasks of one process;
+    several processes may each open their own Store on the same file."""
+
+    def __init__(self, path: str, db: aiosqlite.Connection) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = db
+        # One aiosqlite connection runs one statement at a time, but a transaction spans several
+        # awaits: the lock keeps another task's statements out of an open transaction.
+        self._lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def open(cls, path: str | Path) -> _Opening:
+        """Open (creating and migrating as needed) the database at `path` (":memory:" works)."""
+        return _Opening(path)
+
+    @classmethod
+    async def _open(cls, path: str | Path) -> Store:
+        name = str(path)
+        try:
+            if name != ":memory:":
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(name, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open database {name}: {e}") from e
+        try:
+            for pragma in PRAGMAS:
+                rows = list(await db.execute_fetchall(pragma))
+                if pragma.startswith("PRAGMA journal_mode") and name != ":memory:":
+                    mode = str(rows[0][0]).lower() if rows else "?"
+                    if mode != "wal":
+                        raise StoreError(f"{name}: journal_mode is {mode}, WAL required")
+            await _migrate(db, name)
+        except sqlite3.Error as e:
+            await db.close()
+            raise StoreError(f"cannot open database {name}: {e}") from e
+        except BaseException:
+            await db.close()
+            raise
+        return cls(name, db)
+
+    async def close(self) -> None:
+        """Close the connection; later calls raise StoreError. Closing twice is fine."""
+        db, self._db = self._db, None
+        if db is not None:
+            async with self._lock:
+                try:
+                    await db.close()
+                except sqlite3.Error as e:
+                    raise StoreError(f"closing {self.path}: {e}") from e
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._db
+
+    async def _fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        async with self._lock:
+            db = self._conn()
+            try:
+                return list(await db.execute_fetchall(sql, params))
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A short write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                yield db
+                await db.execute("COMMIT")
+            except BaseException as e:
+                # FIFO worker: this ROLLBACK runs after any statement still queued (even if
+                # this task was cancelled mid-await), so the connection never stays in a txn.
+                with suppress(sqlite3.Error):  # no transaction was open
+                    await db.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise StoreError(f"{self.path}: {e}") from e
+                raise
+
+    async def _write_fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        async with self._write() as db:
+            return list(await db.execute_fetchall(sql, params))
+
+    async def _write_count(self, sql: str, params: Sequence[object] = ()) -> int:
+        async with self._write() as db:
+            cur = await db.execute(sql, params)
+            n = cur.rowcount
+            await cur.close()
+            return n
+
+    # ---------------------------------------------------------------- VCRs
+
+    async def add_vcr(self, v: Vcr) -> int | None:
+        """Insert one VCR; its id, or None when a VCR with that call_id and direction exists."""
+        params = _vcr_params(v)
+        rows = await self._write_fetch(_INSERT_VCR + " RETURNING id", params)
+        return int(rows[0][0]) if rows else None
+
+    async def add_vcrs(self, vs: Iterable[Vcr]) -> int:
+        """Insert many VCRs in one transaction; the number inserted (duplicates are skipped)."""
+        params = [_vcr_params(v) for v in vs]
+        if not params:
+            return 0
+        async with self._write() as db:
+            cur = await db.executemany(_INSERT_VCR, params)
+            n = cur.rowcount
+            await cur.close()
+            return n
+
+    async def get_vcr(self, id: int) -> Vcr | None:
+        rows = await self._fetch(f"SELECT {_VCR_COLS} FROM vcr WHERE id = ?", (id,))
+        return _vcr(rows[0]) if rows else None
+
+    async def list_vcrs(
+        self, since: float | None = None, direction: Direction | None = None,
+        limit: int | None = 100,
+    ) -> list[Vcr]:
+        """VCRs whose call started at or after `since`, newest first."""
+        where, params = ["1"], []  # type: list[str], list[object]
+        if since is not None:
+            where.append("start >= ?")
+            params.append(float(since))
+        if direction is not None:
+            if direction not in DIRECTIONS:
+                raise StoreError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+            where.append("direction = ?")
+            params.append(direction)
+        params.append(_limit(limit))
+        rows = await self._fetch(
+            f"SELECT {_VCR_COLS} FROM vcr WHERE {' AND '.join(where)}"
+            " ORDER BY start DESC, id DESC LIMIT ?",
+            params,
+        )
+        return [_vcr(r) for r in rows]
+
+    async def find_terminating_candidates(
+        self, callee: str, caller: str, start_from: float, start_to: float, now: float,
+        max_age: float,
+    ) -> list[Vcr]:
+        """Terminating VCRs a PVP server may validate against (DESIGN §5), newest first.
+
+        callee equal; caller equal or unknown ("") on our side; start_from <= start < start_to;
+        not older than `max_age` (start >= now - max_age); not burned.
+        """
+        rows = await self._fetch(
+            f"SELECT {_VCR_COLS} FROM vcr WHERE callee = ? AND start >= ? AND start < ?"
+            " AND start >= ? AND direction = 'terminating' AND burned = 0"
+            " AND (caller = ? OR caller = ?) ORDER BY start DESC, id DESC",
+            (callee, float(start_from), float(start_to), float(now) - float(max_age), caller,
+             UNKNOWN_CALLER),
+        )
+        return [_vcr(r) for r in rows]
+
+    async def pending_originating_vcrs(self, min_duration: float) -> list[Vcr]:
+        """Originating VCRs not yet validated nor burned, lasting ≥ min_duration; oldest first."""
+        rows = await self._fetch(
+            f"SELECT {_VCR_COLS} FROM vcr INDEXED BY vcr_pending WHERE direction = 'originating'"
+            " AND validated IS NULL AND burned = 0 AND stop - start >= ? ORDER BY start, id",
+            (float(min_duration),),
+        )
+        return [_vcr(r) for r in rows]
+
+    async def latest_originating_vcr(self, callee: str) -> Vcr | None:
+        rows = await self._fetch(
+            f"SELECT {_VCR_COLS} FROM vcr WHERE callee = ? AND direction = 'originating'"
+            " ORDER BY start DESC, id DESC LIMIT 1",
+            (callee,),
+        )
+        return _vcr(rows[0]) if rows else None
+
+    async def record_vcr_failure(self, id: int, max_failures: int) -> Vcr:
+        """Count one failed handshake against a VCR; at `max_failures` it is burned (DESIGN §5)."""
+        rows = await self._write_fetch(
+            "UPDATE vcr SET failures = failures + 1,"
+            " burned = CASE WHEN failures + 1 >= ? THEN 1 ELSE burned END"
+            f" WHERE id = ? RETURNING {_VCR_COLS}",
+            (int(max_failures), id),
+        )
+        if not rows:
+            raise NotFoundError(f"no VCR with id {id}")
+        return _vcr(rows[0])
+
+    async def mark_vcr_validated(self, id: int, when: float) -> bool:
+        """Set the validated time; False when the VCR no longer exists."""
+        n = await self._write_count("UPDATE vcr SET validated = ? WHERE id = ?", (float(when), id))
+        return n > 0
+
+    async def delete_vcr(self, id: int) -> bool:
+        return await self._write_count("DELETE FROM vcr WHERE id = ?", (id,)) > 0
+
+    async def purge_vcrs(self, older_than: float) -> int:
+        """Delete VCRs of calls that started before `older_than` (retention); the count."""
+        return await self._write_count("DELETE FROM vcr WHERE start < ?", (float(older_than),))
+
+    # ---------------------------------------------------------------- routes
+
+    async def upsert_route(self, r: Route) -> None:
+        if isinstance(r.routes, str) or not all(isinstance(u, str) for u in r.routes):
+            raise StoreError("Route.routes must be a sequence of URI strings")
+        await self._write_count(
+            f"INSERT INTO route ({_ROUTE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (number) DO UPDATE SET routes = excluded.routes,"
+            " ticket = excluded.ticket, ticket_expires = excluded.ticket_expires,"
+            " expires = excluded.expires, learned_from_node = excluded.learned_from_node,"
+            " learned_from_domain = excluded.learned_from_domain,"
+            " validated_at = excluded.validated_at, last_used = excluded.last_used,"
+            " failures = excluded.failures",
+            (r.number, json.dumps(list(r.routes)), r.ticket, float(r.ticket_expires),
+             float(r.expires), r.learned_from_node, r.learned_from_domain,
+             float(r.validated_at), r.last_used, int(r.failures)),
+        )
+
+    async def get_route(self, number: str) -> Route | None:
+        rows = await self._fetch(f"SELECT {_ROUTE_COLS} FROM route WHERE number = ?", (number,))
+        return _route(rows[0]) if rows else None
+
+    async def list_routes(self) -> list[Route]:
+        rows = await self._fetch(f"SELECT {_ROUTE_COLS} FROM route ORDER BY number")
+        return [_route(r) for r in rows]
+
+    async def record_route_failure(self, number: str, max_failures: int) -> bool:
+        """Count one failed call over the route; True when that dropped it (DESIGN §6)."""
+        async with self._write() as db:
+            rows = list(await db.execute_fetchall(
+                "UPDATE route SET failures = failures + 1 WHERE number = ? RETURNING failures",
+                (number,),
+            ))
+            if not rows or int(rows[0][0]) < max_failures:
+                return False
+            await db.execute("DELETE FROM route WHERE number = ?", (number,))
+            return True
+
+    async def touch_route(self, number: str, when: float) -> bool:
+        """Record a use of the route; False when there is no such route."""
+        n = await self._write_count(
+            "UPDATE route SET last_used = ? WHERE number = ?", (float(when), number)
+        )
+        return n > 0
+
+    async def delete_route(self, number: str) -> bool:
+        return await self._write_count("DELETE FROM route WHERE number = ?", (number,)) > 0
+
+    # ---------------------------------------------------------------- published numbers
+
+    async def set_published(self, p: PublishedNumber) -> None:
+        await self._write_count(
+            "INSERT INTO published_number (number, vservice, stored_at, expires)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (number) DO UPDATE SET"
+            " vservice = excluded.vservice, stored_at = excluded.stored_at,"
+            " expires = excluded.expires",
+            (p.number, p.vservice, float(p.stored_at), float(p.expires)),
+        )
+
+    async def list_published(self) -> list[PublishedNumber]:
+        rows = await self._fetch(
+            "SELECT number, vservice, stored_at, expires FROM published_number ORDER BY number"
+        )
+        return [PublishedNumber(number=r[0], vservice=r[1], stored_at=r[2], expires=r[3])
+                for r in rows]
+
+    async def delete_published(self, number: str) -> bool:
+        n = await self._write_count("DELETE FROM published_number WHERE number = ?", (number,))
+        return n > 0
+
+    # ---------------------------------------------------------------- ticket keys
+
+    async def create_ticket_key(self, now: float) -> TicketKey:
+        """Add a fresh random key under the next epoch (1..255 after the newest, wrapping).
+
+        An epoch still in use (not retired) is skipped; a retired one is overwritten. When all
+        255 epochs are in use, StoreError.
+        """
+        secret = secrets.token_bytes(32)
+        async with self._write() as db:
+            rows = list(await db.execute_fetchall("SELECT epoch, retired, serial FROM ticket_key"))
+            in_use = {int(r[0]) for r in rows if r[1] is None}
+            newest = max(rows, key=lambda r: int(r[2]), default=None)
+            first = int(newest[0]) % MAX_EPOCH + 1 if newest is not None else 1
+            serial = int(newest[2]) + 1 if newest is not None else 1
+            for i in range(MAX_EPOCH):
+                epoch = (first - 1 + i) % MAX_EPOCH + 1
+                if epoch not in in_use:
+                    break
+            else:
+                raise StoreError(f"all {MAX_EPOCH} ticket key epochs are in use; retire one")
+            await db.execute(
+                "INSERT OR REPLACE INTO ticket_key (epoch, secret, created, retired, serial)"
+                " VALUES (?, ?, ?, NULL, ?)",
+                (epoch, secret, float(now), serial),
+            )
+        return TicketKey(epoch=epoch, secret=secret, created=float(now), retired=None)
+
+    async def current_ticket_key(self) -> TicketKey | None:
+        """The newest key not retired: the one to mint tickets with."""
+        rows = await self._fetch(
+            f"SELECT {_KEY_COLS} FROM ticket_key WHERE retired IS NULL"
+            " ORDER BY serial DESC LIMIT 1"
+        )
+        return _key(rows[0]) if rows else None
+
+    async def ticket_key(self, epoch: int) -> TicketKey | None:
+        rows = await self._fetch(f"SELECT {_KEY_COLS} FROM ticket_key WHERE epoch = ?", (epoch,))
+        return _key(rows[0]) if rows else None
+
+    async def ticket_keys(self) -> list[TicketKey]:
+        """Every stored key, retired ones included, oldest first."""
+        rows = await self._fetch(f"SELECT {_KEY_COLS} FROM ticket_key ORDER BY serial")
+        return [_key(r) for r in rows]
+
+    async def retire_ticket_key(self, epoch: int, now: float) -> bool:
+        """Mark a key retired; False when it does not exist or was already retired."""
+        n = await self._write_count(
+            "UPDATE ticket_key SET retired = ? WHERE epoch = ? AND retired IS NULL",
+            (float(now), epoch),
+        )
+        return n > 0
+
+    # ---------------------------------------------------------------- validation log
+
+    async def log_validation(self, rec: ValidationRecord) -> int:
+        if rec.role not in VALIDATION_ROLES:
+            raise StoreError(f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
+        rows = await self._write_fetch(
+            "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer, rec.outcome, rec.reason),
+        )
+        return int(rows[0][0])
+
+    async def list_validations(
+        self, limit: int | None = 50, since: float | None = None
+    ) -> list[ValidationRecord]:
+        """Validation attempts, newest first."""
+        rows = await self._fetch(
+            f"SELECT {_VAL_COLS} FROM validation WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?",
+            (float("-inf") if since is None else float(since), _limit(limit)),
+        )
+        return [_validation(r) for r in rows]
+
+    async def purge_validations(self, older_than: float) -> int:
+        return await self._write_count("DELETE FROM validation WHERE at < ?", (float(older_than),))
+
+
+async def _migrate(db: aiosqlite.Connection, name: str) -> None:
+    """Bring the schema to SCHEMA_VERSION; a no-op (no write lock) when it is current."""
+
+    async def version() -> int:
+        rows = list(await db.execute_fetchall("PRAGMA user_version"))
+        return int(rows[0][0])
+
+    if await version() == SCHEMA_VERSION:
+        return
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        current = await version()  # another process may have migrated meanwhile
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{name}: schema version {current} is newer than this vipr ({SCHEMA_VERSION})"
+            )
+        for step in MIGRATIONS[current:]:
+            for stmt in step:
+                await db.execute(stmt)
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+        await db.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
+        raise

@@ -1,0 +1,184 @@
+"""Store benchmark: the vipr.store API against raw stdlib sqlite3 doing the same work.
+
+  python bench/store.py [--quick] [--batch N]
+
+Three workloads, each timed for the API (vipr.store.Store over aiosqlite) and for raw sqlite3
+on a file with the same schema and pragmas (WAL, synchronous=NORMAL, busy_timeout), in the same
+run, interleaved, median of several repetitions:
+
+  single   one VCR per BEGIN IMMEDIATE … COMMIT transaction   (Store.add_vcr)
+  batched  N VCRs per transaction with executemany          (Store.add_vcrs)
+  lookup   route by number, primary-key SELECT              (Store.get_route)
+
+Prints a table, then one JSON line with rates and API/raw ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from vipr.store import Store
+from vipr.store.models import Route, Vcr
+from vipr.store.schema import PRAGMAS
+
+INSERT = (
+    "INSERT INTO vcr (direction, caller, callee, start, stop, call_id, created, validated,"
+    " failures, burned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (call_id, direction) DO NOTHING"
+)
+SELECT_ROUTE = (
+    "SELECT number, routes, ticket, ticket_expires, expires, learned_from_node,"
+    " learned_from_domain, validated_at, last_used, failures FROM route WHERE number = ?"
+)
+
+
+class Ids:
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.n = prefix, 0
+
+    def vcrs(self, count: int) -> list[Vcr]:
+        now = time.time()
+        out = []
+        for _ in range(count):
+            self.n += 1
+            out.append(Vcr(None, "terminating", "+14085550001", f"+1408555{self.n % 10000:04d}",
+                           now, now + 60, f"{self.prefix}-{self.n}@pbx.example", now))
+        return out
+
+
+def as_row(v: Vcr) -> tuple[object, ...]:
+    return (v.direction, v.caller, v.callee, v.start, v.stop, v.call_id, v.created, v.validated,
+            v.failures, int(v.burned))
+
+
+def raw_connect(path: Path) -> sqlite3.Connection:
+    c = sqlite3.connect(path, isolation_level=None)
+    for p in PRAGMAS:
+        c.execute(p)
+    return c
+
+
+async def timed(fn: Callable[[], Awaitable[None]]) -> float:
+    t0 = time.perf_counter()
+    await fn()
+    return time.perf_counter() - t0
+
+
+async def run(quick: bool, batch: int) -> dict[str, object]:
+    reps = 5 if quick else 9
+    n_single = 500 if quick else 3000
+    n_batches = 40 if quick else 200
+    n_lookups = 3000 if quick else 20000
+    n_routes = 1000
+
+    with tempfile.TemporaryDirectory(prefix="vipr-bench-") as d:
+        api_path, raw_path = Path(d) / "api.db", Path(d) / "raw.db"
+        async with Store.open(raw_path):
+            pass  # the raw side gets the identical schema
+        raw = raw_connect(raw_path)
+        store = await Store.open(api_path)
+        api_ids, raw_ids = Ids("api"), Ids("raw")
+        numbers = [f"+1650555{i:04d}" for i in range(n_routes)]
+        now = time.time()
+        for num in numbers:
+            r = Route(num, ("sip:192.0.2.1:5061;transport=tls",), "t" * 120, now + 86400,
+                      now + 86400, "ab" * 16, "b.example.net", now)
+            await store.upsert_route(r)
+            raw.execute(
+                "INSERT INTO route VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (num, json.dumps(list(r.routes)), r.ticket, r.ticket_expires, r.expires,
+                 r.learned_from_node, r.learned_from_domain, r.validated_at, None, 0),
+            )
+        keys = [random.choice(numbers) for _ in range(n_lookups)]
+
+        # -- workloads: each gets its input prepared outside the timed part
+        async def api_single() -> None:
+            for v in pending:
+                await store.add_vcr(v)
+
+        async def raw_single() -> None:
+            for row in pending_rows:
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute(INSERT, row)
+                raw.execute("COMMIT")
+
+        async def api_batched() -> None:
+            for b in pending_batches:
+                await store.add_vcrs(b)
+
+        async def raw_batched() -> None:
+            for rows in pending_batch_rows:
+                raw.execute("BEGIN IMMEDIATE")
+                raw.executemany(INSERT, rows)
+                raw.execute("COMMIT")
+
+        async def api_lookup() -> None:
+            for k in keys:
+                await store.get_route(k)
+
+        async def raw_lookup() -> None:
+            for k in keys:
+                raw.execute(SELECT_ROUTE, (k,)).fetchone()
+
+        times: dict[str, list[float]] = {k: [] for k in (
+            "single_api", "single_raw", "batched_api", "batched_raw", "lookup_api", "lookup_raw")}
+        for _ in range(reps):
+            pending = api_ids.vcrs(n_single)
+            pending_rows = [as_row(v) for v in raw_ids.vcrs(n_single)]
+            pending_batches = [api_ids.vcrs(batch) for _ in range(n_batches)]
+            pending_batch_rows = [[as_row(v) for v in raw_ids.vcrs(batch)]
+                                  for _ in range(n_batches)]
+            times["single_api"].append(await timed(api_single))
+            times["single_raw"].append(await timed(raw_single))
+            times["batched_raw"].append(await timed(raw_batched))
+            times["batched_api"].append(await timed(api_batched))
+            times["lookup_api"].append(await timed(api_lookup))
+            times["lookup_raw"].append(await timed(raw_lookup))
+        # sanity: both sides did the same work
+        n_api = len(await store.list_vcrs(limit=None))
+        n_raw = raw.execute("SELECT count(*) FROM vcr").fetchone()[0]
+        assert n_api == n_raw == reps * (n_single + n_batches * batch), (n_api, n_raw)
+        await store.close()
+        raw.close()
+
+    def rate(key: str, count: int) -> float:
+        return count / statistics.median(times[key])
+
+    out: dict[str, object] = {"bench": "store", "quick": quick, "batch": batch, "reps": reps,
+                              "sqlite": sqlite3.sqlite_version}
+    for name, count in (("single", n_single), ("batched", n_batches * batch),
+                        ("lookup", n_lookups)):
+        api, rawr = rate(f"{name}_api", count), rate(f"{name}_raw", count)
+        out[name] = {"api_per_s": round(api), "raw_per_s": round(rawr),
+                     "ratio": round(api / rawr, 3)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short run (CI)")
+    ap.add_argument("--batch", type=int, default=100, help="VCRs per batched transaction")
+    args = ap.parse_args()
+    res = asyncio.run(run(args.quick, args.batch))
+    print(f"{'workload':<10} {'API/s':>10} {'raw/s':>10} {'ratio':>7}")
+    labels = {"single": "insert 1", "batched": f"insert {args.batch}", "lookup": "lookup"}
+    for name, label in labels.items():
+        r = res[name]
+        assert isinstance(r, dict)
+        print(f"{label:<10} {r['api_per_s']:>10} {r['raw_per_s']:>10} {r['ratio']:>7}")
+    target = res["batched"]["ratio"] >= 0.5  # type: ignore[index]
+    res["batched_target_0.5x_met"] = target
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

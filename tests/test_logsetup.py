@@ -1,0 +1,65 @@
+"""vipr.logsetup: text and JSON lines carry time, role, logger, level, message and extras."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from vipr.config import LoggingSection
+from vipr.logsetup import setup_logging
+
+
+@pytest.fixture
+def restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_text_format(restore_root: None) -> None:
+    out = io.StringIO()
+    setup_logging(LoggingSection(level="info", format="text"), "pvp", stream=out)
+    log = logging.getLogger("vipr.pvp.server")
+    log.debug("hidden")
+    log.info("validated %s", "+14085551234", extra={"peer": "b.example.org"})
+    (line,) = out.getvalue().splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pvp vipr\.pvp\.server INFO "
+        r"validated \+14085551234 peer=b\.example\.org",
+        line,
+    ), line
+
+
+def test_json_format_with_extras_and_exception(restore_root: None) -> None:
+    out = io.StringIO()
+    setup_logging(LoggingSection(level="debug", format="json"), "proxy", stream=out)
+    log = logging.getLogger("vipr.proxy")
+    log.debug("route %s", "sip:x", extra={"number": "+1", "obj": object()})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
+    first, second = (json.loads(x) for x in out.getvalue().splitlines())
+    assert first["level"] == "debug" and first["role"] == "proxy"
+    assert first["logger"] == "vipr.proxy" and first["msg"] == "route sip:x"
+    assert first["number"] == "+1" and first["obj"].startswith("<object object")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
+    assert second["level"] == "error" and "ValueError: boom" in second["exc"]
+
+
+def test_setup_twice_replaces_its_handler_and_quiets_chatty_libs(restore_root: None) -> None:
+    a, b = io.StringIO(), io.StringIO()
+    setup_logging(LoggingSection(level="debug"), "overlay", stream=a)
+    setup_logging(LoggingSection(level="warning"), "overlay", stream=b)
+    logging.getLogger("vipr.x").warning("once")
+    logging.getLogger("vipr.x").info("filtered")
+    assert a.getvalue() == "" and b.getvalue().count("\n") == 1
+    setup_logging(LoggingSection(level="debug"), "overlay", stream=b)
+    assert logging.getLogger("aiosqlite").getEffectiveLevel() == logging.INFO

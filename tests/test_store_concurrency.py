@@ -1,0 +1,110 @@
+"""Three real processes share one database file (DESIGN §2, §8; issue 2 acceptance)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SECONDS = 5.0
+PROCS = 3
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from vipr.store import Store
+    from vipr.store.models import Vcr
+
+    async def main(path: str, n: int, seconds: float) -> None:
+        # All processes open (and migrate) the fresh file at the same moment.
+        async with Store.open(path) as store:
+            print("ready", flush=True)
+            assert sys.stdin.readline().strip() == "go"
+            inserted, i, keys, t_end = [], 0, 0, time.monotonic() + seconds
+            while time.monotonic() < t_end:
+                now = time.time()
+                if i % 2:
+                    batch = [Vcr(None, "terminating", "+1555000%04d" % n, "+14085551234",
+                                 now, now + 30, f"p{n}-{i}-{k}", now) for k in range(10)]
+                    assert await store.add_vcrs(batch) == 10
+                    inserted += [v.call_id for v in batch]
+                    # read-then-write in one transaction (the deferred-txn hazard)
+                    key = await store.create_ticket_key(now)
+                    assert await store.retire_ticket_key(key.epoch, now)
+                    keys += 1
+                else:
+                    vid = await store.add_vcr(Vcr(None, "originating", "+1", "+14085551234",
+                                                  now, now + 30, f"p{n}-{i}", now))
+                    assert vid is not None
+                    inserted.append(f"p{n}-{i}")
+                    await store.record_vcr_failure(vid, 10**6)
+                    await store.find_terminating_candidates(
+                        "+14085551234", "+1", now - 600, now + 600, now, 3600)
+                i += 1
+        print(json.dumps({"n": n, "inserted": inserted, "keys": keys}), flush=True)
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_three_processes_write_one_file(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    root = Path(__file__).resolve().parents[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(db), str(n), str(SECONDS)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=root,
+        )
+        for n in range(PROCS)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            assert line.strip() == "ready", (line, p.stderr.read() if p.stderr else "")
+        for p in procs:  # start together
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=SECONDS + 40)
+            assert "locked" not in err and "busy" not in err, err
+            assert p.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+
+    expected = {cid for r in results for cid in r["inserted"]}
+    assert all(len(r["inserted"]) > 50 for r in results), [len(r["inserted"]) for r in results]
+    c = sqlite3.connect(db)
+    try:
+        stored = {row[0] for row in c.execute("SELECT call_id FROM vcr")}
+        assert stored == expected  # no lost rows, nothing extra
+        assert c.execute("SELECT count(*) FROM vcr").fetchone()[0] == len(expected)
+        # every read-modify-write landed exactly once
+        total = c.execute("SELECT sum(failures) FROM vcr WHERE direction='originating'")
+        assert total.fetchone()[0] == sum(
+            sum(1 for cid in r["inserted"] if cid.count("-") == 1) for r in results
+        )
+        # every key creation read the newest serial and wrote the next: none lost
+        assert c.execute("SELECT max(serial) FROM ticket_key").fetchone()[0] == sum(
+            r["keys"] for r in results
+        )
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        c.close()

@@ -1,0 +1,96 @@
+"""`vipr check-config FILE`: exit 0 with a summary, or 2 with one line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vipr.cliutil import EXIT_CONFIG, json_option, print_json
+from vipr.config import ConfigError, Interface, ProviderConfig, load_config
+
+
+def _iface(name: str, iface: Interface) -> str:
+    text = f"{name} {iface.transport} {iface.listen}"
+    if iface.target is not None:
+        text += f" → {iface.target}"
+    if iface.gateway is not None:
+        text += f" → gateway {iface.gateway}"
+    return text
+
+
+def summary(cfg: ProviderConfig) -> list[tuple[str, str]]:
+    """(topic, text) lines describing what the config sets up."""
+    ifs = cfg.proxy.interfaces
+    proxy = [_iface("internal", ifs.internal), _iface("pstn", ifs.pstn)]
+    if ifs.federation is not None:
+        proxy.append(_iface("federation", ifs.federation))
+    p = cfg.provider
+    return [
+        ("provider", f"{p.name} (domain {p.domain}, vservice {p.vservice})"),
+        ("numbers", f"{len(cfg.numbers)} in {len(cfg.numbers.entries)} entries"),
+        ("database", str(cfg.database)),
+        ("runtime", str(cfg.runtime_dir)),
+        (
+            "overlay",
+            f"{cfg.overlay_node_count()} node(s) from {cfg.overlay.listen}"
+            + (", creates the overlay" if cfg.overlay.create else ""),
+        ),
+        ("pvp", f"listen {cfg.pvp.listen}"),
+        ("proxy", "; ".join(proxy)),
+    ]
+
+
+def missing_files(cfg: ProviderConfig) -> list[tuple[str, Path]]:
+    """(key path, file) for configured files that do not exist (yet)."""
+    files: list[tuple[str, Path | None]] = [
+        ("overlay.configuration", cfg.overlay.configuration),
+        ("overlay.cert", cfg.overlay.cert),
+        ("overlay.key", cfg.overlay.key),
+    ]
+    for name in ("internal", "pstn", "federation"):
+        iface: Interface | None = getattr(cfg.proxy.interfaces, name)
+        if iface is not None and iface.tls is not None:
+            for key in ("cert", "key", "ca"):
+                files.append((f"proxy.interfaces.{name}.tls.{key}", getattr(iface.tls, key)))
+    return [(k, f) for k, f in files if f is not None and not f.exists()]
+
+
+@click.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def check_config(file: Path, as_json: bool) -> None:
+    """Check a provider config: exit 0 with a summary, or 2 with every problem found.
+
+    Files that do not exist yet (certificates, the overlay document) are warnings.
+    """
+    try:
+        cfg = load_config(file)
+    except ConfigError as exc:
+        if as_json:
+            print_json({"ok": False, "errors": exc.messages})
+        else:
+            for line in exc.messages:
+                click.echo(line, err=True)
+            n = len(exc.messages)
+            click.echo(f"{file}: {n} problem{'s' if n != 1 else ''}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    missing = missing_files(cfg)
+    if as_json:
+        print_json(
+            {
+                "ok": True,
+                "summary": dict(summary(cfg)),
+                "warnings": [f"{k}: file not found: {f}" for k, f in missing],
+            }
+        )
+        return
+    click.echo(f"{file}: ok")
+    for topic, text in summary(cfg):
+        click.echo(f"  {topic:<9} {text}")
+    for key, path in missing:
+        click.echo(f"warning: {key}: file not found (yet): {path}", err=True)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(check_config)

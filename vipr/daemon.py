@@ -1,0 +1,129 @@
+"""Daemon runtime shared by every role: logging, signals, systemd notification.
+
+`run_daemon(role, cfg, main)` sets up logging, creates `runtime_dir`, and runs
+`await main(stop)` under asyncio. SIGTERM and SIGINT set `stop` (and tell systemd
+STOPPING=1); `main` then finishes its work and returns. `main` calls `notify_ready()` once
+its sockets are bound (systemd `Type=notify` waits for that). A clean stop exits 0; `main`
+raising, or not returning within `stop_timeout` after the stop, or a second signal, exit 1.
+
+The notification protocol is sd_notify(3): one datagram "READY=1" etc. to the AF_UNIX socket
+named by $NOTIFY_SOCKET ("@" = Linux abstract namespace). No dependency on libsystemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+
+from vipr.config import ProviderConfig
+from vipr.logsetup import setup_logging
+
+__all__ = ["notify_ready", "notify_status", "notify_stopping", "run_daemon", "sd_notify"]
+
+log = logging.getLogger("vipr.daemon")
+
+Main = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def sd_notify(state: str) -> bool:
+    """Send `state` (e.g. "READY=1") to $NOTIFY_SOCKET; False when unset or unreachable."""
+    addr = os.environ.get("NOTIFY_SOCKET", "")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    elif not addr.startswith("/"):
+        log.warning("NOTIFY_SOCKET %r: only AF_UNIX paths are supported", addr)
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(addr)
+            sock.sendall(state.encode("utf-8"))
+    except OSError as exc:
+        log.warning("cannot notify systemd at %r: %s", os.environ["NOTIFY_SOCKET"], exc)
+        return False
+    return True
+
+
+def notify_ready(status: str | None = None) -> bool:
+    """Tell systemd the daemon is serving (call once the sockets are bound)."""
+    return sd_notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
+
+
+def notify_stopping() -> bool:
+    """Tell systemd the daemon is shutting down."""
+    return sd_notify("STOPPING=1")
+
+
+def notify_status(status: str) -> bool:
+    """A one-line status shown by `systemctl status`."""
+    return sd_notify(f"STATUS={status}")
+
+
+def run_daemon(role: str, cfg: ProviderConfig, main: Main, *, stop_timeout: float = 10.0) -> None:
+    """Run `main(stop)` until it returns; raise SystemExit(1) on failure (see module doc)."""
+    setup_logging(cfg.logging, role)
+    extra = {"provider": cfg.provider.name, "pid": os.getpid()}
+    try:
+        cfg.runtime_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.error("cannot create runtime_dir %s: %s", cfg.runtime_dir, exc, extra=extra)
+        raise SystemExit(1) from None
+    log.info("%s starting (config %s)", role, cfg.path, extra=extra)
+    code = asyncio.run(_supervise(main, stop_timeout))
+    log.info("%s stopped (exit %d)", role, code, extra=extra)
+    logging.shutdown()
+    if code:
+        raise SystemExit(code)
+
+
+async def _supervise(main: Main, stop_timeout: float) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task: asyncio.Task[None] = asyncio.ensure_future(main(stop))
+    forced = False
+
+    def on_signal(signum: int) -> None:
+        nonlocal forced
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: exiting now", name)
+            forced = True
+            task.cancel()
+            return
+        log.info("%s: stopping", name)
+        notify_stopping()
+        stop.set()
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=stop_timeout)
+            if not done:
+                log.error("did not stop within %.3g s after the signal: cancelling", stop_timeout)
+                forced = True
+                task.cancel()
+                await asyncio.wait({task}, timeout=stop_timeout)
+        if not task.done() or task.cancelled():
+            return 1
+        exc = task.exception()
+        if exc is not None:
+            log.error("failed: %r", exc, exc_info=exc)
+            return 1
+        if not stop.is_set():
+            notify_stopping()
+        return 1 if forced else 0
+    finally:
+        for sig in signals:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

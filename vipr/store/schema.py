@@ -1,0 +1,81 @@
+"""Schema and versioned migrations (DESIGN §8). The version lives in `PRAGMA user_version`.
+
+Each migration is a tuple of single SQL statements, applied in one `BEGIN IMMEDIATE`
+transaction together with the version bump, so several processes opening a fresh file at the
+same moment migrate it exactly once. Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+# Connection settings every process applies on open (research/deps.md §4).
+BUSY_TIMEOUT_MS = 10_000
+PRAGMAS: tuple[str, ...] = (
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA journal_size_limit=67108864",
+)
+
+_V1: tuple[str, ...] = (
+    """CREATE TABLE vcr (
+        id        INTEGER PRIMARY KEY,
+        direction TEXT    NOT NULL CHECK (direction IN ('originating', 'terminating')),
+        caller    TEXT    NOT NULL,
+        callee    TEXT    NOT NULL,
+        start     REAL    NOT NULL,
+        stop      REAL    NOT NULL,
+        call_id   TEXT    NOT NULL,
+        created   REAL    NOT NULL,
+        validated REAL,
+        failures  INTEGER NOT NULL DEFAULT 0,
+        burned    INTEGER NOT NULL DEFAULT 0 CHECK (burned IN (0, 1)),
+        UNIQUE (call_id, direction)
+    )""",
+    # PVP server candidate search: callee = ? AND start BETWEEN ? AND ? (DESIGN §5).
+    "CREATE INDEX vcr_callee_start ON vcr (callee, start)",
+    # Listing (--since) and retention purge.
+    "CREATE INDEX vcr_start ON vcr (start)",
+    # The validation scheduler's queue: only unvalidated originating rows are indexed.
+    """CREATE INDEX vcr_pending ON vcr (start)
+        WHERE direction = 'originating' AND validated IS NULL AND burned = 0""",
+    """CREATE TABLE route (
+        number              TEXT PRIMARY KEY,
+        routes              TEXT NOT NULL,
+        ticket              TEXT NOT NULL,
+        ticket_expires      REAL NOT NULL,
+        expires             REAL NOT NULL,
+        learned_from_node   TEXT NOT NULL,
+        learned_from_domain TEXT NOT NULL,
+        validated_at        REAL NOT NULL,
+        last_used           REAL,
+        failures            INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE published_number (
+        number    TEXT PRIMARY KEY,
+        vservice  TEXT NOT NULL,
+        stored_at REAL NOT NULL,
+        expires   REAL NOT NULL
+    )""",
+    """CREATE TABLE ticket_key (
+        epoch   INTEGER PRIMARY KEY CHECK (epoch BETWEEN 1 AND 255),
+        secret  BLOB    NOT NULL,
+        created REAL    NOT NULL,
+        retired REAL,
+        serial  INTEGER NOT NULL UNIQUE
+    )""",
+    """CREATE TABLE validation (
+        id      INTEGER PRIMARY KEY,
+        at      REAL    NOT NULL,
+        role    TEXT    NOT NULL CHECK (role IN ('client', 'server')),
+        number  TEXT    NOT NULL,
+        vcr_id  INTEGER,
+        peer    TEXT    NOT NULL,
+        outcome TEXT    NOT NULL,
+        reason  TEXT    NOT NULL
+    )""",
+    "CREATE INDEX validation_at ON validation (at)",
+)
+
+# MIGRATIONS[i] brings the schema from version i to version i + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
