@@ -77,13 +77,12 @@ _SINGLE = ("call-id", "from", "to", "cseq", "max-forwards", "content-length")
 
 
 def _tag_of(value: str) -> str | None:
-    """The tag parameter of a From/To value; fast path for `<uri>;params` without quotes."""
+    """The tag parameter of a From/To value; fast path for `...<uri>;params` (no quotes
+    after the last '>'), the full name-addr parser otherwise."""
     gt = value.rfind(">")
-    if gt < 0 or '"' in value:
-        return parse_name_addr(value).tag
-    tail = value[gt + 1 :].lstrip(" \t")
-    if value.find("<") < 0 or (tail and tail[0] != ";"):
-        return parse_name_addr(value).tag   # malformed: let the full parser say why
+    tail = value[gt + 1 :].lstrip(" \t") if gt >= 0 else ""
+    if gt < 0 or '"' in tail or value.find("<") < 0 or (tail and tail[0] != ";"):
+        return parse_name_addr(value).tag   # addr-spec, quoted params or malformed
     for piece in tail.split(";"):
         name, eq, v = piece.partition("=")
         if name.strip(" \t").lower() == "tag":
@@ -91,10 +90,18 @@ def _tag_of(value: str) -> str | None:
     return None
 
 
+_KEYS: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
     """Canonical lookup key: lower case, compact forms expanded."""
-    k = name.lower()
-    return COMPACT_FORMS.get(k, k)
+    k = _KEYS.get(name)
+    if k is None:
+        k = name.lower()
+        k = COMPACT_FORMS.get(k, k)
+        if len(_KEYS) < 2048:
+            _KEYS[name] = k
+    return k
 
 
 class Headers:
@@ -310,10 +317,13 @@ class SipMessage:
     @property
     def top_via(self) -> Via:
         """The topmost Via (parses only the first element)."""
-        first = split_list(self._need("via"))
-        if not first:
-            raise SipParseError("empty Via header")
-        return parse_via(first[0])
+        v = self._need("via")
+        if "," in v or '"' in v:
+            first = split_list(v)
+            if not first:
+                raise SipParseError("empty Via header")
+            v = first[0]
+        return parse_via(v)
 
     @property
     def contacts(self) -> list[NameAddr]:
