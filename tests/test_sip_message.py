@@ -31,7 +31,6 @@ EXAMPLES = int(os.environ.get("VIPR_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # generating whole messages is slower: fewer examples by default (VIPR_FUZZ_EXAMPLES scales all)
 SOME = settings(FUZZ, max_examples=max(EXAMPLES // 3, 1))
-FEW = settings(FUZZ, max_examples=max(EXAMPLES // 10, 1))
 
 SDP = b"v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
 INVITE = (
@@ -316,19 +315,30 @@ def test_framer_errors(data: bytes) -> None:
         StreamFramer().feed(data)
 
 
-@FEW
-@given(st.lists(messages(), min_size=1, max_size=3), st.randoms(use_true_random=False))
-def test_framer_chunking(msgs: list[SipRequest | SipResponse], rnd: random.Random) -> None:
-    wire = [m.serialize() for m in msgs]
+WIRE = [
+    parse_message(INVITE).serialize(),
+    b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 0\r\n\r\n",
+    # a body holding blank lines and a fake message: only Content-Length frames it
+    b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 36\r\n\r\n"
+    b"\r\n\r\nINVITE sip:x@y SIP/2.0\r\nl: 0\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nX: 1\r\nl:   3  \r\n\r\nabc",
+]
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(WIRE), min_size=1, max_size=5),
+       st.lists(st.integers(1, 120), min_size=1, max_size=40))
+def test_framer_chunking(wire: list[bytes], cuts: list[int]) -> None:
     stream = b"".join(wire)
     f = StreamFramer()
     got: list[bytes] = []
     i = 0
-    while i < len(stream):
-        n = rnd.randint(1, 200)
+    for n in cuts * (len(stream) // max(sum(cuts), 1) + 1):
+        if i >= len(stream):
+            break
         got += f.feed(stream[i : i + n])
         i += n
-    assert got == wire
+    assert got == wire and f.buffered == 0
 
 
 @FUZZ
