@@ -252,3 +252,52 @@ async def test_client_timeout_over_udp() -> None:
     finally:
         silent.close()
         await ep.close()
+
+
+async def test_cancel_pending_invite_over_udp() -> None:
+    """CANCEL (RFC 3261 §9): 200 to the CANCEL, 487 to the INVITE, ACK from the client txn."""
+    from vipr.proxy.sip import make_cancel
+    from vipr.proxy.sip.transaction import new_branch
+
+    acks: list[SipRequest] = []
+    acked = asyncio.Event()
+    uas = SipEndpoint(lambda r, s, h: None)
+
+    def on_request(req: SipRequest, source: Source, server: ServerHandle | None) -> None:
+        if req.method == "CANCEL" and server is not None:
+            server.respond(200)
+            inv = uas.find_invite_server(req)
+            assert inv is not None
+            inv.respond(487, to_tag="u1")
+        elif req.method == "ACK":
+            acks.append(req)
+            acked.set()
+        # INVITE: left pending (100 Trying was sent by the transaction)
+
+    uas.on_request = on_request
+    await uas.listen("udp", "127.0.0.1", 0)
+    uac = SipEndpoint(lambda r, s, h: None)
+    await uac.listen("udp", "127.0.0.1", 0)
+    port = uas.transports["udp"].local_port
+    try:
+        inv = parse_message(OPTIONS.replace(b"OPTIONS", b"INVITE").replace(
+            b"z9hG4bK1", new_branch().encode()))
+        assert isinstance(inv, SipRequest)
+        ch = await uac.send_request(inv, "udp", "127.0.0.1", port)
+        first = await asyncio.wait_for(ch.responses.get(), 5)
+        assert first.status == 100
+        cancel = make_cancel(inv)
+        assert cancel.top_via.branch == inv.top_via.branch and cancel.cseq.method == "CANCEL"
+        cc = await uac.send_request(cancel, "udp", "127.0.0.1", port)
+        assert (await cc.final(5)).status == 200
+        assert (await ch.final(5)).status == 487
+        # the INVITE client transaction ACKs the 487 by itself; the UAS's server
+        # transaction absorbs that ACK, so the TU never sees it
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(acked.wait(), 1.0)
+        assert not acks
+        srv = uas.find_invite_server(cancel)
+        assert srv is not None and srv.txn.state == "confirmed"
+    finally:
+        await uac.close()
+        await uas.close()

@@ -185,6 +185,13 @@ class SipEndpoint:
         """Send without a transaction (ACK for 2xx, stateless forwarding)."""
         await self.transports[transport].send(msg.serialize(), host, port)
 
+    def find_invite_server(self, cancel: SipRequest) -> ServerHandle | None:
+        """The INVITE server transaction a CANCEL targets (RFC 3261 §9.2)."""
+        try:
+            return self._servers.get(server_key(cancel, method="INVITE"))
+        except SipParseError:
+            return None
+
     # --- receiving ---
 
     def _on_message(self, msg: SipMessage, source: Source) -> None:

@@ -502,3 +502,19 @@ def make_response(request: SipRequest, status: int, reason: str | None = None, *
     for name, value in headers:
         h.add(name, value)
     return SipResponse(status, reason, h, body)
+
+
+def make_cancel(invite: SipRequest) -> SipRequest:
+    """CANCEL for a pending INVITE (RFC 3261 §9.1): same Request-URI, Call-ID, To, From,
+    CSeq number and Route set; only the top Via (so the branch matches)."""
+    h = Headers()
+    vias = invite.headers.get_list("via")
+    if not vias:
+        raise SipParseError("missing Via header")
+    h.add("Via", vias[0])
+    for name, value in invite.headers:
+        if header_key(name) in ("route", "from", "to", "call-id"):
+            h.add(name, value)
+    h.add("CSeq", f"{invite.cseq.seq} CANCEL")
+    h.add("Max-Forwards", "70")
+    return SipRequest("CANCEL", invite.uri, h)

@@ -13,6 +13,7 @@ client) for the Accepted state, which absorbs 2xx retransmissions and late ACKs.
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 from dataclasses import dataclass
 
@@ -21,6 +22,11 @@ from vipr.proxy.sip.headers import split_list
 from vipr.proxy.sip.message import Headers, SipMessage, SipRequest, SipResponse, make_response
 
 MAGIC_COOKIE = "z9hG4bK"   # RFC 3261 §8.1.1.7
+
+
+def new_branch() -> str:
+    """A fresh, globally unique branch id with the RFC 3261 §8.1.1.7 magic cookie."""
+    return MAGIC_COOKIE + secrets.token_hex(10)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography import x509
-
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.framing import StreamFramer
 from vipr.proxy.sip.headers import Via
@@ -115,6 +113,8 @@ def cert_dns_names(der: bytes | None) -> tuple[str, ...]:
     """dNSName entries of the subjectAltName of a DER certificate."""
     if not der:
         return ()
+    from cryptography import x509  # imported here: keeps `vipr` CLI start-up light
+
     try:
         cert = x509.load_der_x509_certificate(der)
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -15,17 +15,13 @@ import ssl as _ssl
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
 from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import Headers, SipRequest, SipResponse
+from vipr.proxy.sip.transaction import new_branch
 from vipr.proxy.sip.transport import Source
 
 SDP_TEMPLATE = (
     "v=0\r\no=- {id} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
     "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
-
-
-def new_branch() -> str:
-    """A fresh RFC 3261 §8.1.1.7 branch."""
-    return "z9hG4bK" + secrets.token_hex(8)
 
 
 def _sdp(ip: str) -> bytes:
@@ -80,7 +76,14 @@ class SimpleUAS:
         elif m == "BYE":
             self.byes += 1
             server.respond(200)
-        elif m in ("OPTIONS", "CANCEL", "REGISTER"):
+        elif m == "CANCEL":
+            # RFC 3261 §9.2: 200 to the CANCEL, 487 to the INVITE if still pending
+            server.respond(200)
+            assert self.endpoint is not None
+            inv = self.endpoint.find_invite_server(req)
+            if inv is not None and inv.txn.state == "proceeding":
+                inv.respond(487)
+        elif m in ("OPTIONS", "REGISTER"):
             server.respond(200)
         else:
             server.respond(501)
