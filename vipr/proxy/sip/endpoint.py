@@ -162,8 +162,12 @@ class SipEndpoint:
     # --- sending ---
 
     async def send_request(self, request: SipRequest, transport: str, host: str,
-                           port: int) -> ClientHandle:
-        """Start a client transaction for `request` (not ACK) towards host:port."""
+                           port: int, *, server_hostname: str | None = None) -> ClientHandle:
+        """Start a client transaction for `request` (not ACK) towards host:port.
+
+        Stream transports connect first (ConnectionError if that fails); TLS verifies the
+        peer against `server_hostname` (default: host) when the client context checks it.
+        """
         tr = self.transports[transport]
         txn = new_client_transaction(request, reliable=tr.reliable, timers=self.timers)
         handle = ClientHandle(txn)
@@ -171,7 +175,7 @@ class SipEndpoint:
         self._dest[id(txn)] = (transport, host, port)
         if isinstance(tr, StreamTransport):
             try:
-                await tr.connect(host, port)
+                await tr.connect(host, port, server_hostname=server_hostname)
             except (TimeoutError, OSError) as exc:
                 del self._clients[txn.key]
                 del self._dest[id(txn)]
@@ -321,7 +325,7 @@ class SipEndpoint:
     def _transmit(self, txn: Transaction, data: bytes) -> None:
         if isinstance(txn, ClientTransaction):
             transport, host, port = self._dest[id(txn)]
-            self._spawn(self._send_or_fail(txn, transport, host, port, data))
+            self._send_now(txn, transport, host, port, data)
         else:
             sh = self._servers.get(txn.key)
             if sh is not None:
@@ -335,7 +339,30 @@ class SipEndpoint:
             conn.write(data)
             return
         host, port = response_destination(req.top_via, source)
-        self._spawn(self._send_or_fail(txn, source.transport, host, port, data))
+        self._send_now(txn, source.transport, host, port, data)
+
+    def _send_now(self, txn: Transaction | None, transport: str, host: str, port: int,
+                  data: bytes) -> None:
+        """Send at once when no connect is needed (UDP, open connection), else in a task."""
+        tr = self.transports.get(transport)
+        try:
+            if isinstance(tr, UdpTransport):
+                tr.sendto(data, host, port)
+                return
+            conn = tr.get_connection(host, port) if tr is not None else None
+            if conn is not None:
+                conn.write(data)
+                return
+        except (OSError, ConnectionError) as exc:
+            log.info("send to %s:%s/%s failed: %s", host, port, transport, exc)
+            if txn is not None:
+                self.loop.call_soon(self._fail, txn)
+            return
+        self._spawn(self._send_or_fail(txn, transport, host, port, data))
+
+    def _fail(self, txn: Transaction) -> None:
+        txn.transport_error(self.now())
+        self._drain(txn)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
@@ -349,5 +376,4 @@ class SipEndpoint:
         except (TimeoutError, OSError, ConnectionError, KeyError) as exc:
             log.info("send to %s:%s/%s failed: %s", host, port, transport, exc)
             if txn is not None:
-                txn.transport_error(self.now())
-                self._drain(txn)
+                self._fail(txn)

@@ -181,11 +181,15 @@ class UdpTransport:
         self.local_host, self.local_port = sock[0], sock[1]
         return self
 
-    async def send(self, data: bytes, host: str, port: int) -> None:
-        """Send one datagram (RFC 3261 §18.1.1 size rules are the caller's concern)."""
+    def sendto(self, data: bytes, host: str, port: int) -> None:
+        """Send one datagram now (RFC 3261 §18.1.1 size rules are the caller's concern)."""
         if self._transport is None or self._transport.is_closing():
             raise ConnectionError("UDP transport closed")
         self._transport.sendto(data, (_bare(host), port))
+
+    async def send(self, data: bytes, host: str, port: int) -> None:
+        """Same as `sendto`, with the stream transports' signature."""
+        self.sendto(data, host, port)
 
     def close(self) -> None:
         """Close the socket."""
@@ -328,6 +332,11 @@ class StreamTransport:
     def _unregister(self, conn: Connection) -> None:
         if self.connections.get(conn.remote) is conn:
             del self.connections[conn.remote]
+
+    def get_connection(self, host: str, port: int) -> Connection | None:
+        """The open connection to host:port, if any."""
+        conn = self.connections.get((_bare(host), port))
+        return conn if conn is not None and conn.is_open else None
 
     async def connect(self, host: str, port: int, *,
                       server_hostname: str | None = None) -> Connection:
