@@ -350,3 +350,30 @@ def test_framer_fuzz(data: bytes) -> None:
             _exercise(raw)
     except SipParseError:
         pass
+
+
+HOSTILE_N = 60000
+HOSTILE = [
+    b"OPTIONS sip:a@b SIP/2.0\r\nX: a" + b"\r\n b" * (HOSTILE_N // 4) + b"\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nl:" + b" " * HOSTILE_N + b"x\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP " + b"a" * HOSTILE_N + b" x\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h" + b";a" * (HOSTILE_N // 2) + b"\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h" + b",SIP/2.0/UDP h" * 4000 + b"\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nFrom: \"" + b"\\\"" * (HOSTILE_N // 2) + b"\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nRoute: " + b"<" * HOSTILE_N + b"\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X:\r\n" * (HOSTILE_N // 4) + b"\r\n",
+    b"OPTIONS sip:" + b"a" * HOSTILE_N + b"@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n",
+    b"OPTIONS sip:a@b SIP/2.0\r\nTo: a" + b" " * HOSTILE_N + b"!<sip:a@b>\r\n\r\n",
+]
+
+
+@pytest.mark.timeout(60)
+def test_hostile_inputs_stay_linear() -> None:
+    """Inputs that make naive parsers quadratic (h11's promise: linear time, bounded
+    memory). The timeout is a guard, not a measurement: each case takes milliseconds."""
+    for data in HOSTILE:
+        _exercise(data)
+        with contextlib.suppress(SipParseError):
+            parse_message(data, max_size=10**6, strict=True)
+        with contextlib.suppress(SipParseError):
+            StreamFramer(max_size=10**6).feed(data)

@@ -7,7 +7,8 @@ import re
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.parser import MAX_MESSAGE_SIZE
 
-_CL_RE = re.compile(rb"\n[ \t]*(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?(?=\n)", re.I)
+# linear: the value is taken to the end of the line and stripped in Python
+_CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:([^\r\n]*)", re.I)
 
 
 class StreamFramer:
@@ -65,7 +66,7 @@ class StreamFramer:
             found = _CL_RE.findall(buf, 0, end + 2)
             if not found:
                 raise SipParseError("no Content-Length on a stream transport")
-            values = set(found)
+            values = {v.strip(b" \t") for v in found}
             if len(values) != 1:
                 raise SipParseError("conflicting Content-Length headers")
             cl_b = values.pop()

@@ -73,6 +73,7 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
     keys: list[str] = []
     values: list[str] = []
     known = _NAME_KEYS
+    folded: dict[int, list[str]] = {}   # joined once at the end: linear in the input
     for line in lines[1:]:
         c = line[:1]
         if c == " " or c == "\t":
@@ -81,7 +82,7 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
                 raise SipParseError("continuation line before the first header")
             cont = line.strip(" \t")
             if cont:
-                values[-1] = f"{values[-1]} {cont}" if values[-1] else cont
+                folded.setdefault(len(values) - 1, []).append(cont)
             continue
         name, colon, value = line.partition(":")
         if not colon:
@@ -93,6 +94,8 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
         names.append(name)
         keys.append(k)
         values.append(value.strip(" \t"))
+    for i, parts in folded.items():
+        values[i] = " ".join([values[i], *parts]) if values[i] else " ".join(parts)
     headers = Headers._from_lists(names, keys, values)
 
     msg: SipRequest | SipResponse
