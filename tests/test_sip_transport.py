@@ -246,9 +246,12 @@ async def test_client_timeout_over_udp() -> None:
     try:
         req = parse_message(OPTIONS)
         assert isinstance(req, SipRequest)
-        h = await ep.send_request(req, "udp", "127.0.0.1", silent.local_port)
+        failures: list[Exception] = []
+        h = await ep.send_request(req, "udp", "127.0.0.1", silent.local_port,
+                                  on_failure=failures.append)
         with pytest.raises(TimeoutError):
             await h.final(timeout=5)
+        assert len(failures) == 1 and isinstance(failures[0], TimeoutError)
     finally:
         silent.close()
         await ep.close()
@@ -283,7 +286,9 @@ async def test_cancel_pending_invite_over_udp() -> None:
         inv = parse_message(OPTIONS.replace(b"OPTIONS", b"INVITE").replace(
             b"z9hG4bK1", new_branch().encode()))
         assert isinstance(inv, SipRequest)
-        ch = await uac.send_request(inv, "udp", "127.0.0.1", port)
+        seen: list[int] = []
+        ch = await uac.send_request(inv, "udp", "127.0.0.1", port,
+                                    on_response=lambda r: seen.append(r.status))
         first = await asyncio.wait_for(ch.responses.get(), 5)
         assert first.status == 100
         cancel = make_cancel(inv)
@@ -291,6 +296,7 @@ async def test_cancel_pending_invite_over_udp() -> None:
         cc = await uac.send_request(cancel, "udp", "127.0.0.1", port)
         assert (await cc.final(5)).status == 200
         assert (await ch.final(5)).status == 487
+        assert seen == [100, 487]
         # the INVITE client transaction ACKs the 487 by itself; the UAS's server
         # transaction absorbs that ACK, so the TU never sees it
         with pytest.raises(TimeoutError):

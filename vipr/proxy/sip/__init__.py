@@ -49,7 +49,8 @@ asyncio shells::
     stamp_received(req, host, port); response_destination(via, source)  # RFC 3261 §18.2
     SipEndpoint(on_request)                                 # endpoint.py: transports +
         .listen("udp"|"tcp"|"tls", host, port, ssl=..., client_ssl=...)   # transaction
-        .send_request(req, transport, host, port) -> ClientHandle (.final(), .responses)
+        .send_request(req, transport, host, port, on_response=cb) -> ClientHandle
+            (.final(), .responses queue, .on_response / .on_failure callbacks)
         .send_stateless(msg, transport, host, port); .find_invite_server(cancel)
         on_request(req, source, ServerHandle | None)  # None: ACK for a 2xx
     SimpleUAS / SimpleUAC (ua.py): a minimal UA for interop tests (SIPp) and benchmarks.

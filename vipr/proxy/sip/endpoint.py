@@ -82,11 +82,18 @@ class ServerHandle:
 
 
 class ClientHandle:
-    """The transaction user's side of a client transaction."""
+    """The transaction user's side of a client transaction.
+
+    Responses arrive in `responses` (a queue) and, when set, through the `on_response`
+    callback (a proxy forwards each at once); `on_failure` gets TimeoutError (Timer B/F)
+    or ConnectionError (transport). `final()` awaits the final response.
+    """
 
     def __init__(self, txn: ClientTransaction) -> None:
         self.txn = txn
         self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
+        self.on_response: Callable[[SipResponse], None] | None = None
+        self.on_failure: Callable[[Exception], None] | None = None
         self._final: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
 
     @property
@@ -102,6 +109,8 @@ class ClientHandle:
         if not self._final.done():
             self._final.set_exception(exc)
             self._final.exception()
+            if self.on_failure is not None:
+                self.on_failure(exc)
 
 
 Transport = UdpTransport | StreamTransport
@@ -162,7 +171,10 @@ class SipEndpoint:
     # --- sending ---
 
     async def send_request(self, request: SipRequest, transport: str, host: str,
-                           port: int, *, server_hostname: str | None = None) -> ClientHandle:
+                           port: int, *, server_hostname: str | None = None,
+                           on_response: Callable[[SipResponse], None] | None = None,
+                           on_failure: Callable[[Exception], None] | None = None,
+                           ) -> ClientHandle:
         """Start a client transaction for `request` (not ACK) towards host:port.
 
         Stream transports connect first (ConnectionError if that fails); TLS verifies the
@@ -171,6 +183,7 @@ class SipEndpoint:
         tr = self.transports[transport]
         txn = new_client_transaction(request, reliable=tr.reliable, timers=self.timers)
         handle = ClientHandle(txn)
+        handle.on_response, handle.on_failure = on_response, on_failure
         self._clients[txn.key] = handle
         self._dest[id(txn)] = (transport, host, port)
         if isinstance(tr, StreamTransport):
@@ -271,6 +284,8 @@ class SipEndpoint:
                 ch = self._clients.get(txn.key)
                 if ch is not None:
                     ch.responses.put_nowait(ev.response)
+                    if ch.on_response is not None:
+                        ch.on_response(ev.response)
                     if ev.response.status >= 200 and not ch._final.done():
                         ch._final.set_result(ev.response)
             elif isinstance(ev, AckReceived | TransactionTimeout | TransportFailed):
