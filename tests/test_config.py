@@ -253,6 +253,17 @@ BAD = [
         "overlay.nodes: expected at most 4096 RELOAD nodes, but 100000000000000 numbers at "
         "10000 per node need 10000000000: raise overlay.numbers_per_node",
     ),
+    (
+        "pvp:\n  level: debug\n",
+        7,
+        "pvp.level: unknown key here; it belongs under logging",
+    ),
+    (
+        "listen: '127.0.0.1:1'\n",
+        6,
+        "listen: unknown key here; it belongs under overlay or under pvp or under "
+        "proxy.interfaces.<name>",
+    ),
     ("logging:\n  format: xml\n", 7, "logging.format: expected one of text|json (got 'xml')"),
     (
         "overlay:\n  cert: node.crt\n",
@@ -429,3 +440,18 @@ def test_check_config_subprocess(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith(f"{bad_path}:6: numbers[0]: expected an E.164 number in quotes")
+
+
+def test_pure_python_yaml_gives_the_same_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    import vipr.config
+
+    monkeypatch.setattr(vipr.config, "_Loader", yaml.SafeLoader)  # as without libyaml
+    assert len(load_config(REPO / "config" / "provider-a.yaml").numbers) == 1001
+    for i, (extra, line, message) in enumerate(BAD):
+        text = extra[1:] if extra.startswith("!") else BASE + extra
+        path = write(tmp_path, text, f"p{i}.yaml")
+        assert errors(path) == [f"{path}:{line}: {message}"]

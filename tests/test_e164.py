@@ -96,7 +96,7 @@ numbers = st.builds(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(numbers, st.lists(st.sampled_from([" ", "-", ".", "(", ")"]), max_size=20), st.randoms())
 def test_normalize_ignores_separators(number: str, seps: list[str], rnd: object) -> None:
     chars = list(number)
@@ -117,7 +117,7 @@ def test_normalize_raises_only_its_own_error(text: str) -> None:
     assert out[0] == "+" and out[1:].isdigit() and out[1:].isascii() and len(out) <= 16
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.text(alphabet="+0123456789[]-() x", max_size=25))
 def test_parse_entry_raises_only_its_own_error(text: str) -> None:
     try:
@@ -143,7 +143,7 @@ blocks = st.builds(
 small_numbers = st.builds(lambda d: f"+1{d}", st.text("0123456789", min_size=0, max_size=4))
 
 
-@settings(max_examples=150)
+@settings(max_examples=100)
 @given(st.lists(st.one_of(blocks, small_numbers), max_size=6), small_numbers)
 def test_number_set_matches_brute_force(entries: list[str], probe: str) -> None:
     expanded: set[str] = set()

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import shutil
 import socket
 import stat
@@ -193,6 +194,7 @@ async def test_bad_input_gets_answers_and_connection_survives(server: IpcServer)
             (b'{"id": [1], "method": "echo"}\n', None, "bad-request"),
             (b'{"id": 8, "method": "missing"}\n', 8, "unknown-method"),
             (b"\n", None, "bad-request"),
+            (b"[" * 60000 + b"\n", None, "bad-request"),  # nesting: RecursionError in json
         ]
         for data, rid, code in cases:
             await c.send(data)
@@ -292,3 +294,32 @@ async def test_client_reconnects_after_server_restart(sockdir: Path) -> None:
             assert await cl.call("echo", {"back": True}) == {"echo": {"back": True}}
         finally:
             await srv.close()
+
+
+async def test_fuzzed_lines_all_answered(server: IpcServer) -> None:
+    """Mutated requests on one connection: each gets an answer, none kills the server."""
+    rng = random.Random(2026)
+    seeds = [b'{"id": 1, "method": "echo", "params": {"a": [1, 2, {"b": null}]}}',
+             b'{"id": "x", "method": "fail", "params": {"number": "+1"}}']
+    c = await Raw.connect(server.path)
+    try:
+        for _ in range(300):
+            line = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 6)):
+                op, pos = rng.randrange(3), rng.randrange(len(line) + 1)
+                if op == 0 and pos < len(line):
+                    del line[pos]
+                elif op == 1:
+                    line[pos:pos] = bytes([rng.randrange(256)])
+                elif pos < len(line):
+                    line[pos] = rng.randrange(256)
+            data = bytes(line).replace(b"\n", b" ")
+            await c.send(data + b"\n")
+            msg = await c.answer()
+            assert ("result" in msg) != ("error" in msg), (data, msg)
+            if "error" in msg:
+                assert msg["error"]["code"] in {"bad-request", "unknown-method", "no-route",
+                                                "internal"}, (data, msg)
+    finally:
+        c.close()
+    assert await ipc_call(server.path, "echo", {"z": 1}) == {"echo": {"z": 1}}

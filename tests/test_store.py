@@ -349,3 +349,57 @@ async def test_cancelled_write_leaves_connection_usable(store: Store) -> None:
     assert await store.add_vcr(vcr("after")) is not None
     n = len(await store.list_vcrs(limit=None))
     assert n in (1, 2001)
+
+
+async def test_new_migration_applies_once_on_reopen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vipr.store as store_mod
+
+    path = tmp_path / "vipr.db"
+    async with Store.open(path) as s:
+        await s.add_vcr(vcr("kept"))
+    v2 = ("CREATE TABLE extra (k TEXT PRIMARY KEY)", "INSERT INTO extra VALUES ('once')")
+    monkeypatch.setattr(store_mod, "MIGRATIONS", (*store_mod.MIGRATIONS, v2))
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    for _ in range(2):  # the second open finds the schema current and changes nothing
+        async with Store.open(path) as s:
+            assert [v.call_id for v in await s.list_vcrs()] == ["kept"]
+    c = sqlite3.connect(path)
+    try:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert c.execute("SELECT k FROM extra").fetchall() == [("once",)]
+    finally:
+        c.close()
+
+
+async def test_failed_migration_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vipr.store as store_mod
+
+    path = tmp_path / "vipr.db"
+    async with Store.open(path):
+        pass
+    bad = ("CREATE TABLE half (x)", "THIS IS NOT SQL")
+    monkeypatch.setattr(store_mod, "MIGRATIONS", (*store_mod.MIGRATIONS, bad))
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError):
+        await Store.open(path)
+    c = sqlite3.connect(path)
+    try:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert c.execute("SELECT name FROM sqlite_master WHERE name='half'").fetchall() == []
+    finally:
+        c.close()
+
+
+async def test_concurrent_opens_of_fresh_file(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    stores = await asyncio.gather(*(Store.open(path) for _ in range(4)))
+    try:
+        ids = await asyncio.gather(*(s.add_vcr(vcr(f"c{i}")) for i, s in enumerate(stores)))
+        assert sorted(i for i in ids if i is not None) == [1, 2, 3, 4]
+    finally:
+        for s in stores:
+            await s.close()

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vipr.cli import main
-from vipr.store.vcrimport import ImportFormatError, RowError, parse_time, parse_vcr_file
+from vipr.store.vcrimport import (
+    FIELDS,
+    ImportFormatError,
+    RowError,
+    parse_time,
+    parse_vcr_file,
+)
 
 T = 1_764_144_000  # 2025-11-26T08:00:00Z
 
@@ -142,7 +153,7 @@ def test_import_bad_header(tmp_path: Path) -> None:
     src.write_text("a,b,c\n1,2,3\n")
     r = CliRunner().invoke(main, ["vcrs", "import", str(src), "--db", str(tmp_path / "x.db")])
     assert r.exit_code == 1
-    assert "line 1: CSV header lacks caller" in r.stderr
+    assert f"{src}:1: CSV header lacks caller" in r.stderr
     assert not (tmp_path / "x.db").exists()
 
 
@@ -161,3 +172,62 @@ def test_import_real_process(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     listed = json.loads(p.stdout)
     assert sorted(v["call_id"] for v in listed) == ["call-1@pbx", "call-2", "call-3"]
+
+
+# ---------------------------------------------------------------- properties
+
+numbers = st.integers(min_value=10**6, max_value=10**15 - 1).map(lambda n: f"+{n}")
+times = st.integers(min_value=1, max_value=4_000_000_000).map(float)
+
+
+@st.composite
+def vcr_records(draw: st.DrawFn) -> dict[str, Any]:
+    start = draw(times)
+    direction = draw(st.sampled_from(["originating", "terminating"]))
+    caller = draw(numbers) if direction == "originating" else draw(st.one_of(numbers, st.just("")))
+    return {"caller": caller, "callee": draw(numbers), "direction": direction, "start": start,
+            "stop": start + draw(st.integers(min_value=0, max_value=100_000)),
+            "call_id": draw(st.text(st.characters(codec="utf-8"), min_size=1, max_size=30)
+                            .map(lambda s: s.strip() or "x"))}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(vcr_records(), max_size=6), st.booleans())
+def test_round_trip_csv_and_jsonl(recs: list[dict[str, Any]], as_csv: bool) -> None:
+    if as_csv:
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=list(FIELDS))  # CRLF: quotes a bare CR too
+        w.writeheader()
+        w.writerows(recs)
+        text = buf.getvalue()
+    else:
+        text = "".join(json.dumps(r) + "\n" for r in recs)
+    if not recs and as_csv:
+        text = ",".join(FIELDS) + "\n"
+    good, bad = parse_vcr_file(text, now=5.0)
+    assert bad == []
+    assert [(v.caller, v.callee, v.direction, v.start, v.stop, v.call_id) for v in good] == [
+        (r["caller"], r["callee"], r["direction"], r["start"], r["stop"], r["call_id"])
+        for r in recs]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(st.text(max_size=300),
+                 st.lists(st.text(",\"\n{}:0123456789+-TZ:. abcdefghijklmnoprstuvwxyz_\x00",
+                                  max_size=40), max_size=6).map(
+                     lambda ls: ",".join(FIELDS) + "\n" + "\n".join(ls))))
+def test_garbage_never_crashes(text: str) -> None:
+    try:
+        _good, bad = parse_vcr_file(text, now=1.0)
+    except ImportFormatError:
+        return
+    assert all(b.line >= 1 for b in bad)
+
+
+def test_import_from_stdin(tmp_path: Path) -> None:
+    db = tmp_path / "vipr.db"
+    r = CliRunner().invoke(main, ["vcrs", "import", "-", "--db", str(db)],
+                           input="\ufeff" + CSV_MIXED)  # a BOM from a spreadsheet export
+    assert r.exit_code == 1
+    assert bad_lines(r.stderr, "<stdin>") == CSV_BAD_LINES
+    assert len(rows(db)) == 3

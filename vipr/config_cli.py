@@ -19,6 +19,10 @@ def _iface(name: str, iface: Interface) -> str:
     return text
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def summary(cfg: ProviderConfig) -> list[tuple[str, str]]:
     """(topic, text) lines describing what the config sets up."""
     ifs = cfg.proxy.interfaces
@@ -28,7 +32,10 @@ def summary(cfg: ProviderConfig) -> list[tuple[str, str]]:
     p = cfg.provider
     return [
         ("provider", f"{p.name} (domain {p.domain}, vservice {p.vservice})"),
-        ("numbers", f"{len(cfg.numbers)} in {len(cfg.numbers.entries)} entries"),
+        (
+            "numbers",
+            f"{len(cfg.numbers)} in {_plural(len(cfg.numbers.entries), 'entry', 'entries')}",
+        ),
         ("database", str(cfg.database)),
         ("runtime", str(cfg.runtime_dir)),
         (
@@ -73,7 +80,7 @@ def check_config(file: Path, as_json: bool) -> None:
             for line in exc.messages:
                 click.echo(line, err=True)
             n = len(exc.messages)
-            click.echo(f"{file}: {n} problem{'s' if n != 1 else ''}", err=True)
+            click.echo(f"{file}: {_plural(n, 'problem', 'problems')}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
     missing = missing_files(cfg)
     if as_json:

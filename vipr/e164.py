@@ -31,10 +31,22 @@ class E164Error(ValueError):
     """A string is not an E.164 number or number block."""
 
 
+def _is_canonical(s: str) -> bool:
+    return (
+        1 < len(s) <= MAX_DIGITS + 1
+        and s[0] == "+"
+        and s[1] != "0"
+        and s.isascii()
+        and s[1:].isdigit()
+    )
+
+
 def normalize_e164(s: str) -> str:
     """Return `s` as "+digits"; raise `E164Error` saying what is wrong."""
     if not isinstance(s, str):
         raise E164Error(f"expected a string, got {type(s).__name__}")
+    if _is_canonical(s):
+        return s
     t = s.strip().translate(_SEPARATORS)
     if t.startswith("+"):
         digits = t[1:]
@@ -58,15 +70,6 @@ def _fast_normal(number: object) -> str | None:
     """`number` normalised, or None when it is not a number at all (membership → False)."""
     if not isinstance(number, str):
         return None
-    if (
-        len(number) > 1
-        and number[0] == "+"
-        and number[1] != "0"
-        and len(number) <= MAX_DIGITS + 1
-        and number[1:].isascii()
-        and number[1:].isdigit()
-    ):
-        return number
     try:
         return normalize_e164(number)
     except E164Error:
@@ -170,14 +173,7 @@ class NumberSet:
         self._len = sum(b - a + 1 for a, b in zip(starts, ends, strict=True))
 
     def __contains__(self, number: object) -> bool:
-        if (
-            type(number) is str
-            and 1 < len(number) <= MAX_DIGITS + 1
-            and number[0] == "+"
-            and number[1] != "0"
-            and number.isascii()
-            and number[1:].isdigit()
-        ):
+        if type(number) is str and _is_canonical(number):
             v = int(number)
         else:
             n = _fast_normal(number)

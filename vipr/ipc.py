@@ -144,7 +144,7 @@ def decode_request(line: bytes) -> tuple[RequestId, str, dict[str, Any]]:
     """Parse a request line; raises IpcError("bad-request") carrying the id when it is known."""
     try:
         msg = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise IpcError("bad-request", f"not JSON: {e}") from None
     if not isinstance(msg, dict):
         raise IpcError("bad-request", "a request is a JSON object")
@@ -166,7 +166,7 @@ def decode_answer(line: bytes) -> tuple[RequestId, dict[str, Any] | IpcError]:
     """Parse an answer line into (id, result or the error it carries); IpcError("bad-answer")."""
     try:
         msg = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise IpcError("bad-answer", f"not JSON: {e}") from None
     if not isinstance(msg, dict) or not _valid_id(msg.get("id")):
         raise IpcError("bad-answer", "an answer is a JSON object with an id")

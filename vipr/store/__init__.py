@@ -163,7 +163,8 @@ class _Opening:
 
 class Store:
     """One connection to the provider's database. Safe to share between tasks of one process;
-    several processes may each open their own Store on the same file."""
+    several processes may each open their own Store on the same file. Always close it (or use
+    `async with`): aiosqlite's worker thread keeps the process alive otherwise."""
 
     def __init__(self, path: str, db: aiosqlite.Connection) -> None:
         self.path = path

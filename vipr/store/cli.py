@@ -237,7 +237,7 @@ def vcrs_import(file: Path, config: Path | None, db: Path | None, as_json: bool)
     try:
         good, bad = parse_vcr_file(text, now=time.time())
     except ImportFormatError as e:
-        fail(f"{name}:{e}")
+        fail(f"{name}:{e.line}: {e.reason}")
     for b in bad:
         click.echo(f"{name}:{b.line}: {b.reason}", err=True)
     inserted = _with_store(path, lambda s: s.add_vcrs(good), must_exist=False) if good else 0

@@ -29,7 +29,12 @@ MAX_CALL_ID = 512
 
 
 class ImportFormatError(Exception):
-    """The file as a whole cannot be read (no header, missing columns, undecodable)."""
+    """The file as a whole cannot be read (a CSV header without the required columns)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,7 @@ def _parse_jsonl(text: str, now: float) -> tuple[list[Vcr], list[BadRow]]:
             continue
         try:
             rec = json.loads(line)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             bad.append(BadRow(n, f"not JSON: {e.args[0] if e.args else e}"))
             continue
         if not isinstance(rec, dict):
@@ -177,8 +182,8 @@ def _parse_csv(text: str, now: float) -> tuple[list[Vcr], list[BadRow]]:
             missing = [f for f in FIELDS if f not in header]
             if missing:
                 raise ImportFormatError(
-                    f"line {start_line}: CSV header lacks {', '.join(missing)}"
-                    f" (needs {', '.join(FIELDS)})"
+                    start_line,
+                    f"CSV header lacks {', '.join(missing)} (needs {', '.join(FIELDS)})",
                 )
             continue
         if len(row) != len(header):
