@@ -19,7 +19,14 @@ from dataclasses import dataclass
 
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import split_list
-from vipr.proxy.sip.message import Headers, SipMessage, SipRequest, SipResponse, make_response
+from vipr.proxy.sip.message import (
+    Headers,
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    header_key,
+    make_response,
+)
 
 MAGIC_COOKIE = "z9hG4bK"   # RFC 3261 §8.1.1.7
 
@@ -297,8 +304,7 @@ class InviteClientTransaction(ClientTransaction):
         h = Headers()
         h.add("Via", _top_via_text(req))
         for name, value in req.headers:
-            k = name.lower()
-            if k in ("route",):
+            if header_key(name) == "route":   # same Route set as the INVITE
                 h.add(name, value)
         h.add("Max-Forwards", "70")
         for name in ("From", "To", "Call-ID"):

@@ -77,10 +77,10 @@ class SimpleUAS:
             self.byes += 1
             server.respond(200)
         elif m == "CANCEL":
-            # RFC 3261 §9.2: 200 to the CANCEL, 487 to the INVITE if still pending
-            server.respond(200)
+            # RFC 3261 §9.2: 481 if nothing matches, else 200 (and 487 to a pending INVITE)
             assert self.endpoint is not None
             inv = self.endpoint.find_invite_server(req)
+            server.respond(200 if inv is not None else 481)
             if inv is not None and inv.txn.state == "proceeding":
                 inv.respond(487)
         elif m in ("OPTIONS", "REGISTER"):
