@@ -307,3 +307,35 @@ async def test_cancel_pending_invite_over_udp() -> None:
     finally:
         await uac.close()
         await uas.close()
+
+
+async def test_uas_retransmits_2xx_until_ack() -> None:
+    """RFC 3261 §13.3.1.4: over UDP the UAS core resends its 2xx until the ACK arrives."""
+    uas = SimpleUAS(timers_t1=0.05)
+    _, port = await uas.start("udp", "127.0.0.1")
+    got = Inbox()
+    client = await UdpTransport.listen("127.0.0.1", 0, got)
+    try:
+        invite = OPTIONS.replace(b"OPTIONS", b"INVITE")
+        await client.send(invite, "127.0.0.1", port)
+        statuses = []
+        while statuses.count(200) < 3:   # 100, 200, then 200 retransmissions
+            r, _ = await got.get()
+            assert isinstance(r, SipResponse)
+            statuses.append(r.status)
+        assert statuses[0] == 100
+        ok = r
+        ack = (b"ACK sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK2\r\n"
+               b"From: <sip:a@example.com>;tag=1\r\nTo: " + (ok.headers.get("to") or "").encode()
+               + b"\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        await client.send(ack, "127.0.0.1", port)
+        late = 0
+        with pytest.raises(TimeoutError):   # retransmissions stop once the ACK is in
+            while True:
+                await asyncio.wait_for(got.q.get(), 0.6)   # next one would be due in 0.2-0.4 s
+                late += 1
+        assert late <= 1   # at most one already in flight when the ACK arrived
+        assert uas.acks == 1 and uas.invites == 1 and not uas._pending_2xx
+    finally:
+        client.close()
+        await uas.close()
