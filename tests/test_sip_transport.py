@@ -339,3 +339,29 @@ async def test_uas_retransmits_2xx_until_ack() -> None:
     finally:
         client.close()
         await uas.close()
+
+
+def _have_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _have_ipv6(), reason="no IPv6 loopback")
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_endpoint_calls_over_ipv6(transport: str) -> None:
+    uas = SimpleUAS()
+    _, port = await uas.start(transport, "::1")
+    uac = SimpleUAC()
+    await uac.start(transport, "::1")
+    try:
+        assert await asyncio.gather(*[uac.call("::1", port) for _ in range(5)]) == [200] * 5
+        assert (uas.invites, uas.acks, uas.byes) == (5, 5, 5)
+    finally:
+        await uac.close()
+        await uas.close()

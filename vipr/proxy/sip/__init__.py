@@ -120,7 +120,7 @@ from vipr.proxy.sip.transport import (
     response_destination,
     stamp_received,
 )
-from vipr.proxy.sip.uri import URI, parse_host_port, parse_uri, unescape
+from vipr.proxy.sip.uri import URI, format_host, parse_host_port, parse_uri, unescape
 
 __all__ = [
     "COMPACT_FORMS",
@@ -163,6 +163,7 @@ __all__ = [
     "Via",
     "cert_dns_names",
     "client_key",
+    "format_host",
     "format_params",
     "header_key",
     "make_cancel",

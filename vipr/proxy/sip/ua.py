@@ -17,15 +17,18 @@ from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import Headers, SipRequest, SipResponse
 from vipr.proxy.sip.transaction import new_branch
 from vipr.proxy.sip.transport import Source
+from vipr.proxy.sip.uri import format_host
 
 SDP_TEMPLATE = (
-    "v=0\r\no=- {id} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+    "v=0\r\no=- {id} 1 IN {af} {ip}\r\ns=-\r\nc=IN {af} {ip}\r\nt=0 0\r\n"
     "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
 
 
 def _sdp(ip: str) -> bytes:
-    return SDP_TEMPLATE.format(id=secrets.randbelow(10**9), ip=ip, port=40000).encode()
+    ip = ip.strip("[]")
+    af = "IP6" if ":" in ip else "IP4"
+    return SDP_TEMPLATE.format(id=secrets.randbelow(10**9), af=af, ip=ip, port=40000).encode()
 
 
 class SimpleUAS:
@@ -45,7 +48,7 @@ class SimpleUAS:
         """Listen; returns the bound address."""
         self.endpoint = SipEndpoint(self._on_request)
         tr = await self.endpoint.listen(transport, host, port, ssl=ssl)
-        self._contact = f"<sip:uas@{host}:{tr.local_port};transport={transport}>"
+        self._contact = f"<sip:uas@{format_host(host)}:{tr.local_port};transport={transport}>"
         return tr.local_host, tr.local_port
 
     async def close(self) -> None:
@@ -126,17 +129,17 @@ class SimpleUAC:
             server.respond(200 if req.method in ("BYE", "OPTIONS") else 501)
 
     def _via(self) -> str:
-        return str(Via(self.transport.upper(), self.local[0], self.local[1] or None,
+        return str(Via(self.transport.upper(), format_host(self.local[0]), self.local[1] or None,
                        {"branch": new_branch(), "rport": None}))
 
     async def call(self, host: str, port: int, user: str = "service", *,
                    hold: float = 0.0, timeout: float = 40.0) -> int:
         """One call; returns the INVITE's final status (200 when the whole call worked)."""
         assert self.endpoint is not None
-        ep, lh, lp = self.endpoint, self.local[0], self.local[1]
+        ep, lh, lp = self.endpoint, format_host(self.local[0]), self.local[1]
         call_id = f"{secrets.token_hex(8)}@{lh}"
         ftag = secrets.token_hex(4)
-        target = f"sip:{user}@{host}:{port}"
+        target = f"sip:{user}@{format_host(host)}:{port}"
         contact = f"<sip:uac@{lh}:{lp};transport={self.transport}>"
         h = Headers([("Via", self._via()), ("Max-Forwards", "70"),
                      ("From", f"<sip:uac@{lh}:{lp}>;tag={ftag}"), ("To", f"<{target}>"),

@@ -47,6 +47,11 @@ def unescape(text: str) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
+def format_host(host: str) -> str:
+    """A host for a URI or Via: IPv6 addresses get brackets (RFC 3261 §25.1 IPv6reference)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def parse_host_port(text: str, *, strict: bool = False) -> tuple[str, int | None]:
     """Split `host[:port]` (IPv6 references keep their brackets)."""
     if text.startswith("["):
