@@ -300,6 +300,15 @@ def test_framer_splits_and_pings() -> None:
     assert f.feed(stream) == [msg, msg]
 
 
+def test_framer_error_after_good_message() -> None:
+    good = parse_message(INVITE).serialize()
+    f = StreamFramer()
+    assert f.feed(good + b"OPTIONS sip:a@b SIP/2.0\r\nl: x\r\n\r\n") == [good]
+    assert f.error is not None and "Content-Length" in f.error.reason
+    with pytest.raises(SipParseError):
+        f.feed(good)
+
+
 @pytest.mark.parametrize(
     "data",
     [

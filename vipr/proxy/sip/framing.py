@@ -17,16 +17,19 @@ class StreamFramer:
     `feed(data)` returns the complete messages now buffered (parse each with
     `parse_message`). A double CRLF between messages is a keep-alive ping: `pings`
     counts them and the transport answers each with a single CRLF (pong); lone CRLFs
-    are ignored. Any framing error (no or bad Content-Length, over `max_size`) raises
-    SipParseError: the stream cannot be resynchronised, close the connection.
+    are ignored. A framing error (no or bad Content-Length, over `max_size`) means the
+    stream cannot be resynchronised: close the connection. `feed` raises it as
+    SipParseError, unless messages before it completed in the same call: then it
+    returns those and keeps the error in `error` (raised by the next `feed`).
     """
 
-    __slots__ = ("_buf", "max_size", "pings")
+    __slots__ = ("_buf", "error", "max_size", "pings")
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buf = bytearray()
         self.max_size = max_size
         self.pings = 0
+        self.error: SipParseError | None = None
 
     @property
     def buffered(self) -> int:
@@ -40,9 +43,21 @@ class StreamFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every message completed by them."""
+        if self.error is not None:
+            raise self.error
+        out: list[bytes] = []
+        try:
+            self._feed(data, out)
+        except SipParseError as exc:
+            self.error = exc
+            self._buf.clear()
+            if not out:
+                raise
+        return out
+
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
         buf = self._buf
         buf += data
-        out: list[bytes] = []
         while buf:
             if buf[0] in (13, 10):
                 if buf.startswith(b"\r\n\r\n"):
@@ -79,4 +94,3 @@ class StreamFramer:
                 break
             out.append(bytes(buf[:total]))
             del buf[:total]
-        return out

@@ -253,6 +253,9 @@ class Connection(asyncio.Protocol):
             self.write(b"\r\n")   # RFC 5626 §3.5.1 pong
         for raw in raws:
             _deliver(raw, src, self.owner.on_message, self.owner.on_error, self.owner.max_size)
+        if self.framer.error is not None:
+            self.owner.on_error(data, src, self.framer.error)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._unregister(self)
