@@ -25,6 +25,7 @@ from vipr.proxy.sip import (
     parse_uri,
     parse_via,
     quote,
+    salvage_request,
 )
 
 EXAMPLES = int(os.environ.get("VIPR_FUZZ_EXAMPLES", "300"))
@@ -245,6 +246,8 @@ def test_value_round_trips(v: Via, na: NameAddr) -> None:
 # --- fuzz: only SipParseError, whatever the input ---
 
 def _exercise(data: bytes) -> None:
+    salvaged = salvage_request(data)   # never raises
+    assert salvaged is None or isinstance(salvaged, SipRequest)
     for strict in (False, True):
         try:
             m = parse_message(data, strict=strict)

@@ -365,3 +365,35 @@ async def test_endpoint_calls_over_ipv6(transport: str) -> None:
     finally:
         await uac.close()
         await uas.close()
+
+
+async def test_endpoint_answers_unparseable_requests() -> None:
+    """RFC 4475 §3.1.2: malformed requests get 400 (505 for a bad version), then the
+    endpoint goes on serving; malformed responses and ACKs are dropped silently."""
+    ep = SipEndpoint(lambda r, s, h: h.respond(200) if h is not None else None)
+    await ep.listen("udp", "127.0.0.1", 0)
+    got = Inbox()
+    client = await UdpTransport.listen("127.0.0.1", 0, got)
+    port = ep.transports["udp"].local_port
+    try:
+        cases = [
+            (OPTIONS.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), 400),        # mismatch01
+            (OPTIONS.replace(b"x@127.0.0.1 SIP/2.0", b"x@127.0.0.1 SIP/7.0"), 505),  # badvers
+            (OPTIONS.replace(b"Content-Length: 0", b"Content-Length: 9999"), 400),  # clerr
+            (OPTIONS.replace(b"Content-Length: 0", b"Content-Length: -999"), 400),  # ncl
+        ]
+        for data, status in cases:
+            await client.send(data, "127.0.0.1", port)
+            r, _ = await got.get()
+            assert isinstance(r, SipResponse) and r.status == status, (r.status, status)
+            assert r.call_id == "c1" and r.top_via.branch == "z9hG4bK1"
+        await client.send(b"SIP/2.0 999 Bad\r\n\r\n", "127.0.0.1", port)
+        await client.send(OPTIONS.replace(b"OPTIONS", b"ACK").replace(b"CSeq: 1 ACK",
+                                                                       b"CSeq: x ACK"),
+                          "127.0.0.1", port)
+        await client.send(OPTIONS.replace(b"z9hG4bK1", b"z9hG4bK9"), "127.0.0.1", port)
+        r, _ = await got.get()   # the next answer is the good request's
+        assert isinstance(r, SipResponse) and r.status == 200 and r.top_via.branch == "z9hG4bK9"
+    finally:
+        client.close()
+        await ep.close()

@@ -18,6 +18,7 @@ Messages (message.py, parser.py, headers.py, uri.py)::
     make_cancel(invite)                    # RFC 3261 §9.1
 
     SipParseError(reason, status)          # status: the response to answer (400, 505, 513)
+    salvage_request(data)                  # after a parse error: the request to answer, or None
 
 Values: `URI` (parse_uri; sip/sips/tel, other schemes opaque; `unescape` for %HH),
 `NameAddr` (parse_name_addr[_list]), `Via` (parse_via[_list]), `CSeq`; `str()` of each
@@ -85,7 +86,7 @@ from vipr.proxy.sip.message import (
     make_cancel,
     make_response,
 )
-from vipr.proxy.sip.parser import MAX_MESSAGE_SIZE, parse_message
+from vipr.proxy.sip.parser import MAX_MESSAGE_SIZE, parse_message, salvage_request
 from vipr.proxy.sip.transaction import (
     DEFAULT_TIMERS,
     MAGIC_COOKIE,
@@ -182,6 +183,7 @@ __all__ = [
     "parse_via_list",
     "quote",
     "response_destination",
+    "salvage_request",
     "server_key",
     "split_list",
     "stamp_received",

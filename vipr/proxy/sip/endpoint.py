@@ -23,6 +23,7 @@ from typing import Any
 
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.message import SipMessage, SipRequest, SipResponse, make_response
+from vipr.proxy.sip.parser import salvage_request
 from vipr.proxy.sip.transaction import (
     DEFAULT_TIMERS,
     AckReceived,
@@ -143,11 +144,13 @@ class SipEndpoint:
         """Open a `udp`, `tcp` or `tls` transport (port 0 = free port)."""
         tr: Transport
         if transport == "udp":
-            tr = await UdpTransport.listen(host, port, self._on_message)
+            tr = await UdpTransport.listen(host, port, self._on_message,
+                                           on_error=self._on_bad_message)
         elif transport in ("tcp", "tls"):
             if transport == "tls" and ssl is None and client_ssl is None:
                 raise ValueError("TLS needs an SSL context")
-            tr = await StreamTransport.listen(host, port, self._on_message, ssl=ssl,
+            tr = await StreamTransport.listen(host, port, self._on_message,
+                                              on_error=self._on_bad_message, ssl=ssl,
                                               client_ssl=client_ssl, accept=ssl is not None
                                               or transport == "tcp")
         else:
@@ -227,10 +230,19 @@ class SipEndpoint:
             # a bug above must not take the transport down with it (DESIGN §9)
             log.exception("error handling %r from %s:%s", msg, source.host, source.port)
 
+    def _on_bad_message(self, data: bytes, source: Source, exc: SipParseError) -> None:
+        """Unparseable input: answer a readable request with exc.status, drop the rest."""
+        log.info("malformed SIP from %s:%s/%s: %s", source.host, source.port,
+                 source.transport, exc.reason)
+        req = salvage_request(data)
+        if req is not None:
+            self._reply_stateless(req, source, exc)
+
     def _reply_stateless(self, req: SipRequest, source: Source, exc: SipParseError) -> None:
         try:
-            r = make_response(req, exc.status, headers=(("Warning", '399 - "bad request"'),))
-            r.reason = f"Bad Request ({exc.reason[:60]})" if exc.status == 400 else r.reason
+            r = make_response(req, exc.status)
+            if exc.status == 400:
+                r.reason = f"Bad Request ({exc.reason[:60]})"
             self._send_response_bytes(r.serialize(), req, source, None)
         except SipParseError:
             pass

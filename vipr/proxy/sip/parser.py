@@ -46,7 +46,20 @@ def parse_message(data: bytes, *, strict: bool = False,
         raise SipParseError(f"malformed message ({type(exc).__name__})") from exc
 
 
-def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse:
+def salvage_request(data: bytes) -> SipRequest | None:
+    """After `parse_message` failed: the request as far as it can be read, so that a
+    server can still answer it (400, 505, 513; RFC 3261 §8.2, RFC 4475 §3.1.2). Skips
+    the version, CSeq and Content-Length checks; None if even that fails or it is not
+    a request (responses and ACKs get no answer)."""
+    try:
+        msg = _parse(data, False, 1 << 20, salvage=True)
+    except (SipParseError, ValueError, IndexError, UnicodeError, OverflowError):
+        return None
+    return msg if isinstance(msg, SipRequest) and msg.method != "ACK" else None
+
+
+def _parse(data: bytes, strict: bool, max_size: int,
+           salvage: bool = False) -> SipRequest | SipResponse:
     if len(data) > max_size:
         raise SipParseError("message too large", 513)
     if data[:1] in (b"\r", b"\n"):
@@ -121,13 +134,16 @@ def _parse(data: bytes, strict: bool, max_size: int) -> SipRequest | SipResponse
             raise SipParseError(f"bad method {method[:30]!r}")
         if _SCHEME_URI_RE.fullmatch(uri) is None:
             raise SipParseError(f"bad Request-URI {uri[:60]!r}")
-        if version.upper() != "SIP/2.0":
+        if version.upper() != "SIP/2.0" and not (salvage and version[:4].upper() == "SIP/"):
             if version[:4].upper() == "SIP/":
                 raise SipParseError(f"unsupported version {version[:20]!r}", 505)
             raise SipParseError(f"bad SIP version {version[:20]!r}")
         msg = SipRequest(method, uri, headers, version="SIP/2.0")
 
     # CSeq: 32-bit number; method must match the request's (RFC 4475 §3.1.2.4, §3.1.2.17)
+    if salvage:
+        msg.body = data[body_start:]
+        return msg
     if "cseq" in keys:
         cv = values[keys.index("cseq")]
         cseq = parse_cseq(cv)
