@@ -397,3 +397,30 @@ async def test_endpoint_answers_unparseable_requests() -> None:
     finally:
         client.close()
         await ep.close()
+
+
+async def test_endpoint_named_interfaces_answer_on_the_receiving_socket() -> None:
+    seen: list[str] = []
+
+    def on_request(req: SipRequest, source: Source, server: ServerHandle | None) -> None:
+        seen.append(source.interface)
+        if server is not None:
+            server.respond(200)
+
+    ep = SipEndpoint(on_request)
+    a = await ep.listen("udp", "127.0.0.1", 0, name="internal")
+    b = await ep.listen("udp", "127.0.0.1", 0, name="pstn")
+    with pytest.raises(ValueError):
+        await ep.listen("udp", "127.0.0.1", 0, name="pstn")
+    got = Inbox()
+    client = await UdpTransport.listen("127.0.0.1", 0, got)
+    try:
+        for tr, branch in ((b, b"z9hG4bKb"), (a, b"z9hG4bKa")):
+            await client.send(OPTIONS.replace(b"z9hG4bK1", branch), "127.0.0.1", tr.local_port)
+            r, src = await got.get()
+            assert isinstance(r, SipResponse) and r.status == 200
+            assert src.port == tr.local_port   # left by the socket the request came in on
+        assert seen == ["pstn", "internal"]
+    finally:
+        client.close()
+        await ep.close()

@@ -46,10 +46,11 @@ asyncio shells::
     StreamTransport.listen(host, port, on_message, ssl=server_ctx, client_ssl=client_ctx)
         # TCP or TLS; connection reuse by peer address; RFC 5626 pong; size limit;
         # idle timeout; optional keep-alive pings; Source.tls_dns_names / tls_verified
-    on_message(msg, Source(transport, host, port, local_host, local_port, connection))
+    on_message(msg, Source(transport, host, port, local_host, local_port, connection,
+                           interface))
     stamp_received(req, host, port); response_destination(via, source)  # RFC 3261 §18.2
-    SipEndpoint(on_request)                                 # endpoint.py: transports +
-        .listen("udp"|"tcp"|"tls", host, port, ssl=..., client_ssl=...)   # transaction
+    SipEndpoint(on_request)          # endpoint.py: transports + transaction tables + timers
+        .listen("udp"|"tcp"|"tls", host, port, ssl=..., client_ssl=..., name="pstn")
         .send_request(req, transport, host, port, on_response=cb) -> ClientHandle
             (.final(), .responses queue, .on_response / .on_failure callbacks)
         .send_stateless(msg, transport, host, port); .find_invite_server(cancel)

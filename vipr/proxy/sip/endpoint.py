@@ -140,22 +140,32 @@ class SipEndpoint:
 
     async def listen(self, transport: str, host: str, port: int, *,
                      ssl: _ssl.SSLContext | None = None,
-                     client_ssl: _ssl.SSLContext | None = None) -> Transport:
-        """Open a `udp`, `tcp` or `tls` transport (port 0 = free port)."""
+                     client_ssl: _ssl.SSLContext | None = None,
+                     name: str | None = None) -> Transport:
+        """Open a `udp`, `tcp` or `tls` transport (port 0 = free port).
+
+        `name` (default: the transport kind) is the key to send with and arrives as
+        `Source.interface`, so one endpoint can serve several interfaces (e.g. a proxy's
+        `internal` and `pstn` UDP sockets); responses leave by the interface the request
+        came in on.
+        """
+        key = name or transport
+        if key in self.transports:
+            raise ValueError(f"transport {key!r} already open")
         tr: Transport
         if transport == "udp":
             tr = await UdpTransport.listen(host, port, self._on_message,
-                                           on_error=self._on_bad_message)
+                                           on_error=self._on_bad_message, label=key)
         elif transport in ("tcp", "tls"):
             if transport == "tls" and ssl is None and client_ssl is None:
                 raise ValueError("TLS needs an SSL context")
             tr = await StreamTransport.listen(host, port, self._on_message,
                                               on_error=self._on_bad_message, ssl=ssl,
                                               client_ssl=client_ssl, accept=ssl is not None
-                                              or transport == "tcp")
+                                              or transport == "tcp", label=key)
         else:
             raise ValueError(f"unknown transport {transport!r}")
-        self.transports[transport] = tr
+        self.transports[key] = tr
         return tr
 
     async def close(self) -> None:
@@ -178,7 +188,8 @@ class SipEndpoint:
                            on_response: Callable[[SipResponse], None] | None = None,
                            on_failure: Callable[[Exception], None] | None = None,
                            ) -> ClientHandle:
-        """Start a client transaction for `request` (not ACK) towards host:port.
+        """Start a client transaction for `request` (not ACK) towards host:port over the
+        transport named `transport` (the `name` given to `listen`, else its kind).
 
         Stream transports connect first (ConnectionError if that fails); TLS verifies the
         peer against `server_hostname` (default: host) when the client context checks it.
@@ -366,7 +377,7 @@ class SipEndpoint:
             conn.write(data)
             return
         host, port = response_destination(req.top_via, source)
-        self._send_now(txn, source.transport, host, port, data)
+        self._send_now(txn, source.interface or source.transport, host, port, data)
 
     def _send_now(self, txn: Transaction | None, transport: str, host: str, port: int,
                   data: bytes) -> None:

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a message came from. `connection` is set for TCP/TLS (answer over it)."""
+    """Where a message came from. `connection` is set for TCP/TLS (answer over it);
+    `interface` is the receiving transport's label (see `SipEndpoint.listen(name=...)`)."""
 
     transport: str
     host: str
@@ -43,6 +44,7 @@ class Source:
     local_host: str
     local_port: int
     connection: Connection | None = None
+    interface: str = ""
 
     @property
     def reliable(self) -> bool:
@@ -143,7 +145,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | bytes, int]) -> None:
         o = self.owner
-        src = Source("udp", str(addr[0]), addr[1], o.local_host, o.local_port)
+        src = Source("udp", str(addr[0]), addr[1], o.local_host, o.local_port, None, o.label)
         if data.strip(b"\r\n") == b"":
             return   # keep-alive (RFC 5626 §4.4.1 uses STUN; bare CRLF is common): ignore
         _deliver(data, src, o.on_message, o.on_error, o.max_size)
@@ -159,7 +161,8 @@ class UdpTransport:
     reliable = False
 
     def __init__(self, on_message: MessageCallback, on_error: ErrorCallback | None,
-                 max_size: int) -> None:
+                 max_size: int, label: str | None = None) -> None:
+        self.label = label or "udp"
         self.on_message = on_message
         self.on_error = on_error or _log_error
         self.max_size = max_size
@@ -170,9 +173,9 @@ class UdpTransport:
     @classmethod
     async def listen(cls, host: str, port: int, on_message: MessageCallback, *,
                      on_error: ErrorCallback | None = None,
-                     max_size: int = MAX_MESSAGE_SIZE) -> UdpTransport:
+                     max_size: int = MAX_MESSAGE_SIZE, label: str | None = None) -> UdpTransport:
         """Bind host:port (port 0 picks a free one; see `local_port`)."""
-        self = cls(on_message, on_error, max_size)
+        self = cls(on_message, on_error, max_size, label)
         loop = asyncio.get_running_loop()
         tr, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
                                                     local_addr=(host, port))
@@ -234,7 +237,7 @@ class Connection(asyncio.Protocol):
             ctx = sslobj.context
             self.tls_verified = bool(der) and ctx.verify_mode != _ssl.CERT_NONE
         self._source = Source(self.owner.name, self.remote[0], self.remote[1], self.local[0],
-                              self.local[1], self)
+                              self.local[1], self, self.owner.label)
         self.owner._register(self)
 
     def data_received(self, data: bytes) -> None:
@@ -291,12 +294,13 @@ class StreamTransport:
     def __init__(self, on_message: MessageCallback, on_error: ErrorCallback | None, *,
                  ssl: _ssl.SSLContext | None, client_ssl: _ssl.SSLContext | None,
                  max_size: int, idle_timeout: float | None, connect_timeout: float,
-                 keepalive_interval: float | None) -> None:
+                 keepalive_interval: float | None, label: str | None = None) -> None:
         self.on_message = on_message
         self.on_error = on_error or _log_error
         self.ssl = ssl
         self.client_ssl = client_ssl
         self.name = "tls" if (ssl is not None or client_ssl is not None) else "tcp"
+        self.label = label or self.name
         self.max_size = max_size
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
@@ -314,11 +318,11 @@ class StreamTransport:
                      client_ssl: _ssl.SSLContext | None = None, max_size: int = MAX_MESSAGE_SIZE,
                      idle_timeout: float | None = 600.0, connect_timeout: float = 5.0,
                      keepalive_interval: float | None = None,
-                     accept: bool = True) -> StreamTransport:
+                     accept: bool = True, label: str | None = None) -> StreamTransport:
         """Listen on host:port (port 0 = free port). `accept=False` makes a client only."""
         self = cls(on_message, on_error, ssl=ssl, client_ssl=client_ssl, max_size=max_size,
                    idle_timeout=idle_timeout, connect_timeout=connect_timeout,
-                   keepalive_interval=keepalive_interval)
+                   keepalive_interval=keepalive_interval, label=label)
         if accept:
             loop = asyncio.get_running_loop()
             self._server = await loop.create_server(lambda: Connection(self, False), host, port,
