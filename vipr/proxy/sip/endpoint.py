@@ -122,8 +122,11 @@ class SipEndpoint:
 
     def __init__(self, on_request: RequestHandler, *,
                  on_stray_response: ResponseHandler | None = None,
-                 timers: TimerValues = DEFAULT_TIMERS) -> None:
+                 timers: TimerValues = DEFAULT_TIMERS, validate: bool = True) -> None:
+        """`validate`: run `msg.validate()` (strict grammar) on every new request and
+        answer failures with 400 before the transaction user sees them."""
         self.on_request = on_request
+        self.validate = validate
         self.on_stray_response = on_stray_response
         self.timers = timers
         self.transports: dict[str, Transport] = {}
@@ -268,7 +271,8 @@ class SipEndpoint:
         if req.method == "ACK":
             self._call(req, source, None)   # ACK for a 2xx: no transaction (§17)
             return
-        req.validate()
+        if self.validate:
+            req.validate()
         txn = new_server_transaction(req, reliable=source.reliable, now=self.now(),
                                      timers=self.timers)
         handle = ServerHandle(self, txn, source)
