@@ -424,3 +424,29 @@ async def test_endpoint_named_interfaces_answer_on_the_receiving_socket() -> Non
     finally:
         client.close()
         await ep.close()
+
+
+@pytest.mark.parametrize(("fail", "status"), [("parse", 400), ("bug", 500), ("async", 500)])
+async def test_endpoint_answers_for_a_failing_handler(fail: str, status: int) -> None:
+    async def async_bug() -> None:
+        raise RuntimeError("boom")
+
+    def on_request(req: SipRequest, source: Source, server: ServerHandle | None) -> object:
+        if fail == "parse":
+            return req.headers.get("x-bad") and parse_message(b"junk")
+        if fail == "bug":
+            raise RuntimeError("boom")
+        return async_bug()
+
+    ep = SipEndpoint(on_request)   # type: ignore[arg-type]
+    await ep.listen("udp", "127.0.0.1", 0)
+    got = Inbox()
+    client = await UdpTransport.listen("127.0.0.1", 0, got)
+    try:
+        await client.send(OPTIONS.replace(b"Max-Forwards", b"X-Bad: 1\r\nMax-Forwards"),
+                          "127.0.0.1", ep.transports["udp"].local_port)
+        r, _ = await got.get()
+        assert isinstance(r, SipResponse) and r.status == status
+    finally:
+        client.close()
+        await ep.close()

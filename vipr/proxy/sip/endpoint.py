@@ -281,16 +281,36 @@ class SipEndpoint:
         self._call(req, source, handle)
 
     def _call(self, req: SipRequest, source: Source, handle: ServerHandle | None) -> None:
-        res = self.on_request(req, source, handle)
+        try:
+            res = self.on_request(req, source, handle)
+        except SipParseError as exc:
+            # the handler read a header the strict check does not cover: 400
+            self._handler_failed(handle, 400, exc.reason)
+            return
+        except Exception:
+            log.exception("request handler failed")
+            self._handler_failed(handle, 500, "handler error")
+            return
         if asyncio.iscoroutine(res):
             task = self.loop.create_task(res)
             self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+            task.add_done_callback(lambda t: self._handler_done(t, handle))
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _handler_failed(self, handle: ServerHandle | None, status: int, reason: str) -> None:
+        """Answer for a failed handler so that the transaction does not linger."""
+        if handle is not None and handle.txn.state in ("trying", "proceeding"):
+            handle.respond(status, f"Bad Request ({reason[:60]})" if status == 400 else None)
+
+    def _handler_done(self, task: asyncio.Task[None], handle: ServerHandle | None) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("request handler failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, SipParseError):
+            self._handler_failed(handle, 400, exc.reason)
+        elif exc is not None:
+            log.error("endpoint task failed", exc_info=exc)
+            self._handler_failed(handle, 500, "handler error")
 
     def _on_response(self, resp: SipResponse, source: Source) -> None:
         handle = self._clients.get(client_key(resp))
@@ -409,7 +429,7 @@ class SipEndpoint:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(lambda t: self._handler_done(t, None))
 
     async def _send_or_fail(self, txn: Transaction | None, transport: str, host: str, port: int,
                             data: bytes) -> None:
