@@ -252,8 +252,7 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         if self.framer.pings:
-            self.framer.take_pings()
-            self.write(b"\r\n")   # RFC 5626 §3.5.1 pong
+            self.write(b"\r\n" * self.framer.take_pings())   # RFC 5626 §3.5.1: one pong each
         for raw in raws:
             _deliver(raw, src, self.owner.on_message, self.owner.on_error, self.owner.max_size)
         if self.framer.error is not None:
