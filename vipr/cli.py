@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.config_cli",
     "vipr.store.cli",
     "vipr.reload.cli",
+    "vipr.proxy.sip.cli",
 )
 
 
