@@ -14,6 +14,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.store.cli",
     "vipr.reload.cli",
     "vipr.proxy.sip.cli",
+    "vipr.testnet.cli",
+    "vipr.supervisor",
 )
 
 

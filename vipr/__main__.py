@@ -1,0 +1,5 @@
+"""`python -m vipr` = the `vipr` command (how supervisors start roles with this interpreter)."""
+
+from vipr.cli import main
+
+main()

@@ -1,0 +1,49 @@
+"""`vipr pstn` (PSTN simulator) and `vipr demo` (the whole test network and its story)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vipr.cliutil import EXIT_CONFIG, fail
+
+
+@click.command("pstn")
+@click.option("--config", "-c", "config", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="PSTN simulator config (YAML: listen, providers, skew).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def pstn_cmd(config: Path, log_level: str) -> None:
+    """Run the PSTN simulator: routes calls between providers' PSTN trunks by number plan,
+    narrowband audio only (PCMU/PCMA, no video)."""
+    from vipr.testnet.numberplan import PstnConfigError, load_pstn_config
+    from vipr.testnet.pstn import run_pstn
+
+    try:
+        cfg = load_pstn_config(config)
+    except PstnConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    run_pstn(cfg, log_level)
+
+
+@click.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where certificates, configs, databases and logs go "
+                   "(default: a fresh temporary directory, removed afterwards).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object with each step's outcome (no timeline).")
+@click.option("--keep", is_flag=True, help="Keep the temporary workdir (logs) afterwards.")
+def demo_cmd(workdir: Path | None, as_json: bool, keep: bool) -> None:
+    """Run the whole VIPR test network on loopback and play the five-step story.
+
+    Exit 0 only if every step behaved as stated."""
+    from vipr.testnet.demo import run_demo
+
+    raise SystemExit(run_demo(workdir, as_json=as_json, keep=keep))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(pstn_cmd)
+    group.add_command(demo_cmd)

@@ -1,0 +1,282 @@
+"""The demo's working directory: overlay CA, certificates and configs for providers A, B, C
+and the PSTN simulator, all on loopback with distinct ports and demo timers.
+
+    layout = make_workdir(Path("demo"))      # fresh ports, returns what it wrote
+    layout.configs["b"], layout.pstn_config, layout.phones["a"], layout.b_number
+
+Files::
+
+    overlay/ca.crt ca.key overlay.xml provider-{a,b,c}.crt/.key   (vipr.reload.ca)
+    tls/federation-ca.crt/.key {a.example.net,b.example.org,c.example.com}.crt/.key
+    provider-{a,b,c}.yaml   provider-b-nofed.yaml (B without its federation listener)
+    pstn.yaml               run/<x>/ state/<x>/ logs/
+
+C's config also lists the number of B's that A calls: C claims it in the overlay but the PSTN
+routes it to B, so only B can prove the call (story step 2).
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from vipr.reload.ca import create_ca, issue_node_cert
+from vipr.reload.overlay_config import (
+    BootstrapNode,
+    vipr_overlay_configuration,
+    write_overlay_document,
+)
+
+__all__ = ["DEMO_TIMERS", "Layout", "ProviderSpec", "make_workdir"]
+
+OVERLAY_NAME = "vipr-demo.example"
+
+# pvp/overlay timers of the demo (DESIGN §5: "the demo uses seconds")
+DEMO_TIMERS: dict[str, dict[str, object]] = {
+    "pvp": {"min_delay": "200ms", "max_delay": "1s", "min_duration": "500ms", "quantum": "10s",
+            "handshake_timeout": "10s"},
+    "overlay": {"record_lifetime": "10m", "republish_interval": "5m"},
+}
+PSTN_SKEW = "300ms"   # the PSTN is this much late towards provider B (less than quantum/2)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    key: str            # "a", "b", "c"
+    name: str
+    domain: str
+    vservice: str
+    numbers: tuple[str, ...]     # config entries (numbers or blocks)
+    pstn_numbers: tuple[str, ...]  # what the PSTN number plan routes to it
+    phone_number: str
+
+
+def default_providers(count: int = 10) -> list[ProviderSpec]:
+    """A (US), B (UK), C (France); C also claims B's first number."""
+    b_first = "+442071230000"
+    return [
+        ProviderSpec("a", "provider-a", "a.example.net", "00000000000000a1",
+                     (f"+1408555[0000-{count - 1:04d}]",), (f"+1408555[0000-{count - 1:04d}]",),
+                     "+14085550000"),
+        ProviderSpec("b", "provider-b", "b.example.org", "00000000000000b2",
+                     (f"+4420712[30000-{30000 + count - 1}]",),
+                     (f"+4420712[30000-{30000 + count - 1}]",), b_first),
+        ProviderSpec("c", "provider-c", "c.example.com", "00000000000000c3",
+                     ("+33142[000000-000009]", b_first), ("+33142[000000-000009]",),
+                     "+33142000000"),
+    ]
+
+
+@dataclass
+class Ports:
+    internal: int
+    federation: int
+    pstn: int
+    overlay: int
+    pvp: int
+    phone: int
+
+
+@dataclass
+class Layout:
+    root: Path
+    providers: list[ProviderSpec]
+    ports: dict[str, Ports]
+    configs: dict[str, Path]
+    nofed_configs: dict[str, Path]
+    pstn_config: Path
+    pstn_port: int
+    tls_dir: Path
+    b_number: str                       # B's number that A calls (C claims it too)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, key: str) -> ProviderSpec:
+        return next(p for p in self.providers if p.key == key)
+
+    def phone_listen(self, key: str) -> tuple[str, int]:
+        return ("127.0.0.1", self.ports[key].phone)
+
+    def proxy_internal(self, key: str) -> tuple[str, int]:
+        return ("127.0.0.1", self.ports[key].internal)
+
+    def runtime_dir(self, key: str) -> Path:
+        return self.root / "run" / key
+
+    def database(self, key: str) -> Path:
+        return self.root / "state" / key / "vipr.db"
+
+
+# ---------------------------------------------------------------------- ports
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def pick_base_port(span: int = 400, tries: int = 50) -> int:
+    """A base port whose whole block [base, base+span) is free for TCP and UDP right now."""
+    rng = random.SystemRandom()
+    for _ in range(tries):
+        base = rng.randrange(20000, 32000 - span, 100)   # below the ephemeral range
+        if all(_free(base + off) for off in _offsets(span)):
+            return base
+    raise OSError("no free block of loopback ports found")
+
+
+def _offsets(span: int) -> list[int]:
+    out = []
+    for i in range(3):
+        out += [i * 100 + o for o in (0, 1, 2, 4, 61, 90)]
+    return [o for o in out if o < span] + [380]
+
+
+def _ports(base: int, i: int) -> Ports:
+    b = base + 100 * i
+    return Ports(internal=b, federation=b + 1, pstn=b + 2, overlay=b + 4, pvp=b + 61,
+                 phone=b + 90)
+
+
+# ---------------------------------------------------------------------- certificates
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.touch(mode=0o600)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+
+
+def _federation_tls() -> tuple[Callable[..., tuple[Path, Path]], Callable[..., tuple[Path, Path]]]:
+    """The proxy's federation_tls helpers (CONTRACTS), or the local stand-in until it lands."""
+    try:
+        mod = importlib.import_module("vipr.proxy.federation_tls")
+        return (cast(Callable[..., tuple[Path, Path]], mod.create_federation_ca),
+                cast(Callable[..., tuple[Path, Path]], mod.issue_federation_cert))
+    except (ImportError, AttributeError):
+        from vipr.testnet import tlsgen
+
+        return tlsgen.create_federation_ca, tlsgen.issue_federation_cert
+
+
+def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Ports]) -> None:
+    d = root / "overlay"
+    d.mkdir(parents=True, exist_ok=True)
+    cert, key = create_ca(OVERLAY_NAME)
+    (d / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(d / "ca.key", key)
+    boot = [BootstrapNode("127.0.0.1", ports[providers[0].key].overlay)]
+    conf = vipr_overlay_configuration(OVERLAY_NAME, [cert], boot)
+    (d / "overlay.xml").write_bytes(write_overlay_document([conf]))
+    for p in providers:
+        creds = issue_node_cert(cert, key, OVERLAY_NAME, f"overlay@{p.domain}", 1)
+        creds.write(d, p.name)
+
+
+# ---------------------------------------------------------------------- configs
+
+
+def provider_config(p: ProviderSpec, ports: Ports, pstn_port: int, *, create: bool,
+                    federation: bool = True) -> dict[str, Any]:
+    """The YAML document of one provider (paths relative to the workdir)."""
+    interfaces: dict[str, Any] = {
+        "internal": {"listen": f"127.0.0.1:{ports.internal}", "transport": "udp",
+                     "target": f"127.0.0.1:{ports.phone}"},
+        "pstn": {"listen": f"127.0.0.1:{ports.pstn}", "transport": "udp",
+                 "gateway": f"127.0.0.1:{pstn_port}"},
+    }
+    if federation:
+        interfaces["federation"] = {
+            "listen": f"127.0.0.1:{ports.federation}", "transport": "tls",
+            "advertise": f"sip:127.0.0.1:{ports.federation};transport=tls",
+            "tls": {"cert": f"tls/{p.domain}.crt", "key": f"tls/{p.domain}.key",
+                    "ca": "tls/federation-ca.crt"},
+        }
+    return {
+        "provider": {"name": p.name, "domain": p.domain, "vservice": p.vservice},
+        "numbers": list(p.numbers),
+        "runtime_dir": f"run/{p.key}",
+        "database": f"state/{p.key}/vipr.db",
+        "logging": {"level": "info", "format": "text"},
+        "overlay": {
+            "configuration": "overlay/overlay.xml",
+            "cert": f"overlay/{p.name}.crt", "key": f"overlay/{p.name}.key",
+            "listen": f"127.0.0.1:{ports.overlay}", "create": create, "nodes": 1,
+            **DEMO_TIMERS["overlay"],
+        },
+        "pvp": {"listen": f"127.0.0.1:{ports.pvp}", **DEMO_TIMERS["pvp"]},
+        "proxy": {"interfaces": interfaces, "route_timeout": "3s"},
+        "tickets": {"lifetime": "90d", "renewal_window": "30d", "rotate_interval": "30d"},
+        "retention": {"vcr": "48h", "validation_log": "30d"},
+    }
+
+
+def pstn_config(providers: list[ProviderSpec], ports: dict[str, Ports], pstn_port: int,
+                skew: str | None = PSTN_SKEW) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "listen": f"127.0.0.1:{pstn_port}",
+        "providers": {p.name: {"trunk": f"127.0.0.1:{ports[p.key].pstn}",
+                               "numbers": list(p.pstn_numbers)} for p in providers},
+        "answer_timeout": "20s",
+    }
+    if skew:
+        doc["skew"] = {"provider": providers[1].name, "delay": skew}
+    return doc
+
+
+def _dump(path: Path, doc: dict[str, Any], comment: str) -> Path:
+    path.write_text(f"# {comment}\n" + yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def make_workdir(root: Path, *, base_port: int | None = None,
+                 providers: list[ProviderSpec] | None = None) -> Layout:
+    """Write everything the demo needs under `root` (created; existing files overwritten)."""
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    providers = providers or default_providers()
+    base = base_port if base_port is not None else pick_base_port()
+    ports = {p.key: _ports(base, i) for i, p in enumerate(providers)}
+    pstn_port = base + 380
+    _make_overlay(root, providers, ports)
+    tls = root / "tls"
+    tls.mkdir(exist_ok=True)
+    create_fca, issue = _federation_tls()
+    ca_cert, ca_key = create_fca(tls)
+    if ca_cert.name != "federation-ca.crt":     # the configs name it so
+        (tls / "federation-ca.crt").write_bytes(ca_cert.read_bytes())
+    for p in providers:
+        cp, kp = issue(ca_cert, ca_key, p.domain, tls)
+        if cp.name != f"{p.domain}.crt":
+            (tls / f"{p.domain}.crt").write_bytes(cp.read_bytes())
+            (tls / f"{p.domain}.key").write_bytes(kp.read_bytes())
+    configs: dict[str, Path] = {}
+    nofed: dict[str, Path] = {}
+    for i, p in enumerate(providers):
+        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0)
+        configs[p.key] = _dump(root / f"{p.name}.yaml", doc,
+                               f"VIPR demo: {p.name} ({p.domain}), written by vipr demo")
+        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0, federation=False)
+        nofed[p.key] = _dump(root / f"{p.name}-nofed.yaml", doc,
+                             f"VIPR demo: {p.name} without its federation listener")
+    pstn_path = _dump(root / "pstn.yaml", pstn_config(providers, ports, pstn_port),
+                      "VIPR demo: PSTN simulator number plan")
+    for sub in ("logs", *(f"run/{p.key}" for p in providers),
+                *(f"state/{p.key}" for p in providers)):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    b_number = providers[1].phone_number if len(providers) > 1 else providers[0].phone_number
+    return Layout(root, providers, ports, configs, nofed, pstn_path, pstn_port, tls, b_number)
