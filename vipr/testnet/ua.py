@@ -99,6 +99,10 @@ class Phone:
         if self.endpoint is not None:
             await self.endpoint.close()
 
+    def offer_summary(self) -> SdpSummary:
+        """What this phone offers on outgoing calls."""
+        return summarize(phone_offer(self.local.host))
+
     async def wait_rings(self, count: int, timeout: float) -> bool:
         """True once `count` calls have rung in total, False after `timeout`."""
         async with self._rang:
