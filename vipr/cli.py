@@ -15,6 +15,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.reload.cli",
     "vipr.proxy.sip.cli",
     "vipr.proxy.tls_cli",
+    "vipr.proxy.tickets_cli",
+    "vipr.proxy.cli",
 )
 
 
