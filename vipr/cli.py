@@ -16,6 +16,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.proxy.sip.cli",
     "vipr.testnet.cli",
     "vipr.supervisor",
+    "vipr.proxy.tls_cli",
+    "vipr.proxy.tickets_cli",
+    "vipr.proxy.cli",
 )
 
 

@@ -286,6 +286,18 @@ class Store:
             await cur.close()
             return n
 
+    async def add_vcrs_ids(self, vs: Sequence[Vcr]) -> list[int | None]:
+        """Insert many VCRs in one transaction; each one's id, None for a duplicate."""
+        if not vs:
+            return []
+        out: list[int | None] = []
+        async with self._write() as db:
+            for v in vs:
+                rows = list(await db.execute_fetchall(_INSERT_VCR + " RETURNING id",
+                                                      _vcr_params(v)))
+                out.append(int(rows[0][0]) if rows else None)
+        return out
+
     async def get_vcr(self, id: int) -> Vcr | None:
         rows = await self._fetch(f"SELECT {_VCR_COLS} FROM vcr WHERE id = ?", (id,))
         return _vcr(rows[0]) if rows else None

@@ -1,0 +1,90 @@
+"""`vipr proxy --config F` (the SIP edge proxy daemon) and `vipr proxy status`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vipr.cliutil import config_option, fail, json_option, load_config_or_fail, print_json
+from vipr.config import ProviderConfig
+from vipr.daemon import notify_ready, run_daemon
+from vipr.ipc import IpcError, IpcServer, ipc_call
+
+log = logging.getLogger("vipr.proxy")
+
+
+async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
+    """Run the proxy until `stop` is set."""
+    from vipr.proxy.server import ProxyError, ProxyServer, check_interfaces
+    from vipr.store import Store
+
+    problems = check_interfaces(cfg)
+    if problems:
+        raise ProxyError("; ".join(problems))
+    async with Store.open(cfg.database) as store:
+        proxy = ProxyServer(cfg, store)
+        await proxy.start()
+
+        async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
+            number = params.get("number")
+            if not isinstance(number, str):
+                raise IpcError("bad-request", "number (string) required")
+            return {"cached": await proxy.route_learned(number)}
+
+        async def status(params: dict[str, Any]) -> dict[str, Any]:
+            return proxy.status()
+
+        ipc = IpcServer(cfg.socket_path("proxy"),
+                        {"route_learned": route_learned, "status": status})
+        try:
+            await ipc.start()
+            notify_ready("proxy serving")
+            await stop.wait()
+        finally:
+            await ipc.close()
+            await proxy.close()
+
+
+def register(group: click.Group) -> None:
+    """Add the `proxy` command (daemon) and `proxy status`."""
+
+    @group.group("proxy", invoke_without_command=True)
+    @config_option
+    @click.pass_context
+    def proxy(ctx: click.Context, config: Path | None) -> None:
+        """Run the SIP edge proxy (routing, ticket admission, VCRs, PSTN fallback)."""
+        if ctx.invoked_subcommand is not None:
+            ctx.obj = config
+            return
+        cfg = load_config_or_fail(config)
+        run_daemon("proxy", cfg, lambda stop: serve(cfg, stop))
+
+    @proxy.command("status")
+    @config_option
+    @json_option
+    @click.pass_context
+    def status_cmd(ctx: click.Context, config: Path | None, as_json: bool) -> None:
+        """Ask the running proxy for its counters, interfaces and cached routes."""
+        cfg = load_config_or_fail(config or ctx.obj)
+        try:
+            res = asyncio.run(ipc_call(cfg.socket_path("proxy"), "status", {}))
+        except IpcError as exc:
+            fail(f"proxy not reachable: {exc}")
+        if as_json:
+            print_json(res)
+            return
+        for name, i in res.get("interfaces", {}).items():
+            click.echo(f"interface {name:<10} {i['transport']}/{i['listen']}")
+        routes = res.get("cached_routes", [])
+        click.echo(f"cached routes: {len(routes)}" + (f" ({', '.join(routes[:10])})"
+                                                       if routes else ""))
+        click.echo(f"active calls: {res.get('active_calls')}  dialogs: {res.get('dialogs')}")
+        click.echo(f"ticket epochs: {res.get('ticket_epochs')}")
+        click.echo("vcrs: " + json.dumps(res.get("vcrs", {})))
+        for k, v in res.get("counters", {}).items():
+            click.echo(f"  {k}: {v}")

@@ -1,0 +1,127 @@
+"""Federation TLS certificates for the proxy's mutual-TLS interface (DESIGN §6, RFC 5922).
+
+A small private CA and leaf certificates carrying the provider's domain as a subjectAltName
+dNSName (RFC 5922 §7.1: the SIP domain identity comes from dNSName entries), plus the loopback
+IP address so tests and the testnet can connect to 127.0.0.1.  Leaves carry both serverAuth and
+clientAuth EKU because every federation peer is client and server (mutual TLS).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_CERT_NAME = "ca.pem"
+CA_KEY_NAME = "ca.key"
+
+
+class FederationTlsError(Exception):
+    """A certificate could not be created or the CA files are unusable."""
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write(path: Path, data: bytes, *, private: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _window(days: float) -> tuple[_dt.datetime, _dt.datetime]:
+    start = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
+    return start, start + _dt.timedelta(days=days)
+
+
+def create_federation_ca(out_dir: Path, name: str = "VIPR federation CA",
+                         *, days: float = 3650) -> tuple[Path, Path]:
+    """Create a self-signed CA in out_dir (ca.pem, ca.key); returns (cert path, key path)."""
+    out_dir = Path(out_dir)
+    key = _key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    start, end = _window(days)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = out_dir / CA_CERT_NAME, out_dir / CA_KEY_NAME
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    return cert_path, key_path
+
+
+def _load_ca(ca_cert: Path, ca_key: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    try:
+        cert = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
+        key = serialization.load_pem_private_key(Path(ca_key).read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise FederationTlsError(f"cannot load CA {ca_cert} / {ca_key}: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise FederationTlsError(f"{ca_key}: expected an EC private key")
+    return cert, key
+
+
+def issue_federation_cert(ca_cert: Path, ca_key: Path, domain: str, out_dir: Path,
+                          *, days: float = 825) -> tuple[Path, Path]:
+    """Issue <domain>.pem / <domain>.key in out_dir, signed by the CA; returns (cert, key).
+
+    subjectAltName: dNSName=domain and IP 127.0.0.1; EKU serverAuth + clientAuth.
+    """
+    if not domain or "/" in domain or domain.startswith("."):
+        raise FederationTlsError(f"not a domain name: {domain!r}")
+    cacert, cakey = _load_ca(ca_cert, ca_key)
+    key = _key()
+    start, end = _window(days)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+        .issuer_name(cacert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName(domain),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, True, False, False, False, False),
+            critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(cakey.public_key()),
+                       critical=False)
+        .sign(cakey, hashes.SHA256())
+    )
+    out_dir = Path(out_dir)
+    cert_path, key_path = out_dir / f"{domain}.pem", out_dir / f"{domain}.key"
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    return cert_path, key_path

@@ -1,0 +1,645 @@
+"""The VIPR SIP edge proxy (DESIGN §6, §7): a stateful proxy (RFC 3261 §16) on `SipEndpoint`.
+
+Interfaces `internal`, `pstn` and `federation` (mutual TLS) are named transports of one
+endpoint. New INVITEs are routed by `routing.decide`; inbound federation calls pass ticket
+`admission` first. A call over a learned route that fails (connect failure, no answer within
+`route_timeout`, 403, 5xx, 6xx) is sent again to the PSTN gateway on a new branch; the caller
+sees only the PSTN leg's answers. Calls crossing `pstn` become VCRs (`calls.CallTracker`),
+written by `VcrWriter`; the 200 OK to a BYE is held until its VCR is committed.
+
+Dialogs have exactly two legs (upstream: where the INVITE came from; downstream: where it
+went). The proxy Record-Routes, so in-dialog requests come back to it and go to the other
+leg's next hop (for stream transports: the same connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl as _ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vipr.config import Interface, ProviderConfig
+from vipr.proxy.admission import admit, ticket_header
+from vipr.proxy.calls import CallTracker
+from vipr.proxy.forward import (
+    TooManyHops,
+    check_max_forwards,
+    copy_request,
+    prepare_request,
+    stateless_branch,
+    strip_own_routes,
+)
+from vipr.proxy.routing import MAX_ROUTE_FAILURES, Decision, RouteCache, decide, number_of
+from vipr.proxy.sip.endpoint import ClientHandle, ServerHandle, SipEndpoint
+from vipr.proxy.sip.errors import SipParseError
+from vipr.proxy.sip.headers import Via
+from vipr.proxy.sip.message import SipRequest, SipResponse, make_cancel
+from vipr.proxy.sip.transaction import new_branch
+from vipr.proxy.sip.transport import Source
+from vipr.proxy.sip.uri import URI, format_host, parse_uri
+from vipr.proxy.vcrwriter import VcrWriter
+from vipr.store import Store, StoreError
+from vipr.store.models import Route
+from vipr.tickets import TicketVerifier
+
+log = logging.getLogger("vipr.proxy")
+
+Target = Literal["internal", "pstn", "federation"]
+KEY_RELOAD_INTERVAL = 5.0
+ROUTE_RELOAD_INTERVAL = 60.0
+SWEEP_INTERVAL = 30.0
+
+
+class ProxyError(Exception):
+    """The proxy cannot start (bad TLS files, port in use, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """A next hop: the transport name (interface) and address; `server_hostname` for TLS."""
+
+    iface: str
+    host: str
+    port: int
+    server_hostname: str | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One downstream branch of an INVITE."""
+
+    target: Target
+    leg: Leg
+    request: SipRequest
+    client: ClientHandle | None = None
+    provisional: bool = False
+    abandoned: bool = False
+    cancel_sent: bool = False
+    timer: asyncio.TimerHandle | None = None
+    route: Route | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """An INVITE server transaction and its current downstream attempt."""
+
+    call_id: str
+    server: ServerHandle
+    request: SipRequest
+    up: Leg
+    number: str | None
+    attempt: Attempt | None = None
+    cancelled: bool = False
+    done: bool = False
+
+
+@dataclass(slots=True)
+class Dialog:
+    up: Leg
+    down: Leg
+    created: float = field(default_factory=time.time)
+
+
+def client_context(tls: Any) -> _ssl.SSLContext:
+    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(tls.ca))
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    return ctx
+
+
+def server_context(tls: Any) -> _ssl.SSLContext:
+    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    ctx.load_verify_locations(str(tls.ca))
+    ctx.verify_mode = _ssl.CERT_REQUIRED   # mutual authentication (DESIGN §6)
+    return ctx
+
+
+class ProxyServer:
+    """The proxy of one provider. `await start()`, then `await close()`."""
+
+    def __init__(self, cfg: ProviderConfig, store: Store, *,
+                 clock: Any = time.time) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.ifaces: dict[str, Interface] = {"internal": cfg.proxy.interfaces.internal,
+                                             "pstn": cfg.proxy.interfaces.pstn}
+        if cfg.proxy.interfaces.federation is not None:
+            self.ifaces["federation"] = cfg.proxy.interfaces.federation
+        self.cache = RouteCache()
+        self.verifier = TicketVerifier(())
+        self.tracker = CallTracker()
+        self.writer = VcrWriter(store, cfg.socket_path("pvp"))
+        self.endpoint: SipEndpoint | None = None
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self.calls: dict[tuple[str, ...], Call] = {}
+        self.dialogs: dict[str, Dialog] = {}
+        self.counters: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._bg: list[asyncio.Task[None]] = []
+        self._last_key_reload = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.reload_keys()
+        await self.reload_routes()
+        ep = SipEndpoint(self._on_request, on_stray_response=self._on_stray_response)
+        self.endpoint = ep
+        try:
+            for name, iface in self.ifaces.items():
+                ssl = client_ssl = None
+                if iface.transport == "tls":
+                    if iface.tls is None:
+                        raise ProxyError(f"interface {name}: tls needs cert, key and ca")
+                    ssl, client_ssl = server_context(iface.tls), client_context(iface.tls)
+                tr = await ep.listen(iface.transport, iface.listen.host, iface.listen.port,
+                                     ssl=ssl, client_ssl=client_ssl, name=name)
+                self.addresses[name] = (tr.local_host, tr.local_port)
+        except (OSError, _ssl.SSLError, ValueError) as exc:
+            await ep.close()
+            raise ProxyError(f"cannot open the SIP interfaces: {exc}") from exc
+        self.writer.start()
+        self._bg = [asyncio.create_task(self._housekeeping())]
+        log.info("proxy listening: %s", ", ".join(
+            f"{n} {self.ifaces[n].transport}/{format_host(h)}:{p}"
+            for n, (h, p) in self.addresses.items()))
+
+    async def close(self) -> None:
+        for t in self._bg:
+            t.cancel()
+        for t in self._bg:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self.endpoint is not None:
+            await self.endpoint.close()
+        await self.writer.close()
+        for t in list(self._tasks):
+            t.cancel()
+
+    async def _housekeeping(self) -> None:
+        last_routes = time.monotonic()
+        while True:
+            await asyncio.sleep(min(KEY_RELOAD_INTERVAL, SWEEP_INTERVAL))
+            try:
+                await self.reload_keys()
+                if time.monotonic() - last_routes >= ROUTE_RELOAD_INTERVAL:
+                    await self.reload_routes()
+                    last_routes = time.monotonic()
+            except StoreError as exc:
+                log.warning("store read failed: %s", exc)
+            now = self.clock()
+            self.tracker.expire(now)
+            for cid in [k for k, d in self.dialogs.items() if now - d.created > 12 * 3600]:
+                del self.dialogs[cid]
+
+    async def reload_keys(self) -> None:
+        self.verifier = TicketVerifier(await self.store.ticket_keys())
+        self._last_key_reload = time.monotonic()
+
+    async def reload_routes(self) -> None:
+        self.cache.replace_all(await self.store.list_routes())
+
+    async def route_learned(self, number: str) -> bool:
+        """IPC `route_learned`: reload one route from the store; True when it is cached."""
+        route = await self.store.get_route(number)
+        if route is None:
+            self.cache.drop(number)
+            return False
+        self.cache.put(route)
+        log.info("route learned for %s: %s (ticket expires %.0f)", number,
+                 ", ".join(route.routes), route.ticket_expires)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "interfaces": {n: {"transport": self.ifaces[n].transport,
+                               "listen": f"{format_host(h)}:{p}"}
+                           for n, (h, p) in self.addresses.items()},
+            "cached_routes": self.cache.numbers(),
+            "active_calls": len(self.calls),
+            "dialogs": len(self.dialogs),
+            "ticket_epochs": sorted(self.verifier.epochs),
+            "vcrs": {"written": self.writer.written, "failed": self.writer.failed,
+                     "notified": self.writer.notified,
+                     "pvp_unavailable": self.writer.pvp_unavailable},
+            "counters": dict(sorted(self.counters.items())),
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("proxy task failed", exc_info=task.exception())
+
+    def _via(self, iface: str) -> Via:
+        host, port = self.addresses[iface]
+        kind = self.ifaces[iface].transport.upper()
+        return Via(kind, format_host(host), port, {"branch": new_branch()})
+
+    def _rr_uri(self, iface: str) -> str:
+        adv = self.ifaces[iface].advertise
+        if adv is not None:
+            u = parse_uri(adv)
+            u.params["lr"] = None
+            return str(u)
+        host, port = self.addresses[iface]
+        t = self.ifaces[iface].transport
+        return f"sip:{format_host(host)}:{port};lr" + ("" if t == "udp" else f";transport={t}")
+
+    def _is_ours(self, uri: URI) -> bool:
+        port = uri.port
+        for name, (host, p) in self.addresses.items():
+            default = 5061 if self.ifaces[name].transport == "tls" else 5060
+            if uri.address == host and (port or default) == p:
+                return True
+            adv = self.ifaces[name].advertise
+            if adv is not None and str(uri).split(";")[0] == adv.split(";")[0]:
+                return True
+        return False
+
+    def _leg_for(self, target: Target, number: str | None, route: Route | None) -> Leg | None:
+        if target == "internal":
+            hp = self.ifaces["internal"].target
+            return Leg("internal", hp.host, hp.port) if hp else None
+        if target == "pstn":
+            hp = self.ifaces["pstn"].gateway
+            return Leg("pstn", hp.host, hp.port) if hp else None
+        if route is None or "federation" not in self.ifaces:
+            return None
+        u = parse_uri(route.routes[0])
+        domain = route.learned_from_domain or u.address
+        return Leg("federation", u.address, u.port or 5061, domain)
+
+    @staticmethod
+    def _federation_uri(route: Route, number: str) -> str:
+        u = parse_uri(route.routes[0])
+        if u.user is None:
+            u.user = number
+        u.params.setdefault("user", "phone")
+        u.params.pop("lr", None)
+        return str(u)
+
+    # ------------------------------------------------------------------ requests
+
+    def _on_request(self, req: SipRequest, source: Source,
+                    server: ServerHandle | None) -> Any:
+        if server is None:
+            self._forward_ack(req, source)
+            return None
+        m = req.method
+        if m == "CANCEL":
+            return self._on_cancel(req, server)
+        if req.to_tag is not None:
+            return self._in_dialog(req, source, server)
+        if m == "INVITE":
+            return self._on_invite(req, source, server)
+        if m == "OPTIONS":
+            server.respond(200)
+            return None
+        self.counters["rejected_method"] += 1
+        server.respond(405 if m != "ACK" else 400,
+                       headers=(("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),))
+        return None
+
+    async def _on_invite(self, req: SipRequest, source: Source, server: ServerHandle) -> None:
+        self.counters["invites"] += 1
+        try:
+            check_max_forwards(req)
+        except TooManyHops:
+            server.respond(483)
+            return
+        iface = source.interface
+        now = self.clock()
+        d = decide(iface, req.request_uri, self.cfg.numbers, self.cache, now,
+                   self.cfg.tickets.renewal_window)
+        if d.kind == "admission":
+            if not await self._admit(req, source, d, now):
+                server.respond(403)
+                return
+            d = Decision("internal", d.number, "admitted")
+        self.counters[f"route_{d.kind}_{d.reason}"] += 1
+        call = Call(req.call_id, server, req, Leg(iface, source.host, source.port), d.number)
+        self.calls[server.txn.key] = call
+        caller = number_of(req.from_.uri)
+        self.tracker.started(call.call_id, caller, d.number, now,
+                             "terminating" if iface == "pstn" else None)
+        if d.kind == "federation" and d.number is not None and d.route is not None:
+            leg = self._leg_for("federation", d.number, d.route)
+            if leg is not None:
+                await self._attempt(call, "federation", leg, d.route)
+                return
+        target: Target = "internal" if d.kind == "internal" else "pstn"
+        leg = self._leg_for(target, d.number, None)
+        if leg is None:
+            self._finish(call, None, 503 if target == "pstn" else 480)
+            return
+        await self._attempt(call, target, leg, None)
+
+    async def _admit(self, req: SipRequest, source: Source, d: Decision, now: float) -> bool:
+        token = ticket_header(req.headers.get)
+        conn = source.connection
+        res = admit(self.verifier, token=token, number=d.number, transport=source.transport,
+                    tls_verified=source.tls_verified,
+                    peer_dns_names=conn.tls_dns_names if conn else (), now=now)
+        if res.reason == "unknown-epoch" and time.monotonic() - self._last_key_reload > 1.0:
+            await self.reload_keys()   # a rotation since the last reload (rate-limited)
+            res = admit(self.verifier, token=token, number=d.number,
+                        transport=source.transport, tls_verified=source.tls_verified,
+                        peer_dns_names=conn.tls_dns_names if conn else (), now=now)
+        self.counters[f"admission_{res.reason}"] += 1
+        if res.ok:
+            log.info("admitted call %s to %s from %s", req.call_id, d.number, res.peer_domain)
+            return True
+        log.warning("rejected federation call %s to %s from %s:%s (%s): %s", req.call_id,
+                    d.number, source.host, source.port,
+                    ",".join(conn.tls_dns_names) if conn else "no TLS", res.reason)
+        return False
+
+    async def _attempt(self, call: Call, target: Target, leg: Leg, route: Route | None) -> None:
+        assert self.endpoint is not None
+        rr = [self._rr_uri(call.up.iface)]
+        if leg.iface != call.up.iface:
+            rr.append(self._rr_uri(leg.iface))
+        uri = None
+        ticket = None
+        if target == "federation" and route is not None and call.number is not None:
+            uri = self._federation_uri(route, call.number)
+            ticket = route.ticket
+        fwd = prepare_request(call.request, via=self._via(leg.iface), record_route=rr,
+                              uri=uri, ticket=ticket, strip_tickets=True)
+        att = Attempt(target, leg, fwd, route=route)
+        call.attempt = att
+        # DESIGN §7: terminating if it came in from pstn, originating if it leaves via pstn
+        self.tracker.set_direction(
+            call.call_id, "terminating" if call.up.iface == "pstn"
+            else "originating" if target == "pstn" else None)
+        if target == "federation":
+            att.timer = asyncio.get_running_loop().call_later(
+                self.cfg.proxy.route_timeout, self._route_timeout, call, att)
+        try:
+            att.client = await self.endpoint.send_request(
+                fwd, leg.iface, leg.host, leg.port, server_hostname=leg.server_hostname,
+                on_response=lambda r: self._on_response(call, att, r),
+                on_failure=lambda e: self._on_failure(call, att, e))
+        except ConnectionError as exc:
+            self._on_failure(call, att, exc)
+        except (OSError, KeyError) as exc:
+            self._on_failure(call, att, ConnectionError(str(exc)))
+
+    def _route_timeout(self, call: Call, att: Attempt) -> None:
+        att.timer = None
+        if att.abandoned or call.done:
+            return
+        self._fall_back(call, att, "timeout")
+
+    def _fall_back(self, call: Call, att: Attempt, cause: str) -> None:
+        """DESIGN §6: the learned route failed; the same call goes to the PSTN gateway."""
+        att.abandoned = True
+        if att.timer is not None:
+            att.timer.cancel()
+            att.timer = None
+        if att.client is not None and att.provisional and att.client.txn.state == "proceeding":
+            self._send_cancel(att)
+        number = call.number or ""
+        self.counters[f"fallback_{cause}"] += 1
+        dropped = self.cache.record_failure(number, MAX_ROUTE_FAILURES)
+        self._spawn(self._store_route_failure(number))
+        log.warning("route to %s failed (%s)%s: call %s goes via the PSTN", number, cause,
+                    "; route dropped" if dropped else "", call.call_id)
+        if call.cancelled:
+            self._finish(call, None, 487)
+            return
+        leg = self._leg_for("pstn", call.number, None)
+        if leg is None:
+            self._finish(call, None, 503)
+            return
+        self._spawn(self._attempt(call, "pstn", leg, None))
+
+    async def _store_route_failure(self, number: str) -> None:
+        try:
+            if await self.store.record_route_failure(number, MAX_ROUTE_FAILURES):
+                log.warning("route to %s dropped after %d failures", number, MAX_ROUTE_FAILURES)
+                self.cache.drop(number)
+        except StoreError as exc:
+            log.error("could not count the route failure of %s: %s", number, exc)
+
+    def _send_cancel(self, att: Attempt) -> None:
+        assert self.endpoint is not None
+        if att.cancel_sent:
+            return
+        att.cancel_sent = True
+        cancel = make_cancel(att.request)
+        self._spawn(self.endpoint.send_request(cancel, att.leg.iface, att.leg.host,
+                                               att.leg.port,
+                                               server_hostname=att.leg.server_hostname))
+
+    def _on_failure(self, call: Call, att: Attempt, exc: Exception) -> None:
+        if att.abandoned or call.done:
+            return
+        if att.target == "federation":
+            self._fall_back(call, att, "connect" if isinstance(exc, ConnectionError)
+                            else "timeout")
+            return
+        log.info("call %s: %s next hop %s:%s failed: %s", call.call_id, att.target,
+                 att.leg.host, att.leg.port, exc)
+        self._finish(call, None, 408 if isinstance(exc, TimeoutError) else 503)
+
+    def _on_response(self, call: Call, att: Attempt, resp: SipResponse) -> None:
+        code = resp.status
+        if att.abandoned:
+            if 200 <= code < 300:
+                self._spawn(self._hang_up_stray(att, resp))
+            return
+        if code == 100:
+            return   # our server transaction sent its own 100 Trying (§16.7 step 5)
+        if code < 200:
+            att.provisional = True
+            if att.timer is not None:
+                att.timer.cancel()
+                att.timer = None
+            if not call.done:
+                self._relay(call, resp)
+            if call.cancelled:
+                self._send_cancel(att)
+            return
+        if att.timer is not None:
+            att.timer.cancel()
+            att.timer = None
+        if code >= 300 and att.target == "federation" and (code == 403 or code >= 500) \
+                and not call.done:
+            self._fall_back(call, att, str(code))
+            return
+        if code < 300:
+            first = self.tracker.answered(call.call_id, self.clock())
+            if first:
+                self.dialogs[call.call_id] = Dialog(call.up, att.leg)
+                self.counters[f"answered_{att.target}"] += 1
+            self._relay(call, resp)   # 2xx retransmissions too (RFC 6026 §8.2)
+            call.done = True
+            self.calls.pop(call.server.txn.key, None)
+            return
+        self._finish(call, resp, code)
+
+    def _finish(self, call: Call, resp: SipResponse | None, code: int) -> None:
+        """A final non-2xx answer to the caller: no VCR, the call is forgotten."""
+        if call.done:
+            return
+        call.done = True
+        self.calls.pop(call.server.txn.key, None)
+        self.tracker.failed(call.call_id)
+        self.counters[f"failed_{code}"] += 1
+        if resp is not None:
+            self._relay(call, resp)
+        elif call.server.txn.state == "proceeding":
+            call.server.respond(code)
+
+    def _relay(self, call: Call, resp: SipResponse) -> None:
+        try:
+            resp.pop_via()
+            call.server.send(resp)
+        except Exception as exc:  # TransactionStateError, SipParseError
+            log.info("cannot relay %d for call %s: %s", resp.status, call.call_id, exc)
+
+    async def _hang_up_stray(self, att: Attempt, resp: SipResponse) -> None:
+        """A 2xx from a branch we gave up on: ACK and BYE it so no phone stays off-hook."""
+        assert self.endpoint is not None
+        ack = SipRequest("ACK", att.request.uri)
+        bye = SipRequest("BYE", att.request.uri)
+        for name in ("From", "To", "Call-ID"):
+            v = resp.headers.get(name)
+            if v is not None:
+                ack.headers.add(name, v)
+                bye.headers.add(name, v)
+        seq = att.request.cseq.seq
+        ack.headers.add("CSeq", f"{seq} ACK")
+        bye.headers.add("CSeq", f"{seq + 1} BYE")
+        for m in (ack, bye):
+            m.headers.add("Max-Forwards", "70")
+            m.push_via(self._via(att.leg.iface))
+        leg = att.leg
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.endpoint.send_stateless(ack, leg.iface, leg.host, leg.port)
+            await self.endpoint.send_request(bye, leg.iface, leg.host, leg.port,
+                                             server_hostname=leg.server_hostname)
+
+    # ------------------------------------------------------------------ CANCEL, in-dialog
+
+    def _on_cancel(self, req: SipRequest, server: ServerHandle) -> None:
+        assert self.endpoint is not None
+        inv = self.endpoint.find_invite_server(req)
+        call = self.calls.get(inv.txn.key) if inv is not None else None
+        if call is None:
+            server.respond(481)
+            return
+        server.respond(200)   # §16.10
+        if call.done:
+            return
+        call.cancelled = True
+        att = call.attempt
+        if att is not None and att.client is not None and not att.abandoned:
+            if att.provisional:
+                self._send_cancel(att)
+            # else: the CANCEL goes once a provisional response arrives (§9.1)
+        else:
+            self._finish(call, None, 487)
+
+    def _other_leg(self, dlg: Dialog, source: Source) -> Leg:
+        d = dlg.down
+        from_down = source.interface == d.iface and (
+            dlg.up.iface != d.iface or (source.host, source.port) == (d.host, d.port))
+        return dlg.up if from_down else d
+
+    def _forward_ack(self, req: SipRequest, source: Source) -> None:
+        """ACK for a 2xx: forwarded statelessly to the other leg (RFC 3261 §16.11)."""
+        assert self.endpoint is not None
+        dlg = self.dialogs.get(req.call_id)
+        if dlg is None:
+            self.counters["ack_unmatched"] += 1
+            return
+        leg = self._other_leg(dlg, source)
+        fwd = copy_request(req)
+        strip_own_routes(fwd, self._is_ours)
+        mf = req.max_forwards
+        fwd.headers.set("Max-Forwards", str(70 if mf is None else max(mf - 1, 0)))
+        via = self._via(leg.iface)
+        via.params["branch"] = stateless_branch(req, leg.iface)
+        fwd.push_via(via)
+        self._spawn(self.endpoint.send_stateless(fwd, leg.iface, leg.host, leg.port))
+
+    async def _in_dialog(self, req: SipRequest, source: Source, server: ServerHandle) -> None:
+        assert self.endpoint is not None
+        dlg = self.dialogs.get(req.call_id)
+        if dlg is None:
+            server.respond(481)
+            return
+        try:
+            check_max_forwards(req)
+        except TooManyHops:
+            server.respond(483)
+            return
+        leg = self._other_leg(dlg, source)
+        fwd = copy_request(req)
+        strip_own_routes(fwd, self._is_ours)
+        fwd = prepare_request(fwd, via=self._via(leg.iface))
+        written: asyncio.Future[int | None] | None = None
+        if req.method == "BYE":
+            # DESIGN §7: stop = the time the BYE passed the proxy (either direction)
+            vcr = self.tracker.bye(req.call_id, self.clock())
+            if vcr is not None:
+                written = self.writer.submit(vcr)
+        try:
+            client = await self.endpoint.send_request(fwd, leg.iface, leg.host, leg.port,
+                                                      server_hostname=leg.server_hostname)
+            resp = await client.final(timeout=64 * 0.5 + 5)
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            log.info("%s for call %s not delivered: %s", req.method, req.call_id, exc)
+            resp = None
+        if written is not None:
+            await written   # the caller learns the call ended only once its VCR is stored
+        if req.method == "BYE":
+            self.dialogs.pop(req.call_id, None)
+        if resp is None:
+            if server.txn.state in ("trying", "proceeding"):
+                server.respond(408 if req.method != "BYE" else 200)
+            return
+        with contextlib.suppress(Exception):
+            resp.pop_via()
+            server.send(resp)
+
+    def _on_stray_response(self, resp: SipResponse, source: Source) -> None:
+        """A 2xx retransmission after our client transaction ended: relay statelessly."""
+        if not 200 <= resp.status < 300 or self.endpoint is None:
+            return
+        try:
+            dlg = self.dialogs.get(resp.call_id)
+            if dlg is None or resp.cseq.method != "INVITE":
+                return
+            resp.pop_via()
+            self._spawn(self.endpoint.send_stateless(resp, dlg.up.iface, dlg.up.host,
+                                                     dlg.up.port))
+        except SipParseError:
+            return
+
+
+def check_interfaces(cfg: ProviderConfig) -> list[str]:
+    """Problems that stop the proxy from starting (beyond what config loading checks)."""
+    out: list[str] = []
+    fed = cfg.proxy.interfaces.federation
+    if fed is not None and fed.tls is not None:
+        for label, p in (("cert", fed.tls.cert), ("key", fed.tls.key), ("ca", fed.tls.ca)):
+            if not p.exists():
+                out.append(f"proxy.interfaces.federation.tls.{label}: {p} does not exist")
+    return out

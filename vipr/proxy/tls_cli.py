@@ -1,0 +1,50 @@
+"""`vipr tls ca` / `vipr tls issue`: federation TLS certificates (test networks, demos)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from vipr.proxy.federation_tls import (
+    CA_CERT_NAME,
+    CA_KEY_NAME,
+    FederationTlsError,
+    create_federation_ca,
+    issue_federation_cert,
+)
+
+
+def register(group: click.Group) -> None:
+    """Add the `tls` command group."""
+
+    @group.group("tls")
+    def tls() -> None:
+        """Federation TLS certificates (a private CA for test networks)."""
+
+    @tls.command("ca")
+    @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+                  help="Directory for ca.pem and ca.key.")
+    @click.option("--name", default="VIPR federation CA", show_default=True)
+    def ca_cmd(out: Path, name: str) -> None:
+        """Create a federation CA; prints the certificate and key paths."""
+        cert, key = create_federation_ca(out, name)
+        click.echo(f"ca cert: {cert}")
+        click.echo(f"ca key:  {key}")
+
+    @tls.command("issue")
+    @click.option("--ca-dir", required=True, type=click.Path(path_type=Path),
+                  help="Directory holding ca.pem and ca.key (from `vipr tls ca`).")
+    @click.option("--domain", required=True, help="The provider's SIP domain (dNSName).")
+    @click.option("--out", "out", required=True, type=click.Path(path_type=Path))
+    def issue_cmd(ca_dir: Path, domain: str, out: Path) -> None:
+        """Issue a leaf certificate for DOMAIN; prints the certificate and key paths."""
+        try:
+            cert, key = issue_federation_cert(ca_dir / CA_CERT_NAME, ca_dir / CA_KEY_NAME,
+                                              domain, out)
+        except FederationTlsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        click.echo(f"cert: {cert}")
+        click.echo(f"key:  {key}")
