@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from vipr.reload.api import Received, ReloadContext
 from vipr.reload.messages import PVP_APPLICATION_ID
@@ -50,7 +51,7 @@ __all__ = ["LookupResult", "PVP_APPLICATION_ID", "ViprPublisher", "lookup", "ver
 log = logging.getLogger("vipr.reload.usage")
 
 
-class UsageNode(StorageNode):
+class UsageNode(StorageNode, Protocol):
     context: ReloadContext
 
 
