@@ -95,7 +95,8 @@ class OverlayDaemon:
             boots.insert(0, (listen.host, listen.port))
         return boots
 
-    async def _start_node(self, i: int, stop: asyncio.Event) -> None:
+    async def _start_node(self, i: int, stop: asyncio.Event) -> bool:
+        """Start and join node i, retrying until it joins (True) or `stop` is set (False)."""
         cr = self.creds[i]
         ctx = ReloadContext(self.conf.instance_name, cr, self.trust,
                             configuration_sequence=self.conf.sequence,
@@ -119,13 +120,15 @@ class OverlayDaemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), JOIN_RETRY)
                 if stop.is_set():
-                    raise
+                    await svc.close()
+                    return False
         svc.attach(node)
         self.nodes.append(node)
         self.services.append(svc)
         self.publishers.append(ViprPublisher(node, self.cfg.provider.vservice,
                                              lifetime=self.cfg.overlay.record_lifetime))
         log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i)
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         self._ipc = IpcServer(self.cfg.socket_path("overlay"), {
@@ -133,7 +136,8 @@ class OverlayDaemon:
             "attach": self.ipc_attach, "status": self.ipc_status})
         try:
             for i in range(len(self.creds)):
-                await self._start_node(i, stop)
+                if not await self._start_node(i, stop):
+                    return
             await self._ipc.start()
             notify_ready(f"{len(self.nodes)} RELOAD nodes")
             publisher = asyncio.create_task(self._publish_loop(stop))
