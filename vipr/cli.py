@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.proxy.tls_cli",
     "vipr.proxy.tickets_cli",
     "vipr.proxy.cli",
+    "vipr.reload.overlay_cli",
 )
 
 

@@ -17,7 +17,7 @@ from vipr.reload.forwarding import (
     ForwardingHeader,
     overlay_hash,
 )
-from vipr.reload.message import Message, MessageContents, decode_message, encode_message
+from vipr.reload.message import CERT_X509, Message, MessageContents, decode_message, encode_message
 from vipr.reload.messages import ErrorCode, ErrorResponse, MessageCode, body_code, decode_body
 from vipr.reload.security import (
     NodeCredentials,
@@ -42,6 +42,25 @@ class Received:
     message: Message
     body: Any
     signer: VerifiedSigner | None
+
+
+@dataclass(frozen=True)
+class WithCertificates:
+    """A body plus extra DER certificates for the security block (§6.3.4: the certificates
+    needed to verify stored-data signatures travel with Store requests and Fetch answers).
+    `ReloadContext.request/answer` unwrap it; `encode()` delegates so callers may pass it on."""
+
+    body: Any
+    certificates: tuple[bytes, ...] = ()
+
+    def encode(self) -> bytes:
+        return bytes(self.body.encode())
+
+
+def unwrap_body(body: Any) -> tuple[Any, tuple[bytes, ...]]:
+    if isinstance(body, WithCertificates):
+        return body.body, body.certificates
+    return body, ()
 
 
 class ReloadContext:
@@ -74,7 +93,7 @@ class ReloadContext:
 
     def encode(self, code: int, body: bytes, destinations: tuple[Destination, ...],
                transaction_id: int, *, via: tuple[Destination, ...] = (),
-               max_response_length: int = 0) -> bytes:
+               max_response_length: int = 0, extra_certs: tuple[bytes, ...] = ()) -> bytes:
         """Header + contents + signed security block, as wire bytes."""
         header = ForwardingHeader(
             overlay=self.overlay_id,
@@ -86,26 +105,35 @@ class ReloadContext:
             max_response_length=max_response_length,
         )
         contents = MessageContents(code, body).encode()
-        return encode_message(header, contents, self._security(header, contents))
+        return encode_message(header, contents, self._security(header, contents, extra_certs))
 
-    def _security(self, header: ForwardingHeader, contents: bytes) -> bytes:
+    def _security(self, header: ForwardingHeader, contents: bytes,
+                  extra_certs: tuple[bytes, ...] = ()) -> bytes:
         data = message_signature_input(header.overlay, header.transaction_id, contents,
                                        self.creds.identity_bytes)
         sig = self.creds.sign(data)
         # Cache the certificate list prefix: only the signature value changes per message.
-        w = bytearray(self._cert_prefix())
+        w = bytearray(self._cert_prefix(extra_certs))
         w += bytes([4, 1]) + self.creds.identity_bytes + struct.pack("!H", len(sig)) + sig
         return bytes(w)
 
-    def _cert_prefix(self) -> bytes:
-        key = (self.creds.der,) if self.include_certs else ()
+    def _cert_prefix(self, extra_certs: tuple[bytes, ...] = ()) -> bytes:
+        key = ((self.creds.der,) if self.include_certs else ()) + extra_certs
         pre = self._sec_cache.get(key)
         if pre is None:
             cw = Writer()
+            seen: set[bytes] = set()
             if self.include_certs:
                 for gc in self.creds.generic_certificates():
                     cw.u8(gc.type).opaque(2, gc.certificate)
+                    seen.add(gc.certificate)
+            for der in extra_certs:
+                if der not in seen:
+                    cw.u8(CERT_X509).opaque(2, der)
+                    seen.add(der)
             pre = Writer().opaque(2, cw.getvalue()).getvalue()
+            if len(self._sec_cache) > 256:
+                self._sec_cache.clear()
             self._sec_cache[key] = pre
         return pre
 
@@ -115,18 +143,20 @@ class ReloadContext:
                 ) -> tuple[int, bytes]:
         """Build, sign and encode a request; returns (transaction_id, bytes)."""
         txid = new_transaction_id() if transaction_id is None else transaction_id
+        body, extra = unwrap_body(body)
         c = body_code(body) if code is None else code
         return txid, self.encode(c, body.encode(), destinations, txid, via=via,
-                                 max_response_length=max_response_length)
+                                 max_response_length=max_response_length, extra_certs=extra)
 
     def answer(self, request: Message, body: Any, *, previous_hop: bytes | None = None,
                code: int | None = None) -> bytes:
         """Build, sign and encode the answer to `request` (code = request code + 1)."""
+        body, extra = unwrap_body(body)
         c = request.code + 1 if code is None else code
         if code is None and isinstance(body, ErrorResponse):
             c = MessageCode.ERROR
         return self.encode(c, body.encode(), response_destinations(request.header, previous_hop),
-                           request.transaction_id)
+                           request.transaction_id, extra_certs=extra)
 
     def error_to(self, header: ForwardingHeader, error_code: int | ErrorCode,
                  info: bytes | str = b"", *, previous_hop: bytes | None = None) -> bytes:

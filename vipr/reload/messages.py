@@ -668,6 +668,8 @@ def body_code(body: Any, *, answer: bool = False) -> int:
     """The message code for a body object (for ReqAns types pass `answer`)."""
     from vipr.reload import storage_codec as sc
 
+    body = getattr(body, "body", body) if type(body).__name__ == "WithCertificates" else body
+
     if isinstance(body, ProbeReq):
         return MessageCode.PROBE_REQ
     if isinstance(body, ProbeAns):

@@ -1,0 +1,224 @@
+"""Overlay benchmark: CHORD-RELOAD hops, Store/Fetch latency, Fetch after killing 30 % of nodes.
+
+For N = 16 and 64 RELOAD nodes in one process (real TLS links, RSA-2048 signatures, the VIPR
+Kind): mean/max overlay hops of a Fetch vs the ideal ½·log2 N − 0.6 of the research digest
+(C.1), Store and Fetch p50/p95, then 30 % of the nodes are stopped without a Leave and every
+number is looked up again (COPY fallback allowed): success rate and p95.
+Baseline in the same run: the PyPI `kademlia` package (k=20, α=3) with the same N:
+set/get p50/p95, get after 30 % stopped.
+
+    python bench/overlay.py --quick        # prints one JSON line last
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from vipr.reload import ca
+from vipr.reload.api import ReloadContext
+from vipr.reload.node import ChordTimers, ReloadNode
+from vipr.reload.overlay_config import vipr_kind
+from vipr.reload.security import NodeCredentials, TrustStore, cert_node_ids
+from vipr.reload.storage import DataStore
+from vipr.reload.storage_codec import (
+    DictionarySpecifier,
+    FetchReq,
+    StoredDataSpecifier,
+)
+from vipr.reload.storage_service import StorageService
+from vipr.reload.usage import ViprPublisher, lookup
+from vipr.reload.vipr_kind import KIND_VIPR, resource_ids
+
+OVERLAY = "bench-overlay.example.org"
+KILL_FRACTION = 0.3
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def ms(x: float) -> float:
+    return round(x * 1000, 2)
+
+
+def ideal_hops(n: int) -> float:
+    return 0.5 * math.log2(n) - 0.6
+
+
+# ----------------------------------------------------------------------------- RELOAD
+
+
+async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str, Any]:
+    ca_cert, ca_key = ca.create_ca(OVERLAY)
+    cr = ca.issue_node_cert(ca_cert, ca_key, OVERLAY, "bench@provider.example", n)
+    files = cr.write(tmp, f"bench{n}")
+    trust = TrustStore([ca_cert], overlay=OVERLAY)
+    nodes: list[ReloadNode] = []
+    services: list[StorageService] = []
+    t0 = time.perf_counter()
+    boot: tuple[str, int] | None = None
+    for i, nid in enumerate(cert_node_ids(cr.cert)):
+        creds = NodeCredentials(cr.cert, cr.key, nid, OVERLAY)
+        ctx = ReloadContext(OVERLAY, creds, trust, configuration_sequence=1)
+        svc = StorageService(DataStore([vipr_kind()], trust), hold_down=timers.update_interval)
+        node = ReloadNode(context=ctx, creds_files=files, listen=("127.0.0.1", 0),
+                          bootstrap=[boot] if boot else [], create=i == 0, timers=timers,
+                          storage=svc)
+        await node.start()
+        svc.attach(node)
+        if boot is None:
+            boot = node.address
+        nodes.append(node)
+        services.append(svc)
+    join_s = time.perf_counter() - t0
+    await asyncio.sleep(timers.update_interval * 2)  # let the ring and fingers settle
+    rnd = random.Random(n)
+    numbers = [f"+1408{rnd.randrange(10**7):07d}" for _ in range(k)]
+    store_t, fetch_t, hops = [], [], []
+    for i, num in enumerate(numbers):
+        pub = ViprPublisher(nodes[i % n], "00000000000000b1", lifetime=3600)
+        res = resource_ids(num)[0]
+        t = time.perf_counter()
+        await nodes[i % n].request(res, pub._request(res, _claim(pub)))
+        store_t.append(time.perf_counter() - t)
+        for r in resource_ids(num)[1:]:
+            await nodes[i % n].request(r, pub._request(r, _claim(pub)))
+    spec = StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier())
+    for num in numbers:
+        src = rnd.choice(nodes)
+        res = resource_ids(num)[0]
+        t = time.perf_counter()
+        ans = await src.request(res, FetchReq(res, (spec,)))
+        fetch_t.append(time.perf_counter() - t)
+        hops.append(hop_count(src, ans))
+    # kill 30 % without Leave, wait one update interval, look everything up again
+    victims = rnd.sample(nodes[1:], int(n * KILL_FRACTION))
+    for v in victims:
+        await v.stop(leave=False)
+    alive = [x for x in nodes if x not in victims]
+    await asyncio.sleep(timers.update_interval)
+    after_t, ok = [], 0
+    for num in numbers:
+        src = rnd.choice(alive)
+        t = time.perf_counter()
+        with contextlib.suppress(Exception):
+            r = await asyncio.wait_for(lookup(src, num), 60)
+            ok += bool(r.claims)
+        after_t.append(time.perf_counter() - t)
+    for x, s in zip(nodes, services, strict=True):
+        if x not in victims:
+            with contextlib.suppress(Exception):
+                await x.stop(leave=False)
+        await s.close()
+    valid = [h for h in hops if h is not None]
+    return {
+        "n": n, "join_s": round(join_s, 2),
+        "hops_mean": round(statistics.mean(valid), 2) if valid else None,
+        "hops_max": max(valid) if valid else None,
+        "hops_ideal": round(ideal_hops(n), 2),
+        "store_p50_ms": ms(pct(store_t, 50)), "store_p95_ms": ms(pct(store_t, 95)),
+        "fetch_p50_ms": ms(pct(fetch_t, 50)), "fetch_p95_ms": ms(pct(fetch_t, 95)),
+        "killed": len(victims), "after_kill_success": round(ok / len(numbers), 3),
+        "after_kill_p95_ms": ms(pct(after_t, 95)),
+    }
+
+
+def _claim(pub: ViprPublisher) -> Any:
+    from vipr.reload.vipr_kind import claim_entry
+
+    return claim_entry(pub.node.node_id, pub.vservice, pub.peer_id)
+
+
+def hop_count(src: ReloadNode, ans: Any) -> int | None:
+    """Overlay hops of the request: the answer retraces the request path (symmetric
+    recursive routing), so its via list length + 1 = hops; 0 when answered locally."""
+    hdr = ans.message.header
+    if ans.signer is not None and ans.signer.node_id == src.node_id:
+        return 0
+    return len(hdr.via_list) + 1
+
+
+# ----------------------------------------------------------------------------- kademlia
+
+
+async def kademlia_run(n: int, k: int, base_port: int) -> dict[str, Any]:
+    from kademlia.network import Server
+
+    logging.getLogger("kademlia").setLevel(logging.CRITICAL)
+    logging.getLogger("rpcudp").setLevel(logging.CRITICAL)
+    servers = []
+    for i in range(n):
+        s = Server()
+        await s.listen(base_port + i, interface="127.0.0.1")
+        if i:
+            await s.bootstrap([("127.0.0.1", base_port)])
+        servers.append(s)
+    rnd = random.Random(n)
+    numbers = [f"+1408{rnd.randrange(10**7):07d}" for _ in range(k)]
+    set_t, get_t = [], []
+    for i, num in enumerate(numbers):
+        t = time.perf_counter()
+        await servers[i % n].set(num, "claim")
+        set_t.append(time.perf_counter() - t)
+    for num in numbers:
+        t = time.perf_counter()
+        await rnd.choice(servers).get(num)
+        get_t.append(time.perf_counter() - t)
+    victims = rnd.sample(servers[1:], int(n * KILL_FRACTION))
+    for v in victims:
+        v.stop()
+    alive = [s for s in servers if s not in victims]
+    after_t, ok = [], 0
+    for num in numbers:
+        t = time.perf_counter()
+        v = await rnd.choice(alive).get(num)
+        after_t.append(time.perf_counter() - t)
+        ok += v == "claim"
+    for s in alive:
+        s.stop()
+    return {"n": n, "set_p50_ms": ms(pct(set_t, 50)), "set_p95_ms": ms(pct(set_t, 95)),
+            "get_p50_ms": ms(pct(get_t, 50)), "get_p95_ms": ms(pct(get_t, 95)),
+            "after_kill_success": round(ok / len(numbers), 3),
+            "after_kill_p95_ms": ms(pct(after_t, 95))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer numbers (CI)")
+    ap.add_argument("--sizes", default="16,64")
+    args = ap.parse_args()
+    k = 30 if args.quick else 200
+    sizes = [int(x) for x in args.sizes.split(",")]
+    timers = ChordTimers(update_interval=3.0, ping_interval=30.0, reliability_timer=0.5,
+                         max_transmissions=4, attach_timeout=10.0, join_timeout=60.0,
+                         link_dead_after=3.0, tombstone=10.0)
+    out: dict[str, Any] = {"bench": "overlay", "numbers": k, "reload": [], "kademlia": []}
+    with tempfile.TemporaryDirectory() as d:
+        for n in sizes:
+            r = asyncio.run(reload_run(n, k, Path(d), timers))
+            print(f"RELOAD   N={n}: {r}", file=sys.stderr)
+            out["reload"].append(r)
+            kd = asyncio.run(kademlia_run(n, k, 40000 + n * 2))
+            print(f"kademlia N={n}: {kd}", file=sys.stderr)
+            out["kademlia"].append(kd)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""`vipr overlay`: the overlay daemon (DESIGN §2, §4).
+
+Runs `overlay.nodes` RELOAD peers (or ceil(numbers / numbers_per_node)), each with its own
+Node-ID from the provider's certificate and port `listen.port + i`; publishes every served
+number under `N`, `COPY1N`, `COPY2N` (spread over the nodes, republished every
+`republish_interval`), answers AppAttach for Application-ID 61441 with the PVP address, and
+serves the local socket API (`publish`, `lookup`, `attach`, `status`, CONTRACTS.md) on
+`<runtime_dir>/overlay.sock`. SIGTERM: hand data off, Leave, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vipr.config import ProviderConfig
+from vipr.daemon import notify_ready, notify_status
+from vipr.e164 import E164Error, normalize_e164
+from vipr.ipc import IpcError, IpcServer
+from vipr.reload.api import ReloadContext
+from vipr.reload.messages import PVP_APPLICATION_ID
+from vipr.reload.node import ChordTimers, ReloadNode
+from vipr.reload.overlay_config import OverlayConfigError, OverlayConfiguration, load_overlay_config
+from vipr.reload.replication import DEFAULT_HOLD_DOWN
+from vipr.reload.security import NodeCredentials, ReloadSecurityError, cert_node_ids
+from vipr.reload.storage import DataStore
+from vipr.reload.storage_service import StorageService
+from vipr.reload.usage import ViprPublisher, lookup
+
+log = logging.getLogger("vipr.overlay")
+
+PUBLISH_CONCURRENCY = 16
+RETRY_AFTER = 60.0  # republish sooner when some stores failed
+JOIN_RETRY = 5.0
+
+
+class OverlayError(Exception):
+    """The daemon cannot start (configuration, certificate)."""
+
+
+class OverlayDaemon:
+    def __init__(self, cfg: ProviderConfig, *, timers: ChordTimers | None = None,
+                 hold_down: float = DEFAULT_HOLD_DOWN,
+                 node_factory: Callable[..., ReloadNode] = ReloadNode) -> None:
+        self.cfg = cfg
+        self.node_factory = node_factory
+        oc = cfg.overlay
+        if oc.configuration is None or oc.cert is None or oc.key is None:
+            raise OverlayError("overlay.configuration, overlay.cert and overlay.key are required")
+        try:
+            self.conf: OverlayConfiguration = load_overlay_config(oc.configuration)
+            base = NodeCredentials.load(oc.cert, oc.key, overlay=self.conf.instance_name)
+        except (OSError, OverlayConfigError, ReloadSecurityError, ValueError) as e:
+            raise OverlayError(str(e)) from e
+        self.trust = self.conf.trust_store()
+        ids = cert_node_ids(base.cert, self.conf.instance_name) or (base.node_id,)
+        want = cfg.overlay_node_count()
+        if want > len(ids):
+            log.warning("overlay.nodes wants %d nodes but %s holds %d Node-IDs: running %d",
+                        want, oc.cert, len(ids), len(ids))
+        self.creds = [NodeCredentials(base.cert, base.key, nid, self.conf.instance_name,
+                                      base.chain) for nid in ids[:max(1, min(want, len(ids)))]]
+        self.files: tuple[Path, Path] = (oc.cert, oc.key)
+        c = self.conf
+        self.timers = timers or ChordTimers(update_interval=c.chord_update_interval,
+                                            ping_interval=c.chord_ping_interval,
+                                            reliability_timer=c.overlay_reliability_timer)
+        self.hold_down = hold_down
+        self.nodes: list[ReloadNode] = []
+        self.services: list[StorageService] = []
+        self.publishers: list[ViprPublisher] = []
+        self.published = 0
+        self._publish_lock = asyncio.Lock()
+        self._ipc: IpcServer | None = None
+        self._rr = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _app_attach(self, application: int) -> tuple[str, int] | None:
+        if application != PVP_APPLICATION_ID:
+            return None
+        return self.cfg.pvp.listen.host, self.cfg.pvp.listen.port
+
+    def _bootstrap(self, i: int) -> list[tuple[str, int]]:
+        listen = self.cfg.overlay.listen
+        own = {(listen.host, listen.port + k) for k in range(len(self.creds))}
+        boots = [(b.address, b.port) for b in self.conf.bootstrap_nodes
+                 if (b.address, b.port) not in own]
+        if i > 0:
+            boots.insert(0, (listen.host, listen.port))
+        return boots
+
+    async def _start_node(self, i: int, stop: asyncio.Event) -> bool:
+        """Start and join node i, retrying until it joins (True) or `stop` is set (False)."""
+        cr = self.creds[i]
+        ctx = ReloadContext(self.conf.instance_name, cr, self.trust,
+                            configuration_sequence=self.conf.sequence,
+                            initial_ttl=self.conf.initial_ttl, models=self.conf.models())
+        svc = StorageService(DataStore(self.conf.kinds, self.trust), hold_down=self.hold_down)
+        listen = self.cfg.overlay.listen
+        create = self.cfg.overlay.create and i == 0
+        while True:
+            node = self.node_factory(context=ctx, creds_files=self.files,
+                              listen=(listen.host, listen.port + i), bootstrap=self._bootstrap(i),
+                              create=create, timers=self.timers, storage=svc,
+                              app_attach=self._app_attach)
+            try:
+                await node.start()
+                break
+            except Exception as e:  # ReloadJoinError, OSError: bootstrap not up yet
+                log.warning("node %s could not join: %r; retrying in %.0f s", cr.node_id.hex(),
+                            e, JOIN_RETRY)
+                with contextlib.suppress(Exception):
+                    await node.stop(leave=False)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), JOIN_RETRY)
+                if stop.is_set():
+                    await svc.close()
+                    return False
+        svc.attach(node)
+        self.nodes.append(node)
+        self.services.append(svc)
+        self.publishers.append(ViprPublisher(node, self.cfg.provider.vservice,
+                                             lifetime=self.cfg.overlay.record_lifetime))
+        log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i)
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._ipc = IpcServer(self.cfg.socket_path("overlay"), {
+            "publish": self.ipc_publish, "lookup": self.ipc_lookup,
+            "attach": self.ipc_attach, "status": self.ipc_status})
+        try:
+            for i in range(len(self.creds)):
+                if not await self._start_node(i, stop):
+                    return
+            await self._ipc.start()
+            notify_ready(f"{len(self.nodes)} RELOAD nodes")
+            publisher = asyncio.create_task(self._publish_loop(stop))
+            await stop.wait()
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        if self._ipc is not None:
+            await self._ipc.close()
+            self._ipc = None
+        for svc in self.services:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(svc.handoff(), 10.0)
+        for node, svc in zip(self.nodes, self.services, strict=True):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(node.stop(leave=True), 10.0)
+            await svc.close()
+        self.nodes.clear()
+        self.services.clear()
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish_all(self) -> tuple[int, int]:
+        """Publish every served number; returns (numbers stored, numbers with a failed copy)."""
+        async with self._publish_lock:
+            numbers = sorted(self.cfg.numbers)
+            sem = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+            done: list[tuple[str, int]] = []
+
+            async def one(k: int, number: str) -> None:
+                async with sem:
+                    ok = await self.publishers[k % len(self.publishers)].publish(number)
+                done.append((number, ok))
+
+            await asyncio.gather(*(one(k, n) for k, n in enumerate(numbers)))
+            stored = [n for n, ok in done if ok]
+            await self._record(stored)
+            self.published = len(stored)
+            partial = sum(1 for _, ok in done if ok < 3)
+            notify_status(f"{len(self.nodes)} nodes, {self.published} numbers published")
+            log.info("published %d of %d numbers (%d incomplete)", len(stored), len(numbers),
+                     partial)
+            return len(stored), partial
+
+    async def _record(self, numbers: list[str]) -> None:
+        """Note the published numbers in the store (DESIGN §8 published_number)."""
+        try:
+            from vipr.store import Store
+            from vipr.store.models import PublishedNumber
+
+            now = time.time()
+            exp = now + self.cfg.overlay.record_lifetime
+            async with Store.open(self.cfg.database) as st:
+                for n in numbers:
+                    await st.set_published(PublishedNumber(n, self.cfg.provider.vservice,
+                                                           now, exp))
+        except Exception as e:  # the store is a record, not needed to serve
+            log.warning("cannot record published numbers in %s: %r", self.cfg.database, e)
+
+    async def _publish_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            _, partial = await self.publish_all()
+            wait = self.cfg.overlay.republish_interval
+            if partial:
+                wait = min(wait, RETRY_AFTER)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+
+    # ------------------------------------------------------------------ socket API
+
+    def _node(self) -> ReloadNode:
+        if not self.nodes:
+            raise IpcError("unavailable", "no RELOAD node is running")
+        self._rr = (self._rr + 1) % len(self.nodes)
+        return self.nodes[self._rr]
+
+    async def ipc_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        stored, _ = await self.publish_all()
+        return {"published": stored}
+
+    async def ipc_lookup(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            number = normalize_e164(str(params.get("number", "")))
+        except E164Error as e:
+            raise IpcError("bad-request", f"number: {e}") from None
+        r = await lookup(self._node(), number)
+        return r.as_json()
+
+    async def ipc_attach(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            peer = bytes.fromhex(str(params.get("peer_id", "")))
+            app = int(params.get("application", PVP_APPLICATION_ID))
+        except ValueError:
+            raise IpcError("bad-request", "peer_id must be 32 hex digits") from None
+        if len(peer) != 16:
+            raise IpcError("bad-request", "peer_id must be 32 hex digits")
+        try:
+            host, port = await self._node().app_attach(peer, app)
+        except IpcError:
+            raise
+        except Exception as e:
+            raise IpcError("unreachable", f"AppAttach to {peer.hex()}: {e}") from None
+        return {"host": host, "port": port}
+
+    async def ipc_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        nodes = []
+        for node, svc in zip(self.nodes, self.services, strict=True):
+            st = dict(node.status())
+            st["stored"] = svc.store.entry_count()
+            nodes.append(st)
+        return {"nodes": nodes, "published": self.published}
+
+
+def run_overlay(cfg: ProviderConfig) -> None:
+    """`vipr overlay --config F` (exits 1 on failure, 2 on configuration errors)."""
+    from vipr.daemon import run_daemon
+
+    try:
+        daemon = OverlayDaemon(cfg)
+    except OverlayError as e:
+        import click
+
+        click.echo(f"error: {cfg.path}: overlay: {e}", err=True)
+        raise SystemExit(2) from None
+    run_daemon("overlay", cfg, daemon.run, stop_timeout=30.0)
