@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.store.cli",
     "vipr.reload.cli",
     "vipr.proxy.sip.cli",
+    "vipr.pvp.cli",
 )
 
 
