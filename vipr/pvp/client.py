@@ -170,6 +170,11 @@ class PvpClient:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def wait_idle(self) -> None:
+        """Wait until no validation is scheduled or running (tests, `vipr validate`)."""
+        while self._scheduled:
+            await asyncio.gather(*list(self._scheduled.values()), return_exceptions=True)
+
     async def _rescan_loop(self) -> None:
         while True:
             await asyncio.sleep(self.rescan_interval)
