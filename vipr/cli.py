@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.proxy.tickets_cli",
     "vipr.proxy.cli",
     "vipr.reload.overlay_cli",
+    "vipr.pvp.cli",
 )
 
 

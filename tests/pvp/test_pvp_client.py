@@ -1,0 +1,177 @@
+"""PVP client behaviour (DESIGN §5): scheduling, claims, retries, what is kept or dropped."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pvp_harness import CALLEE, T0, Provider, claim, cleanup, connect, provider, short_dir, vcr
+
+from vipr.config import HostPort
+from vipr.ipc import ipc_call
+from vipr.pvp.client import PvpClient
+from vipr.pvp.daemon import PvpDaemon
+from vipr.store import Vcr
+
+NODE_A, NODE_B = "a" * 32, "b" * 32
+
+
+@pytest.fixture
+async def base() -> AsyncIterator[Path]:
+    d = short_dir()
+    yield d
+    cleanup(d)
+
+
+async def _orig(a: Provider, **kw: object) -> Vcr:
+    oid = await a.store.add_vcr(vcr("originating", **kw))  # type: ignore[arg-type]
+    assert oid is not None
+    v = await a.store.get_vcr(oid)
+    assert v is not None
+    return v
+
+
+async def test_no_claims_drops_the_vcr_silently(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a:
+        v = await _orig(a)
+        out = await a.client.validate_vcr(v)
+        assert out.outcome == "no-claims"
+        assert await a.store.get_vcr(v.id or 0) is None
+        (rec,) = await a.store.list_validations()
+        assert rec.outcome == "no-claims"
+
+
+async def test_own_claims_are_skipped(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a:
+        a.overlay.claims[CALLEE] = [claim(NODE_A)]
+        v = await _orig(a)
+        assert (await a.client.validate_vcr(v)).outcome == "no-claims"
+        assert not [c for c in a.overlay.calls if c[0] == "attach"]
+
+
+async def test_all_claimants_failed_keeps_the_vcr(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        v = await _orig(a)  # B has no VCR: fails
+        assert (await a.client.validate_vcr(v)).outcome == "failed"
+        kept = await a.store.get_vcr(v.id or 0)
+        assert kept is not None and kept.validated is None and not kept.burned
+
+
+async def test_network_errors_are_retried_with_backoff(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        a.overlay.unreachable[NODE_B] = 2
+        await b.store.add_vcr(vcr("terminating"))
+        out = await a.client.validate_vcr(await _orig(a))
+        assert out.outcome == "learned"
+        assert a.client.counters.retries == 2
+
+
+async def test_network_errors_exhausted_keep_the_vcr(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        a.overlay.unreachable[NODE_B] = 10
+        v = await _orig(a)
+        out = await a.client.validate_vcr(v)
+        assert out.outcome == "failed" and "unreachable" in out.detail
+        assert await a.store.get_vcr(v.id or 0) is not None
+
+
+async def test_connection_refused_is_a_network_error(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        a.overlay.peers[NODE_B] = ("127.0.0.1", 1)  # nobody listens there
+        out = await a.client.validate_vcr(await _orig(a))
+        assert out.outcome == "failed" and "connect" in out.detail
+        assert a.client.counters.retries == 2
+
+
+async def test_wrong_password_is_never_retried_with_the_same_vcr(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        await b.store.add_vcr(vcr("terminating", start=T0 + 7))
+        v = await _orig(a)
+        assert (await a.client.validate_vcr(v)).outcome == "failed"
+        assert b.server.counters.attempts == 1
+        again = await a.client.validate_vcr(v)
+        assert again.outcome == "failed" and "wrong-password before" in again.detail
+        # a restarted client remembers it from the validation log
+        fresh = PvpClient(a.cfg, a.store, backoff=(0.01,))
+        await fresh.start()
+        assert (await fresh.validate_vcr(v)).outcome == "failed"
+        await fresh.close()
+        assert b.server.counters.attempts == 1
+        b_vcr = (await b.store.list_vcrs())[0]
+        assert b_vcr.failures == 1
+
+
+async def test_short_calls_are_not_used(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a:
+        v = await _orig(a, duration=4.0)
+        assert not await a.client.enqueue(v.id or 0)
+        assert (await a.client.validate_vcr(v)).outcome == "skipped"
+        assert a.overlay.calls == []
+
+
+async def test_absent_proxy_socket_is_logged_and_learning_goes_on(base: Path) -> None:
+    async with provider(base, "a", NODE_A, proxy=False) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        await b.store.add_vcr(vcr("terminating"))
+        assert (await a.client.validate_vcr(await _orig(a))).outcome == "learned"
+        assert await a.store.get_route(CALLEE) is not None
+
+
+class _Rng(random.Random):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.asked: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.asked.append((a, b))
+        return 0.0
+
+
+async def test_startup_scan_validates_pending_vcrs_after_a_random_delay(base: Path) -> None:
+    async with provider(base, "a", NODE_A, pvp={"min_delay": 1, "max_delay": 7}) as a, \
+            provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        await b.store.add_vcr(vcr("terminating"))
+        await _orig(a)
+        await _orig(a, duration=3.0, call_id="short")  # too short: not queued
+        rng = _Rng()
+        client = PvpClient(a.cfg, a.store, rng=rng)
+        await client.start()
+        await client.wait_idle()
+        await client.close()
+        assert rng.asked == [(1.0, 7.0)]
+        assert client.counters.learned == 1
+        assert await a.store.get_route(CALLEE) is not None
+
+
+async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        a.overlay.claims[CALLEE] = [claim(NODE_B)]
+        a.overlay.peers[NODE_B] = b.server.address
+        await b.store.add_vcr(vcr("terminating"))
+        cfg = dataclasses.replace(a.cfg, pvp=dataclasses.replace(
+            a.cfg.pvp, listen=HostPort("127.0.0.1", 0)))
+        d = PvpDaemon(cfg, a.store)
+        await d.start()
+        try:
+            sock = cfg.runtime_dir / "pvp.sock"
+            assert (await ipc_call(sock, "validate", {"number": "+99"}))["outcome"] == "no-vcr"
+            v = await _orig(a)
+            assert (await ipc_call(sock, "vcr_added", {"id": v.id})) == {"queued": True}
+            assert (await ipc_call(sock, "vcr_added", {"id": v.id})) == {"queued": False}
+            await d.client.wait_idle()
+            assert await a.store.get_route(CALLEE) is not None
+            ans = await ipc_call(sock, "validate", {"number": CALLEE})
+            assert ans["outcome"] == "learned"
+            st = await ipc_call(sock, "status", {})
+            assert st["client"]["learned"] == 2 and "server" in st
+        finally:
+            await d.close()

@@ -1,0 +1,145 @@
+"""PVP server robustness (DESIGN §9): bad input is logged and answered, never a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ssl
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pvp_harness import CALLEE, CALLER, T0, Provider, cleanup, provider, short_dir, vcr
+
+from vipr.pvp.credentials import Credentials, client_credentials
+from vipr.pvp.messages import ErrorMsg, Framer, ValInfo
+from vipr.pvp.server import DomainPolicy, RateLimiter, read_message
+from vipr.pvp.srp import SrpConnection, SrpError
+
+NODE_A, NODE_B = "a" * 32, "b" * 32
+RIGHT = client_credentials(CALLER, CALLEE, T0, T0 + 60, 10.0)
+
+
+@pytest.fixture
+async def base() -> AsyncIterator[Path]:
+    d = short_dir()
+    yield d
+    cleanup(d)
+
+
+async def _reasons(p: Provider) -> list[str]:
+    return [r.reason for r in await p.store.list_validations()]
+
+
+async def _still_serves(a: Provider, b: Provider) -> None:
+    host, port = b.server.address
+    assert isinstance(await a.client.validate_at(host, port, RIGHT), ValInfo)
+
+
+async def _raw(b: Provider, data: bytes) -> bytes:
+    r, w = await asyncio.open_connection(*b.server.address)
+    w.write(data)
+    await w.drain()
+    w.write_eof()
+    got = await asyncio.wait_for(r.read(), 10)
+    w.close()
+    return got
+
+
+async def test_garbage_bytes_are_logged(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        assert await _raw(b, b"GET / HTTP/1.0\r\n\r\n") == b""
+        assert (await _reasons(b))[0].startswith("bad-hello")
+        await _still_serves(a, b)
+
+
+async def test_tls_hello_without_srp_is_refused(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            await asyncio.open_connection(*b.server.address, ssl=ctx)
+        assert (await _reasons(b))[0] == "bad-hello no SRP extension"
+        await _still_serves(a, b)
+
+
+async def test_bad_login_gets_a_decoy(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        host, port = b.server.address
+        bad = Credentials(dataclasses.replace(RIGHT.login, caller="nonsense"), RIGHT.password)
+        with pytest.raises(Exception, match="wrong-password"):
+            await a.client.validate_at(host, port, bad)
+        assert (await _reasons(b))[0] == "bad-login malformed"
+
+
+async def test_silent_client_times_out(base: Path) -> None:
+    async with provider(base, "b", NODE_B, pvp={"handshake_timeout": 0.3}) as b:
+        r, w = await asyncio.open_connection(*b.server.address)
+        assert await asyncio.wait_for(r.read(), 10) == b""
+        w.close()
+        assert (await _reasons(b))[0].startswith("timeout")
+
+
+async def test_bad_message_after_handshake_gets_error_400(base: Path) -> None:
+    async with provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(SrpConnection, *b.server.address)
+        await conn.handshake_client(RIGHT.username, RIGHT.password, 10)
+        body = b'{"type": "validate"}'
+        await conn.write(struct.pack("!I", len(body)) + body, 10)
+        msg = await read_message(conn, Framer(), 10)
+        await conn.close()
+        assert msg == ErrorMsg(400, "bad message: bad-keys")
+        assert (await _reasons(b))[0] == "bad-message bad-keys"
+        assert await b.store.ticket_keys() == []
+
+
+async def test_client_refuses_small_groups() -> None:
+    # the client's minKeySize is 2048: a 1024-bit verifier is refused
+    from vipr.pvp.srp import make_verifier
+
+    loop = asyncio.get_running_loop()
+
+    async def serve(conn: SrpConnection) -> None:
+        await conn.connected.wait()
+        user = await conn.peek_login(5)
+        try:
+            await conn.handshake_server(user, make_verifier(user, "x", 1024), 5)
+        except SrpError:
+            conn.abort()
+
+    tasks = []
+
+    def factory() -> SrpConnection:
+        c = SrpConnection()
+        tasks.append(loop.create_task(serve(c)))
+        return c
+
+    srv = await loop.create_server(factory, "127.0.0.1", 0)
+    _, conn = await loop.create_connection(SrpConnection, *srv.sockets[0].getsockname()[:2])
+    with pytest.raises(SrpError) as ei:
+        await conn.handshake_client("pvp1;+1555;+1556;0;0.000;0.000", "x", 5)
+    assert ei.value.kind == "insufficient-security"
+    conn.abort()
+    await asyncio.gather(*tasks)
+    srv.close()
+
+
+def test_rate_limiter_window() -> None:
+    rl = RateLimiter(2, window=60)
+    assert rl.allow("h", 0) and rl.allow("h", 1) and not rl.allow("h", 2)
+    assert rl.allow("other", 2)
+    assert rl.allow("h", 60.5)
+
+
+def test_domain_policy() -> None:
+    p = DomainPolicy(allow=[], deny=["evil.example", "*.spam.example"])
+    assert p.permits("a.example.net") and not p.permits("EVIL.example")
+    assert not p.permits("x.spam.example") and p.permits("spam.example")
+    q = DomainPolicy(allow=["a.example.net"], deny=[])
+    assert q.permits("a.example.net") and not q.permits("b.example.net")

@@ -1,0 +1,415 @@
+"""PVP client: the originating side of a validation and its scheduler (DESIGN §5).
+
+For each originating VCR (announced with `vcr_added`, found by the scan at start-up or by the
+periodic rescan): wait a random delay in [min_delay, max_delay], skip calls shorter than
+`min_duration`, look the callee up in the overlay (`lookup` on overlay.sock), drop our own
+claims, AppAttach (`attach`) to each claimant and validate with TLS-SRP; on the first success
+store the route and tell the proxy (`route_learned` on proxy.sock).
+
+No claim → the VCR is dropped (deleted) silently. Every claimant failed → the VCR stays. Network
+errors are retried with backoff; a wrong password is never retried with the same VCR and peer
+(also across restarts: the client-side validation log remembers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vipr.config import ProviderConfig
+from vipr.ipc import IpcError, ipc_call
+from vipr.pvp.credentials import Credentials, client_credentials
+from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
+from vipr.pvp.server import read_message
+from vipr.pvp.srp import SrpConnection, SrpError
+from vipr.store import Route, Store, StoreError, ValidationRecord, Vcr
+
+__all__ = ["Claim", "Outcome", "PvpClient", "PVP_APPLICATION"]
+
+log = logging.getLogger("vipr.pvp.client")
+
+PVP_APPLICATION = 61441  # AppAttach Application-ID of the PVP server (DESIGN §4)
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+# Permanent failures for one (VCR, claimant): never retried with that VCR.
+PERMANENT = frozenset({"wrong-password", "unknown-identity", "insufficient-security", "refused"})
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    node_id: str
+    vservice: str
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one validation of a VCR came to: learned | failed | no-claims | no-vcr | skipped."""
+
+    outcome: str
+    detail: str = ""
+    number: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "detail": self.detail, "number": self.number}
+
+
+class _Network(Exception):
+    """A transient failure: retried with backoff."""
+
+
+class _Permanent(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ClientCounters:
+    queued: int = 0
+    learned: int = 0
+    failed: int = 0
+    no_claims: int = 0
+    skipped: int = 0
+    retries: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def _claims(answer: dict[str, Any]) -> list[Claim]:
+    raw = answer.get("claims")
+    if not isinstance(raw, list):
+        raise _Network("overlay lookup answer without a claims list")
+    out: list[Claim] = []
+    for c in raw:
+        if not isinstance(c, dict):
+            continue
+        node, vs, peer = c.get("node_id"), c.get("vservice"), c.get("peer_id")
+        if (isinstance(node, str) and isinstance(vs, str) and isinstance(peer, str)
+                and _HEX32.fullmatch(node) and _HEX16.fullmatch(vs) and _HEX32.fullmatch(peer)):
+            out.append(Claim(node, vs, peer))
+        else:
+            log.warning("ignoring a malformed claim %r", c)
+    return out
+
+
+def _route_host(uri: str) -> str:
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    rest = rest.split(";", 1)[0].rsplit("@", 1)[-1]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    return rest.split(":", 1)[0]
+
+
+class PvpClient:
+    """Schedules and runs validations of originating VCRs."""
+
+    def __init__(
+        self,
+        cfg: ProviderConfig,
+        store: Store,
+        *,
+        executor: Executor | None = None,
+        offload: bool = True,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        backoff: Sequence[float] = (2.0, 8.0, 30.0),
+        max_concurrent: int = 8,
+        rescan_interval: float = 300.0,
+        overlay_sock: Path | None = None,
+        proxy_sock: Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.executor = executor
+        self.offload = offload
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.backoff = tuple(backoff)
+        self.rescan_interval = rescan_interval
+        self.overlay_sock = overlay_sock or cfg.runtime_dir / "overlay.sock"
+        self.proxy_sock = proxy_sock or cfg.runtime_dir / "proxy.sock"
+        self.counters = ClientCounters()
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._scheduled: dict[int, asyncio.Task[Outcome]] = {}
+        self._finished: set[int] = set()  # failed in this process: not rescheduled by rescans
+        self._wrong: set[tuple[int, str]] = set()  # (vcr id, peer id) with a wrong password
+        self._rescan: asyncio.Task[None] | None = None
+
+    def _attempt_fn(self, claim: Claim, creds: Credentials) -> Callable[[], Any]:
+        return lambda: self._attempt(claim, creds)
+
+    # ------------------------------------------------------------------ scheduling
+
+    async def start(self) -> None:
+        """Remember past wrong passwords, queue every pending VCR, start the periodic rescan."""
+        since = self.clock() - self.cfg.retention.vcr
+        try:
+            for rec in await self.store.list_validations(limit=None, since=since):
+                if (rec.role == "client" and rec.reason.startswith("wrong-password")
+                        and rec.vcr_id is not None):
+                    self._wrong.add((rec.vcr_id, rec.peer))
+        except StoreError as e:
+            log.warning("cannot read the validation log: %s", e)
+        await self.scan()
+        self._rescan = asyncio.create_task(self._rescan_loop())
+
+    async def close(self) -> None:
+        tasks = list(self._scheduled.values())
+        if self._rescan is not None:
+            tasks.append(self._rescan)  # type: ignore[arg-type]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait until no validation is scheduled or running (tests, `vipr validate`)."""
+        while self._scheduled:
+            await asyncio.gather(*list(self._scheduled.values()), return_exceptions=True)
+
+    async def _rescan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.rescan_interval)
+            try:
+                await self.scan()
+            except StoreError as e:
+                log.warning("rescan failed: %s", e)
+
+    async def scan(self) -> int:
+        """Queue every pending originating VCR within the retention time; how many were new."""
+        now = self.clock()
+        n = 0
+        for v in await self.store.pending_originating_vcrs(self.cfg.pvp.min_duration):
+            if v.start >= now - self.cfg.retention.vcr and self._schedule(v):
+                n += 1
+        return n
+
+    async def enqueue(self, vcr_id: int) -> bool:
+        """`vcr_added`: queue one VCR; False when it is not a pending originating one."""
+        v = await self.store.get_vcr(vcr_id)
+        if v is None or v.direction != "originating" or v.validated is not None or v.burned:
+            return False
+        if v.duration < self.cfg.pvp.min_duration:
+            self.counters.skipped += 1
+            log.debug("VCR %d: call of %.1f s is too short", vcr_id, v.duration)
+            return False
+        return self._schedule(v)
+
+    def _schedule(self, v: Vcr, delay: float | None = None) -> bool:
+        assert v.id is not None
+        if v.id in self._scheduled or v.id in self._finished:
+            return False
+        if delay is None:
+            delay = self.rng.uniform(self.cfg.pvp.min_delay, self.cfg.pvp.max_delay)
+        self.counters.queued += 1
+        task = asyncio.create_task(self._delayed(v.id, delay))
+        self._scheduled[v.id] = task
+        vid = v.id
+        task.add_done_callback(lambda _t: self._scheduled.pop(vid, None))
+        return True
+
+    async def _delayed(self, vcr_id: int, delay: float) -> Outcome:
+        await asyncio.sleep(delay)
+        v = await self.store.get_vcr(vcr_id)
+        if v is None or v.validated is not None or v.burned:
+            return Outcome("no-vcr", "gone or already validated")
+        out = await self.validate_vcr(v)
+        if out.outcome != "learned":
+            self._finished.add(vcr_id)
+        return out
+
+    async def validate_number(self, number: str) -> Outcome:
+        """`vipr validate NUMBER`: validate from the latest originating VCR to it, now."""
+        v = await self.store.latest_originating_vcr(number)
+        if v is None:
+            return Outcome("no-vcr", f"no originating VCR to {number}", number)
+        return await self.validate_vcr(v)
+
+    # ------------------------------------------------------------------ one VCR
+
+    async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
+        try:
+            await self.store.log_validation(ValidationRecord(
+                id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
+                peer=peer, outcome=outcome, reason=reason,
+            ))
+        except StoreError as e:
+            log.error("cannot log the validation: %s", e)
+
+    def _count(self, out: Outcome) -> Outcome:
+        c = self.counters
+        c.outcomes[out.outcome] = c.outcomes.get(out.outcome, 0) + 1
+        if out.outcome == "learned":
+            c.learned += 1
+        elif out.outcome == "no-claims":
+            c.no_claims += 1
+        elif out.outcome == "failed":
+            c.failed += 1
+        return out
+
+    async def validate_vcr(self, v: Vcr) -> Outcome:
+        async with self._slots:
+            return self._count(await self._validate(v))
+
+    async def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run `fn` (a coroutine function); on _Network retry after each backoff step."""
+        for i in range(len(self.backoff) + 1):
+            try:
+                return await fn()
+            except _Network as e:
+                if i == len(self.backoff):
+                    raise
+                self.counters.retries += 1
+                log.info("%s: %s; retrying in %.3g s", what, e, self.backoff[i])
+                await asyncio.sleep(self.backoff[i])
+        raise AssertionError("unreachable")
+
+    async def _lookup(self, number: str) -> list[Claim]:
+        async def once() -> list[Claim]:
+            try:
+                ans = await ipc_call(self.overlay_sock, "lookup", {"number": number}, 15.0)
+            except IpcError as e:
+                raise _Network(f"overlay lookup: {e}") from None
+            return _claims(ans)
+        return await self._retrying(f"lookup {number}", once)  # type: ignore[no-any-return]
+
+    async def _own_nodes(self) -> set[str]:
+        try:
+            st = await ipc_call(self.overlay_sock, "status", {}, 10.0)
+        except IpcError as e:
+            log.warning("overlay status: %s; own claims recognised by vservice only", e)
+            return set()
+        nodes = st.get("nodes")
+        if not isinstance(nodes, list):
+            return set()
+        return {str(n.get("node_id")) for n in nodes if isinstance(n, dict)}
+
+    async def _validate(self, v: Vcr) -> Outcome:
+        if v.duration < self.cfg.pvp.min_duration:
+            self.counters.skipped += 1
+            return Outcome("skipped", f"call of {v.duration:.1f} s is too short", v.callee)
+        try:
+            claims = await self._lookup(v.callee)
+        except _Network as e:
+            await self._log(v, "overlay", "failed", f"network {e}")
+            return Outcome("failed", str(e), v.callee)
+        own = await self._own_nodes()
+        mine = self.cfg.provider.vservice.lower()
+        others = [c for c in claims if c.node_id not in own and c.peer_id not in own
+                  and not (not own and c.vservice == mine)]
+        if not others:
+            # DESIGN §5 (seed): nobody else claims the number: drop the VCR silently.
+            await self._log(v, "overlay", "no-claims", f"{len(claims)} claims, none foreign")
+            if v.id is not None:
+                with contextlib.suppress(StoreError):
+                    await self.store.delete_vcr(v.id)
+            return Outcome("no-claims", "", v.callee)
+        creds = client_credentials(v.caller, v.callee, v.start, v.stop, self.cfg.pvp.quantum)
+        reasons: list[str] = []
+        for claim in others:
+            if v.id is not None and (v.id, claim.peer_id) in self._wrong:
+                reasons.append(f"{claim.peer_id[:8]}: wrong-password before")
+                continue
+            try:
+                info, addr = await self._retrying(
+                    f"validate {v.callee} at {claim.peer_id[:8]}",
+                    self._attempt_fn(claim, creds),
+                )
+            except _Network as e:
+                reasons.append(f"{claim.peer_id[:8]}: {e}")
+                await self._log(v, claim.peer_id, "failed", f"network {e}")
+                continue
+            except _Permanent as e:
+                reasons.append(f"{claim.peer_id[:8]}: {e.reason}")
+                if v.id is not None:
+                    self._wrong.add((v.id, claim.peer_id))
+                await self._log(v, claim.peer_id, "failed", e.reason)
+                continue
+            if info.number != v.callee:
+                reasons.append(f"{claim.peer_id[:8]}: valinfo for {info.number}")
+                await self._log(v, claim.peer_id, "failed", f"number-mismatch {info.number}")
+                continue
+            await self._learned(v, claim, info, addr)
+            return Outcome("learned", f"{info.routes[0]} via {claim.peer_id}", v.callee)
+        return Outcome("failed", "; ".join(reasons), v.callee)
+
+    async def _attempt(self, claim: Claim, creds: Credentials) -> tuple[ValInfo, str]:
+        try:
+            ans = await ipc_call(
+                self.overlay_sock, "attach",
+                {"peer_id": claim.peer_id, "application": PVP_APPLICATION}, 15.0,
+            )
+            host, port = str(ans["host"]), int(ans["port"])
+        except IpcError as e:
+            raise _Network(f"attach: {e}") from None
+        except (KeyError, TypeError, ValueError):
+            raise _Network("attach: malformed answer") from None
+        return await self.validate_at(host, port, creds), f"{host}:{port}"
+
+    async def validate_at(self, host: str, port: int, creds: Credentials) -> ValInfo:
+        """One TLS-SRP validation against a PVP server (no retries). _Network | _Permanent."""
+        loop = asyncio.get_running_loop()
+        timeout = self.cfg.pvp.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(
+                    lambda: SrpConnection(executor=self.executor, offload=self.offload),
+                    host, port,
+                )
+        except (OSError, TimeoutError) as e:
+            raise _Network(f"connect {host}:{port}: {e}") from None
+        try:
+            await conn.handshake_client(creds.username, creds.password, timeout)
+            dom = self.cfg.provider.domain.lower()
+            await conn.write(encode_message(Validate(dom, self.cfg.provider.vservice)), timeout)
+            msg = await read_message(conn, Framer(), timeout)
+        except SrpError as e:
+            if e.kind in PERMANENT:
+                raise _Permanent(f"{e.kind} {e.detail}".strip()) from None
+            raise _Network(f"{e.kind} {e.detail}".strip()) from None
+        except MessageError as e:
+            raise _Permanent(f"bad-answer {e.reason}") from None
+        except TimeoutError:
+            raise _Network("timeout waiting for valinfo") from None
+        finally:
+            await conn.close()
+        if isinstance(msg, ErrorMsg):
+            raise _Permanent(f"refused {msg.code} {msg.reason}")
+        if not isinstance(msg, ValInfo):
+            raise _Permanent("bad-answer not valinfo")
+        return msg
+
+    async def _learned(self, v: Vcr, claim: Claim, info: ValInfo, addr: str) -> None:
+        now = self.clock()
+        route = Route(
+            number=info.number, routes=info.routes, ticket=info.ticket,
+            ticket_expires=float(info.ticket_expires),
+            expires=min(float(info.ticket_expires), now + self.cfg.tickets.lifetime),
+            learned_from_node=claim.node_id, learned_from_domain=_route_host(info.routes[0]),
+            validated_at=now,
+        )
+        await self.store.upsert_route(route)
+        if v.id is not None:
+            await self.store.mark_vcr_validated(v.id, now)
+        await self._log(v, claim.peer_id, "learned", f"{', '.join(info.routes)} from {addr}")
+        log.info("learned a route to %s: %s", info.number, ", ".join(info.routes))
+        try:
+            await ipc_call(self.proxy_sock, "route_learned", {"number": info.number}, 5.0)
+        except IpcError as e:
+            log.info("proxy not told about %s (%s); it reloads routes later", info.number, e)
+
+    def status(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "queued": c.queued, "scheduled": len(self._scheduled), "learned": c.learned,
+            "failed": c.failed, "no_claims": c.no_claims, "skipped": c.skipped,
+            "retries": c.retries,
+        }

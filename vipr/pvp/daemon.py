@@ -1,0 +1,83 @@
+"""`vipr pvp`: the PVP daemon — server, client and the pvp.sock local API (DESIGN §2, §5).
+
+pvp.sock methods: `vcr_added` {"id"} → {"queued"}; `validate` {"number"} → {"outcome",
+"detail"}; `status` {} → counters of server and client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from vipr.config import ProviderConfig
+from vipr.daemon import notify_ready
+from vipr.e164 import E164Error, normalize_e164
+from vipr.ipc import IpcError, IpcServer
+from vipr.pvp.client import PvpClient
+from vipr.pvp.server import PvpServer
+from vipr.store import Store
+
+__all__ = ["PvpDaemon", "pvp_main"]
+
+log = logging.getLogger("vipr.pvp")
+
+# SRP big-number work runs in worker threads (measured: bench/pvp.py, docs/benchmarks.md ## PVP).
+WORKERS = 2
+
+
+class PvpDaemon:
+    def __init__(self, cfg: ProviderConfig, store: Store, *, offload: bool = True,
+                 **client_kw: Any) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="pvp-srp")
+        self.server = PvpServer(cfg, store, executor=self.executor, offload=offload)
+        self.client = PvpClient(cfg, store, executor=self.executor, offload=offload, **client_kw)
+        self.ipc = IpcServer(cfg.runtime_dir / "pvp.sock", {
+            "vcr_added": self._vcr_added, "validate": self._validate, "status": self._status,
+        })
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.ipc.start()
+        await self.client.start()
+
+    async def close(self) -> None:
+        await self.ipc.close()
+        await self.client.close()
+        await self.server.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _vcr_added(self, params: dict[str, Any]) -> dict[str, Any]:
+        vid = params.get("id")
+        if not isinstance(vid, int) or isinstance(vid, bool):
+            raise IpcError("bad-request", "id must be an integer")
+        return {"queued": await self.client.enqueue(vid)}
+
+    async def _validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        number = params.get("number")
+        if not isinstance(number, str):
+            raise IpcError("bad-request", "number must be a string")
+        try:
+            number = normalize_e164(number)
+        except E164Error as e:
+            raise IpcError("bad-request", str(e)) from None
+        return (await self.client.validate_number(number)).to_dict()
+
+    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"server": self.server.status(), "client": self.client.status()}
+
+
+async def pvp_main(cfg: ProviderConfig, stop: asyncio.Event) -> None:
+    async with Store.open(cfg.database) as store:
+        d = PvpDaemon(cfg, store)
+        try:
+            await d.start()
+            host, port = d.server.address
+            notify_ready(f"pvp server on {host}:{port}")
+            log.info("pvp ready (server %s:%d, socket %s)", host, port, d.ipc.path)
+            await stop.wait()
+        finally:
+            await d.close()

@@ -1,0 +1,370 @@
+"""TLS-SRP (RFC 5054) over asyncio with tlslite-ng (DESIGN §5, research/deps.md §3).
+
+tlslite-ng's handshake/read/write/close generators run over an in-memory "socket" (`_Bio`) that
+an `asyncio.Protocol` feeds (pattern C of deps.md §3): a yielded 0 means "wants to read", 1
+"wants to write". Bytes tlslite sends are buffered and written to the transport by the event
+loop after each step, so a step may also run in a worker thread (`offload=True`): the big-number
+work (SRP modexp) then leaves the event loop. Every operation has a deadline.
+
+Settings: TLS 1.2 only (`minVersion = maxVersion = (3, 3)`: tlslite's SRP client offers TLS 1.3
+otherwise and the handshake fails, deps.md §3), SRP suites only, group ≥ 2048 bits on the client
+(`minKeySize`), the server's verifiers use the RFC 5054 2048-bit group.
+
+The server needs the SRP login before it can pick a verifier, and the store lookup is async:
+`SrpConnection.peek_login` waits for the whole ClientHello, reads the SRP extension (RFC 5054
+§2.8.1) with tlslite's own parser, and leaves the bytes in the buffer for the handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import threading
+from collections.abc import Generator
+from concurrent.futures import Executor
+from typing import Any
+
+from tlslite import HandshakeSettings, TLSConnection
+from tlslite.constants import AlertDescription
+from tlslite.errors import (
+    TLSAbruptCloseError,
+    TLSAlert,
+    TLSError,
+    TLSLocalAlert,
+    TLSRemoteAlert,
+)
+from tlslite.mathtls import makeVerifier
+from tlslite.messages import ClientHello
+from tlslite.utils.codec import Parser
+
+__all__ = [
+    "SRP_BITS",
+    "SrpConnection",
+    "SrpError",
+    "client_settings",
+    "make_verifier",
+    "server_settings",
+]
+
+SRP_BITS = 2048
+MAX_HELLO = 32 * 1024  # bytes we buffer while looking for the ClientHello
+_REC_HANDSHAKE = 22
+_HS_CLIENT_HELLO = 1
+
+VerifierEntry = tuple[int, int, bytearray, int]  # (N, g, salt, verifier) as tlslite stores it
+
+
+class SrpError(Exception):
+    """A failed TLS-SRP step. `kind`: wrong-password, unknown-identity, insufficient-security,
+    timeout, closed, bad-hello, tls."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+        self.detail = detail
+
+
+def _settings() -> HandshakeSettings:
+    s = HandshakeSettings()
+    s.minVersion = (3, 3)
+    s.maxVersion = (3, 3)
+    s.minKeySize = SRP_BITS
+    # SRP suites with AES-CBC/SHA-1 (RFC 5054 defines only these); AES-256 preferred.
+    s.cipherNames = ["aes256", "aes128"]
+    return s
+
+
+def client_settings() -> HandshakeSettings:
+    return _settings()
+
+
+def server_settings() -> HandshakeSettings:
+    return _settings()
+
+
+def make_verifier(
+    username: str | bytes, password: str | bytes, bits: int = SRP_BITS
+) -> VerifierEntry:
+    """A tlslite verifier entry (random salt). CPU-bound: run it off the loop when it matters."""
+    user = username.encode("utf-8") if isinstance(username, str) else username
+    pw = password.encode("utf-8") if isinstance(password, str) else password
+    n, g, salt, v = makeVerifier(bytearray(user), bytearray(pw), bits)
+    return (n, g, salt, v)
+
+
+def _alert_name(e: TLSAlert) -> str:
+    return str(AlertDescription.toStr(e.description))
+
+
+def classify(e: BaseException) -> SrpError:
+    """tlslite's exceptions → SrpError with a stable kind."""
+    if isinstance(e, SrpError):
+        return e
+    if isinstance(e, TLSRemoteAlert | TLSLocalAlert):
+        d = e.description
+        name = _alert_name(e)
+        if d in (AlertDescription.bad_record_mac, AlertDescription.decrypt_error):
+            return SrpError("wrong-password", name)
+        if d == AlertDescription.unknown_psk_identity:
+            return SrpError("unknown-identity", name)
+        if d == AlertDescription.insufficient_security:
+            return SrpError("insufficient-security", name)
+        side = "remote" if isinstance(e, TLSRemoteAlert) else "local"
+        return SrpError("tls", f"{side} alert {name}")
+    if isinstance(e, TLSAbruptCloseError | ConnectionError | EOFError):
+        return SrpError("closed", type(e).__name__)
+    if isinstance(e, TLSError):
+        return SrpError("tls", f"{type(e).__name__}: {e!r}"[:200])
+    return SrpError("tls", f"{type(e).__name__}"[:200])
+
+
+class _Bio:
+    """The socket tlslite's BufferedSocket sees: input fed by the protocol, output collected
+    for the loop to write. Thread-safe, so a generator step may run in a worker thread."""
+
+    def __init__(self, peer: tuple[Any, ...] | None, local: tuple[Any, ...] | None) -> None:
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.eof = False
+        self.lock = threading.Lock()
+        self._peer = peer
+        self._local = local
+
+    def recv(self, n: int) -> bytes:
+        with self.lock:
+            if not self.inbuf:
+                if self.eof:
+                    return b""
+                raise BlockingIOError(errno.EWOULDBLOCK, "would block")
+            d = bytes(self.inbuf[:n])
+            del self.inbuf[:n]
+            return d
+
+    def send(self, data: bytes | bytearray) -> int:
+        with self.lock:
+            self.outbuf += data
+        return len(data)
+
+    def sendall(self, data: bytes | bytearray) -> None:
+        self.send(data)
+
+    def take_output(self) -> bytes:
+        with self.lock:
+            out = bytes(self.outbuf)
+            self.outbuf.clear()
+            return out
+
+    def close(self) -> None:
+        pass
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def getpeername(self) -> tuple[Any, ...] | None:
+        return self._peer
+
+    def getsockname(self) -> tuple[Any, ...] | None:
+        return self._local
+
+    def settimeout(self, v: float | None) -> None:
+        pass
+
+    def gettimeout(self) -> float | None:
+        return None
+
+
+_DONE = object()
+
+
+def _step(gen: Generator[Any, None, None]) -> Any:
+    try:
+        return next(gen)
+    except StopIteration:
+        return _DONE
+
+
+class SrpConnection(asyncio.Protocol):
+    """One TCP connection carrying TLS-SRP. Create it with `loop.create_connection` or
+    `loop.create_server` (a factory), then call the async methods; each takes a timeout."""
+
+    def __init__(self, *, executor: Executor | None = None, offload: bool = False) -> None:
+        self.executor = executor
+        self.offload = offload
+        self.transport: asyncio.Transport | None = None
+        self.bio = _Bio(None, None)
+        self.tls: TLSConnection | None = None
+        self._data = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.lost = False
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.bio = _Bio(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
+        self.tls = TLSConnection(self.bio)
+        self.connected.set()
+
+    def data_received(self, data: bytes) -> None:
+        with self.bio.lock:
+            self.bio.inbuf += data
+        self._data.set()
+
+    def eof_received(self) -> bool | None:
+        self.bio.eof = True
+        self._data.set()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.bio.eof = True
+        self.lost = True
+        self._data.set()
+
+    # ------------------------------------------------------------ driving tlslite
+
+    @property
+    def peer(self) -> str:
+        p = self.bio.getpeername()
+        if not p:
+            return "?"
+        return f"[{p[0]}]:{p[1]}" if ":" in str(p[0]) else f"{p[0]}:{p[1]}"
+
+    def _flush(self) -> None:
+        out = self.bio.take_output()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    async def _wait_data(self) -> None:
+        self._data.clear()
+        with self.bio.lock:
+            ready = bool(self.bio.inbuf) or self.bio.eof
+        if not ready:
+            await self._data.wait()
+
+    async def _drive(self, gen: Generator[Any, None, None]) -> Any:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if self.offload:
+                    r = await loop.run_in_executor(self.executor, _step, gen)
+                else:
+                    r = _step(gen)
+            finally:
+                self._flush()  # an alert tlslite sends before raising goes out too
+            if r is _DONE:
+                return None
+            if r == 0:
+                await self._wait_data()
+            elif r == 1:
+                await asyncio.sleep(0)
+            else:
+                return r
+
+    async def _run(self, what: str, gen: Generator[Any, None, None], timeout: float) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._drive(gen)
+        except TimeoutError:
+            raise SrpError("timeout", f"{what}: nothing for {timeout:g} s") from None
+        except (TLSError, OSError, EOFError) as e:
+            raise classify(e) from None
+        except (ValueError, TypeError, AssertionError, IndexError, SyntaxError) as e:
+            # tlslite's parser raises these on some malformed input
+            raise SrpError("tls", f"{what}: {type(e).__name__}") from None
+
+    async def handshake_client(
+        self, username: str, password: str, timeout: float,
+        settings: HandshakeSettings | None = None,
+    ) -> None:
+        assert self.tls is not None
+        gen = self.tls.handshakeClientSRP(
+            username, password, settings=settings or client_settings(), async_=True
+        )
+        await self._run("handshake", gen, timeout)
+
+    async def peek_login(self, timeout: float) -> bytes:
+        """Wait for the complete ClientHello and return its SRP login (left in the buffer)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    with self.bio.lock:
+                        buf = bytes(self.bio.inbuf)
+                    hello = _client_hello(buf)
+                    if hello is not None:
+                        break
+                    if self.bio.eof:
+                        raise SrpError("closed", "before the ClientHello")
+                    await self._wait_data()
+        except TimeoutError:
+            raise SrpError("timeout", f"no ClientHello in {timeout:g} s") from None
+        try:
+            ch = ClientHello().parse(Parser(bytearray(hello[1:])))
+        except (SyntaxError, ValueError, TypeError, AssertionError, IndexError) as e:
+            raise SrpError("bad-hello", f"unparsable ClientHello: {type(e).__name__}") from None
+        name = ch.srp_username
+        if not name:
+            raise SrpError("bad-hello", "no SRP extension")
+        return bytes(name)
+
+    async def handshake_server(
+        self, username: bytes, entry: VerifierEntry, timeout: float,
+        settings: HandshakeSettings | None = None,
+    ) -> None:
+        assert self.tls is not None
+        gen = self.tls.handshakeServerAsync(
+            verifierDB={username: entry}, settings=settings or server_settings()
+        )
+        await self._run("handshake", gen, timeout)
+
+    async def read(self, timeout: float, max_bytes: int = 16384) -> bytes:
+        """Application data; b"" at a clean close."""
+        assert self.tls is not None
+        r = await self._run("read", self.tls.readAsync(max=max_bytes), timeout)
+        return bytes(r) if r is not None else b""
+
+    async def write(self, data: bytes, timeout: float) -> None:
+        assert self.tls is not None
+        await self._run("write", self.tls.writeAsync(bytearray(data)), timeout)
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Send close_notify (best effort, bounded) and close the TCP connection."""
+        try:
+            if self.tls is not None and not self.tls.closed and self.tls.session is not None:
+                self.tls.closeSocket = False
+                await self._run("close", self.tls.closeAsync(), timeout)
+        except SrpError:
+            pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _client_hello(buf: bytes) -> bytes | None:
+    """The first handshake message (type byte + 3-byte length + body) once complete, collected
+    over as many TLS records as it spans; None while incomplete. SrpError for garbage."""
+    hs = bytearray()
+    pos = 0
+    while pos + 5 <= len(buf):
+        ctype, major = buf[pos], buf[pos + 1]
+        length = int.from_bytes(buf[pos + 3 : pos + 5], "big")
+        if ctype != _REC_HANDSHAKE or major != 3 or length > 16384:
+            raise SrpError("bad-hello", "not a TLS handshake record")
+        if pos + 5 + length > len(buf):
+            break
+        hs += buf[pos + 5 : pos + 5 + length]
+        pos += 5 + length
+        if len(hs) >= 4:
+            if hs[0] != _HS_CLIENT_HELLO:
+                raise SrpError("bad-hello", "first handshake message is not a ClientHello")
+            n = int.from_bytes(hs[1:4], "big")
+            if n > MAX_HELLO:
+                raise SrpError("bad-hello", "ClientHello too large")
+            if len(hs) >= 4 + n:
+                return bytes(hs[: 4 + n])
+    if len(buf) > MAX_HELLO + 5 * 8:
+        raise SrpError("bad-hello", "ClientHello too large")
+    return None
