@@ -241,10 +241,8 @@ class Story:
 
     async def step4(self, s: Step) -> None:
         lay, b, c = self.lay, self.lay.spec(self.b), self.lay.spec(self.c)
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                         cafile=str(lay.tls_dir / "federation-ca.crt"))
-        ctx.load_cert_chain(str(lay.tls_dir / f"{c.domain}.crt"),
-                            str(lay.tls_dir / f"{c.domain}.key"))
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(lay.tls_ca))
+        ctx.load_cert_chain(*(str(f) for f in lay.tls_certs[c.key]))
         ep = SipEndpoint(lambda *_: None, validate=False)
         rings_before = len(self.net.phones[self.b].rings)
         attempts: list[dict[str, Any]] = []
@@ -302,6 +300,9 @@ class Story:
 
     async def step5(self, s: Step) -> None:
         b_name = self.lay.spec(self.b).name
+        before = await self.net.route(self.a, self.number)
+        if before is None:
+            s.problems.append("A has no learned route: there is no direct call to fall back from")
         self.tl.say(f"{b_name}'s federation listener goes down "
                     f"(its proxy restarts without the federation interface)")
         await self.net.restart_role(self.b, "proxy", self.lay.nofed_configs[self.b])

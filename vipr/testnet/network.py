@@ -31,7 +31,7 @@ __all__ = ["TestNetwork"]
 
 log = logging.getLogger("vipr.testnet")
 
-READY_TIMEOUT = 40.0
+READY_TIMEOUT = 30.0
 
 
 class TestNetwork:
@@ -95,8 +95,8 @@ class TestNetwork:
         return ("; log: " + " | ".join(t.strip()[:160] for t in tail)) if tail else ""
 
     async def start(self) -> None:
-        """PSTN and phones, then overlay A (creates the ring), the other overlays, then the
-        pvp and proxy roles of every provider, each started once the previous is ready."""
+        """PSTN and phones; then overlay A (it creates the ring) together with every pvp and
+        proxy (they do not wait for the overlay); the other overlays once A's is ready."""
         keys = [p.key for p in self.layout.providers]
         await self.start_pstn()
         for p in self.layout.providers:
@@ -105,9 +105,13 @@ class TestNetwork:
                           outbound=self.layout.proxy_internal(p.key))
             await phone.start()
             self.phones[p.key] = phone
-        await self.start_role(keys[0], "overlay")
-        await asyncio.gather(*(self.start_role(k, "overlay") for k in keys[1:]))
-        await asyncio.gather(*(self.start_role(k, r) for k in keys for r in ROLES[1:]))
+
+        async def overlays() -> None:
+            await self.start_role(keys[0], "overlay")
+            await asyncio.gather(*(self.start_role(k, "overlay") for k in keys[1:]))
+
+        await asyncio.gather(overlays(),
+                             *(self.start_role(k, r) for k in keys for r in ROLES[1:]))
 
     def running(self, name: str) -> bool:
         c = self.children.get(name)

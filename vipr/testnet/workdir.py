@@ -7,7 +7,7 @@ and the PSTN simulator, all on loopback with distinct ports and demo timers.
 Files::
 
     overlay/ca.crt ca.key overlay.xml provider-{a,b,c}.crt/.key   (vipr.reload.ca)
-    tls/federation-ca.crt/.key {a.example.net,b.example.org,c.example.com}.crt/.key
+    tls/ca.pem ca.key {a.example.net,b.example.org,c.example.com}.pem/.key   (federation_tls)
     provider-{a,b,c}.yaml   provider-b-nofed.yaml (B without its federation listener)
     pstn.yaml               run/<x>/ state/<x>/ logs/
 
@@ -17,18 +17,17 @@ routes it to B, so only B can prove the call (story step 2).
 
 from __future__ import annotations
 
-import importlib
 import random
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from vipr.proxy.federation_tls import create_federation_ca, issue_federation_cert
 from vipr.reload.ca import create_ca, issue_node_cert
 from vipr.reload.overlay_config import (
     BootstrapNode,
@@ -96,8 +95,9 @@ class Layout:
     pstn_config: Path
     pstn_port: int
     tls_dir: Path
+    tls_ca: Path
     b_number: str                       # B's number that A calls (C claims it too)
-    extra: dict[str, Any] = field(default_factory=dict)
+    tls_certs: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # key → cert, key
 
     def spec(self, key: str) -> ProviderSpec:
         return next(p for p in self.providers if p.key == key)
@@ -161,18 +161,6 @@ def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
                                        serialization.NoEncryption()))
 
 
-def _federation_tls() -> tuple[Callable[..., tuple[Path, Path]], Callable[..., tuple[Path, Path]]]:
-    """The proxy's federation_tls helpers (CONTRACTS), or the local stand-in until it lands."""
-    try:
-        mod = importlib.import_module("vipr.proxy.federation_tls")
-        return (cast(Callable[..., tuple[Path, Path]], mod.create_federation_ca),
-                cast(Callable[..., tuple[Path, Path]], mod.issue_federation_cert))
-    except (ImportError, AttributeError):
-        from vipr.testnet import tlsgen
-
-        return tlsgen.create_federation_ca, tlsgen.issue_federation_cert
-
-
 def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Ports]) -> None:
     d = root / "overlay"
     d.mkdir(parents=True, exist_ok=True)
@@ -191,7 +179,7 @@ def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Po
 
 
 def provider_config(p: ProviderSpec, ports: Ports, pstn_port: int, *, create: bool,
-                    federation: bool = True) -> dict[str, Any]:
+                    tls: dict[str, str] | None = None) -> dict[str, Any]:
     """The YAML document of one provider (paths relative to the workdir)."""
     interfaces: dict[str, Any] = {
         "internal": {"listen": f"127.0.0.1:{ports.internal}", "transport": "udp",
@@ -199,12 +187,10 @@ def provider_config(p: ProviderSpec, ports: Ports, pstn_port: int, *, create: bo
         "pstn": {"listen": f"127.0.0.1:{ports.pstn}", "transport": "udp",
                  "gateway": f"127.0.0.1:{pstn_port}"},
     }
-    if federation:
+    if tls is not None:        # cert, key, ca (paths relative to the workdir)
         interfaces["federation"] = {
             "listen": f"127.0.0.1:{ports.federation}", "transport": "tls",
-            "advertise": f"sip:127.0.0.1:{ports.federation};transport=tls",
-            "tls": {"cert": f"tls/{p.domain}.crt", "key": f"tls/{p.domain}.key",
-                    "ca": "tls/federation-ca.crt"},
+            "advertise": f"sip:127.0.0.1:{ports.federation};transport=tls", "tls": tls,
         }
     return {
         "provider": {"name": p.name, "domain": p.domain, "vservice": p.vservice},
@@ -254,23 +240,19 @@ def make_workdir(root: Path, *, base_port: int | None = None,
     pstn_port = base + 380
     _make_overlay(root, providers, ports)
     tls = root / "tls"
-    tls.mkdir(exist_ok=True)
-    create_fca, issue = _federation_tls()
-    ca_cert, ca_key = create_fca(tls)
-    if ca_cert.name != "federation-ca.crt":     # the configs name it so
-        (tls / "federation-ca.crt").write_bytes(ca_cert.read_bytes())
-    for p in providers:
-        cp, kp = issue(ca_cert, ca_key, p.domain, tls)
-        if cp.name != f"{p.domain}.crt":
-            (tls / f"{p.domain}.crt").write_bytes(cp.read_bytes())
-            (tls / f"{p.domain}.key").write_bytes(kp.read_bytes())
+    ca_cert, ca_key = create_federation_ca(tls)
     configs: dict[str, Path] = {}
     nofed: dict[str, Path] = {}
+    certs: dict[str, tuple[Path, Path]] = {}
     for i, p in enumerate(providers):
-        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0)
+        cp, kp = issue_federation_cert(ca_cert, ca_key, p.domain, tls)
+        certs[p.key] = (cp, kp)
+        files = {"cert": str(cp.relative_to(root)), "key": str(kp.relative_to(root)),
+                 "ca": str(ca_cert.relative_to(root))}
+        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0, tls=files)
         configs[p.key] = _dump(root / f"{p.name}.yaml", doc,
                                f"VIPR demo: {p.name} ({p.domain}), written by vipr demo")
-        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0, federation=False)
+        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0)
         nofed[p.key] = _dump(root / f"{p.name}-nofed.yaml", doc,
                              f"VIPR demo: {p.name} without its federation listener")
     pstn_path = _dump(root / "pstn.yaml", pstn_config(providers, ports, pstn_port),
@@ -279,4 +261,5 @@ def make_workdir(root: Path, *, base_port: int | None = None,
                 *(f"state/{p.key}" for p in providers)):
         (root / sub).mkdir(parents=True, exist_ok=True)
     b_number = providers[1].phone_number if len(providers) > 1 else providers[0].phone_number
-    return Layout(root, providers, ports, configs, nofed, pstn_path, pstn_port, tls, b_number)
+    return Layout(root, providers, ports, configs, nofed, pstn_path, pstn_port, tls, ca_cert,
+                  b_number, certs)
