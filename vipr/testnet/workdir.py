@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vipr.proxy.federation_tls import create_federation_ca, issue_federation_cert
-from vipr.reload.ca import create_ca, issue_node_cert
+from vipr.reload.ca import create_ca, issue_node_cert, random_node_id
 from vipr.reload.overlay_config import (
     BootstrapNode,
     vipr_overlay_configuration,
@@ -170,8 +170,11 @@ def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Po
     boot = [BootstrapNode("127.0.0.1", ports[providers[0].key].overlay)]
     conf = vipr_overlay_configuration(OVERLAY_NAME, [cert], boot)
     (d / "overlay.xml").write_bytes(write_overlay_document([conf]))
-    for p in providers:
-        creds = issue_node_cert(cert, key, OVERLAY_NAME, f"overlay@{p.domain}", 1)
+    # Node-IDs in descending provider order: overlays list a number's claims by dictionary
+    # key (Node-ID first), so A tries C's false claim on B's number before B's (story step 2)
+    ids = sorted((random_node_id() for _ in providers), reverse=True)
+    for p, nid in zip(providers, ids, strict=True):
+        creds = issue_node_cert(cert, key, OVERLAY_NAME, f"overlay@{p.domain}", [nid])
         creds.write(d, p.name)
 
 
