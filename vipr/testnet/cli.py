@@ -44,6 +44,27 @@ def demo_cmd(workdir: Path | None, as_json: bool, keep: bool) -> None:
     raise SystemExit(run_demo(workdir, as_json=as_json, keep=keep))
 
 
+@click.group("testnet")
+def testnet_group() -> None:
+    """The local test network (what `vipr demo` runs)."""
+
+
+@testnet_group.command("init")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for certificates, configs (provider-*.yaml, pstn.yaml), state.")
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=None,
+              help="First loopback port (default: a free block); the network uses 400.")
+def testnet_init(out: Path, base_port: int | None) -> None:
+    """Write the demo network's overlay CA, certificates and configs (A, B, C, PSTN)."""
+    from vipr.testnet.workdir import make_workdir
+
+    layout = make_workdir(out, base_port=base_port)
+    for p in layout.providers:
+        click.echo(f"{p.name}: {layout.configs[p.key]}")
+    click.echo(f"pstn: {layout.pstn_config}")
+
+
 def register(group: click.Group) -> None:
     group.add_command(pstn_cmd)
     group.add_command(demo_cmd)
+    group.add_command(testnet_group)
