@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
-from vipr.proxy.sip.message import Headers, SipRequest, SipResponse
+from vipr.proxy.sip.message import Headers, SipRequest, SipResponse, make_cancel
 from vipr.proxy.sip.transport import Source
 from vipr.proxy.sip.uri import format_host
 from vipr.testnet.dialog import Dialog, LocalAddress, new_tag, user_of
@@ -76,8 +76,10 @@ class Phone:
     """One phone line: `number` at `domain`, listening on `listen`, calls via `outbound`."""
 
     def __init__(self, name: str, number: str, domain: str, *, listen: tuple[str, int],
-                 outbound: tuple[str, int]) -> None:
+                 outbound: tuple[str, int], answer_delay: float | None = 0.0) -> None:
+        """`answer_delay`: seconds of ringing before answering (None: never answers)."""
         self.name = name
+        self.answer_delay = answer_delay
         self.number = number
         self.domain = domain
         self.listen = listen
@@ -116,9 +118,10 @@ class Phone:
     # ------------------------------------------------------------------ placing calls
 
     async def call(self, callee: str, *, hold: float = 1.0, timeout: float = 20.0,
-                   video: bool = True) -> CallResult:
-        """Call `callee`; on 200 ACK it, keep it `hold` seconds, hang up. Never raises for
-        call failures: they are in the result."""
+                   video: bool = True, cancel_after: float | None = None) -> CallResult:
+        """Call `callee`; on 200 ACK it, keep it `hold` seconds, hang up. `cancel_after`:
+        CANCEL the call if it has no final answer by then. Never raises for call failures:
+        they are in the result."""
         assert self.endpoint is not None
         ep, loop = self.endpoint, asyncio.get_running_loop()
         host = format_host(self.outbound[0])
@@ -144,13 +147,22 @@ class Phone:
         try:
             client = await ep.send_request(invite, "udp", *self.outbound,
                                            on_response=on_response)
-            final = await client.final(timeout)
+            if cancel_after is not None:
+                try:
+                    final = await client.final(cancel_after)
+                except TimeoutError:
+                    cancel = await ep.send_request(make_cancel(invite), "udp", *self.outbound)
+                    result.reason = f"CANCEL {(await cancel.final(timeout)).status}"
+                    final = await client.final(timeout)
+            else:
+                final = await client.final(timeout)
         except (TimeoutError, ConnectionError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
             result.status = 408
             return result
         result.setup_time = loop.time() - started
-        result.status, result.reason = final.status, final.reason
+        result.status = final.status
+        result.reason = f"{final.reason}, {result.reason}" if result.reason else final.reason
         if final.status >= 300:
             return result
         with contextlib.suppress(SdpError):
@@ -225,6 +237,12 @@ class Phone:
         tag = new_tag()
         server.respond(180, to_tag=tag)
         log.info("%s: call from %s rings (%s)", self.name, ring.caller, offer)
+        if self.answer_delay is None:
+            return                     # rings until the caller gives up (CANCEL → 487)
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
+        if server.txn.state != "proceeding":
+            return                     # cancelled meanwhile
         self._dialogs[req.call_id] = Dialog.as_uas(req, tag, (source.host, source.port))
         acked = self._acked[req.call_id] = asyncio.Event()
         ok = server.respond(200, to_tag=tag, headers=(
