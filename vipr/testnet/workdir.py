@@ -17,6 +17,7 @@ routes it to B, so only B can prove the call (story step 2).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import socket
 from dataclasses import dataclass, field
@@ -43,8 +44,12 @@ OVERLAY_NAME = "vipr-demo.example"
 DEMO_TIMERS: dict[str, dict[str, object]] = {
     "pvp": {"min_delay": "200ms", "max_delay": "1s", "min_duration": "500ms", "quantum": "10s",
             "handshake_timeout": "10s"},
-    "overlay": {"record_lifetime": "10m", "republish_interval": "5m"},
+    "overlay": {"record_lifetime": "2m", "republish_interval": "30s"},
 }
+# RFC 6940 §10.7.4.3 stabilisation timers of the demo overlay (the document's defaults are
+# 400 s / 3600 s): the ring converges in seconds after each join
+DEMO_CHORD = {"chord_update_interval": 3.0, "chord_ping_interval": 10.0,
+              "overlay_reliability_timer": 2.0}
 PSTN_SKEW = "300ms"   # the PSTN is this much late towards provider B (less than quantum/2)
 
 
@@ -168,7 +173,10 @@ def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Po
     (d / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(d / "ca.key", key)
     boot = [BootstrapNode("127.0.0.1", ports[providers[0].key].overlay)]
-    conf = vipr_overlay_configuration(OVERLAY_NAME, [cert], boot)
+    conf = dataclasses.replace(vipr_overlay_configuration(OVERLAY_NAME, [cert], boot),
+                               chord_update_interval=DEMO_CHORD["chord_update_interval"],
+                               chord_ping_interval=DEMO_CHORD["chord_ping_interval"],
+                               overlay_reliability_timer=DEMO_CHORD["overlay_reliability_timer"])
     (d / "overlay.xml").write_bytes(write_overlay_document([conf]))
     # Node-IDs in descending provider order: overlays list a number's claims by dictionary
     # key (Node-ID first), so A tries C's false claim on B's number before B's (story step 2)
