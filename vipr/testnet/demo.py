@@ -227,7 +227,7 @@ class Story:
 
     async def _proxy_has_route(self) -> bool:
         st = await self.net.ipc(self.a, "proxy", "status", timeout=3.0)
-        return self.number in json.dumps(st)
+        return self.number in st.get("cached_routes", [])
 
     # -- step 3 -------------------------------------------------------------
 
