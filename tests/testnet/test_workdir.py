@@ -17,7 +17,7 @@ def test_workdir_configs_are_complete_and_consistent(tmp_path: Path) -> None:
     cfgs = {k: load_config(p) for k, p in lay.configs.items()}
     for key, cfg in cfgs.items():
         assert missing_files(cfg) == [], key
-        assert cfg.pvp.max_delay <= 1.0 and cfg.pvp.min_duration < 1.5   # demo timers
+        assert cfg.pvp.max_delay <= 1.5 and cfg.pvp.min_duration < 1.5   # demo timers
         assert cfg.proxy.interfaces.federation is not None
         nofed = load_config(lay.nofed_configs[key])
         assert nofed.proxy.interfaces.federation is None

@@ -42,15 +42,20 @@ OVERLAY_NAME = "vipr-demo.example"
 
 # pvp/overlay timers of the demo (DESIGN §5: "the demo uses seconds")
 DEMO_TIMERS: dict[str, dict[str, object]] = {
-    "pvp": {"min_delay": "200ms", "max_delay": "1s", "min_duration": "500ms", "quantum": "10s",
-            "handshake_timeout": "10s"},
+    # min_delay > PSTN_SKEW + the time B's proxy takes to write its VCR: validating before the
+    # terminating side has its VCR fails for good (a wrong password is never retried)
+    "pvp": {"min_delay": "700ms", "max_delay": "1200ms", "min_duration": "500ms", "quantum": "10s",
+            "handshake_timeout": "10s",
+            # every provider of the test network validates from 127.0.0.1: the per-address
+            # limit (default 30/min) would count them all as one peer
+            "max_attempts_per_minute": 600},
     "overlay": {"record_lifetime": "2m", "republish_interval": "30s"},
 }
 # RFC 6940 §10.7.4.3 stabilisation timers of the demo overlay (the document's defaults are
 # 400 s / 3600 s): the ring converges in seconds after each join
 DEMO_CHORD = {"chord_update_interval": 3.0, "chord_ping_interval": 10.0,
               "overlay_reliability_timer": 2.0}
-PSTN_SKEW = "300ms"   # the PSTN is this much late towards provider B (less than quantum/2)
+PSTN_SKEW = "200ms"   # the PSTN is this much late towards provider B (less than quantum/2)
 
 
 @dataclass(frozen=True)
