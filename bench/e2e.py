@@ -4,13 +4,13 @@ calls go over VIPR.
     python bench/e2e.py --quick        # 10 numbers of provider B; prints one JSON line last
 
 Runs the demo network (vipr/testnet: every role of providers A, B, C and the PSTN simulator
-as real processes on loopback, demo timers: pvp min_delay 0.7 s, max_delay 1.2 s). Round 1: A's
+as real processes on loopback, demo timers: pvp min_delay 1 s, max_delay 1.5 s). Round 1: A's
 phone calls each of N numbers of B once over the PSTN (one after the other, 0.7 s each). For
 every call, the time from its end (the 200 to A's BYE) to the route being usable (the number
 appears in A's proxy route cache, polled every 20 ms) is recorded. Round 2: A calls every
 number again; a call went over VIPR when A got wideband audio and video back (the PSTN only
 carries PCMU/PCMA). Reports p50/p90/max of the delay and the VIPR share of round 2 (target
-100 %). The delay includes the random pvp delay (uniform 0.7–1.2 s: mean 0.95 s), so the
+100 %). The delay includes the random pvp delay (uniform 1–1.5 s: mean 1.25 s), so the
 protocol's own share is the delay minus that.
 """
 
@@ -49,10 +49,14 @@ async def _cached(net: TestNetwork) -> set[str]:
     return {str(n) for n in st.get("cached_routes", [])}
 
 
-async def _claimed_by_b(net: TestNetwork, numbers: list[str]) -> bool:
+async def _claimed_by_b(net: TestNetwork, numbers: list[str], nudge: list[float]) -> bool:
     for n in numbers:
         ans = await net.ipc("a", "overlay", "lookup", {"number": n}, timeout=10.0)
         if not ans.get("claims"):
+            if time.monotonic() - nudge[0] > 3.0:   # stored before the ring settled:
+                nudge[0] = time.monotonic()        # republish now (see demo step 1)
+                nudge[1] += 1
+                await net.republish("b", "c")
             return False
     return True
 
@@ -71,7 +75,10 @@ async def run(count: int, workdir: Path | None = None) -> dict[str, object]:
             await net.start()
             if net.failed:
                 raise SystemExit(f"not running: {net.failed}")
-            await net.wait_for("B's claims", lambda: _claimed_by_b(net, numbers), 30.0, 0.2)
+            nudge = [time.monotonic(), 0.0]
+            await net.wait_for("B's claims", lambda: _claimed_by_b(net, numbers, nudge), 40.0,
+                               0.2)
+            ready_s = time.monotonic() - t0
             phone = net.phones["a"]
             ended: dict[str, float] = {}
             usable: dict[str, float] = {}
@@ -111,7 +118,8 @@ async def run(count: int, workdir: Path | None = None) -> dict[str, object]:
         "route_usable_p90_s": round(_pct(delays, 0.9), 3) if delays else None,
         "route_usable_max_s": round(max(delays), 3) if delays else None,
         "vipr_share_round2": round(vipr / count, 3),
-        "pvp_delay_s": [0.7, 1.2], "elapsed_s": round(elapsed, 1),
+        "pvp_delay_s": [1.0, 1.5], "network_ready_s": round(ready_s, 1),
+        "republish_nudges": int(nudge[1]), "elapsed_s": round(elapsed, 1),
     }
 
 
@@ -126,7 +134,7 @@ def main() -> None:
     print(f"round 1 over the PSTN: {res['round1_pstn_ok']}/{count} narrowband calls")
     print(f"route usable after the call ended: p50 {res['route_usable_p50_s']} s, "
           f"p90 {res['route_usable_p90_s']} s, max {res['route_usable_max_s']} s "
-          f"({res['routes_usable']}/{count} learned; pvp delay uniform 0.7–1.2 s)")
+          f"({res['routes_usable']}/{count} learned; pvp delay uniform 1–1.5 s)")
     print(f"round 2 over VIPR (wideband + video): {res['vipr_share_round2']:.0%}")
     print(json.dumps(res))
 

@@ -99,6 +99,7 @@ class Story:
         self.names = self._node_names()
         self.t_start = time.time()
         self._last_publish = time.monotonic()
+        self.republished = 0
 
     def _node_names(self) -> dict[str, str]:
         out = {}
@@ -134,6 +135,8 @@ class Story:
                     "claims of B and C in the overlay",
                     lambda: self._both_claims(), timeout=25.0, interval=0.2)
                 note = f"{self.number} claimed by {', '.join(claims)}"
+                if self.republished:
+                    note += f" (after asking B and C to republish {self.republished}x)"
             except TimeoutError as exc:
                 note = str(exc)
         self.tl.say(f"overlay: {note}")
@@ -160,9 +163,8 @@ class Story:
         now = time.monotonic()
         if now - self._last_publish > 3.0:     # a claim stored before the ring settled:
             self._last_publish = now           # ask the claimants to republish now
-            for k in (self.b, self.c):
-                with contextlib.suppress(IpcError):
-                    await self.net.ipc(k, "overlay", "publish", timeout=10.0)
+            self.republished += 1
+            await self.net.republish(self.b, self.c)
         return None
 
     # -- step 2 -------------------------------------------------------------

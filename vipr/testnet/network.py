@@ -147,6 +147,12 @@ class TestNetwork:
         return await ipc_call(self.layout.runtime_dir(key) / f"{role}.sock", method, params,
                               timeout=timeout)
 
+    async def republish(self, *keys: str) -> None:
+        """Ask these providers' overlays to store their claims again now (`publish`)."""
+        for k in keys:
+            with contextlib.suppress(IpcError):
+                await self.ipc(k, "overlay", "publish", timeout=10.0)
+
     async def route(self, key: str, number: str) -> Route | None:
         db = self.layout.database(key)
         if not db.exists():

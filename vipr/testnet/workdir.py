@@ -44,7 +44,7 @@ OVERLAY_NAME = "vipr-demo.example"
 DEMO_TIMERS: dict[str, dict[str, object]] = {
     # min_delay > PSTN_SKEW + the time B's proxy takes to write its VCR: validating before the
     # terminating side has its VCR fails for good (a wrong password is never retried)
-    "pvp": {"min_delay": "700ms", "max_delay": "1200ms", "min_duration": "500ms", "quantum": "10s",
+    "pvp": {"min_delay": "1s", "max_delay": "1500ms", "min_duration": "500ms", "quantum": "10s",
             "handshake_timeout": "10s",
             # every provider of the test network validates from 127.0.0.1: the per-address
             # limit (default 30/min) would count them all as one peer
