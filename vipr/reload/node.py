@@ -557,7 +557,9 @@ class ReloadNode:
     async def _reactive_update(self) -> None:
         await asyncio.sleep(0)  # coalesce the changes of this loop iteration
         self._update_pending = False
-        await self._update_all(self.topo.ready)
+        # §10.7.2 says "every member of the Connection Table"; the neighbors are the ones whose
+        # tables depend on ours (fingers are refreshed separately), which keeps a join O(log N).
+        await self._update_all(self.topo.neighbors())
 
     async def _update_all(self, peers: set[int]) -> None:
         await asyncio.gather(*(self._send_update(to_id(p)) for p in peers))
@@ -636,6 +638,8 @@ class ReloadNode:
 
     async def _attach_fingers(self, *, limit: int | None = None) -> None:
         """§10.7.4.3: Attach toward finger targets beyond our successor range."""
+        if not self.topo.ready:
+            return
         me = to_int(self.node_id)
         succ = self.topo.successors()
         span = (succ[-1] - me) % (1 << 128) if succ else 0
@@ -666,6 +670,7 @@ class ReloadNode:
             if not self.topo.ready and self._had_peers and self.bootstrap:
                 with contextlib.suppress(Exception):  # §10.7.4.1: lost everyone: re-join
                     self._joined = False
+                    self.topo.forget_failures()
                     await asyncio.wait_for(self._join(), self.timers.join_timeout)
                 if not self._joined:
                     self._joined = self.create
