@@ -13,10 +13,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from vipr.reload import messages as m
 from vipr.reload.api import Received, ReloadContext
@@ -30,57 +30,29 @@ from vipr.reload.forwarding import (
 )
 from vipr.reload.link import Link, connect, serve
 from vipr.reload.message import encode_message
+from vipr.reload.node_types import (
+    DEFAULT_TIMERS,
+    AppAttachCallback,
+    ChordTimers,
+    HostPort,
+    ReloadJoinError,
+    ReloadRequestError,
+    StorageHandler,
+    TopologyListener,
+)
 from vipr.reload.security import ReloadSecurityError
 from vipr.reload.storage_codec import STORAGE_BODIES
 from vipr.reload.transactions import AnswerCache, AsyncTransactions, RequestTimeout
 
+__all__ = ["AppAttachCallback", "ChordTimers", "HostPort", "ReloadJoinError", "ReloadNode",
+           "ReloadRequestError", "StorageHandler", "TopologyListener"]
+
 log = logging.getLogger("vipr.reload.node")
 
-HostPort = tuple[str, int]
 C = m.MessageCode
 # Requests that the node responsible for a Node-ID answers when that node is absent (§10.5:
 # "Attach to Node-ID n+1" reaches n's future successor).
 _ANSWER_FOR_ABSENT = {C.ATTACH_REQ, C.PING_REQ, C.ROUTE_QUERY_REQ, C.PROBE_REQ}
-
-
-class ReloadRequestError(Exception):
-    """A request got an Error answer (error_code from §14.9) or no answer (REQUEST_TIMEOUT)."""
-
-    def __init__(self, error_code: int, info: str = "") -> None:
-        super().__init__(f"RELOAD error {error_code}: {info}")
-        self.error_code = error_code
-        self.info = info
-
-
-class ReloadJoinError(Exception):
-    """The node could not join the overlay (no bootstrap reachable, refused, timed out)."""
-
-
-@dataclass(frozen=True)
-class ChordTimers:
-    """Timers (seconds). RFC 6940 defaults; tests pass short ones."""
-
-    update_interval: float = 400.0  # §10.7.1 chord-update-interval (sample config value)
-    ping_interval: float = 3600.0  # §10.7.4.3 chord-ping-interval: finger refresh
-    reliability_timer: float = 3.0  # §6.2.1 overlay-reliability-timer
-    max_transmissions: int = 5  # §6.2.1
-    attach_timeout: float = 10.0  # Attach answer + TLS link up
-    join_timeout: float = 60.0  # whole join
-    link_dead_after: float = 30.0  # §6.6.3.2 no ACK → link failed
-    tombstone: float = 60.0  # ignore third-party mentions of a failed peer this long
-
-
-class StorageHandler(Protocol):
-    """Storage plug-in (vipr/reload/storage.py). The node calls `handle` for every StoreReq,
-    FetchReq, StatReq and FindReq delivered to it (it is responsible for the Resource-ID, or the
-    request names this node, e.g. a replica Store). `handle` returns the answer body (StoreAns,
-    FetchAns, …) or an `ErrorResponse`; it may be a coroutine function."""
-
-    def handle(self, received: Received, now: float) -> Any | Awaitable[Any]: ...
-
-
-AppAttachCallback = Callable[[int], "HostPort | None"]
-TopologyListener = Callable[[], None]
 
 
 def _split(data: bytes) -> tuple[ForwardingHeader, bytes]:
@@ -108,7 +80,7 @@ class ReloadNode:
         listen: HostPort = ("127.0.0.1", 0),
         bootstrap: Sequence[HostPort] = (),
         create: bool = False,
-        timers: ChordTimers = ChordTimers(),
+        timers: ChordTimers = DEFAULT_TIMERS,
         storage: StorageHandler | None = None,
         app_attach: AppAttachCallback | None = None,
     ) -> None:
