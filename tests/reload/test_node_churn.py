@@ -79,9 +79,11 @@ async def test_graceful_leave_and_rejoin(overlay: Overlay) -> None:
 async def test_node_that_loses_every_link_rejoins(overlay: Overlay) -> None:
     """§10.7.4.1: a peer that has lost all its successors re-joins through a bootstrap node."""
     try:
-        await overlay.start(6)
+        await overlay.start(7)
         await overlay.converge(20)
         lonely = overlay.nodes[4]
+        await overlay.nodes[0].stop(leave=False)  # its bootstrap node is gone too: it must use
+        del overlay.nodes[0]                       # the peers it was attached to (§11.4)
         for links in list(lonely._links.values()):  # cut it off (as a network failure would)
             for link in list(links):
                 await link.close("test: cut off")

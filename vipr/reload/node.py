@@ -28,7 +28,7 @@ from vipr.reload.forwarding import (
     NodeDestination,
     ResourceDestination,
 )
-from vipr.reload.link import Link, connect, serve
+from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, connect, serve
 from vipr.reload.message import encode_message
 from vipr.reload.node_types import (
     DEFAULT_TIMERS,
@@ -83,6 +83,7 @@ class ReloadNode:
         timers: ChordTimers = DEFAULT_TIMERS,
         storage: StorageHandler | None = None,
         app_attach: AppAttachCallback | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.context = context
         self.node_id: bytes = context.node_id
@@ -93,6 +94,7 @@ class ReloadNode:
         self.timers = timers
         self.storage = storage
         self.app_attach_cb = app_attach
+        self.max_message_size = max_message_size  # §11.1 max-message-size
         self.topo = ChordTopology(self.node_id, tombstone=timers.tombstone)
         self._links: dict[bytes, list[Link]] = {}
         self._link_events: dict[bytes, asyncio.Event] = {}
@@ -110,6 +112,7 @@ class ReloadNode:
         self._stopping = False
         self._started = time.monotonic()
         self._had_peers = False
+        self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
 
     # --- public API --------------------------------------------------------------------------
 
@@ -223,7 +226,8 @@ class ReloadNode:
     # --- links -------------------------------------------------------------------------------
 
     def _link_kwargs(self) -> dict[str, Any]:
-        return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after}
+        return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
+                "max_message_size": self.max_message_size}
 
     def _candidate(self) -> m.IceCandidate:
         host, port = self.address
@@ -439,6 +443,7 @@ class ReloadNode:
         if peer == self.node_id:
             return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "attach to self")
         # §6.5.1: we answer "active" and open the TLS connection to the offered candidate.
+        self._peer_addrs[peer] = (cand.addr_port.host, cand.addr_port.port)
         self._spawn(self._attach_back(peer, cand.addr_port.host, cand.addr_port.port,
                                       body.send_update))
         return m.AttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
@@ -566,6 +571,9 @@ class ReloadNode:
         ans = rx.body
         if peer is None or peer == self.node_id or not isinstance(ans, m.AttachReqAns):
             return None
+        if ans.candidates:
+            ap = ans.candidates[0].addr_port
+            self._peer_addrs[peer] = (ap.host, ap.port)
         link = await self._wait_link(peer, min(2.0, self.timers.attach_timeout))
         if link is None and ans.candidates:
             ap = ans.candidates[0].addr_port
@@ -580,7 +588,9 @@ class ReloadNode:
     async def _join(self) -> None:
         """§10.5 / §11.4: bootstrap link, Attach to n+1, neighbors, fingers, Join, Updates."""
         boot_errors = []
-        for host, port in self.bootstrap:
+        # §11.4: configured bootstrap nodes, then peers we were attached to (on re-join)
+        cached = [a for a in self._peer_addrs.values() if a not in self.bootstrap][:10]
+        for host, port in [*self.bootstrap, *cached]:
             try:
                 link = await self._connect(host, port, None)
             except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
@@ -639,7 +649,7 @@ class ReloadNode:
         next_ping = loop.time() + self.timers.ping_interval
         while not self._stopping:
             await asyncio.sleep(self.timers.update_interval * random.uniform(0.9, 1.1))
-            if not self.topo.ready and self._had_peers and self.bootstrap:
+            if not self.topo.ready and self._had_peers and (self.bootstrap or self._peer_addrs):
                 with contextlib.suppress(Exception):  # §10.7.4.1: lost everyone: re-join
                     self._joined = False
                     self.topo.forget_failures()

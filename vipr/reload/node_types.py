@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vipr.reload.api import Received
+from vipr.reload.overlay_config import OverlayConfiguration
 
 HostPort = tuple[str, int]
 
@@ -36,6 +37,15 @@ class ChordTimers:
     join_timeout: float = 60.0  # whole join
     link_dead_after: float = 30.0  # §6.6.3.2 no ACK → link failed
     tombstone: float = 60.0  # ignore third-party mentions of a failed peer this long
+
+    @classmethod
+    def from_config(cls, conf: OverlayConfiguration, **overrides: Any) -> ChordTimers:
+        """Timers from the overlay configuration document (§11.1), then `overrides`."""
+        kw: dict[str, Any] = {"update_interval": conf.chord_update_interval,
+                              "ping_interval": conf.chord_ping_interval,
+                              "reliability_timer": conf.overlay_reliability_timer}
+        kw.update(overrides)
+        return cls(**kw)
 
 
 class StorageHandler(Protocol):
