@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 from dataclasses import replace
@@ -41,6 +42,8 @@ async def test_twenty_nodes_converge_and_route(overlay: Overlay) -> None:
             assert n.fingers()
         # Every request reaches the node responsible for its Resource-ID (signer of the answer).
         rnd = random.Random(5)
+        for n in overlay.nodes:
+            n.hop_counts.clear()
         for _ in range(40):
             key = os.urandom(16)
             src = rnd.choice(overlay.nodes)
@@ -49,6 +52,11 @@ async def test_twenty_nodes_converge_and_route(overlay: Overlay) -> None:
             assert ans.signer is not None and ans.signer.node_id == owner.node_id
             assert owner.is_responsible(key)
             assert sum(n.is_responsible(key) for n in overlay.nodes) == 1
+        hops = [h for n in overlay.nodes for h, c in n.hop_counts.items() for _ in range(c)]
+        mean = sum(hops) / len(hops)
+        print(f"mean hops {mean:.2f} (ideal ½·log2 20 − 0.6 = {0.5 * math.log2(20) - 0.6:.2f}), "
+              f"max {max(hops)}")
+        assert len(hops) >= 40 and mean < 0.5 * math.log2(20) + 0.5
         # Node-ID destinations, Probe and RouteQuery
         a, b = overlay.nodes[3], overlay.nodes[11]
         ans = await a.request_direct(b.node_id, m.ProbeReq((m.PROBE_RESPONSIBLE_SET,

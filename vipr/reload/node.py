@@ -113,6 +113,7 @@ class ReloadNode:
         self._started = time.monotonic()
         self._had_peers = False
         self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
+        self.hop_counts: dict[int, int] = {}  # hops of Resource-ID requests answered here
 
     # --- public API --------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class ReloadNode:
             "successors": [p.hex() for p in self.successors()],
             "fingers": [p.hex() for p in self.fingers()],
             "links": links,
+            "hops": dict(sorted(self.hop_counts.items())),
         }
 
     # --- links -------------------------------------------------------------------------------
@@ -360,6 +362,10 @@ class ReloadNode:
             log.info("%s: dropping request: %s", self.node_id.hex()[:8], e)
             return
         prev = link.peer_node_id if link is not None else None
+        if header.destination_list and isinstance(header.destination_list[-1],
+                                                  ResourceDestination):
+            hops = len(header.via_list) + (link is not None)
+            self.hop_counts[hops] = self.hop_counts.get(hops, 0) + 1
         try:
             body = await self._handle(link, rx)
         except Exception:
