@@ -84,6 +84,7 @@ class ReloadNode:
         storage: StorageHandler | None = None,
         app_attach: AppAttachCallback | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        prune: bool = True,
     ) -> None:
         self.context = context
         self.node_id: bytes = context.node_id
@@ -113,6 +114,10 @@ class ReloadNode:
         self._started = time.monotonic()
         self._had_peers = False
         self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
+        self._wanted_by: set[bytes] = set()  # peers that attached to us
+        self._pruned: set[bytes] = set()
+        self._link_born: dict[bytes, float] = {}
+        self.prune = prune
         self.hop_counts: dict[int, int] = {}  # hops of Resource-ID requests answered here
 
     # --- public API --------------------------------------------------------------------------
@@ -241,6 +246,7 @@ class ReloadNode:
             self._spawn(link.close("unwanted"))
             return
         self._links.setdefault(peer, []).append(link)
+        self._link_born.setdefault(peer, self._now())
         ev = self._link_events.pop(peer, None)
         if ev is not None:
             ev.set()
@@ -255,8 +261,13 @@ class ReloadNode:
         if ls or self._stopping:
             return
         self._links.pop(peer, None)
+        self._wanted_by.discard(peer)
+        self._link_born.pop(peer, None)
+        pruned = peer in self._pruned
+        self._pruned.discard(peer)
         log.info("%s: lost %s (%s)", self.node_id.hex()[:8], peer.hex()[:8], link.close_reason)
-        self._changed(self.topo.remove(to_int(peer), self._now()))  # §10.7.4.1 failure
+        # §10.7.4.1 failure (a link we pruned ourselves is no failure: no tombstone)
+        self._changed(self.topo.remove(to_int(peer), self._now(), failed=not pruned))
 
     def _link(self, peer: bytes) -> Link | None:
         for link in self._links.get(peer, ()):
@@ -443,6 +454,8 @@ class ReloadNode:
         peer = rx.signer.node_id if rx.signer is not None else None
         cand = next((c for c in body.candidates
                      if c.overlay_link == m.LINK_TLS_TCP_FH_NO_ICE), None)
+        if peer is not None:
+            self._wanted_by.add(peer)  # it wants a connection to us: never prune it
         if peer is None or cand is None:
             return m.ErrorResponse.text(m.ErrorCode.INCOMPATIBLE_WITH_OVERLAY,
                                         "need a TLS-TCP-FH-NO-ICE host candidate")
@@ -664,9 +677,26 @@ class ReloadNode:
                     self._joined = self.create
                 continue
             await self._update_all(self.topo.neighbors())
+            await self._prune()
             if loop.time() >= next_ping:
                 next_ping = loop.time() + self.timers.ping_interval
                 await self._attach_fingers(limit=2)
+
+    async def _prune(self) -> None:
+        """Close links we opened for peers that left our routing table (the Connection Table
+        may hold more, §10.1, but unused links only cost descriptors and keep-alive traffic).
+        Links a peer asked for with Attach stay: it may use us as neighbor or finger."""
+        if not self._joined or not self.prune:
+            return
+        keep = self.topo.routing_table()
+        now = self._now()
+        for peer, links in list(self._links.items()):
+            if (to_int(peer) in keep or peer in self._wanted_by
+                    or now - self._link_born.get(peer, now) < 2 * self.timers.update_interval):
+                continue
+            self._pruned.add(peer)
+            for link in list(links):
+                await link.close("pruned: not in the routing table")
 
     # --- helpers -----------------------------------------------------------------------------
 
