@@ -145,7 +145,10 @@ class ReloadNode:
         else:
             try:
                 await asyncio.wait_for(self._join(), self.timers.join_timeout)
-            except (TimeoutError, ReloadRequestError, OSError, ReloadSecurityError) as e:
+            except ReloadJoinError:
+                await self.stop(leave=False)
+                raise
+            except Exception as e:  # timeout, Error answer, TLS refused, …
                 await self.stop(leave=False)
                 raise ReloadJoinError(f"join failed: {e!r}") from e
         self._spawn(self._maintenance())
@@ -234,7 +237,12 @@ class ReloadNode:
 
     def _link_kwargs(self) -> dict[str, Any]:
         return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
-                "max_message_size": self.max_message_size}
+                "max_message_size": self.max_message_size, "on_too_large": self._too_large}
+
+    def _too_large(self, link: Link, header: ForwardingHeader) -> bytes:
+        """§6.6: Error_Message_Too_Large to an oversize frame (the link then closes)."""
+        return self.context.error_to(header, m.ErrorCode.MESSAGE_TOO_LARGE,
+                                     previous_hop=link.peer_node_id)
 
     def _candidate(self) -> m.IceCandidate:
         host, port = self.address
