@@ -144,6 +144,10 @@ class ChordTopology:
         self._recompute()
         return TableChange(self._snapshot() != before, removed=(peer,))
 
+    def forget_failures(self) -> None:
+        """Drop the tombstones (on re-join: our own link loss made every peer look failed)."""
+        self._failed.clear()
+
     def recently_failed(self, peer: int, now: float) -> bool:
         until = self._failed.get(peer)
         if until is None:
@@ -153,30 +157,27 @@ class ChordTopology:
             return False
         return True
 
-    def wanted(self, peer: int) -> bool:
-        """Would `peer` enter our Neighbor Table or improve a finger if it were ready?"""
-        me = self.me
-        if peer == me or peer in self.ready:
-            return False
-        if len(self._succ) < self.n_succ or len(self._pred) < self.n_pred:
-            return True
-        if dist(me, peer) < dist(me, self._succ[-1]) or dist(peer, me) < dist(self._pred[-1], me):
-            return True
-        for i, f in enumerate(self._fingers, start=1):
-            t = finger_target(me, i)
-            if dist(t, peer) < dist(t, f):
-                return True
-        return False
-
     def candidates(self, ids: Iterable[bytes | int], now: float) -> list[int]:
-        """Peers named by an Update/Leave that we should Attach to (§10.7.3), best first."""
-        out: list[int] = []
+        """Peers named by an Update/Leave that we should Attach to (§10.7.3), in given order:
+        those that would sit in our Neighbor or Finger Table if all of them were ready."""
+        new: list[int] = []
         for x in ids:
             p = to_int(x) if isinstance(x, bytes) else x
-            if p in out or self.recently_failed(p, now) or not self.wanted(p):
+            if p == self.me or p in self.ready or p in new or self.recently_failed(p, now):
                 continue
-            out.append(p)
-        return out
+            new.append(p)
+        if not new:
+            return []
+        me = self.me
+        pool = self.ready | set(new)
+        by_succ = sorted(pool, key=lambda p: dist(me, p))
+        keep = set(by_succ[: self.n_succ])
+        keep |= set(sorted(pool, key=lambda p: dist(p, me))[: self.n_pred])
+        for i in range(1, self.n_fingers + 1):
+            f = self._closest_at_or_after(finger_target(me, i), by_succ)
+            if f is not None:
+                keep.add(f)
+        return [p for p in new if p in keep]
 
     def candidates_from_update(self, upd: ChordUpdate, now: float) -> list[int]:
         return self.candidates([*upd.successors, *upd.predecessors, *upd.fingers], now)
