@@ -1,19 +1,46 @@
 """asyncio RELOAD peer over CHORD-RELOAD (RFC 6940 §10) and TLS-TCP-FH-NO-ICE links (§6.6).
 
-STUB: the API is fixed; the bodies follow. `ChordTopology` (vipr/reload/chord.py) is the sans-I/O
-core; this module is the thin asyncio shell: links, routing, join/update/leave, dispatch.
+`ChordTopology` (chord.py) is the sans-I/O core; this is the thin asyncio shell: links,
+symmetric recursive routing (§6.2), join/update/leave (§10.5–§10.9), failure repair, and dispatch
+of Store/Fetch/Stat/Find to a storage plug-in and of AppAttach (§6.5.2) to a callback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from vipr.reload import messages as m
 from vipr.reload.api import Received, ReloadContext
+from vipr.reload.chord import ChordTopology, TableChange, finger_target, to_id, to_int
+from vipr.reload.codec import Reader, ReloadDecodeError
+from vipr.reload.forwarding import (
+    Destination,
+    ForwardingHeader,
+    NodeDestination,
+    ResourceDestination,
+)
+from vipr.reload.link import Link, connect, serve
+from vipr.reload.message import encode_message
+from vipr.reload.security import ReloadSecurityError
+from vipr.reload.storage_codec import STORAGE_BODIES
+from vipr.reload.transactions import AnswerCache, AsyncTransactions, RequestTimeout
+
+log = logging.getLogger("vipr.reload.node")
 
 HostPort = tuple[str, int]
+C = m.MessageCode
+# Requests that the node responsible for a Node-ID answers when that node is absent (§10.5:
+# "Attach to Node-ID n+1" reaches n's future successor).
+_ANSWER_FOR_ABSENT = {C.ATTACH_REQ, C.PING_REQ, C.ROUTE_QUERY_REQ, C.PROBE_REQ}
 
 
 class ReloadRequestError(Exception):
@@ -56,6 +83,20 @@ AppAttachCallback = Callable[[int], "HostPort | None"]
 TopologyListener = Callable[[], None]
 
 
+def _split(data: bytes) -> tuple[ForwardingHeader, bytes]:
+    r = Reader(data)
+    header = ForwardingHeader.decode(r)
+    return header, data[r.pos :]
+
+
+def _key(d: Destination) -> int | None:
+    if isinstance(d, NodeDestination):
+        return to_int(d.node_id)
+    if isinstance(d, ResourceDestination):
+        return int.from_bytes(d.resource_id[:16].rjust(16, b"\0"), "big")
+    return None
+
+
 class ReloadNode:
     """One RELOAD peer. Several may run in one event loop (each has its own port and links)."""
 
@@ -80,60 +121,570 @@ class ReloadNode:
         self.timers = timers
         self.storage = storage
         self.app_attach_cb = app_attach
+        self.topo = ChordTopology(self.node_id, tombstone=timers.tombstone)
+        self._links: dict[bytes, list[Link]] = {}
+        self._link_events: dict[bytes, asyncio.Event] = {}
+        self._ready_events: dict[bytes, asyncio.Event] = {}
+        self._server: asyncio.Server | None = None
+        self._address: HostPort | None = None
+        self._tx = AsyncTransactions(timers.reliability_timer, timers.max_transmissions)
+        self._cache = AnswerCache()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._attaching: dict[int, asyncio.Task[Any]] = {}
+        self._listeners: list[TopologyListener] = []
+        self._replied: dict[bytes, float] = {}
+        self._update_pending = False
+        self._joined = False
+        self._stopping = False
+        self._started = time.monotonic()
+        self._had_peers = False
+
+    # --- public API --------------------------------------------------------------------------
 
     @property
     def address(self) -> HostPort:
         """The bound listen address (after `start`)."""
-        raise NotImplementedError
+        if self._address is None:
+            raise RuntimeError("node not started")
+        return self._address
 
     @property
     def joined(self) -> bool:
-        raise NotImplementedError
+        return self._joined
 
     async def start(self) -> None:
         """Listen; join through a bootstrap node unless `create`; returns when joined."""
-        raise NotImplementedError
+        self._started = time.monotonic()
+        self._server = await serve(self.listen[0], self.listen[1], self.creds_files,
+                                   self.context.trust, self._add_link, **self._link_kwargs())
+        sock = self._server.sockets[0].getsockname()
+        self._address = (sock[0], sock[1])
+        if self.create:
+            self._joined = True  # §11.4: the first node owns the whole ring
+        else:
+            try:
+                await asyncio.wait_for(self._join(), self.timers.join_timeout)
+            except (TimeoutError, ReloadRequestError, OSError, ReloadSecurityError) as e:
+                await self.stop(leave=False)
+                raise ReloadJoinError(f"join failed: {e!r}") from e
+        self._spawn(self._maintenance())
 
     async def stop(self, *, leave: bool = True) -> None:
         """Leave (§10.9) unless `leave=False` (simulated crash), close links and the listener."""
-        raise NotImplementedError
+        if self._stopping:
+            return
+        if leave and self._joined:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._leave(), self.timers.attach_timeout)
+        self._stopping = True
+        self._joined = False
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        for links in list(self._links.values()):
+            for link in list(links):
+                await link.close("node stopped")
+        await self._tx.close()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
 
     async def request(self, destination: bytes, body: Any, *,
                       timeout: float | None = None) -> Received:
-        """Route `body` to the node responsible for the 16-byte Resource-ID `destination`.
-
-        Returns the verified answer; raises `ReloadRequestError` on an Error answer or timeout.
-        """
-        raise NotImplementedError
+        """Route `body` to the node responsible for the 16-byte Resource-ID `destination`."""
+        return await self._request((ResourceDestination(destination),), body, timeout)
 
     async def request_direct(self, node_id: bytes, body: Any, *,
                              timeout: float | None = None) -> Received:
         """Send `body` to the peer `node_id` (a Node-ID destination; routed if not linked)."""
-        raise NotImplementedError
+        return await self._request((NodeDestination(node_id),), body, timeout)
 
     async def app_attach(self, peer_id: bytes, application: int, *,
                          timeout: float | None = None) -> HostPort:
         """§6.5.2 AppAttach to `peer_id`; returns the answer's host candidate address."""
-        raise NotImplementedError
+        body = m.AppAttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
+                                 application, b"passive", (self._candidate(),))
+        rx = await self._request((NodeDestination(peer_id),), body, timeout)
+        ans = rx.body
+        if not isinstance(ans, m.AppAttachReqAns) or not ans.candidates:
+            raise ReloadRequestError(m.ErrorCode.INVALID_MESSAGE, "AppAttachAns without candidate")
+        ap = ans.candidates[0].addr_port
+        return (ap.host, ap.port)
 
     def is_responsible(self, resource_id: bytes) -> bool:
         """True if this node owns `resource_id` (in (predecessor, self])."""
-        raise NotImplementedError
+        return self._joined and self.topo.responsible(to_int(resource_id[:16]))
 
     def successors(self) -> list[bytes]:
-        raise NotImplementedError
+        return [to_id(p) for p in self.topo.successors()]
 
     def predecessors(self) -> list[bytes]:
-        raise NotImplementedError
+        return [to_id(p) for p in self.topo.predecessors()]
 
     def fingers(self) -> list[bytes]:
-        raise NotImplementedError
+        return [to_id(p) for p in self.topo.fingers()]
 
     def add_topology_listener(self, cb: TopologyListener) -> None:
         """`cb()` runs whenever the neighbor table (and so the responsible range) changes."""
-        raise NotImplementedError
+        self._listeners.append(cb)
 
     def status(self) -> dict[str, Any]:
-        """{"node_id", "listen", "predecessors", "successors", "fingers", "links": [{"peer",
-        "rtt_ms"}]} — hex ids, for `vipr overlay status`."""
-        raise NotImplementedError
+        links = []
+        for peer, ls in sorted(self._links.items()):
+            srtt = next((lk.state.srtt for lk in ls if lk.state.srtt is not None), None)
+            links.append({"peer": peer.hex(),
+                          "rtt_ms": None if srtt is None else round(srtt * 1000, 3)})
+        return {
+            "node_id": self.node_id.hex(),
+            "listen": f"{self._address[0]}:{self._address[1]}" if self._address else None,
+            "joined": self._joined,
+            "predecessors": [p.hex() for p in self.predecessors()],
+            "successors": [p.hex() for p in self.successors()],
+            "fingers": [p.hex() for p in self.fingers()],
+            "links": links,
+        }
+
+    # --- links -------------------------------------------------------------------------------
+
+    def _link_kwargs(self) -> dict[str, Any]:
+        return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after}
+
+    def _candidate(self) -> m.IceCandidate:
+        host, port = self.address
+        return m.IceCandidate(m.IpAddressPort(host, port))  # §6.5.1.1 No-ICE host candidate
+
+    def _add_link(self, link: Link) -> None:
+        peer = link.peer_node_id
+        if self._stopping or peer == self.node_id:
+            self._spawn(link.close("unwanted"))
+            return
+        self._links.setdefault(peer, []).append(link)
+        ev = self._link_events.pop(peer, None)
+        if ev is not None:
+            ev.set()
+        self._spawn(self._watch_link(link))
+
+    async def _watch_link(self, link: Link) -> None:
+        await link.closed.wait()
+        peer = link.peer_node_id
+        ls = self._links.get(peer, [])
+        if link in ls:
+            ls.remove(link)
+        if ls or self._stopping:
+            return
+        self._links.pop(peer, None)
+        log.info("%s: lost %s (%s)", self.node_id.hex()[:8], peer.hex()[:8], link.close_reason)
+        self._changed(self.topo.remove(to_int(peer), self._now()))  # §10.7.4.1 failure
+
+    def _link(self, peer: bytes) -> Link | None:
+        for link in self._links.get(peer, ()):
+            if not link.closed.is_set():
+                return link
+        return None
+
+    async def _wait_link(self, peer: bytes, timeout: float) -> Link | None:
+        link = self._link(peer)
+        if link is not None:
+            return link
+        ev = self._link_events.setdefault(peer, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout)
+        return self._link(peer)
+
+    async def _connect(self, host: str, port: int, expected: bytes | None) -> Link:
+        link = await connect(host, port, self.creds_files, self.context.trust,
+                             expected_node_id=expected, timeout=self.timers.attach_timeout,
+                             **self._link_kwargs())
+        self._add_link(link)
+        return link
+
+    # --- message path (§6.2: symmetric recursive routing) --------------------------------------
+
+    def _on_message(self, link: Link, data: bytes) -> None:
+        self._spawn(self._process(link, data))
+
+    def _owns(self, key: int) -> bool:
+        return self._joined and self.topo.responsible(key)
+
+    def _route(self, key: int) -> Link | None:
+        """The link toward `key` (§10.3), or None when this node is responsible / has no route."""
+        linked = {to_int(p) for p, ls in self._links.items() if ls}
+        hop = self.topo.next_hop(key, linked)
+        if hop is None and not self._joined:
+            ready = self.topo.ready
+            if ready:  # not in the ring yet: hand it to the closest known peer after key
+                hop = min(ready, key=lambda p: (p - key) % (1 << 128))
+            else:
+                return next((lk for p in self._links for lk in [self._link(p)] if lk), None)
+        return None if hop is None else self._link(to_id(hop))
+
+    async def _process(self, link: Link | None, data: bytes) -> None:
+        """Deliver locally or forward one message (`link` None: we originated it)."""
+        try:
+            header, rest = _split(data)
+            code = int.from_bytes(rest[:2], "big")
+        except (ReloadDecodeError, ValueError):
+            return
+        dests = list(header.destination_list)
+        while (len(dests) > 1 and isinstance(dests[0], NodeDestination)
+               and dests[0].node_id == self.node_id):
+            dests.pop(0)  # §6.3.2.2: strip ourselves from the front of the list
+        is_request = code != C.ERROR and code % 2 == 1
+        first = dests[0] if dests else None
+        key = None if first is None else _key(first)
+        if first is None:
+            local = not is_request
+        elif key is None:
+            local = False
+        elif isinstance(first, NodeDestination):
+            local = first.node_id == self.node_id or (
+                is_request and code in _ANSWER_FOR_ABSENT and self._link(first.node_id) is None
+                and self._owns(key))
+        else:
+            local = is_request and self._owns(key)
+        if local:
+            await self._deliver(link, header, data, is_request)
+            return
+        out_link: Link | None = None
+        if isinstance(first, NodeDestination):
+            out_link = self._link(first.node_id)
+        if out_link is None and key is not None:
+            out_link = self._route(key)
+        if out_link is None or (link is not None and header.ttl <= 1):
+            if is_request and link is not None:
+                err = m.ErrorCode.TTL_EXCEEDED if header.ttl <= 1 else m.ErrorCode.NOT_FOUND
+                await self._process(None, self.context.error_to(
+                    header, err, "no route", previous_hop=link.peer_node_id))
+            return
+        via = header.via_list
+        if link is not None and is_request:
+            via = (*via, NodeDestination(link.peer_node_id))  # §6.3.2.1 via list
+        hdr = replace(header, destination_list=tuple(dests), via_list=via,
+                      ttl=header.ttl - 1 if link is not None else header.ttl)
+        with contextlib.suppress(ConnectionError, OSError, ValueError):
+            await out_link.send(encode_message(hdr, rest, b""))
+
+    async def _deliver(self, link: Link | None, header: ForwardingHeader, data: bytes,
+                       is_request: bool) -> None:
+        if not is_request:
+            self._tx.deliver(header.transaction_id, data)  # verified by the waiting requester
+            return
+        now = self._now()
+        cached = self._cache.lookup(header.transaction_id, now)
+        if cached is not None:  # §6.2.2: retransmitted request, identical answer
+            await self._process(None, cached)
+            return
+        try:
+            rx = self.context.decode(data)
+        except (ReloadDecodeError, ReloadSecurityError) as e:
+            log.info("%s: dropping request: %s", self.node_id.hex()[:8], e)
+            return
+        prev = link.peer_node_id if link is not None else None
+        try:
+            body = await self._handle(link, rx)
+        except Exception:
+            log.exception("request handler failed")
+            body = m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "internal error")
+        if body is None:
+            return
+        ans = self.context.answer(rx.message, body, previous_hop=prev)
+        self._cache.store(header.transaction_id, ans, now)
+        await self._process(None, ans)
+
+    async def _request(self, dests: tuple[Destination, ...], body: Any,
+                       timeout: float | None) -> Received:
+        txid, data = self.context.request(body, dests)
+
+        async def send(d: bytes) -> None:
+            await self._process(None, d)
+
+        try:
+            raw = await asyncio.wait_for(self._tx.request(txid, data, send), timeout)
+        except (RequestTimeout, TimeoutError) as e:
+            raise ReloadRequestError(m.ErrorCode.REQUEST_TIMEOUT, "no answer") from e
+        try:
+            rx = self.context.decode(raw)
+        except (ReloadDecodeError, ReloadSecurityError) as e:
+            raise ReloadRequestError(m.ErrorCode.INVALID_MESSAGE, str(e)) from e
+        if isinstance(rx.body, m.ErrorResponse):
+            raise ReloadRequestError(rx.body.error_code, rx.body.info_text())
+        return rx
+
+    # --- request handlers --------------------------------------------------------------------
+
+    async def _handle(self, link: Link | None, rx: Received) -> Any:
+        body = rx.body
+        code = rx.message.code
+        if code in STORAGE_BODIES:
+            if self.storage is None:
+                return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "this node stores nothing")
+            r = self.storage.handle(rx, time.time())
+            return await r if asyncio.iscoroutine(r) else r
+        if isinstance(body, m.PingReq):
+            return m.PingAns(random.getrandbits(64), int(time.time() * 1000))
+        if isinstance(body, m.ProbeReq):
+            return self._probe(body)
+        if isinstance(body, m.AttachReqAns):
+            return self._on_attach(rx, body)
+        if isinstance(body, m.AppAttachReqAns):
+            return self._on_app_attach(body)
+        if isinstance(body, m.RouteQueryReq):
+            return self._on_route_query(link, body)
+        if isinstance(body, m.ChordUpdate):
+            return self._on_update(link, rx, body)
+        if isinstance(body, m.JoinReq):
+            return self._on_join(link, rx, body)
+        if isinstance(body, m.LeaveReq):
+            return self._on_leave(link, rx, body)
+        if isinstance(body, m.ConfigUpdateReq):
+            return m.EmptyBody()
+        return m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "unexpected request")
+
+    def _direct_peer(self, link: Link | None, rx: Received) -> bytes | None:
+        """The peer that signed a request sent straight over `link` (Join/Leave/Update)."""
+        if link is None or rx.signer is None or rx.message.header.via_list:
+            return None
+        return link.peer_node_id if link.peer_node_id in rx.signer.node_ids else None
+
+    def _probe(self, body: m.ProbeReq) -> m.ProbeAns:
+        vals = {m.PROBE_RESPONSIBLE_SET: self.topo.responsible_ppb(),
+                m.PROBE_NUM_RESOURCES: int(getattr(self.storage, "resource_count", 0) or 0),
+                m.PROBE_UPTIME: self._uptime()}
+        return m.ProbeAns(tuple(m.ProbeInformation(t, vals[t]) for t in body.requested_info
+                                if t in vals))
+
+    def _on_attach(self, rx: Received, body: m.AttachReqAns) -> Any:
+        peer = rx.signer.node_id if rx.signer is not None else None
+        cand = next((c for c in body.candidates
+                     if c.overlay_link == m.LINK_TLS_TCP_FH_NO_ICE), None)
+        if peer is None or cand is None:
+            return m.ErrorResponse.text(m.ErrorCode.INCOMPATIBLE_WITH_OVERLAY,
+                                        "need a TLS-TCP-FH-NO-ICE host candidate")
+        if peer == self.node_id:
+            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "attach to self")
+        # §6.5.1: we answer "active" and open the TLS connection to the offered candidate.
+        self._spawn(self._attach_back(peer, cand.addr_port.host, cand.addr_port.port,
+                                      body.send_update))
+        return m.AttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
+                              b"active", (self._candidate(),), body.send_update)
+
+    async def _attach_back(self, peer: bytes, host: str, port: int, send_update: bool) -> None:
+        if self._link(peer) is None:
+            try:
+                await self._connect(host, port, peer)
+            except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
+                log.info("%s: attach-back to %s failed: %s", self.node_id.hex()[:8],
+                         peer.hex()[:8], e)
+                return
+        if send_update:
+            await self._send_update(peer)
+
+    def _on_app_attach(self, body: m.AppAttachReqAns) -> Any:
+        addr = self.app_attach_cb(body.application) if self.app_attach_cb else None
+        if addr is None:
+            return m.ErrorResponse.text(m.ErrorCode.NOT_FOUND,
+                                        f"no application {body.application}")
+        return m.AppAttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
+                                 body.application, b"active",
+                                 (m.IceCandidate(m.IpAddressPort(addr[0], addr[1])),))
+
+    def _on_route_query(self, link: Link | None, body: m.RouteQueryReq) -> Any:
+        key = _key(body.destination)
+        if key is None:
+            return m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "bad destination")
+        hop = None if self._owns(key) else self.topo.next_hop(key)
+        if body.send_update and link is not None:  # §10.8: a full Update right after
+            self._spawn(self._send_update(link.peer_node_id))
+        return m.ChordRouteQueryAns(self.node_id if hop is None else to_id(hop))
+
+    def _on_update(self, link: Link | None, rx: Received, upd: m.ChordUpdate) -> Any:
+        peer = self._direct_peer(link, rx)
+        if peer is None:
+            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "Update must come from the peer")
+        now = self._now()
+        self._changed(self.topo.add_ready(to_int(peer)))
+        ev = self._ready_events.pop(peer, None)
+        if ev is not None:
+            ev.set()
+        for c in self.topo.candidates_from_update(upd, now):
+            self._start_attach(c, via=peer)
+        # A peer that is not our neighbor has a view of our region that may be wrong (after
+        # failures): answer with our tables so it can repair itself (§10.7.4.1 "pull").
+        if (self._joined and to_int(peer) not in self.topo.neighbors()
+                and now - self._replied.get(peer, -1e9) > self.timers.update_interval / 4):
+            self._replied[peer] = now
+            self._spawn(self._send_update(peer))
+        return m.EmptyBody()
+
+    def _on_join(self, link: Link | None, rx: Received, body: m.JoinReq) -> Any:
+        peer = self._direct_peer(link, rx)
+        if peer is None or peer != body.joining_peer_id or not self._joined:
+            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "Join must come from the joiner")
+        self._changed(self.topo.add_ready(to_int(peer)))  # §10.5: JN becomes our predecessor
+        return m.JoinAns()
+
+    def _on_leave(self, link: Link | None, rx: Received, body: m.LeaveReq) -> Any:
+        peer = self._direct_peer(link, rx)
+        if peer is None or peer != body.leaving_peer_id:
+            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "Leave must come from the peer")
+        now = self._now()
+        self._changed(self.topo.remove(to_int(peer), now))  # §10.9: like a failure
+        with contextlib.suppress(ReloadDecodeError):
+            for c in self.topo.candidates(body.leave_data().node_ids, now):
+                self._start_attach(c, via=None)
+        return m.EmptyBody()
+
+    # --- topology maintenance ----------------------------------------------------------------
+
+    def _changed(self, ch: TableChange) -> None:
+        if ch.added or ch.removed:
+            self._had_peers = self._had_peers or bool(self.topo.ready)
+        if not ch.neighbors_changed:
+            return
+        for cb in list(self._listeners):
+            try:
+                cb()
+            except Exception:
+                log.exception("topology listener failed")
+        if self._joined and not self._update_pending:  # §10.7.2 reactive recovery
+            self._update_pending = True
+            self._spawn(self._reactive_update())
+
+    async def _reactive_update(self) -> None:
+        await asyncio.sleep(0)  # coalesce the changes of this loop iteration
+        self._update_pending = False
+        await self._update_all(self.topo.ready)
+
+    async def _update_all(self, peers: set[int]) -> None:
+        await asyncio.gather(*(self._send_update(to_id(p)) for p in peers))
+
+    async def _send_update(self, peer: bytes) -> None:
+        if self._stopping:
+            return
+        upd = self.topo.make_update(self._uptime())
+        with contextlib.suppress(ReloadRequestError):
+            await self._request((NodeDestination(peer),), upd, self.timers.attach_timeout)
+
+    def _start_attach(self, peer: int, via: bytes | None) -> None:
+        if peer in self._attaching or self._stopping:
+            return
+        dests: tuple[Destination, ...] = (NodeDestination(to_id(peer)),)
+        if via is not None and self._link(to_id(peer)) is None:
+            dests = (NodeDestination(via), *dests)  # §10.5: source-routed via the informant
+        task = self._spawn(self._attach(dests))
+        self._attaching[peer] = task
+        task.add_done_callback(lambda _t: self._attaching.pop(peer, None))
+
+    async def _attach(self, dests: tuple[Destination, ...]) -> bytes | None:
+        """§6.5.1 Attach (No-ICE): the answerer connects to us; we fall back to connecting."""
+        body = m.AttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
+                              b"passive", (self._candidate(),), True)
+        try:
+            rx = await self._request(dests, body, self.timers.attach_timeout)
+        except ReloadRequestError as e:
+            log.debug("%s: attach failed: %s", self.node_id.hex()[:8], e)
+            return None
+        peer = rx.signer.node_id if rx.signer is not None else None
+        ans = rx.body
+        if peer is None or peer == self.node_id or not isinstance(ans, m.AttachReqAns):
+            return None
+        link = await self._wait_link(peer, min(2.0, self.timers.attach_timeout))
+        if link is None and ans.candidates:
+            ap = ans.candidates[0].addr_port
+            with contextlib.suppress(OSError, TimeoutError, ReloadSecurityError, ValueError):
+                await self._connect(ap.host, ap.port, peer)
+        return peer
+
+    async def _settle(self) -> None:
+        while self._attaching:
+            await asyncio.wait(list(self._attaching.values()))
+
+    async def _join(self) -> None:
+        """§10.5 / §11.4: bootstrap link, Attach to n+1, neighbors, fingers, Join, Updates."""
+        boot_errors = []
+        for host, port in self.bootstrap:
+            try:
+                link = await self._connect(host, port, None)
+            except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
+                boot_errors.append(f"{host}:{port}: {e!r}")
+                continue
+            if link.peer_node_id != self.node_id:
+                break
+        else:
+            raise ReloadJoinError(f"no bootstrap node reachable: {boot_errors}")
+        me = to_int(self.node_id)
+        ap = await self._attach((ResourceDestination(to_id(me + 1)),))
+        if ap is None:
+            raise ReloadJoinError("no admitting peer answered the Attach")
+        if to_int(ap) not in self.topo.ready:  # its Update (send_update) makes it ready
+            ev = self._ready_events.setdefault(ap, asyncio.Event())
+            try:
+                await asyncio.wait_for(ev.wait(), self.timers.attach_timeout)
+            except TimeoutError as e:
+                raise ReloadJoinError("admitting peer sent no Update") from e
+        await self._settle()
+        await self._attach_fingers()
+        await self._settle()
+        await self._request((NodeDestination(ap),), m.JoinReq(self.node_id),
+                            self.timers.attach_timeout)
+        self._joined = True
+        self._changed(TableChange(True))  # listeners + Update to every connection
+
+    async def _attach_fingers(self, *, limit: int | None = None) -> None:
+        """§10.7.4.3: Attach toward finger targets beyond our successor range."""
+        me = to_int(self.node_id)
+        succ = self.topo.successors()
+        span = (succ[-1] - me) % (1 << 128) if succ else 0
+        idx = [i for i in self.topo.invalid_fingers()
+               if (finger_target(me, i) - me) % (1 << 128) > span]
+        if limit is not None:
+            random.shuffle(idx)
+            idx = idx[:limit]
+        await asyncio.gather(*(self._attach((ResourceDestination(to_id(finger_target(me, i))),))
+                               for i in idx))
+
+    async def _leave(self) -> None:
+        """§10.9: from_succ (our successors) to predecessors, from_pred to successors."""
+        succ, pred = self.successors(), self.predecessors()
+        reqs = [self._request((NodeDestination(p),), m.LeaveReq.chord(
+            self.node_id, m.ChordLeaveData(m.LEAVE_FROM_SUCC, tuple(succ))), None) for p in pred]
+        reqs += [self._request((NodeDestination(s),), m.LeaveReq.chord(
+            self.node_id, m.ChordLeaveData(m.LEAVE_FROM_PRED, tuple(pred))), None)
+            for s in succ if s not in pred]
+        await asyncio.gather(*reqs, return_exceptions=True)
+
+    async def _maintenance(self) -> None:
+        """Periodic Update to the neighbors (§10.7.1), finger refresh, re-join when alone."""
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.timers.ping_interval
+        while not self._stopping:
+            await asyncio.sleep(self.timers.update_interval * random.uniform(0.9, 1.1))
+            if not self.topo.ready and self._had_peers and self.bootstrap:
+                with contextlib.suppress(Exception):  # §10.7.4.1: lost everyone: re-join
+                    self._joined = False
+                    await asyncio.wait_for(self._join(), self.timers.join_timeout)
+                if not self._joined:
+                    self._joined = self.create
+                continue
+            await self._update_all(self.topo.neighbors())
+            if loop.time() >= next_ping:
+                next_ping = loop.time() + self.timers.ping_interval
+                await self._attach_fingers(limit=2)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _uptime(self) -> int:
+        return int(time.monotonic() - self._started) & 0xFFFFFFFF

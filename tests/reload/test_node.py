@@ -1,0 +1,106 @@
+"""ReloadNode: real TLS links on loopback, many nodes in one process (RFC 6940 §10)."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from node_harness import FAST, OVERLAY, Overlay, make_overlay, true_owner
+
+from vipr.reload import ca
+from vipr.reload import messages as m
+from vipr.reload.forwarding import ResourceDestination
+from vipr.reload.node import ReloadJoinError, ReloadRequestError
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="session")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Overlay:
+    return make_overlay(tmp_path_factory.mktemp("nodes"), 21)
+
+
+@pytest.fixture
+def overlay(pool: Overlay, tmp_path: Path) -> Overlay:
+    return Overlay(tmp_path, pool.ca_cert, pool.ca_key, pool.creds)
+
+
+async def test_twenty_nodes_converge_and_route(overlay: Overlay) -> None:
+    try:
+        await overlay.start(20)
+        took = await overlay.converge(30)
+        print(f"\n20 nodes: true successor/predecessor everywhere {took:.2f}s after the last join")
+        for n in overlay.nodes:
+            assert len(n.successors()) == 3 and len(n.predecessors()) == 3
+            assert n.fingers()
+        # Every request reaches the node responsible for its Resource-ID (signer of the answer).
+        rnd = random.Random(5)
+        for _ in range(40):
+            key = os.urandom(16)
+            src = rnd.choice(overlay.nodes)
+            ans = await src.request(key, m.PingReq(b"x"), timeout=10)
+            owner = true_owner(overlay.nodes, key)
+            assert ans.signer is not None and ans.signer.node_id == owner.node_id
+            assert owner.is_responsible(key)
+            assert sum(n.is_responsible(key) for n in overlay.nodes) == 1
+        # Node-ID destinations, Probe and RouteQuery
+        a, b = overlay.nodes[3], overlay.nodes[11]
+        ans = await a.request_direct(b.node_id, m.ProbeReq((m.PROBE_RESPONSIBLE_SET,
+                                                            m.PROBE_UPTIME)), timeout=10)
+        assert isinstance(ans.body, m.ProbeAns) and 0 < ans.body.probe_info[0].value < 10**9
+        rq = await a.request_direct(b.node_id, m.RouteQueryReq(False, ResourceDestination(
+            b.node_id)), timeout=10)
+        assert rq.body == m.ChordRouteQueryAns(b.node_id)
+    finally:
+        await overlay.stop_all()
+
+
+async def test_app_attach_returns_callback_address(overlay: Overlay) -> None:
+    seen: list[int] = []
+
+    def cb(app: int) -> tuple[str, int] | None:
+        seen.append(app)
+        return ("127.0.0.1", 7061) if app == m.PVP_APPLICATION_ID else None
+
+    try:
+        await overlay.start(1)
+        overlay.nodes.append(overlay.make_node(overlay.creds[1], app_attach=cb))
+        await overlay.nodes[-1].start()
+        await overlay.start(3)
+        await overlay.converge(20)
+        target = overlay.nodes[1].node_id
+        addr = await overlay.nodes[4].app_attach(target, m.PVP_APPLICATION_ID, timeout=10)
+        assert addr == ("127.0.0.1", 7061) and seen == [m.PVP_APPLICATION_ID]
+        with pytest.raises(ReloadRequestError) as ei:
+            await overlay.nodes[4].app_attach(target, 5060, timeout=10)
+        assert ei.value.error_code == m.ErrorCode.NOT_FOUND
+        with pytest.raises(ReloadRequestError):  # a node without the callback refuses
+            await overlay.nodes[4].app_attach(overlay.nodes[0].node_id, m.PVP_APPLICATION_ID,
+                                              timeout=10)
+    finally:
+        await overlay.stop_all()
+
+
+@pytest.mark.parametrize("kind", ["foreign-ca", "self-signed"])
+async def test_node_without_overlay_certificate_cannot_join(overlay: Overlay, kind: str) -> None:
+    try:
+        await overlay.start(3)
+        await overlay.converge(20)
+        if kind == "foreign-ca":
+            other_cert, other_key = ca.create_ca(OVERLAY)
+            creds = ca.issue_node_cert(other_cert, other_key, OVERLAY, "x@evil.example")
+        else:
+            creds = ca.self_signed_node_cert(OVERLAY, "x@evil.example")
+        timers = replace(FAST, join_timeout=5.0)
+        # It trusts the overlay CA (so only its own certificate is the problem).
+        intruder = overlay.make_node(creds, timers=timers)
+        with pytest.raises(ReloadJoinError):
+            await intruder.start()
+        for n in overlay.nodes:
+            assert creds.node_id not in n.successors() + n.predecessors()
+            assert creds.node_id.hex() not in [lk["peer"] for lk in n.status()["links"]]
+    finally:
+        await overlay.stop_all()
