@@ -156,3 +156,13 @@ def test_mean_hops_near_ideal() -> None:
             cur = nh
             total += 1
     assert total / 500 < 3.0  # ½·log2 64 = 3, simulated 2.28
+
+
+def test_timers_from_overlay_configuration() -> None:
+    from vipr.reload.node import ChordTimers
+    from vipr.reload.overlay_config import vipr_overlay_configuration
+
+    conf = vipr_overlay_configuration("o.example", [])
+    t = ChordTimers.from_config(conf, attach_timeout=2.0)
+    assert t.update_interval == 400 and t.ping_interval == conf.chord_ping_interval
+    assert t.reliability_timer == 3.0 and t.attach_timeout == 2.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import random
 from dataclasses import replace
@@ -12,8 +14,10 @@ from node_harness import FAST, OVERLAY, Overlay, make_overlay, true_owner
 
 from vipr.reload import ca
 from vipr.reload import messages as m
+from vipr.reload.api import Received
 from vipr.reload.forwarding import ResourceDestination
 from vipr.reload.node import ReloadJoinError, ReloadRequestError
+from vipr.reload.storage_codec import FetchAns, FetchReq
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -38,6 +42,8 @@ async def test_twenty_nodes_converge_and_route(overlay: Overlay) -> None:
             assert n.fingers()
         # Every request reaches the node responsible for its Resource-ID (signer of the answer).
         rnd = random.Random(5)
+        for n in overlay.nodes:
+            n.hop_counts.clear()
         for _ in range(40):
             key = os.urandom(16)
             src = rnd.choice(overlay.nodes)
@@ -46,6 +52,11 @@ async def test_twenty_nodes_converge_and_route(overlay: Overlay) -> None:
             assert ans.signer is not None and ans.signer.node_id == owner.node_id
             assert owner.is_responsible(key)
             assert sum(n.is_responsible(key) for n in overlay.nodes) == 1
+        hops = [h for n in overlay.nodes for h, c in n.hop_counts.items() for _ in range(c)]
+        mean = sum(hops) / len(hops)
+        print(f"mean hops {mean:.2f} (ideal ½·log2 20 − 0.6 = {0.5 * math.log2(20) - 0.6:.2f}), "
+              f"max {max(hops)}")
+        assert len(hops) >= 40 and mean < 0.5 * math.log2(20) + 0.5
         # Node-ID destinations, Probe and RouteQuery
         a, b = overlay.nodes[3], overlay.nodes[11]
         ans = await a.request_direct(b.node_id, m.ProbeReq((m.PROBE_RESPONSIBLE_SET,
@@ -102,5 +113,59 @@ async def test_node_without_overlay_certificate_cannot_join(overlay: Overlay, ki
         for n in overlay.nodes:
             assert creds.node_id not in n.successors() + n.predecessors()
             assert creds.node_id.hex() not in [lk["peer"] for lk in n.status()["links"]]
+    finally:
+        await overlay.stop_all()
+
+
+class RecordingStorage:
+    """A StorageHandler that records what reached it (async, like a replicating store)."""
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.seen: list[bytes] = []
+
+    async def handle(self, received: Received, now: float) -> object:
+        body = received.body
+        assert isinstance(body, FetchReq)
+        self.seen.append(body.resource)
+        if body.resource == b"missing":
+            return m.ErrorResponse.text(m.ErrorCode.NOT_FOUND, "nothing here")
+        return FetchAns(())
+
+
+async def test_storage_requests_reach_the_responsible_nodes_handler(overlay: Overlay) -> None:
+    stores = [RecordingStorage(c.node_id) for c in overlay.creds[:8]]
+    try:
+        await overlay.start(1, storage=stores[0])
+        for st in stores[1:]:
+            await overlay.start(1, storage=st)
+        await overlay.converge(20)
+        for i in range(12):
+            key = os.urandom(16)
+            src = overlay.nodes[i % 8]
+            ans = await src.request(key, FetchReq(key, ()), timeout=10)
+            assert ans.body == FetchAns(())
+            owner = true_owner(overlay.nodes, key)
+            assert key in stores[overlay.nodes.index(owner)].seen
+            assert sum(key in st.seen for st in stores) == 1
+        # a replica-style request addressed to a Node-ID reaches that node's handler
+        target = overlay.nodes[6]
+        with pytest.raises(ReloadRequestError) as ei:
+            await overlay.nodes[2].request_direct(target.node_id, FetchReq(b"missing", ()),
+                                                  timeout=10)
+        assert ei.value.error_code == m.ErrorCode.NOT_FOUND and b"missing" in stores[6].seen
+    finally:
+        await overlay.stop_all()
+
+
+async def test_nodes_joining_concurrently_converge(overlay: Overlay) -> None:
+    """The overlay daemon starts its nodes together: concurrent joins through one bootstrap."""
+    try:
+        await overlay.start(1)
+        joiners = [overlay.make_node(c) for c in overlay.creds[1:12]]
+        await asyncio.gather(*(n.start() for n in joiners))
+        overlay.nodes += joiners
+        took = await overlay.converge(30)
+        print(f"\n11 concurrent joins: ring correct {took:.2f}s after the last join returned")
     finally:
         await overlay.stop_all()

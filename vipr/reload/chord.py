@@ -144,6 +144,10 @@ class ChordTopology:
         self._recompute()
         return TableChange(self._snapshot() != before, removed=(peer,))
 
+    def forget_failures(self) -> None:
+        """Drop the tombstones (on re-join: our own link loss made every peer look failed)."""
+        self._failed.clear()
+
     def recently_failed(self, peer: int, now: float) -> bool:
         until = self._failed.get(peer)
         if until is None:

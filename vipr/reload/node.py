@@ -13,10 +13,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from vipr.reload import messages as m
 from vipr.reload.api import Received, ReloadContext
@@ -28,59 +28,31 @@ from vipr.reload.forwarding import (
     NodeDestination,
     ResourceDestination,
 )
-from vipr.reload.link import Link, connect, serve
+from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, connect, serve
 from vipr.reload.message import encode_message
+from vipr.reload.node_types import (
+    DEFAULT_TIMERS,
+    AppAttachCallback,
+    ChordTimers,
+    HostPort,
+    ReloadJoinError,
+    ReloadRequestError,
+    StorageHandler,
+    TopologyListener,
+)
 from vipr.reload.security import ReloadSecurityError
 from vipr.reload.storage_codec import STORAGE_BODIES
 from vipr.reload.transactions import AnswerCache, AsyncTransactions, RequestTimeout
 
+__all__ = ["AppAttachCallback", "ChordTimers", "HostPort", "ReloadJoinError", "ReloadNode",
+           "ReloadRequestError", "StorageHandler", "TopologyListener"]
+
 log = logging.getLogger("vipr.reload.node")
 
-HostPort = tuple[str, int]
 C = m.MessageCode
 # Requests that the node responsible for a Node-ID answers when that node is absent (§10.5:
 # "Attach to Node-ID n+1" reaches n's future successor).
 _ANSWER_FOR_ABSENT = {C.ATTACH_REQ, C.PING_REQ, C.ROUTE_QUERY_REQ, C.PROBE_REQ}
-
-
-class ReloadRequestError(Exception):
-    """A request got an Error answer (error_code from §14.9) or no answer (REQUEST_TIMEOUT)."""
-
-    def __init__(self, error_code: int, info: str = "") -> None:
-        super().__init__(f"RELOAD error {error_code}: {info}")
-        self.error_code = error_code
-        self.info = info
-
-
-class ReloadJoinError(Exception):
-    """The node could not join the overlay (no bootstrap reachable, refused, timed out)."""
-
-
-@dataclass(frozen=True)
-class ChordTimers:
-    """Timers (seconds). RFC 6940 defaults; tests pass short ones."""
-
-    update_interval: float = 400.0  # §10.7.1 chord-update-interval (sample config value)
-    ping_interval: float = 3600.0  # §10.7.4.3 chord-ping-interval: finger refresh
-    reliability_timer: float = 3.0  # §6.2.1 overlay-reliability-timer
-    max_transmissions: int = 5  # §6.2.1
-    attach_timeout: float = 10.0  # Attach answer + TLS link up
-    join_timeout: float = 60.0  # whole join
-    link_dead_after: float = 30.0  # §6.6.3.2 no ACK → link failed
-    tombstone: float = 60.0  # ignore third-party mentions of a failed peer this long
-
-
-class StorageHandler(Protocol):
-    """Storage plug-in (vipr/reload/storage.py). The node calls `handle` for every StoreReq,
-    FetchReq, StatReq and FindReq delivered to it (it is responsible for the Resource-ID, or the
-    request names this node, e.g. a replica Store). `handle` returns the answer body (StoreAns,
-    FetchAns, …) or an `ErrorResponse`; it may be a coroutine function."""
-
-    def handle(self, received: Received, now: float) -> Any | Awaitable[Any]: ...
-
-
-AppAttachCallback = Callable[[int], "HostPort | None"]
-TopologyListener = Callable[[], None]
 
 
 def _split(data: bytes) -> tuple[ForwardingHeader, bytes]:
@@ -108,9 +80,10 @@ class ReloadNode:
         listen: HostPort = ("127.0.0.1", 0),
         bootstrap: Sequence[HostPort] = (),
         create: bool = False,
-        timers: ChordTimers = ChordTimers(),
+        timers: ChordTimers = DEFAULT_TIMERS,
         storage: StorageHandler | None = None,
         app_attach: AppAttachCallback | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.context = context
         self.node_id: bytes = context.node_id
@@ -121,6 +94,7 @@ class ReloadNode:
         self.timers = timers
         self.storage = storage
         self.app_attach_cb = app_attach
+        self.max_message_size = max_message_size  # §11.1 max-message-size
         self.topo = ChordTopology(self.node_id, tombstone=timers.tombstone)
         self._links: dict[bytes, list[Link]] = {}
         self._link_events: dict[bytes, asyncio.Event] = {}
@@ -138,6 +112,8 @@ class ReloadNode:
         self._stopping = False
         self._started = time.monotonic()
         self._had_peers = False
+        self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
+        self.hop_counts: dict[int, int] = {}  # hops of Resource-ID requests answered here
 
     # --- public API --------------------------------------------------------------------------
 
@@ -246,12 +222,14 @@ class ReloadNode:
             "successors": [p.hex() for p in self.successors()],
             "fingers": [p.hex() for p in self.fingers()],
             "links": links,
+            "hops": dict(sorted(self.hop_counts.items())),
         }
 
     # --- links -------------------------------------------------------------------------------
 
     def _link_kwargs(self) -> dict[str, Any]:
-        return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after}
+        return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
+                "max_message_size": self.max_message_size}
 
     def _candidate(self) -> m.IceCandidate:
         host, port = self.address
@@ -384,6 +362,10 @@ class ReloadNode:
             log.info("%s: dropping request: %s", self.node_id.hex()[:8], e)
             return
         prev = link.peer_node_id if link is not None else None
+        if header.destination_list and isinstance(header.destination_list[-1],
+                                                  ResourceDestination):
+            hops = len(header.via_list) + (link is not None)
+            self.hop_counts[hops] = self.hop_counts.get(hops, 0) + 1
         try:
             body = await self._handle(link, rx)
         except Exception:
@@ -467,6 +449,7 @@ class ReloadNode:
         if peer == self.node_id:
             return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "attach to self")
         # §6.5.1: we answer "active" and open the TLS connection to the offered candidate.
+        self._peer_addrs[peer] = (cand.addr_port.host, cand.addr_port.port)
         self._spawn(self._attach_back(peer, cand.addr_port.host, cand.addr_port.port,
                                       body.send_update))
         return m.AttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
@@ -557,7 +540,9 @@ class ReloadNode:
     async def _reactive_update(self) -> None:
         await asyncio.sleep(0)  # coalesce the changes of this loop iteration
         self._update_pending = False
-        await self._update_all(self.topo.ready)
+        # §10.7.2 says "every member of the Connection Table"; the neighbors are the ones whose
+        # tables depend on ours (fingers are refreshed separately), which keeps a join O(log N).
+        await self._update_all(self.topo.neighbors())
 
     async def _update_all(self, peers: set[int]) -> None:
         await asyncio.gather(*(self._send_update(to_id(p)) for p in peers))
@@ -592,6 +577,9 @@ class ReloadNode:
         ans = rx.body
         if peer is None or peer == self.node_id or not isinstance(ans, m.AttachReqAns):
             return None
+        if ans.candidates:
+            ap = ans.candidates[0].addr_port
+            self._peer_addrs[peer] = (ap.host, ap.port)
         link = await self._wait_link(peer, min(2.0, self.timers.attach_timeout))
         if link is None and ans.candidates:
             ap = ans.candidates[0].addr_port
@@ -606,7 +594,9 @@ class ReloadNode:
     async def _join(self) -> None:
         """§10.5 / §11.4: bootstrap link, Attach to n+1, neighbors, fingers, Join, Updates."""
         boot_errors = []
-        for host, port in self.bootstrap:
+        # §11.4: configured bootstrap nodes, then peers we were attached to (on re-join)
+        cached = [a for a in self._peer_addrs.values() if a not in self.bootstrap][:10]
+        for host, port in [*self.bootstrap, *cached]:
             try:
                 link = await self._connect(host, port, None)
             except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
@@ -636,6 +626,8 @@ class ReloadNode:
 
     async def _attach_fingers(self, *, limit: int | None = None) -> None:
         """§10.7.4.3: Attach toward finger targets beyond our successor range."""
+        if not self.topo.ready:
+            return
         me = to_int(self.node_id)
         succ = self.topo.successors()
         span = (succ[-1] - me) % (1 << 128) if succ else 0
@@ -663,9 +655,10 @@ class ReloadNode:
         next_ping = loop.time() + self.timers.ping_interval
         while not self._stopping:
             await asyncio.sleep(self.timers.update_interval * random.uniform(0.9, 1.1))
-            if not self.topo.ready and self._had_peers and self.bootstrap:
+            if not self.topo.ready and self._had_peers and (self.bootstrap or self._peer_addrs):
                 with contextlib.suppress(Exception):  # §10.7.4.1: lost everyone: re-join
                     self._joined = False
+                    self.topo.forget_failures()
                     await asyncio.wait_for(self._join(), self.timers.join_timeout)
                 if not self._joined:
                     self._joined = self.create

@@ -1,0 +1,95 @@
+"""ReloadNode under failures: crash without Leave, graceful Leave, repair (RFC 6940 §10.7.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+import pytest
+from node_harness import FAST, Overlay, make_overlay, true_owner
+
+from vipr.reload import messages as m
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="session")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Overlay:
+    return make_overlay(tmp_path_factory.mktemp("churn"), 20)
+
+
+@pytest.fixture
+def overlay(pool: Overlay, tmp_path: Path) -> Overlay:
+    return Overlay(tmp_path, pool.ca_cert, pool.ca_key, pool.creds)
+
+
+async def _routes_to_owner(overlay: Overlay, live: list, n: int = 30) -> None:
+    rnd = random.Random(11)
+    for _ in range(n):
+        key = os.urandom(16)
+        ans = await rnd.choice(live).request(key, m.PingReq(), timeout=15)
+        assert ans.signer is not None and ans.signer.node_id == true_owner(live, key).node_id
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_kill_30_percent_ring_repaired_within_two_update_intervals(
+        overlay: Overlay, seed: int) -> None:
+    try:
+        await overlay.start(20)
+        await overlay.converge(30)
+        rnd = random.Random(seed)
+        ids = sorted(overlay.nodes, key=lambda n: n.node_id)
+        if seed == 2:  # worst case: six consecutive nodes, so some lose every successor
+            k = rnd.randrange(20)
+            victims = [ids[(k + j) % 20] for j in range(6)]
+        else:
+            victims = rnd.sample(overlay.nodes, 6)
+        await asyncio.gather(*(v.stop(leave=False) for v in victims))  # crash: no Leave
+        live = [n for n in overlay.nodes if n not in victims]
+        took = await overlay.converge(2 * FAST.update_interval, live)
+        print(f"\nkilled 6/20 ({'consecutive' if seed == 2 else 'random'}): ring repaired "
+              f"in {took:.2f}s (bound {2 * FAST.update_interval:.1f}s)")
+        await _routes_to_owner(overlay, live)
+    finally:
+        await overlay.stop_all()
+
+
+async def test_graceful_leave_and_rejoin(overlay: Overlay) -> None:
+    try:
+        await overlay.start(8)
+        await overlay.converge(20)
+        leaver = overlay.nodes[5]
+        await leaver.stop()  # §10.9 Leave to every neighbor
+        live = [n for n in overlay.nodes if n is not leaver]
+        await overlay.converge(FAST.update_interval, live)
+        for n in live:
+            assert leaver.node_id not in n.successors() + n.predecessors()
+        # the same identity comes back (a fresh process would do this) and is re-admitted
+        back = overlay.make_node(overlay.creds[5])
+        overlay.nodes[5] = back
+        await back.start()
+        await overlay.converge(2 * FAST.update_interval)
+        await _routes_to_owner(overlay, overlay.nodes, 10)
+    finally:
+        await overlay.stop_all()
+
+
+async def test_node_that_loses_every_link_rejoins(overlay: Overlay) -> None:
+    """§10.7.4.1: a peer that has lost all its successors re-joins through a bootstrap node."""
+    try:
+        await overlay.start(7)
+        await overlay.converge(20)
+        lonely = overlay.nodes[4]
+        await overlay.nodes[0].stop(leave=False)  # its bootstrap node is gone too: it must use
+        del overlay.nodes[0]                       # the peers it was attached to (§11.4)
+        for links in list(lonely._links.values()):  # cut it off (as a network failure would)
+            for link in list(links):
+                await link.close("test: cut off")
+        assert not lonely.successors()
+        took = await overlay.converge(3 * FAST.update_interval, overlay.nodes)
+        print(f"\nre-joined and ring correct {took:.2f}s after losing every link")
+        assert lonely.joined
+    finally:
+        await overlay.stop_all()
