@@ -99,7 +99,8 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
         nodes.append(node)
         services.append(svc)
     join_s = time.perf_counter() - t0
-    await asyncio.sleep(timers.update_interval * 2)  # let the ring and fingers settle
+    # let the ring settle and every node refresh its fingers once (chord-ping-interval)
+    await asyncio.sleep(max(timers.update_interval * 2, timers.ping_interval * 1.5))
     rnd = random.Random(n)
     numbers = [f"+1408{rnd.randrange(10**7):07d}" for _ in range(k)]
     store_t, fetch_t, hops = [], [], []
@@ -210,7 +211,7 @@ def main() -> int:
     args = ap.parse_args()
     k = 30 if args.quick else 200
     sizes = [int(x) for x in args.sizes.split(",")]
-    timers = ChordTimers(update_interval=3.0, ping_interval=30.0, reliability_timer=0.5,
+    timers = ChordTimers(update_interval=3.0, ping_interval=6.0, reliability_timer=0.5,
                          max_transmissions=4, attach_timeout=10.0, join_timeout=60.0,
                          link_dead_after=3.0, tombstone=10.0)
     out: dict[str, Any] = {"bench": "overlay", "numbers": k, "reload": [], "kademlia": []}

@@ -38,7 +38,7 @@ def vipr(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_three_overlay_processes(tmp_path: Path) -> None:
     nums = {"pa": ["+14085551234", "+14085551235"], "pb": ["+442071234567"],
             "pc": ["+33142685300", "+14085551234"]}
-    paths = make_overlay(tmp_path, [(name, n, 1)
+    paths = make_overlay(tmp_path, [(name, n, 2 if name == "pa" else 1)
                                     for name, n in nums.items()])
     procs: list[subprocess.Popen[bytes]] = []
     logs = [tmp_path / f"{p.stem}.log" for p in paths]
@@ -69,7 +69,7 @@ def test_three_overlay_processes(tmp_path: Path) -> None:
         assert json.loads(r.stdout)["claims"] == []
         st = json.loads(vipr("overlay", "status", "--config", str(paths[0]), "--json",
                              cwd=tmp_path).stdout)
-        assert len(st["nodes"]) == 1 and st["published"] == 2
+        assert len(st["nodes"]) == 2 and st["published"] == 2
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
