@@ -23,14 +23,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from vipr.reload import ca
 from vipr.reload.api import ReloadContext
-from vipr.reload.node import ChordTimers, ReloadNode
+from vipr.reload.node import ChordTimers, ReloadJoinError, ReloadNode
 from vipr.reload.overlay_config import vipr_kind
-from vipr.reload.security import NodeCredentials, TrustStore, cert_node_ids
+from vipr.reload.security import TrustStore
 from vipr.reload.storage import DataStore
 from vipr.reload.storage_codec import (
     DictionarySpecifier,
@@ -65,28 +66,41 @@ def ideal_hops(n: int) -> float:
 
 async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str, Any]:
     ca_cert, ca_key = ca.create_ca(OVERLAY)
-    cr = ca.issue_node_cert(ca_cert, ca_key, OVERLAY, "bench@provider.example", n)
-    files = cr.write(tmp, f"bench{n}")
+    key = ca.generate_key()
     trust = TrustStore([ca_cert], overlay=OVERLAY)
     nodes: list[ReloadNode] = []
     services: list[StorageService] = []
     t0 = time.perf_counter()
     boot: tuple[str, int] | None = None
-    for i, nid in enumerate(cert_node_ids(cr.cert)):
-        creds = NodeCredentials(cr.cert, cr.key, nid, OVERLAY)
+    join_failures = 0
+    for i in range(n):
+        creds = ca.issue_node_cert(ca_cert, ca_key, OVERLAY, f"n{i}@bench.example", key=key)
+        files = creds.write(tmp, f"n{n}-{i}")
         ctx = ReloadContext(OVERLAY, creds, trust, configuration_sequence=1)
         svc = StorageService(DataStore([vipr_kind()], trust), hold_down=timers.update_interval)
-        node = ReloadNode(context=ctx, creds_files=files, listen=("127.0.0.1", 0),
-                          bootstrap=[boot] if boot else [], create=i == 0, timers=timers,
-                          storage=svc)
-        await node.start()
+        for attempt in range(4):  # a failed join is retried later via another bootstrap
+            via = [nodes[(i * 7 + attempt) % len(nodes)].address] if attempt and nodes else (
+                [boot] if boot else [])
+            node = ReloadNode(context=ctx, creds_files=files, listen=("127.0.0.1", 0),
+                              bootstrap=via, create=i == 0, timers=timers, storage=svc)
+            try:
+                await node.start()
+                break
+            except ReloadJoinError as e:
+                join_failures += 1
+                print(f"join of node {i} failed ({e}); attempt {attempt + 2}", file=sys.stderr)
+                await node.stop(leave=False)
+                await asyncio.sleep(timers.update_interval)
+        else:
+            raise RuntimeError(f"node {i} could not join")
         svc.attach(node)
         if boot is None:
             boot = node.address
         nodes.append(node)
         services.append(svc)
     join_s = time.perf_counter() - t0
-    await asyncio.sleep(timers.update_interval * 2)  # let the ring and fingers settle
+    # let the ring settle and every node refresh its fingers once (chord-ping-interval)
+    await asyncio.sleep(max(timers.update_interval * 2, timers.ping_interval * 1.5))
     rnd = random.Random(n)
     numbers = [f"+1408{rnd.randrange(10**7):07d}" for _ in range(k)]
     store_t, fetch_t, hops = [], [], []
@@ -103,9 +117,11 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
         src = rnd.choice(nodes)
         res = resource_ids(num)[0]
         t = time.perf_counter()
-        ans = await src.request(res, FetchReq(res, (spec,)))
+        before = sum((s.fetch_hops for s in services), Counter())
+        await src.request(res, FetchReq(res, (spec,)))
         fetch_t.append(time.perf_counter() - t)
-        hops.append(hop_count(src, ans))
+        diff = sum((s.fetch_hops for s in services), Counter()) - before
+        hops.extend(diff.elements())
     # kill 30 % without Leave, wait one update interval, look everything up again
     victims = rnd.sample(nodes[1:], int(n * KILL_FRACTION))
     for v in victims:
@@ -125,9 +141,9 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
             with contextlib.suppress(Exception):
                 await x.stop(leave=False)
         await s.close()
-    valid = [h for h in hops if h is not None]
+    valid = hops
     return {
-        "n": n, "join_s": round(join_s, 2),
+        "n": n, "join_s": round(join_s, 2), "join_retries": join_failures,
         "hops_mean": round(statistics.mean(valid), 2) if valid else None,
         "hops_max": max(valid) if valid else None,
         "hops_ideal": round(ideal_hops(n), 2),
@@ -142,15 +158,6 @@ def _claim(pub: ViprPublisher) -> Any:
     from vipr.reload.vipr_kind import claim_entry
 
     return claim_entry(pub.node.node_id, pub.vservice, pub.peer_id)
-
-
-def hop_count(src: ReloadNode, ans: Any) -> int | None:
-    """Overlay hops of the request: the answer retraces the request path (symmetric
-    recursive routing), so its via list length + 1 = hops; 0 when answered locally."""
-    hdr = ans.message.header
-    if ans.signer is not None and ans.signer.node_id == src.node_id:
-        return 0
-    return len(hdr.via_list) + 1
 
 
 # ----------------------------------------------------------------------------- kademlia
@@ -204,7 +211,7 @@ def main() -> int:
     args = ap.parse_args()
     k = 30 if args.quick else 200
     sizes = [int(x) for x in args.sizes.split(",")]
-    timers = ChordTimers(update_interval=3.0, ping_interval=30.0, reliability_timer=0.5,
+    timers = ChordTimers(update_interval=3.0, ping_interval=6.0, reliability_timer=0.5,
                          max_transmissions=4, attach_timeout=10.0, join_timeout=60.0,
                          link_dead_after=3.0, tombstone=10.0)
     out: dict[str, Any] = {"bench": "overlay", "numbers": k, "reload": [], "kademlia": []}

@@ -35,9 +35,9 @@ def free_port_block(n: int) -> int:
 
 
 def make_overlay(tmp: Path, providers: list[tuple[str, list[str], int]],
-                 *, base_port: int | None = None) -> list[Path]:
+                 *, base_port: int | None = None, per_node: bool = True) -> list[Path]:
     """`providers`: (name, numbers, node count). Provider 0 creates the overlay. Returns the
-    YAML config paths."""
+    YAML config paths. `per_node`: one certificate per node (`vipr ca issue --per-node`)."""
     total = sum(n for _, _, n in providers)
     port = base_port or free_port_block(total + 3 * len(providers))
     ov = tmp / "overlay"
@@ -49,7 +49,8 @@ def make_overlay(tmp: Path, providers: list[tuple[str, list[str], int]],
     for i, (name, numbers, nodes) in enumerate(providers):
         r = CliRunner().invoke(main, ["ca", "issue", "--config", str(ov / "overlay.xml"),
                                       "--out", str(ov), "--user", f"node@{name}.example",
-                                      "--node-ids", str(nodes), "--name", name])
+                                      "--node-ids", str(nodes), "--name", name,
+                                      *(["--per-node"] if per_node else [])])
         assert r.exit_code == 0, r.output
         info = json.loads(r.output)
         nums = "\n".join(f'  - "{n}"' for n in numbers)

@@ -54,7 +54,8 @@ async def test_daemon_socket_api(tmp_path: Path) -> None:
     FakeReloadNode.rings.clear()
     a_nums = ["+14085550001", "+14085550002", "+14085550003"]
     b_nums = ["+442071230001", "+14085550001"]
-    paths = make_overlay(tmp_path, [("pa", a_nums, 2), ("pb", b_nums, 3)])
+    # one multi-Node-ID certificate per provider (in memory, links do not matter)
+    paths = make_overlay(tmp_path, [("pa", a_nums, 2), ("pb", b_nums, 3)], per_node=False)
     daemons = [OverlayDaemon(load_config(p), node_factory=FakeReloadNode, hold_down=0.05)
                for p in paths]
     stops = [asyncio.Event() for _ in daemons]

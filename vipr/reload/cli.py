@@ -135,8 +135,11 @@ def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_per
 @click.option("--node-ids", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--name", default="node", show_default=True, help="Output file stem.")
 @click.option("--days", default=365, show_default=True)
+@click.option("--per-node", is_flag=True,
+              help="With --node-ids N: N certificates of one Node-ID each (one key): NAME.crt, "
+                   "NAME-1.crt … (what `vipr overlay` uses for node i when present).")
 def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: int, name: str,
-             days: int) -> None:
+             days: int, per_node: bool) -> None:
     """Issue an RSA-2048 node certificate with reload:// URIs for N random Node-IDs."""
     from vipr.reload.ca import issue_node_cert
     from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
@@ -151,6 +154,18 @@ def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: 
     ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
     if not isinstance(ca_key, rsa.RSAPrivateKey):
         raise click.ClickException("CA key is not RSA")
+    if per_node:
+        first = issue_node_cert(ca_cert, ca_key, conf.instance_name, user, 1, days=days)
+        cp, kp = first.write(out, name)
+        ids = [first.node_id]
+        for i in range(1, node_ids):
+            c = issue_node_cert(ca_cert, ca_key, conf.instance_name, user, 1, key=first.key,
+                                days=days)
+            (out / f"{name}-{i}.crt").write_bytes(c.cert_pem())
+            ids.append(c.node_id)
+        click.echo(json.dumps({"cert": str(cp), "key": str(kp), "user": user,
+                               "node_ids": [n.hex() for n in ids]}))
+        return
     creds = issue_node_cert(ca_cert, ca_key, conf.instance_name, user, node_ids, days=days)
     cp, kp = creds.write(out, name)
     click.echo(json.dumps({"cert": str(cp), "key": str(kp), "user": user,

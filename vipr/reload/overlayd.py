@@ -58,18 +58,9 @@ class OverlayDaemon:
         except (OSError, OverlayConfigError, ReloadSecurityError, ValueError) as e:
             raise OverlayError(str(e)) from e
         self.trust = self.conf.trust_store()
-        ids = cert_node_ids(base.cert, self.conf.instance_name) or (base.node_id,)
-        want = cfg.overlay_node_count()
-        if want > len(ids):
-            log.warning("overlay.nodes wants %d nodes but %s holds %d Node-IDs: running %d",
-                        want, oc.cert, len(ids), len(ids))
-        self.creds = [NodeCredentials(base.cert, base.key, nid, self.conf.instance_name,
-                                      base.chain) for nid in ids[:max(1, min(want, len(ids)))]]
-        self.files: tuple[Path, Path] = (oc.cert, oc.key)
-        c = self.conf
-        self.timers = timers or ChordTimers(update_interval=c.chord_update_interval,
-                                            ping_interval=c.chord_ping_interval,
-                                            reliability_timer=c.overlay_reliability_timer)
+        self.creds, self.files = self._identities(base, oc.cert, oc.key,
+                                                  cfg.overlay_node_count())
+        self.timers = timers or ChordTimers.from_config(self.conf)
         self.hold_down = hold_down
         self.nodes: list[ReloadNode] = []
         self.services: list[StorageService] = []
@@ -78,6 +69,31 @@ class OverlayDaemon:
         self._publish_lock = asyncio.Lock()
         self._ipc: IpcServer | None = None
         self._rr = 0
+
+    def _identities(self, base: NodeCredentials, cert: Path, key: Path, want: int
+                    ) -> tuple[list[NodeCredentials], list[tuple[Path, Path]]]:
+        """Node i uses `<cert stem>-<i>.crt` (one Node-ID, `vipr ca issue --per-node`) when
+        that file exists, else Node-ID i of the main certificate."""
+        overlay = self.conf.instance_name
+        ids = cert_node_ids(base.cert, overlay) or (base.node_id,)
+        creds = [NodeCredentials(base.cert, base.key, ids[0], overlay, base.chain)]
+        files = [(cert, key)]
+        for i in range(1, want):
+            own = cert.with_name(f"{cert.stem}-{i}{cert.suffix}")
+            try:
+                if own.exists():
+                    creds.append(NodeCredentials.load(own, key, overlay=overlay))
+                    files.append((own, key))
+                    continue
+            except (OSError, ReloadSecurityError, ValueError) as e:
+                raise OverlayError(f"{own}: {e}") from e
+            if i >= len(ids):
+                log.warning("overlay wants %d nodes but only %d identities exist (%s): "
+                            "running %d", want, i, cert, i)
+                break
+            creds.append(NodeCredentials(base.cert, base.key, ids[i], overlay, base.chain))
+            files.append((cert, key))
+        return creds, files
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -105,7 +121,7 @@ class OverlayDaemon:
         listen = self.cfg.overlay.listen
         create = self.cfg.overlay.create and i == 0
         while True:
-            node = self.node_factory(context=ctx, creds_files=self.files,
+            node = self.node_factory(context=ctx, creds_files=self.files[i],
                               listen=(listen.host, listen.port + i), bootstrap=self._bootstrap(i),
                               create=create, timers=self.timers, storage=svc,
                               app_attach=self._app_attach)

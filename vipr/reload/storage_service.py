@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -58,6 +59,7 @@ class StorageService:
         self._loop_task: asyncio.Task[None] | None = None
         self.replicas_sent = 0
         self.replica_failures = 0
+        self.fetch_hops: Counter[int] = Counter()  # overlay hops of the Fetches answered here
 
     def attach(self, node: StorageNode) -> None:
         """Bind to the node (after constructing it with `storage=self`) and start the loop."""
@@ -80,6 +82,7 @@ class StorageService:
             if isinstance(body, StoreReq):
                 return self._store(received, body, now)
             if isinstance(body, FetchReq):
+                self.fetch_hops[self._hops(received)] += 1
                 ans, certs = self.store.fetch(body, now)
                 return WithCertificates(ans, tuple(certs))
             if isinstance(body, StatReq):
@@ -90,6 +93,16 @@ class StorageService:
             log.debug("storage refused: %s", e)
             return e.response()
         return ErrorResponse.text(ErrorCode.INVALID_MESSAGE, "not a storage request")
+
+    def _hops(self, received: Received) -> int:
+        """Links the request crossed: forwarders add the previous hop to the via list
+        (§6.3.2.1), so a request from a direct neighbour has none; 0 = our own request."""
+        via = received.message.header.via_list
+        signer = received.signer
+        if not via and signer is not None and self.node is not None \
+                and signer.node_id == self.node.node_id:
+            return 0
+        return len(via) + 1
 
     def _store(self, received: Received, req: StoreReq, now: float) -> Any:
         node = self.node
