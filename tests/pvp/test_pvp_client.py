@@ -105,6 +105,7 @@ async def test_wrong_password_is_never_retried_with_the_same_vcr(base: Path) -> 
         assert (await fresh.validate_vcr(v)).outcome == "failed"
         await fresh.close()
         assert b.server.counters.attempts == 1
+        await b.server.wait_logged(1)
         b_vcr = (await b.store.list_vcrs())[0]
         assert b_vcr.failures == 1
 

@@ -46,7 +46,8 @@ async def _run(a: Provider, b: Provider, *, orig: dict[str, object] | None = Non
     return await a.client.validate_vcr(v)
 
 
-async def _server_log(p: Provider) -> list[tuple[str, str]]:
+async def _server_log(p: Provider, n: int = 1) -> list[tuple[str, str]]:
+    await p.server.wait_logged(n)
     return [(r.outcome, r.reason) for r in await p.store.list_validations()
             if r.role == "server"]
 
@@ -143,11 +144,12 @@ async def test_burned_vcr_is_refused_even_with_the_right_password(base: Path) ->
         for _ in range(3):
             with pytest.raises(Exception, match="wrong-password"):
                 await a.client.validate_at(host, port, wrong)
+        await b.server.wait_logged(3)
         burned = await b.store.get_vcr(tid)
         assert burned is not None and burned.burned and burned.failures == 3
         with pytest.raises(Exception, match="wrong-password"):
             await a.client.validate_at(host, port, right)
-        log = await _server_log(b)
+        log = await _server_log(b, 4)
         assert log[0] == ("failed", "no-vcr")
         assert "burned after 3 failures" in log[1][1]
 
@@ -163,7 +165,7 @@ async def test_rate_limit_per_remote_address(base: Path) -> None:
         with pytest.raises(Exception, match="closed"):
             await a.client.validate_at(host, port, right)
         assert b.server.counters.rate_limited == 1
-        assert (await _server_log(b))[0] == ("refused", "rate-limited")
+        assert (await _server_log(b, 3))[0] == ("refused", "rate-limited")
 
 
 async def test_squatter_fails_owner_succeeds_only_owner_route_learned(base: Path) -> None:

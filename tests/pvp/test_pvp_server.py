@@ -29,6 +29,7 @@ async def base() -> AsyncIterator[Path]:
 
 
 async def _reasons(p: Provider) -> list[str]:
+    await p.server.wait_logged(1)
     return [r.reason for r in await p.store.list_validations()]
 
 

@@ -144,6 +144,8 @@ class PvpServer:
         self.counters = ServerCounters()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.logged = 0  # attempts written to the validation log
+        self._logged_cond = asyncio.Condition()
         fed = cfg.proxy.interfaces.federation
         self.routes: tuple[str, ...] = (fed.advertise,) if fed and fed.advertise else ()
 
@@ -208,6 +210,14 @@ class PvpServer:
             await self.store.log_validation(rec)
         except StoreError as e:
             log.error("cannot log the validation: %s", e)
+        async with self._logged_cond:
+            self.logged += 1
+            self._logged_cond.notify_all()
+
+    async def wait_logged(self, n: int, timeout: float = 30.0) -> None:
+        """Wait until `n` attempts in all have been logged (the client may finish first)."""
+        async with asyncio.timeout(timeout), self._logged_cond:
+            await self._logged_cond.wait_for(lambda: self.logged >= n)
 
     async def _verifier(self, username: bytes, password: str) -> VerifierEntry:
         if self.offload:
