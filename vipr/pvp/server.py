@@ -32,7 +32,7 @@ from vipr.pvp.messages import (
     encode_message,
 )
 from vipr.pvp.srp import SrpConnection, SrpError, VerifierEntry, make_verifier
-from vipr.store import Store, StoreError, ValidationRecord, Vcr
+from vipr.store import Store, StoreError, TicketKey, ValidationRecord, Vcr
 from vipr.tickets import mint_ticket
 
 __all__ = ["DomainPolicy", "PvpServer", "RateLimiter", "read_message"]
@@ -40,6 +40,7 @@ __all__ = ["DomainPolicy", "PvpServer", "RateLimiter", "read_message"]
 log = logging.getLogger("vipr.pvp.server")
 
 RATE_WINDOW = 60.0
+KEY_CACHE = 10.0  # seconds
 MAX_TRACKED_ADDRESSES = 10_000
 
 
@@ -144,6 +145,8 @@ class PvpServer:
         self.counters = ServerCounters()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._key: TicketKey | None = None
+        self._key_at = 0.0
         self.logged = 0  # attempts written to the validation log
         self._logged_cond = asyncio.Condition()
         fed = cfg.proxy.interfaces.federation
@@ -291,6 +294,16 @@ class PvpServer:
             return
         await self._exchange(conn, login, vcr, peer)
 
+    async def _ticket_key(self, now: float) -> TicketKey:
+        """The current ticket key, re-read from the store at most every KEY_CACHE seconds (a
+        rotation reaches new tickets within that time; older epochs stay valid anyway)."""
+        if self._key is None or now - self._key_at > KEY_CACHE or now < self._key_at:
+            key = await self.store.current_ticket_key()
+            if key is None:
+                key = await self.store.create_ticket_key(now)
+            self._key, self._key_at = key, now
+        return self._key
+
     async def _send(self, conn: SrpConnection, msg: ErrorMsg | ValInfo) -> None:
         await conn.write(encode_message(msg), self.cfg.pvp.handshake_timeout)
 
@@ -324,14 +337,10 @@ class PvpServer:
             await self._log("failed", "no-route configured", number=number, vcr=vcr, peer=peer)
             return
         now = self.clock()
-        key = await self.store.current_ticket_key()
-        if key is None:
-            key = await self.store.create_ticket_key(now)
+        key = await self._ticket_key(now)
         lifetime = self.cfg.tickets.lifetime
         ticket = mint_ticket(key, number, msg.domain, now, lifetime)
         await self._send(conn, ValInfo(number, self.routes, ticket, int(now) + int(lifetime)))
-        if vcr.id is not None:
-            await self.store.mark_vcr_validated(vcr.id, now)
         await self._log("ok", f"ticket for {msg.domain} (epoch {key.epoch})", number=number,
                         vcr=vcr, peer=peer)
         await conn.close()
