@@ -40,6 +40,7 @@ async def test_no_claims_drops_the_vcr_silently(base: Path) -> None:
         out = await a.client.validate_vcr(v)
         assert out.outcome == "no-claims"
         assert await a.store.get_vcr(v.id or 0) is None
+        await a.client.vlog.flush()
         (rec,) = await a.store.list_validations()
         assert rec.outcome == "no-claims"
 
@@ -100,6 +101,7 @@ async def test_wrong_password_is_never_retried_with_the_same_vcr(base: Path) -> 
         again = await a.client.validate_vcr(v)
         assert again.outcome == "failed" and "wrong-password before" in again.detail
         # a restarted client remembers it from the validation log
+        await a.client.vlog.flush()
         fresh = PvpClient(a.cfg, a.store, backoff=(0.01,))
         await fresh.start()
         assert (await fresh.validate_vcr(v)).outcome == "failed"

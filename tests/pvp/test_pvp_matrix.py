@@ -178,6 +178,7 @@ async def test_squatter_fails_owner_succeeds_only_owner_route_learned(base: Path
         assert route is not None and route.learned_from_node == NODE_B
         assert route.routes == ("sip:b.example.net:5061;transport=tls",)
         assert (await _server_log(c))[0] == ("failed", "no-vcr")
+        await a.client.vlog.flush()
         client_log = [(r.peer, r.outcome) for r in await a.store.list_validations()]
         assert (NODE_C, "failed") in client_log and (NODE_B, "learned") in client_log
         assert await c.store.ticket_keys() == []  # the squatter never minted anything

@@ -30,7 +30,8 @@ from vipr.ipc import IpcError, ipc_call
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
 from vipr.pvp.server import read_message
-from vipr.pvp.srp import SrpConnection, SrpError
+from vipr.pvp.srp import SrpConnection, SrpError, default_offload
+from vipr.pvp.vlog import ValidationLog
 from vipr.store import Route, Store, StoreError, ValidationRecord, Vcr
 
 __all__ = ["Claim", "Outcome", "PvpClient", "PVP_APPLICATION"]
@@ -118,7 +119,7 @@ class PvpClient:
         store: Store,
         *,
         executor: Executor | None = None,
-        offload: bool = True,
+        offload: bool | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         backoff: Sequence[float] = (2.0, 8.0, 30.0),
@@ -126,11 +127,13 @@ class PvpClient:
         rescan_interval: float = 300.0,
         overlay_sock: Path | None = None,
         proxy_sock: Path | None = None,
+        vlog: ValidationLog | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.vlog = vlog or ValidationLog(store)
         self.executor = executor
-        self.offload = offload
+        self.offload = default_offload() if offload is None else offload
         self.clock = clock
         self.rng = rng or random.Random()
         self.backoff = tuple(backoff)
@@ -163,6 +166,7 @@ class PvpClient:
         self._rescan = asyncio.create_task(self._rescan_loop())
 
     async def close(self) -> None:
+        await self.vlog.flush()
         tasks = list(self._scheduled.values())
         if self._rescan is not None:
             tasks.append(self._rescan)  # type: ignore[arg-type]
@@ -231,18 +235,17 @@ class PvpClient:
         v = await self.store.latest_originating_vcr(number)
         if v is None:
             return Outcome("no-vcr", f"no originating VCR to {number}", number)
-        return await self.validate_vcr(v)
+        out = await self.validate_vcr(v)
+        await self.vlog.flush()  # `vipr validations list` right after shows this attempt
+        return out
 
     # ------------------------------------------------------------------ one VCR
 
     async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
-        try:
-            await self.store.log_validation(ValidationRecord(
-                id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
-                peer=peer, outcome=outcome, reason=reason,
-            ))
-        except StoreError as e:
-            log.error("cannot log the validation: %s", e)
+        self.vlog.add(ValidationRecord(
+            id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
+            peer=peer, outcome=outcome, reason=reason,
+        ))
 
     def _count(self, out: Outcome) -> Outcome:
         c = self.counters
@@ -401,6 +404,9 @@ class PvpClient:
             await self.store.mark_vcr_validated(v.id, now)
         await self._log(v, claim.peer_id, "learned", f"{', '.join(info.routes)} from {addr}")
         log.info("learned a route to %s: %s", info.number, ", ".join(info.routes))
+        if not self.proxy_sock.exists():  # cheaper than a failing connect on every route
+            log.info("proxy not told about %s (no %s)", info.number, self.proxy_sock)
+            return
         try:
             await ipc_call(self.proxy_sock, "route_learned", {"number": info.number}, 5.0)
         except IpcError as e:

@@ -17,6 +17,7 @@ from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
 from vipr.pvp.server import PvpServer
+from vipr.pvp.vlog import ValidationLog
 from vipr.store import Store
 
 __all__ = ["PvpDaemon", "pvp_main"]
@@ -28,13 +29,16 @@ WORKERS = 2
 
 
 class PvpDaemon:
-    def __init__(self, cfg: ProviderConfig, store: Store, *, offload: bool = True,
+    def __init__(self, cfg: ProviderConfig, store: Store, *, offload: bool | None = None,
                  **client_kw: Any) -> None:
         self.cfg = cfg
         self.store = store
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="pvp-srp")
-        self.server = PvpServer(cfg, store, executor=self.executor, offload=offload)
-        self.client = PvpClient(cfg, store, executor=self.executor, offload=offload, **client_kw)
+        self.vlog = ValidationLog(store)
+        self.server = PvpServer(cfg, store, executor=self.executor, offload=offload,
+                                vlog=self.vlog)
+        self.client = PvpClient(cfg, store, executor=self.executor, offload=offload,
+                                vlog=self.vlog, **client_kw)
         self.ipc = IpcServer(cfg.runtime_dir / "pvp.sock", {
             "vcr_added": self._vcr_added, "validate": self._validate, "status": self._status,
         })
@@ -48,6 +52,7 @@ class PvpDaemon:
         await self.ipc.close()
         await self.client.close()
         await self.server.close()
+        await self.vlog.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _vcr_added(self, params: dict[str, Any]) -> dict[str, Any]:

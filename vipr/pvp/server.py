@@ -31,8 +31,9 @@ from vipr.pvp.messages import (
     ValInfo,
     encode_message,
 )
-from vipr.pvp.srp import SrpConnection, SrpError, VerifierEntry, make_verifier
-from vipr.store import Store, StoreError, TicketKey, ValidationRecord, Vcr
+from vipr.pvp.srp import SrpConnection, SrpError, VerifierEntry, default_offload, make_verifier
+from vipr.pvp.vlog import ValidationLog
+from vipr.store import Store, TicketKey, ValidationRecord, Vcr
 from vipr.tickets import mint_ticket
 
 __all__ = ["DomainPolicy", "PvpServer", "RateLimiter", "read_message"]
@@ -128,15 +129,17 @@ class PvpServer:
         store: Store,
         *,
         executor: Executor | None = None,
-        offload: bool = True,
+        offload: bool | None = None,
         clock: Callable[[], float] = time.time,
         host: str | None = None,
         port: int | None = None,
+        vlog: ValidationLog | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.vlog = vlog or ValidationLog(store)
         self.executor = executor
-        self.offload = offload
+        self.offload = default_offload() if offload is None else offload
         self.clock = clock
         self.host = host if host is not None else cfg.pvp.listen.host
         self.port = port if port is not None else cfg.pvp.listen.port
@@ -209,18 +212,17 @@ class PvpServer:
             id=None, at=self.clock(), role="server", number=number,
             vcr_id=vcr.id if vcr else None, peer=peer, outcome=outcome, reason=reason,
         )
-        try:
-            await self.store.log_validation(rec)
-        except StoreError as e:
-            log.error("cannot log the validation: %s", e)
+        self.vlog.add(rec)
         async with self._logged_cond:
             self.logged += 1
             self._logged_cond.notify_all()
 
     async def wait_logged(self, n: int, timeout: float = 30.0) -> None:
-        """Wait until `n` attempts in all have been logged (the client may finish first)."""
+        """Wait until `n` attempts in all are in the validation log (the client may finish
+        before the server has logged)."""
         async with asyncio.timeout(timeout), self._logged_cond:
             await self._logged_cond.wait_for(lambda: self.logged >= n)
+        await self.vlog.flush(timeout)
 
     async def _verifier(self, username: bytes, password: str) -> VerifierEntry:
         if self.offload:

@@ -34,6 +34,7 @@ from tlslite.errors import (
     TLSRemoteAlert,
 )
 from tlslite.mathtls import makeVerifier
+from tlslite.utils import cryptomath
 
 from vipr.pvp import aes
 
@@ -94,6 +95,14 @@ def make_verifier(
     pw = password.encode("utf-8") if isinstance(password, str) else password
     n, g, salt, v = makeVerifier(bytearray(user), bytearray(pw), bits)
     return (n, g, salt, v)
+
+
+def default_offload() -> bool:
+    """Whether big-number steps should run in worker threads. Measured (bench/pvp.py,
+    docs/benchmarks.md ## PVP): with gmpy2 the longest loop stall under 20 concurrent
+    validations stays below 50 ms on the loop and threads only cost throughput (the GIL);
+    in pure Python the stall is several times that, so then the work moves off the loop."""
+    return not bool(cryptomath.GMPY2_LOADED)
 
 
 def _alert_name(e: TLSAlert) -> str:

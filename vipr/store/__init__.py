@@ -506,6 +506,24 @@ class Store:
         )
         return int(rows[0][0])
 
+    async def log_validations(self, recs: Iterable[ValidationRecord]) -> int:
+        """Insert many validation records in one transaction; how many."""
+        params = []
+        for rec in recs:
+            if rec.role not in VALIDATION_ROLES:
+                raise StoreError(
+                    f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
+            params.append((float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer,
+                           rec.outcome, rec.reason))
+        if not params:
+            return 0
+        async with self._write() as db:
+            cur = await db.executemany(
+                "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", params)
+            await cur.close()
+        return len(params)
+
     async def list_validations(
         self, limit: int | None = 50, since: float | None = None
     ) -> list[ValidationRecord]:
