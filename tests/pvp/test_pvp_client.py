@@ -178,3 +178,20 @@ async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
             assert st["client"]["learned"] == 2 and "server" in st
         finally:
             await d.close()
+
+
+async def test_store_learn_route_and_log_batch(base: Path) -> None:
+    from vipr.store import Route, ValidationRecord
+
+    async with provider(base, "a", NODE_A) as a:
+        v = await _orig(a)
+        r = Route(CALLEE, ("sip:x;transport=tls",), "T", 2e9, 2e9, NODE_B, "x", 1000.0)
+        await a.store.learn_route(r, v.id)
+        assert await a.store.get_route(CALLEE) == r
+        got = await a.store.get_vcr(v.id or 0)
+        assert got is not None and got.validated == 1000.0
+        recs = [ValidationRecord(None, float(i), "client", CALLEE, None, "p", "ok", str(i))
+                for i in range(3)]
+        assert await a.store.log_validations(recs) == 3
+        assert await a.store.log_validations([]) == 0
+        assert [x.reason for x in await a.store.list_validations()] == ["2", "1", "0"]

@@ -399,9 +399,7 @@ class PvpClient:
             learned_from_node=claim.node_id, learned_from_domain=_route_host(info.routes[0]),
             validated_at=now,
         )
-        await self.store.upsert_route(route)
-        if v.id is not None:
-            await self.store.mark_vcr_validated(v.id, now)
+        await self.store.learn_route(route, v.id)
         await self._log(v, claim.peer_id, "learned", f"{', '.join(info.routes)} from {addr}")
         log.info("learned a route to %s: %s", info.number, ", ".join(info.routes))
         if not self.proxy_sock.exists():  # cheaper than a failing connect on every route
