@@ -176,6 +176,9 @@ async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
             assert ans["outcome"] == "learned"
             st = await ipc_call(sock, "status", {})
             assert st["client"]["learned"] == 2 and "server" in st
+            await a.store.add_vcr(vcr("originating", start=T0 - 3 * 86400, call_id="old"))
+            vcrs, _ = await d.purge()
+            assert vcrs == 1
         finally:
             await d.close()
 
