@@ -14,6 +14,8 @@ In one process and one event loop, over loopback TCP, interleaved in rounds:
 Both with 4 in flight (a server's throughput, not one client's latency); rates are medians
 over rounds, ratio = median of per-round full / bare. Both use the same crypto backends (gmpy2
 or not; record-layer AES from `cryptography` via vipr.pvp.aes).
+A diagnostic third rate, "no writes", repeats `full` with the store's writes (route + VCR
+mark, validation log) replaced by no-ops, to show what SQLite costs a validation.
 Then the event-loop stall: the longest gap seen by a 1 ms ticker while 20 validations run at
 once, with the big-number work on the loop (offload off) and in worker threads (offload on).
 Without `--no-gmpy2` a child process repeats the rate measurement with gmpy2 hidden.
@@ -173,6 +175,10 @@ async def bare_rate(n: int, conc: int) -> float:
 # ---------------------------------------------------------------- full PVP validations
 
 
+async def _noop(*args: object, **kw: object) -> int:
+    return 0
+
+
 class Full:
     """Provider A (client) and B (server) with `size` matching VCR pairs to validate."""
 
@@ -203,6 +209,16 @@ class Full:
     async def __aexit__(self, *exc: object) -> None:
         await self._b.__aexit__(None, None, None)
         await self._a.__aexit__(None, None, None)
+
+    def store_writes(self, on: bool) -> None:
+        """Diagnostic: with `on=False` the route/VCR write and the validation log are no-ops
+        (reads stay), to show what the SQLite writes cost a validation."""
+        for st in (self.a.store, self.b.store):
+            for name in ("learn_route", "log_validations"):
+                if on:
+                    st.__dict__.pop(name, None)
+                else:
+                    setattr(st, name, _noop)
 
     def offload(self, on: bool) -> None:
         for side in (self.a.client, self.b.server):
@@ -256,13 +272,17 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
             full.b.server.limiter.limit = 10**9
             await full.rate(3, 1)  # warm-up (imports, first ticket key)
             await bare_rate(3, 1)
-            bare, fulls, fulls_off, ratios = [], [], [], []
+            bare, fulls, fulls_off, nowrite, ratios = [], [], [], [], []
             for _ in range(rounds):
                 b = await bare_rate(per, CONCURRENCY)
                 full.offload(False)
                 f = await full.rate(per, CONCURRENCY)
                 full.offload(True)
                 fo = await full.rate(per, CONCURRENCY)
+                full.offload(False)
+                full.store_writes(False)
+                nowrite.append(await full.rate(per, CONCURRENCY))
+                full.store_writes(True)
                 bare.append(b)
                 fulls.append(f)
                 fulls_off.append(fo)
@@ -273,6 +293,9 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 "full_validations_per_s": round(statistics.median(fulls), 1),
                 "full_validations_per_s_offload": round(statistics.median(fulls_off), 1),
                 "ratio": round(statistics.median(ratios), 3),
+                "full_no_store_writes_per_s": round(statistics.median(nowrite), 1),
+                "ratio_no_store_writes": round(statistics.median(
+                    [w / b for w, b in zip(nowrite, bare, strict=True)]), 3),
             }
             if stall:
                 reps = 3 if quick else 5
@@ -300,11 +323,13 @@ def main() -> None:
     child = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True,
                            env={**os.environ, "PYTHONPATH": str(REPO)})
     pure = json.loads(child.stdout.strip().splitlines()[-1])
-    print(f"{'backend':<10} {'bare hs/s':>10} {'full val/s':>11} {'(offload)':>10} {'ratio':>6}")
+    print(f"{'backend':<10} {'bare hs/s':>10} {'full val/s':>11} {'(offload)':>10} {'ratio':>6}"
+          f" {'no writes':>10} {'ratio':>6}")
     for r in (res, pure):
         name = "gmpy2" if r["gmpy2"] else "pure"
         print(f"{name:<10} {r['bare_handshakes_per_s']:>10} {r['full_validations_per_s']:>11}"
-              f" {r['full_validations_per_s_offload']:>10} {r['ratio']:>6}")
+              f" {r['full_validations_per_s_offload']:>10} {r['ratio']:>6}"
+              f" {r['full_no_store_writes_per_s']:>10} {r['ratio_no_store_writes']:>6}")
     for r in (res, pure):
         name = "gmpy2" if r["gmpy2"] else "pure"
         print(f"loop stall, 20 concurrent validations ({name}): on loop"
