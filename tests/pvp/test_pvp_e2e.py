@@ -40,6 +40,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(n: int) -> int:
+    """A base port with `n` consecutive free TCP ports on 127.0.0.1 (best effort)."""
+    for _ in range(50):
+        base = free_port()
+        if base + n >= 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
 def write_cfg(base: Path, name: str, vservice: int, pvp_port: int, extra: str = "",
               numbers: tuple[str, ...] = ()) -> Path:
     d = base / name
@@ -189,9 +210,6 @@ async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
 
 @pytest.mark.skipif(not HAVE_OVERLAYD, reason="vipr overlay (storage helper) not in this tree")
 async def test_two_providers_real_overlay_and_pvp_daemons(base: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "reload"))
-    from overlay_net import free_port_block  # the storage helper's test helper
-
     port = free_port_block(4)
     ov = base / "overlay"
     rc, out, err = await run("ca", "init", "--overlay", "overlay.vipr-test.example", "--out",

@@ -38,6 +38,7 @@ __all__ = ["Claim", "Outcome", "PvpClient", "PVP_APPLICATION"]
 
 log = logging.getLogger("vipr.pvp.client")
 
+OWN_NODES_TTL = 60.0
 PVP_APPLICATION = 61441  # AppAttach Application-ID of the PVP server (DESIGN §4)
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -146,6 +147,7 @@ class PvpClient:
         self._finished: set[int] = set()  # failed in this process: not rescheduled by rescans
         self._wrong: set[tuple[int, str]] = set()  # (vcr id, peer id) with a wrong password
         self._rescan: asyncio.Task[None] | None = None
+        self._own: tuple[float, set[str]] | None = None
 
     def _attempt_fn(self, claim: Claim, creds: Credentials) -> Callable[[], Any]:
         return lambda: self._attempt(claim, creds)
@@ -285,6 +287,10 @@ class PvpClient:
         return await self._retrying(f"lookup {number}", once)  # type: ignore[no-any-return]
 
     async def _own_nodes(self) -> set[str]:
+        """Our overlay's Node-IDs (from its `status`, cached for OWN_NODES_TTL seconds)."""
+        now = time.monotonic()
+        if self._own is not None and now - self._own[0] < OWN_NODES_TTL:
+            return self._own[1]
         try:
             st = await ipc_call(self.overlay_sock, "status", {}, 10.0)
         except IpcError as e:
@@ -293,7 +299,9 @@ class PvpClient:
         nodes = st.get("nodes")
         if not isinstance(nodes, list):
             return set()
-        return {str(n.get("node_id")) for n in nodes if isinstance(n, dict)}
+        own = {str(n.get("node_id")) for n in nodes if isinstance(n, dict)}
+        self._own = (now, own)
+        return own
 
     async def _validate(self, v: Vcr) -> Outcome:
         if v.duration < self.cfg.pvp.min_duration:
