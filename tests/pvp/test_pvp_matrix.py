@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pvp_harness import (
@@ -201,3 +202,26 @@ async def test_allow_list_admits_listed_domain_only(base: Path) -> None:
         connect(a, b)
         out = await _run(a, b)
         assert out.outcome == "failed" and "refused 403" in out.detail
+
+
+async def test_decoy_does_the_same_work_as_a_real_verifier(base: Path) -> None:
+    """Known and unknown logins both compute one 2048-bit verifier and run the handshake."""
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        seen: list[tuple[bytes, int]] = []
+        real = b.server._verifier
+
+        async def spy(username: bytes, password: str) -> Any:
+            entry = await real(username, password)
+            seen.append((username, entry[0].bit_length()))
+            return entry
+
+        b.server._verifier = spy  # type: ignore[method-assign]
+        await b.store.add_vcr(vcr("terminating"))
+        host, port = b.server.address
+        right = client_credentials(CALLER, CALLEE, T0, T0 + 60, Q)
+        unknown = client_credentials(CALLER, "+4930999999", T0, T0 + 60, Q)
+        assert isinstance(await a.client.validate_at(host, port, right), ValInfo)
+        with pytest.raises(Exception, match="wrong-password"):
+            await a.client.validate_at(host, port, unknown)
+        assert [bits for _, bits in seen] == [2048, 2048]
+        assert [u.decode() for u, _ in seen] == [right.username, unknown.username]
