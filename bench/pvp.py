@@ -12,7 +12,9 @@ In one process and one event loop, over loopback TCP, interleaved in rounds:
          storing the route and logging (`PvpClient.validate_at` + the learn step).
 
 Both with 4 in flight (a server's throughput, not one client's latency); rates are medians
-over rounds, ratio = median of per-round full / bare. Both use the same crypto backends (gmpy2
+over rounds, ratio = median of per-round full / bare.
+CPU time per operation (process time, all threads) is also reported: it moves much less with
+the machine's load than the rates. Both use the same crypto backends (gmpy2
 or not; record-layer AES from `cryptography` via vipr.pvp.aes).
 A diagnostic third rate, "no writes", repeats `full` with the store's writes (route + VCR
 mark, validation log) replaced by no-ops, to show what SQLite costs a validation.
@@ -273,10 +275,17 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
             await full.rate(3, 1)  # warm-up (imports, first ticket key)
             await bare_rate(3, 1)
             bare, fulls, fulls_off, nowrite, ratios = [], [], [], [], []
+            cpu_bare: list[float] = []
+            cpu_full: list[float] = []
             for _ in range(rounds):
+                c0 = time.process_time()
                 b = await bare_rate(per, CONCURRENCY)
+                c1 = time.process_time()
                 full.offload(False)
                 f = await full.rate(per, CONCURRENCY)
+                c2 = time.process_time()
+                cpu_bare.append((c1 - c0) * 1000 / (per // CONCURRENCY * CONCURRENCY))
+                cpu_full.append((c2 - c1) * 1000 / (per // CONCURRENCY * CONCURRENCY))
                 full.offload(True)
                 fo = await full.rate(per, CONCURRENCY)
                 full.offload(False)
@@ -294,6 +303,9 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 "full_validations_per_s_offload": round(statistics.median(fulls_off), 1),
                 "ratio": round(statistics.median(ratios), 3),
                 "full_no_store_writes_per_s": round(statistics.median(nowrite), 1),
+                "cpu_ms_per_handshake": round(statistics.median(cpu_bare), 2),
+                "cpu_ms_per_validation": round(statistics.median(cpu_full), 2),
+                "cpu_ratio": round(statistics.median(cpu_bare) / statistics.median(cpu_full), 3),
                 "ratio_no_store_writes": round(statistics.median(
                     [w / b for w, b in zip(nowrite, bare, strict=True)]), 3),
             }
@@ -330,6 +342,11 @@ def main() -> None:
         print(f"{name:<10} {r['bare_handshakes_per_s']:>10} {r['full_validations_per_s']:>11}"
               f" {r['full_validations_per_s_offload']:>10} {r['ratio']:>6}"
               f" {r['full_no_store_writes_per_s']:>10} {r['ratio_no_store_writes']:>6}")
+    for r in (res, pure):
+        name = "gmpy2" if r["gmpy2"] else "pure"
+        print(f"CPU ({name}): {r['cpu_ms_per_handshake']} ms per bare handshake,"
+              f" {r['cpu_ms_per_validation']} ms per full validation (process time, all threads),"
+              f" ratio {r['cpu_ratio']}")
     for r in (res, pure):
         name = "gmpy2" if r["gmpy2"] else "pure"
         print(f"loop stall, 20 concurrent validations ({name}): on loop"
