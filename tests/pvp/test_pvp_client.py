@@ -198,3 +198,13 @@ async def test_store_learn_route_and_log_batch(base: Path) -> None:
         assert await a.store.log_validations(recs) == 3
         assert await a.store.log_validations([]) == 0
         assert [x.reason for x in await a.store.list_validations()] == ["2", "1", "0"]
+
+
+async def test_several_claims_of_one_peer_are_tried_once(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        a.overlay.claims[CALLEE].append({"node_id": "d" * 32, "vservice": "00000000000000bb",
+                                         "peer_id": NODE_B})
+        assert (await a.client.validate_vcr(await _orig(a))).outcome == "failed"
+        assert [c for c in a.overlay.calls if c[0] == "attach"] == [
+            ("attach", {"peer_id": NODE_B, "application": 61441})]

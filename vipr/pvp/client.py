@@ -314,8 +314,12 @@ class PvpClient:
             return Outcome("failed", str(e), v.callee)
         own = await self._own_nodes()
         mine = self.cfg.provider.vservice.lower()
-        others = [c for c in claims if c.node_id not in own and c.peer_id not in own
-                  and not (not own and c.vservice == mine)]
+        others: list[Claim] = []
+        for c in claims:  # foreign claims, one per PVP peer (a provider may store several)
+            if (c.node_id in own or c.peer_id in own or (not own and c.vservice == mine)
+                    or any(o.peer_id == c.peer_id for o in others)):
+                continue
+            others.append(c)
         if not others:
             # DESIGN §5 (seed): nobody else claims the number: drop the VCR silently.
             await self._log(v, "overlay", "no-claims", f"{len(claims)} claims, none foreign")
