@@ -224,10 +224,15 @@ class PvpClient:
 
     async def _delayed(self, vcr_id: int, delay: float) -> Outcome:
         await asyncio.sleep(delay)
-        v = await self.store.get_vcr(vcr_id)
-        if v is None or v.validated is not None or v.burned:
-            return Outcome("no-vcr", "gone or already validated")
-        out = await self.validate_vcr(v)
+        try:
+            v = await self.store.get_vcr(vcr_id)
+            if v is None or v.validated is not None or v.burned:
+                return Outcome("no-vcr", "gone or already validated")
+            out = await self.validate_vcr(v)
+        except StoreError as e:
+            log.error("validation of VCR %d: store error %s (retried at the next rescan)",
+                      vcr_id, e)
+            return Outcome("failed", f"store error {e}")
         if out.outcome != "learned":
             self._finished.add(vcr_id)
         return out

@@ -33,7 +33,7 @@ from vipr.pvp.messages import (
 )
 from vipr.pvp.srp import SrpConnection, SrpError, VerifierEntry, default_offload, make_verifier
 from vipr.pvp.vlog import ValidationLog
-from vipr.store import Store, TicketKey, ValidationRecord, Vcr
+from vipr.store import Store, StoreError, TicketKey, ValidationRecord, Vcr
 from vipr.tickets import mint_ticket
 
 __all__ = ["DomainPolicy", "PvpServer", "RateLimiter", "read_message"]
@@ -234,6 +234,9 @@ class PvpServer:
         try:
             await conn.connected.wait()
             await self._serve_connected(conn)
+        except StoreError as e:
+            log.error("pvp server: store error serving %s: %s", conn.peer, e)
+            await self._log("failed", f"store-error {e}", number="", vcr=None, peer=conn.peer)
         except Exception:
             log.exception("pvp server: connection from %s failed", conn.peer)
         finally:
