@@ -40,6 +40,7 @@ async def test_no_claims_drops_the_vcr_silently(base: Path) -> None:
         out = await a.client.validate_vcr(v)
         assert out.outcome == "no-claims"
         assert await a.store.get_vcr(v.id or 0) is None
+        await a.client.vlog.flush()
         (rec,) = await a.store.list_validations()
         assert rec.outcome == "no-claims"
 
@@ -100,11 +101,13 @@ async def test_wrong_password_is_never_retried_with_the_same_vcr(base: Path) -> 
         again = await a.client.validate_vcr(v)
         assert again.outcome == "failed" and "wrong-password before" in again.detail
         # a restarted client remembers it from the validation log
+        await a.client.vlog.flush()
         fresh = PvpClient(a.cfg, a.store, backoff=(0.01,))
         await fresh.start()
         assert (await fresh.validate_vcr(v)).outcome == "failed"
         await fresh.close()
         assert b.server.counters.attempts == 1
+        await b.server.wait_logged(1)
         b_vcr = (await b.store.list_vcrs())[0]
         assert b_vcr.failures == 1
 
@@ -173,5 +176,35 @@ async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
             assert ans["outcome"] == "learned"
             st = await ipc_call(sock, "status", {})
             assert st["client"]["learned"] == 2 and "server" in st
+            await a.store.add_vcr(vcr("originating", start=T0 - 3 * 86400, call_id="old"))
+            vcrs, _ = await d.purge()
+            assert vcrs == 1
         finally:
             await d.close()
+
+
+async def test_store_learn_route_and_log_batch(base: Path) -> None:
+    from vipr.store import Route, ValidationRecord
+
+    async with provider(base, "a", NODE_A) as a:
+        v = await _orig(a)
+        r = Route(CALLEE, ("sip:x;transport=tls",), "T", 2e9, 2e9, NODE_B, "x", 1000.0)
+        await a.store.learn_route(r, v.id)
+        assert await a.store.get_route(CALLEE) == r
+        got = await a.store.get_vcr(v.id or 0)
+        assert got is not None and got.validated == 1000.0
+        recs = [ValidationRecord(None, float(i), "client", CALLEE, None, "p", "ok", str(i))
+                for i in range(3)]
+        assert await a.store.log_validations(recs) == 3
+        assert await a.store.log_validations([]) == 0
+        assert [x.reason for x in await a.store.list_validations()] == ["2", "1", "0"]
+
+
+async def test_several_claims_of_one_peer_are_tried_once(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        a.overlay.claims[CALLEE].append({"node_id": "d" * 32, "vservice": "00000000000000bb",
+                                         "peer_id": NODE_B})
+        assert (await a.client.validate_vcr(await _orig(a))).outcome == "failed"
+        assert [c for c in a.overlay.calls if c[0] == "attach"] == [
+            ("attach", {"peer_id": NODE_B, "application": 61441})]

@@ -87,6 +87,7 @@ async def test_gnutls_cli_validates_against_our_server(base: Path) -> None:
         start = out.index(b"\x00\x00\x00")
         (msg,) = Framer().feed(out[start:].split(b"- Peer has closed")[0])
         assert isinstance(msg, ValInfo) and msg.number == CALLEE
+        await b.server.wait_logged(1)
         (rec,) = await b.store.list_validations()
         assert rec.outcome == "ok"
 
@@ -104,6 +105,7 @@ async def test_gnutls_cli_wrong_password_is_refused(base: Path) -> None:
         )
         await asyncio.wait_for(p.communicate(), 60)
         assert p.returncode != 0
+        await b.server.wait_logged(1)
         (rec,) = await b.store.list_validations()
         assert rec.outcome == "failed" and rec.reason.startswith("wrong-password")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pvp_harness import (
@@ -46,7 +47,8 @@ async def _run(a: Provider, b: Provider, *, orig: dict[str, object] | None = Non
     return await a.client.validate_vcr(v)
 
 
-async def _server_log(p: Provider) -> list[tuple[str, str]]:
+async def _server_log(p: Provider, n: int = 1) -> list[tuple[str, str]]:
+    await p.server.wait_logged(n)
     return [(r.outcome, r.reason) for r in await p.store.list_validations()
             if r.role == "server"]
 
@@ -143,11 +145,12 @@ async def test_burned_vcr_is_refused_even_with_the_right_password(base: Path) ->
         for _ in range(3):
             with pytest.raises(Exception, match="wrong-password"):
                 await a.client.validate_at(host, port, wrong)
+        await b.server.wait_logged(3)
         burned = await b.store.get_vcr(tid)
         assert burned is not None and burned.burned and burned.failures == 3
         with pytest.raises(Exception, match="wrong-password"):
             await a.client.validate_at(host, port, right)
-        log = await _server_log(b)
+        log = await _server_log(b, 4)
         assert log[0] == ("failed", "no-vcr")
         assert "burned after 3 failures" in log[1][1]
 
@@ -163,7 +166,7 @@ async def test_rate_limit_per_remote_address(base: Path) -> None:
         with pytest.raises(Exception, match="closed"):
             await a.client.validate_at(host, port, right)
         assert b.server.counters.rate_limited == 1
-        assert (await _server_log(b))[0] == ("refused", "rate-limited")
+        assert (await _server_log(b, 3))[0] == ("refused", "rate-limited")
 
 
 async def test_squatter_fails_owner_succeeds_only_owner_route_learned(base: Path) -> None:
@@ -176,6 +179,7 @@ async def test_squatter_fails_owner_succeeds_only_owner_route_learned(base: Path
         assert route is not None and route.learned_from_node == NODE_B
         assert route.routes == ("sip:b.example.net:5061;transport=tls",)
         assert (await _server_log(c))[0] == ("failed", "no-vcr")
+        await a.client.vlog.flush()
         client_log = [(r.peer, r.outcome) for r in await a.store.list_validations()]
         assert (NODE_C, "failed") in client_log and (NODE_B, "learned") in client_log
         assert await c.store.ticket_keys() == []  # the squatter never minted anything
@@ -198,3 +202,26 @@ async def test_allow_list_admits_listed_domain_only(base: Path) -> None:
         connect(a, b)
         out = await _run(a, b)
         assert out.outcome == "failed" and "refused 403" in out.detail
+
+
+async def test_decoy_does_the_same_work_as_a_real_verifier(base: Path) -> None:
+    """Known and unknown logins both compute one 2048-bit verifier and run the handshake."""
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        seen: list[tuple[bytes, int]] = []
+        real = b.server._verifier
+
+        async def spy(username: bytes, password: str) -> Any:
+            entry = await real(username, password)
+            seen.append((username, entry[0].bit_length()))
+            return entry
+
+        b.server._verifier = spy  # type: ignore[method-assign]
+        await b.store.add_vcr(vcr("terminating"))
+        host, port = b.server.address
+        right = client_credentials(CALLER, CALLEE, T0, T0 + 60, Q)
+        unknown = client_credentials(CALLER, "+4930999999", T0, T0 + 60, Q)
+        assert isinstance(await a.client.validate_at(host, port, right), ValInfo)
+        with pytest.raises(Exception, match="wrong-password"):
+            await a.client.validate_at(host, port, unknown)
+        assert [bits for _, bits in seen] == [2048, 2048]
+        assert [u.decode() for u, _ in seen] == [right.username, unknown.username]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ssl
 import struct
@@ -10,6 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pvp_harness import CALLEE, CALLER, T0, Provider, cleanup, provider, short_dir, vcr
 
 from vipr.pvp.credentials import Credentials, client_credentials
@@ -29,6 +32,7 @@ async def base() -> AsyncIterator[Path]:
 
 
 async def _reasons(p: Provider) -> list[str]:
+    await p.server.wait_logged(1)
     return [r.reason for r in await p.store.list_validations()]
 
 
@@ -143,3 +147,35 @@ def test_domain_policy() -> None:
     assert not p.permits("x.spam.example") and p.permits("spam.example")
     q = DomainPolicy(allow=["a.example.net"], deny=[])
     assert q.permits("a.example.net") and not q.permits("b.example.net")
+
+
+def _hello(identity: bytes | None) -> bytes:
+    """A real ClientHello as tlslite's SRP client builds it."""
+    from tlslite.extensions import SRPExtension
+    from tlslite.messages import ClientHello
+
+    ch = ClientHello()
+    exts = [SRPExtension().create(bytearray(identity))] if identity is not None else None
+    ch.create((3, 3), bytearray(32), bytearray(0), [0x002F], extensions=exts)
+    return bytes(ch.write())
+
+
+def test_srp_identity_from_a_real_hello() -> None:
+    from vipr.pvp.srp import srp_identity
+
+    assert srp_identity(_hello(RIGHT.username.encode())) == RIGHT.username.encode()
+    with pytest.raises(SrpError, match="no SRP extension"):
+        srp_identity(_hello(None))
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300), st.integers(0, 200))
+def test_fuzz_srp_identity_only_srp_error(junk: bytes, cut: int) -> None:
+    from vipr.pvp.srp import _client_hello, srp_identity
+
+    real = _hello(b"pvp1;x")
+    for data in (junk, real[:cut] + junk, real[:cut]):
+        with contextlib.suppress(SrpError):
+            srp_identity(data)
+        with contextlib.suppress(SrpError):
+            _client_hello(b"\x16\x03\x03" + len(data).to_bytes(2, "big") + data)

@@ -30,13 +30,15 @@ from vipr.ipc import IpcError, ipc_call
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
 from vipr.pvp.server import read_message
-from vipr.pvp.srp import SrpConnection, SrpError
+from vipr.pvp.srp import SrpConnection, SrpError, default_offload
+from vipr.pvp.vlog import ValidationLog
 from vipr.store import Route, Store, StoreError, ValidationRecord, Vcr
 
 __all__ = ["Claim", "Outcome", "PvpClient", "PVP_APPLICATION"]
 
 log = logging.getLogger("vipr.pvp.client")
 
+OWN_NODES_TTL = 60.0
 PVP_APPLICATION = 61441  # AppAttach Application-ID of the PVP server (DESIGN §4)
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -118,7 +120,7 @@ class PvpClient:
         store: Store,
         *,
         executor: Executor | None = None,
-        offload: bool = True,
+        offload: bool | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         backoff: Sequence[float] = (2.0, 8.0, 30.0),
@@ -126,11 +128,13 @@ class PvpClient:
         rescan_interval: float = 300.0,
         overlay_sock: Path | None = None,
         proxy_sock: Path | None = None,
+        vlog: ValidationLog | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.vlog = vlog or ValidationLog(store)
         self.executor = executor
-        self.offload = offload
+        self.offload = default_offload() if offload is None else offload
         self.clock = clock
         self.rng = rng or random.Random()
         self.backoff = tuple(backoff)
@@ -143,6 +147,7 @@ class PvpClient:
         self._finished: set[int] = set()  # failed in this process: not rescheduled by rescans
         self._wrong: set[tuple[int, str]] = set()  # (vcr id, peer id) with a wrong password
         self._rescan: asyncio.Task[None] | None = None
+        self._own: tuple[float, set[str]] | None = None
 
     def _attempt_fn(self, claim: Claim, creds: Credentials) -> Callable[[], Any]:
         return lambda: self._attempt(claim, creds)
@@ -163,6 +168,7 @@ class PvpClient:
         self._rescan = asyncio.create_task(self._rescan_loop())
 
     async def close(self) -> None:
+        await self.vlog.flush()
         tasks = list(self._scheduled.values())
         if self._rescan is not None:
             tasks.append(self._rescan)  # type: ignore[arg-type]
@@ -218,10 +224,15 @@ class PvpClient:
 
     async def _delayed(self, vcr_id: int, delay: float) -> Outcome:
         await asyncio.sleep(delay)
-        v = await self.store.get_vcr(vcr_id)
-        if v is None or v.validated is not None or v.burned:
-            return Outcome("no-vcr", "gone or already validated")
-        out = await self.validate_vcr(v)
+        try:
+            v = await self.store.get_vcr(vcr_id)
+            if v is None or v.validated is not None or v.burned:
+                return Outcome("no-vcr", "gone or already validated")
+            out = await self.validate_vcr(v)
+        except StoreError as e:
+            log.error("validation of VCR %d: store error %s (retried at the next rescan)",
+                      vcr_id, e)
+            return Outcome("failed", f"store error {e}")
         if out.outcome != "learned":
             self._finished.add(vcr_id)
         return out
@@ -231,18 +242,17 @@ class PvpClient:
         v = await self.store.latest_originating_vcr(number)
         if v is None:
             return Outcome("no-vcr", f"no originating VCR to {number}", number)
-        return await self.validate_vcr(v)
+        out = await self.validate_vcr(v)
+        await self.vlog.flush()  # `vipr validations list` right after shows this attempt
+        return out
 
     # ------------------------------------------------------------------ one VCR
 
     async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
-        try:
-            await self.store.log_validation(ValidationRecord(
-                id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
-                peer=peer, outcome=outcome, reason=reason,
-            ))
-        except StoreError as e:
-            log.error("cannot log the validation: %s", e)
+        self.vlog.add(ValidationRecord(
+            id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
+            peer=peer, outcome=outcome, reason=reason,
+        ))
 
     def _count(self, out: Outcome) -> Outcome:
         c = self.counters
@@ -282,6 +292,10 @@ class PvpClient:
         return await self._retrying(f"lookup {number}", once)  # type: ignore[no-any-return]
 
     async def _own_nodes(self) -> set[str]:
+        """Our overlay's Node-IDs (from its `status`, cached for OWN_NODES_TTL seconds)."""
+        now = time.monotonic()
+        if self._own is not None and now - self._own[0] < OWN_NODES_TTL:
+            return self._own[1]
         try:
             st = await ipc_call(self.overlay_sock, "status", {}, 10.0)
         except IpcError as e:
@@ -290,7 +304,9 @@ class PvpClient:
         nodes = st.get("nodes")
         if not isinstance(nodes, list):
             return set()
-        return {str(n.get("node_id")) for n in nodes if isinstance(n, dict)}
+        own = {str(n.get("node_id")) for n in nodes if isinstance(n, dict)}
+        self._own = (now, own)
+        return own
 
     async def _validate(self, v: Vcr) -> Outcome:
         if v.duration < self.cfg.pvp.min_duration:
@@ -303,8 +319,12 @@ class PvpClient:
             return Outcome("failed", str(e), v.callee)
         own = await self._own_nodes()
         mine = self.cfg.provider.vservice.lower()
-        others = [c for c in claims if c.node_id not in own and c.peer_id not in own
-                  and not (not own and c.vservice == mine)]
+        others: list[Claim] = []
+        for c in claims:  # foreign claims, one per PVP peer (a provider may store several)
+            if (c.node_id in own or c.peer_id in own or (not own and c.vservice == mine)
+                    or any(o.peer_id == c.peer_id for o in others)):
+                continue
+            others.append(c)
         if not others:
             # DESIGN §5 (seed): nobody else claims the number: drop the VCR silently.
             await self._log(v, "overlay", "no-claims", f"{len(claims)} claims, none foreign")
@@ -396,11 +416,12 @@ class PvpClient:
             learned_from_node=claim.node_id, learned_from_domain=_route_host(info.routes[0]),
             validated_at=now,
         )
-        await self.store.upsert_route(route)
-        if v.id is not None:
-            await self.store.mark_vcr_validated(v.id, now)
+        await self.store.learn_route(route, v.id)
         await self._log(v, claim.peer_id, "learned", f"{', '.join(info.routes)} from {addr}")
         log.info("learned a route to %s: %s", info.number, ", ".join(info.routes))
+        if not self.proxy_sock.exists():  # cheaper than a failing connect on every route
+            log.info("proxy not told about %s (no %s)", info.number, self.proxy_sock)
+            return
         try:
             await ipc_call(self.proxy_sock, "route_learned", {"number": info.number}, 5.0)
         except IpcError as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +18,8 @@ from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
 from vipr.pvp.server import PvpServer
-from vipr.store import Store
+from vipr.pvp.vlog import ValidationLog
+from vipr.store import Store, StoreError
 
 __all__ = ["PvpDaemon", "pvp_main"]
 
@@ -25,16 +27,21 @@ log = logging.getLogger("vipr.pvp")
 
 # SRP big-number work runs in worker threads (measured: bench/pvp.py, docs/benchmarks.md ## PVP).
 WORKERS = 2
+HOUSEKEEPING_INTERVAL = 600.0  # seconds between retention purges
 
 
 class PvpDaemon:
-    def __init__(self, cfg: ProviderConfig, store: Store, *, offload: bool = True,
+    def __init__(self, cfg: ProviderConfig, store: Store, *, offload: bool | None = None,
                  **client_kw: Any) -> None:
         self.cfg = cfg
         self.store = store
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="pvp-srp")
-        self.server = PvpServer(cfg, store, executor=self.executor, offload=offload)
-        self.client = PvpClient(cfg, store, executor=self.executor, offload=offload, **client_kw)
+        self.vlog = ValidationLog(store)
+        self.server = PvpServer(cfg, store, executor=self.executor, offload=offload,
+                                vlog=self.vlog)
+        self.client = PvpClient(cfg, store, executor=self.executor, offload=offload,
+                                vlog=self.vlog, **client_kw)
+        self._housekeeping: asyncio.Task[None] | None = None
         self.ipc = IpcServer(cfg.runtime_dir / "pvp.sock", {
             "vcr_added": self._vcr_added, "validate": self._validate, "status": self._status,
         })
@@ -43,11 +50,33 @@ class PvpDaemon:
         await self.server.start()
         await self.ipc.start()
         await self.client.start()
+        self._housekeeping = asyncio.create_task(self._housekeep())
+
+    async def purge(self) -> tuple[int, int]:
+        """Retention (DESIGN §8): drop VCRs and validation records past their time."""
+        now = time.time()
+        vcrs = await self.store.purge_vcrs(now - self.cfg.retention.vcr)
+        recs = await self.store.purge_validations(now - self.cfg.retention.validation_log)
+        if vcrs or recs:
+            log.info("retention: purged %d VCRs and %d validation records", vcrs, recs)
+        return vcrs, recs
+
+    async def _housekeep(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except StoreError as e:
+                log.warning("retention purge failed: %s", e)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
     async def close(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
         await self.ipc.close()
         await self.client.close()
         await self.server.close()
+        await self.vlog.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _vcr_added(self, params: dict[str, Any]) -> dict[str, Any]:

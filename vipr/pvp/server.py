@@ -31,8 +31,9 @@ from vipr.pvp.messages import (
     ValInfo,
     encode_message,
 )
-from vipr.pvp.srp import SrpConnection, SrpError, VerifierEntry, make_verifier
-from vipr.store import Store, StoreError, ValidationRecord, Vcr
+from vipr.pvp.srp import SrpConnection, SrpError, VerifierEntry, default_offload, make_verifier
+from vipr.pvp.vlog import ValidationLog
+from vipr.store import Store, StoreError, TicketKey, ValidationRecord, Vcr
 from vipr.tickets import mint_ticket
 
 __all__ = ["DomainPolicy", "PvpServer", "RateLimiter", "read_message"]
@@ -40,6 +41,7 @@ __all__ = ["DomainPolicy", "PvpServer", "RateLimiter", "read_message"]
 log = logging.getLogger("vipr.pvp.server")
 
 RATE_WINDOW = 60.0
+KEY_CACHE = 10.0  # seconds
 MAX_TRACKED_ADDRESSES = 10_000
 
 
@@ -127,15 +129,17 @@ class PvpServer:
         store: Store,
         *,
         executor: Executor | None = None,
-        offload: bool = True,
+        offload: bool | None = None,
         clock: Callable[[], float] = time.time,
         host: str | None = None,
         port: int | None = None,
+        vlog: ValidationLog | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.vlog = vlog or ValidationLog(store)
         self.executor = executor
-        self.offload = offload
+        self.offload = default_offload() if offload is None else offload
         self.clock = clock
         self.host = host if host is not None else cfg.pvp.listen.host
         self.port = port if port is not None else cfg.pvp.listen.port
@@ -144,6 +148,10 @@ class PvpServer:
         self.counters = ServerCounters()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._key: TicketKey | None = None
+        self._key_at = 0.0
+        self.logged = 0  # attempts written to the validation log
+        self._logged_cond = asyncio.Condition()
         fed = cfg.proxy.interfaces.federation
         self.routes: tuple[str, ...] = (fed.advertise,) if fed and fed.advertise else ()
 
@@ -204,10 +212,17 @@ class PvpServer:
             id=None, at=self.clock(), role="server", number=number,
             vcr_id=vcr.id if vcr else None, peer=peer, outcome=outcome, reason=reason,
         )
-        try:
-            await self.store.log_validation(rec)
-        except StoreError as e:
-            log.error("cannot log the validation: %s", e)
+        self.vlog.add(rec)
+        async with self._logged_cond:
+            self.logged += 1
+            self._logged_cond.notify_all()
+
+    async def wait_logged(self, n: int, timeout: float = 30.0) -> None:
+        """Wait until `n` attempts in all are in the validation log (the client may finish
+        before the server has logged)."""
+        async with asyncio.timeout(timeout), self._logged_cond:
+            await self._logged_cond.wait_for(lambda: self.logged >= n)
+        await self.vlog.flush(timeout)
 
     async def _verifier(self, username: bytes, password: str) -> VerifierEntry:
         if self.offload:
@@ -219,6 +234,9 @@ class PvpServer:
         try:
             await conn.connected.wait()
             await self._serve_connected(conn)
+        except StoreError as e:
+            log.error("pvp server: store error serving %s: %s", conn.peer, e)
+            await self._log("failed", f"store-error {e}", number="", vcr=None, peer=conn.peer)
         except Exception:
             log.exception("pvp server: connection from %s failed", conn.peer)
         finally:
@@ -281,6 +299,16 @@ class PvpServer:
             return
         await self._exchange(conn, login, vcr, peer)
 
+    async def _ticket_key(self, now: float) -> TicketKey:
+        """The current ticket key, re-read from the store at most every KEY_CACHE seconds (a
+        rotation reaches new tickets within that time; older epochs stay valid anyway)."""
+        if self._key is None or now - self._key_at > KEY_CACHE or now < self._key_at:
+            key = await self.store.current_ticket_key()
+            if key is None:
+                key = await self.store.create_ticket_key(now)
+            self._key, self._key_at = key, now
+        return self._key
+
     async def _send(self, conn: SrpConnection, msg: ErrorMsg | ValInfo) -> None:
         await conn.write(encode_message(msg), self.cfg.pvp.handshake_timeout)
 
@@ -314,14 +342,10 @@ class PvpServer:
             await self._log("failed", "no-route configured", number=number, vcr=vcr, peer=peer)
             return
         now = self.clock()
-        key = await self.store.current_ticket_key()
-        if key is None:
-            key = await self.store.create_ticket_key(now)
+        key = await self._ticket_key(now)
         lifetime = self.cfg.tickets.lifetime
         ticket = mint_ticket(key, number, msg.domain, now, lifetime)
         await self._send(conn, ValInfo(number, self.routes, ticket, int(now) + int(lifetime)))
-        if vcr.id is not None:
-            await self.store.mark_vcr_validated(vcr.id, now)
         await self._log("ok", f"ticket for {msg.domain} (epoch {key.epoch})", number=number,
                         vcr=vcr, peer=peer)
         await conn.close()

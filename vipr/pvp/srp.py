@@ -12,7 +12,7 @@ otherwise and the handshake fails, deps.md §3), SRP suites only, group ≥ 2048
 
 The server needs the SRP login before it can pick a verifier, and the store lookup is async:
 `SrpConnection.peek_login` waits for the whole ClientHello, reads the SRP extension (RFC 5054
-§2.8.1) with tlslite's own parser, and leaves the bytes in the buffer for the handshake.
+§2.8.1) and leaves the bytes in the buffer for the handshake.
 """
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ from tlslite.errors import (
     TLSRemoteAlert,
 )
 from tlslite.mathtls import makeVerifier
-from tlslite.messages import ClientHello
-from tlslite.utils.codec import Parser
+from tlslite.utils import cryptomath
+
+from vipr.pvp import aes
+
+# Record-layer AES through OpenSSL (`cryptography`), not tlslite's pure Python: see vipr.pvp.aes.
+aes.install()
 
 __all__ = [
     "SRP_BITS",
@@ -50,6 +54,7 @@ SRP_BITS = 2048
 MAX_HELLO = 32 * 1024  # bytes we buffer while looking for the ClientHello
 _REC_HANDSHAKE = 22
 _HS_CLIENT_HELLO = 1
+_EXT_SRP = 12
 
 VerifierEntry = tuple[int, int, bytearray, int]  # (N, g, salt, verifier) as tlslite stores it
 
@@ -90,6 +95,14 @@ def make_verifier(
     pw = password.encode("utf-8") if isinstance(password, str) else password
     n, g, salt, v = makeVerifier(bytearray(user), bytearray(pw), bits)
     return (n, g, salt, v)
+
+
+def default_offload() -> bool:
+    """Whether big-number steps should run in worker threads. Measured (bench/pvp.py,
+    docs/benchmarks.md ## PVP): with gmpy2 the longest loop stall under 20 concurrent
+    validations stays below 50 ms on the loop and threads only cost throughput (the GIL);
+    in pure Python the stall is several times that, so then the work moves off the loop."""
+    return not bool(cryptomath.GMPY2_LOADED)
 
 
 def _alert_name(e: TLSAlert) -> str:
@@ -298,14 +311,7 @@ class SrpConnection(asyncio.Protocol):
                     await self._wait_data()
         except TimeoutError:
             raise SrpError("timeout", f"no ClientHello in {timeout:g} s") from None
-        try:
-            ch = ClientHello().parse(Parser(bytearray(hello[1:])))
-        except (SyntaxError, ValueError, TypeError, AssertionError, IndexError) as e:
-            raise SrpError("bad-hello", f"unparsable ClientHello: {type(e).__name__}") from None
-        name = ch.srp_username
-        if not name:
-            raise SrpError("bad-hello", "no SRP extension")
-        return bytes(name)
+        return srp_identity(hello)
 
     async def handshake_server(
         self, username: bytes, entry: VerifierEntry, timeout: float,
@@ -327,11 +333,13 @@ class SrpConnection(asyncio.Protocol):
         assert self.tls is not None
         await self._run("write", self.tls.writeAsync(bytearray(data)), timeout)
 
-    async def close(self, timeout: float = 1.0) -> None:
-        """Send close_notify (best effort, bounded) and close the TCP connection."""
+    async def close(self, timeout: float = 1.0, *, notify: bool = False) -> None:
+        """Close the TCP connection, after a close_notify when `notify` (best effort, without
+        waiting for the peer's). PVP messages are length-framed, so a truncation is always
+        detected and PVP itself skips the alert."""
         try:
-            if self.tls is not None and not self.tls.closed and self.tls.session is not None:
-                self.tls.closeSocket = False
+            if (notify and self.tls is not None and not self.tls.closed
+                    and self.tls.session is not None):
                 await self._run("close", self.tls.closeAsync(), timeout)
         except SrpError:
             pass
@@ -341,6 +349,39 @@ class SrpConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def srp_identity(hello: bytes) -> bytes:
+    """The SRP extension's identity (RFC 5054 §2.8.1: `opaque srp_I<1..2^8-1>`, extension type
+    12) from a complete ClientHello handshake message (RFC 5246 §7.4.1.2). SrpError otherwise.
+
+    A direct walk over the bytes: tlslite parses the message again during the handshake, and
+    its full parse costs more than this whole lookup."""
+    try:
+        pos = 4 + 2 + 32  # handshake header, client_version, random
+        pos += 1 + hello[pos]  # session_id
+        pos += 2 + int.from_bytes(hello[pos : pos + 2], "big")  # cipher_suites
+        pos += 1 + hello[pos]  # compression_methods
+        if pos == len(hello):
+            raise SrpError("bad-hello", "no SRP extension")
+        end = pos + 2 + int.from_bytes(hello[pos : pos + 2], "big")
+        if end != len(hello):
+            raise SrpError("bad-hello", "extensions length mismatch")
+        pos += 2
+        while pos + 4 <= end:
+            etype = int.from_bytes(hello[pos : pos + 2], "big")
+            elen = int.from_bytes(hello[pos + 2 : pos + 4], "big")
+            body = hello[pos + 4 : pos + 4 + elen]
+            if len(body) != elen:
+                raise SrpError("bad-hello", "truncated extension")
+            if etype == _EXT_SRP:
+                if elen < 2 or body[0] != elen - 1:
+                    raise SrpError("bad-hello", "malformed SRP extension")
+                return bytes(body[1:])
+            pos += 4 + elen
+    except IndexError:
+        raise SrpError("bad-hello", "truncated ClientHello") from None
+    raise SrpError("bad-hello", "no SRP extension")
 
 
 def _client_hello(buf: bytes) -> bytes | None:

@@ -401,6 +401,23 @@ class Store:
              float(r.validated_at), r.last_used, int(r.failures)),
         )
 
+    async def learn_route(self, r: Route, vcr_id: int | None) -> None:
+        """Store a learned route and mark the originating VCR it was validated with, in one
+        transaction (the PVP client's step after a successful validation)."""
+        if isinstance(r.routes, str) or not all(isinstance(u, str) for u in r.routes):
+            raise StoreError("Route.routes must be a sequence of URI strings")
+        async with self._write() as db:
+            await db.execute(
+                f"INSERT OR REPLACE INTO route ({_ROUTE_COLS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.number, json.dumps(list(r.routes)), r.ticket, float(r.ticket_expires),
+                 float(r.expires), r.learned_from_node, r.learned_from_domain,
+                 float(r.validated_at), r.last_used, int(r.failures)),
+            )
+            if vcr_id is not None:
+                await db.execute("UPDATE vcr SET validated = ? WHERE id = ?",
+                                 (float(r.validated_at), vcr_id))
+
     async def get_route(self, number: str) -> Route | None:
         rows = await self._fetch(f"SELECT {_ROUTE_COLS} FROM route WHERE number = ?", (number,))
         return _route(rows[0]) if rows else None
@@ -517,6 +534,24 @@ class Store:
             (float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer, rec.outcome, rec.reason),
         )
         return int(rows[0][0])
+
+    async def log_validations(self, recs: Iterable[ValidationRecord]) -> int:
+        """Insert many validation records in one transaction; how many."""
+        params = []
+        for rec in recs:
+            if rec.role not in VALIDATION_ROLES:
+                raise StoreError(
+                    f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
+            params.append((float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer,
+                           rec.outcome, rec.reason))
+        if not params:
+            return 0
+        async with self._write() as db:
+            cur = await db.executemany(
+                "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", params)
+            await cur.close()
+        return len(params)
 
     async def list_validations(
         self, limit: int | None = 50, since: float | None = None
