@@ -140,22 +140,31 @@ async def sipp_uas(port: int, cwd: Path) -> asyncio.subprocess.Process:
 
 
 async def sipp_step(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]:
-    """One step: rate*hold calls at `rate`; ok when SIPp reports no failure and kept pace."""
+    """One step: rate*hold calls at `rate`; ok when SIPp reports no failure and kept pace.
+
+    A SIPp that exits at once without a statistics row lost a port race (free_port): retried."""
     calls = int(rate * hold)
     stat = cwd / f"uac_{target}_{rate}.csv"
-    cmd = ["sipp", "-sn", "uac", "-i", "127.0.0.1", "-p", str(free_port()),
-           "-mp", str(free_port()), "-cp", str(free_port()), "-s", B_NUMBER,
-           "-r", str(rate), "-m", str(calls), "-l", str(max(rate * 4, 100)),
-           "-recv_timeout", "5000", "-nostdin", "-timeout", f"{int(hold * 2 + 20)}s",
-           "-timeout_error", "-trace_stat", "-stf", str(stat), "-fd", "1",
-           "-trace_err", "-error_file", str(cwd / f"uac_{target}_{rate}_errors.log"),
-           f"127.0.0.1:{target}"]
-    t0 = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE, cwd=str(cwd))
-    await proc.communicate()
-    took = time.monotonic() - t0
-    failed, ok_calls = _sipp_totals(stat)
+    for _attempt in range(3):
+        stat.unlink(missing_ok=True)
+        cmd = ["sipp", "-sn", "uac", "-i", "127.0.0.1", "-p", str(free_port()),
+               "-mp", str(free_port()), "-cp", str(free_port()), "-s", B_NUMBER,
+               "-r", str(rate), "-m", str(calls), "-l", str(max(rate * 4, 100)),
+               "-recv_timeout", "5000", "-nostdin", "-timeout", f"{int(hold * 2 + 20)}s",
+               "-timeout_error", "-trace_stat", "-stf", str(stat), "-fd", "1",
+               "-trace_err", "-error_file", str(cwd / f"uac_{target}_{rate}_errors.log"),
+               f"127.0.0.1:{target}"]
+        t0 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE,
+                                                    cwd=str(cwd))
+        _, err = await proc.communicate()
+        took = time.monotonic() - t0
+        failed, ok_calls = _sipp_totals(stat)
+        if ok_calls or failed or took > 1.0:
+            break
+        print(f"sipp did not start ({err.decode(errors='replace')[-200:].strip()}); retrying",
+              file=sys.stderr)
     kept_pace = took <= hold * 1.3 + 3
     return {"rate": rate, "calls": calls, "successful": ok_calls, "failed": failed,
             "seconds": round(took, 2), "rc": proc.returncode,
@@ -167,7 +176,7 @@ def _sipp_totals(stat: Path) -> tuple[int, int]:
     try:
         rows = [r for r in stat.read_text().splitlines() if r.strip()]
     except OSError:
-        return -1, 0
+        return 0, 0
     head, last = rows[0].split(";"), rows[-1].split(";")
     col = {name: i for i, name in enumerate(head)}
     return int(last[col["FailedCall(C)"]]), int(last[col["SuccessfulCall(C)"]])
