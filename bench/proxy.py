@@ -233,7 +233,8 @@ def kamailio_mpath() -> str | None:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     hold = 5.0 if args.quick else 30.0
-    rates = args.rates or ([100, 200, 300, 400, 500, 600, 800, 1000, 1500, 2000] if args.quick
+    rates = args.rates or ([100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1500, 2000]
+                           if args.quick
                            else [100, 200, 300, 400, 500, 600, 700, 800, 1000, 1500, 2000])
     out: dict[str, Any] = {"bench": "proxy", "hold_s": hold, "cpus": os.cpu_count(),
                            "transport": "udp"}
