@@ -279,7 +279,13 @@ class ProxyServer:
             return Leg("pstn", hp.host, hp.port) if hp else None
         if route is None or "federation" not in self.ifaces:
             return None
-        u = parse_uri(route.routes[0])
+        try:
+            u = parse_uri(route.routes[0])
+        except SipParseError:
+            log.warning("route to %s has a bad URI %r: using the PSTN", number, route.routes[0])
+            return None
+        if not u.is_sip or not u.host:
+            return None
         domain = route.learned_from_domain or u.address
         return Leg("federation", u.address, u.port or 5061, domain)
 
