@@ -186,10 +186,14 @@ async def ramp(target: int, rates: list[int], hold: float, cwd: Path, label: str
                ) -> tuple[int, list[dict[str, Any]]]:
     best, steps = 0, []
     for rate in rates:
-        res = await sipp_step(target, rate, hold, cwd)
-        steps.append(res)
-        print(f"{label:<11} {rate:>5} calls/s: {res['successful']}/{res['calls']} ok, "
-              f"{res['failed']} failed, {res['seconds']} s", file=sys.stderr)
+        # the machine is shared: a failed step is tried once more before the ramp stops
+        for _ in range(2):
+            res = await sipp_step(target, rate, hold, cwd)
+            steps.append(res)
+            print(f"{label:<11} {rate:>5} calls/s: {res['successful']}/{res['calls']} ok, "
+                  f"{res['failed']} failed, {res['seconds']} s", file=sys.stderr)
+            if res["ok"]:
+                break
         if not res["ok"]:
             break
         best = rate
