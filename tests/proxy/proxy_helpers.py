@@ -210,13 +210,14 @@ class ProxyProcess:
                 await self.proc.wait()
 
 
-def sipp_cmd(scenario: str, port: int, *, remote: str | None = None, service: str | None = None,
-             calls: int = 1, rate: float = 10, duration_ms: int = 0,
+def sipp_cmd(scenario: str | Path, port: int, *, remote: str | None = None,
+             service: str | None = None, calls: int = 1, rate: float = 10, duration_ms: int = 0,
              message_file: Path | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-    cmd = ["sipp", "-sn", scenario, "-i", "127.0.0.1", "-p", str(port),
+    pick = ["-sf", str(scenario)] if isinstance(scenario, Path) else ["-sn", scenario]
+    cmd = ["sipp", *pick, "-i", "127.0.0.1", "-p", str(port),
            "-mp", str(free_port()), "-cp", str(free_port()), "-m", str(calls),
            "-nostdin", "-timeout", "60s", "-timeout_error", "-max_recv_loops", "1000"]
-    if scenario == "uac":
+    if scenario == "uac" or (isinstance(scenario, Path) and scenario.name.startswith("uac")):
         cmd += ["-r", str(rate), "-d", str(duration_ms), "-l", "200"]
     if service:
         cmd += ["-s", service]

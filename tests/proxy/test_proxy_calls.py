@@ -182,3 +182,21 @@ async def test_renewal_window_sends_the_call_via_pstn(tmp_path: Path) -> None:
     finally:
         await kill(gw)
         await proxy.stop()
+
+
+async def test_unusable_route_uri_sends_the_call_via_pstn(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    a = write_provider(tmp_path, "a", "a.example.net", [A_NUMBER], pki)
+    ticket = await mint_for(tmp_path / "b-keys.db", B_NUMBER, "a.example.net")
+    await add_route(a.db, B_NUMBER, "sip:", ticket, "b.example.org")
+    proxy = await ProxyProcess(a).start()
+    gw = await run(sipp_cmd("uas", a.gateway, calls=1), tmp_path)
+    try:
+        uac = await run(sipp_cmd("uac", free_port(), remote=f"127.0.0.1:{a.internal}",
+                                 service=B_NUMBER, calls=1), tmp_path)
+        rc, err = await finish(uac)
+        assert rc == 0, err + proxy.log_text()
+        assert await _vcrs(a.db) == [("originating", B_NUMBER)]
+    finally:
+        await kill(gw)
+        await proxy.stop()

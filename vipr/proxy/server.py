@@ -40,7 +40,7 @@ from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import SipRequest, SipResponse, make_cancel
 from vipr.proxy.sip.transaction import new_branch
-from vipr.proxy.sip.transport import Source
+from vipr.proxy.sip.transport import Source, UdpTransport
 from vipr.proxy.sip.uri import URI, format_host, parse_uri
 from vipr.proxy.vcrwriter import VcrWriter
 from vipr.store import Store, StoreError
@@ -279,7 +279,13 @@ class ProxyServer:
             return Leg("pstn", hp.host, hp.port) if hp else None
         if route is None or "federation" not in self.ifaces:
             return None
-        u = parse_uri(route.routes[0])
+        try:
+            u = parse_uri(route.routes[0])
+        except SipParseError:
+            log.warning("route to %s has a bad URI %r: using the PSTN", number, route.routes[0])
+            return None
+        if not u.is_sip or not u.host:
+            return None
         domain = route.learned_from_domain or u.address
         return Leg("federation", u.address, u.port or 5061, domain)
 
@@ -577,7 +583,19 @@ class ProxyServer:
         via = self._via(leg.iface)
         via.params["branch"] = stateless_branch(req, leg.iface)
         fwd.push_via(via)
-        self._spawn(self.endpoint.send_stateless(fwd, leg.iface, leg.host, leg.port))
+        self._send_stateless(fwd, leg)
+
+    def _send_stateless(self, msg: SipRequest | SipResponse, leg: Leg) -> None:
+        """UDP at once (no task per message), streams through the endpoint (may connect)."""
+        assert self.endpoint is not None
+        tr = self.endpoint.transports.get(leg.iface)
+        if isinstance(tr, UdpTransport):
+            try:
+                tr.sendto(msg.serialize(), leg.host, leg.port)
+            except OSError as exc:
+                log.info("send to %s:%s failed: %s", leg.host, leg.port, exc)
+            return
+        self._spawn(self.endpoint.send_stateless(msg, leg.iface, leg.host, leg.port))
 
     async def _in_dialog(self, req: SipRequest, source: Source, server: ServerHandle) -> None:
         assert self.endpoint is not None
@@ -628,8 +646,7 @@ class ProxyServer:
             if dlg is None or resp.cseq.method != "INVITE":
                 return
             resp.pop_via()
-            self._spawn(self.endpoint.send_stateless(resp, dlg.up.iface, dlg.up.host,
-                                                     dlg.up.port))
+            self._send_stateless(resp, dlg.up)
         except SipParseError:
             return
 

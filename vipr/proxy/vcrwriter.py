@@ -90,6 +90,9 @@ class VcrWriter:
     async def _notify_loop(self) -> None:
         while True:
             vid = await self._notify_queue.get()
+            if not self.pvp_socket.exists():   # pvp not running: it reads the store later
+                self.pvp_unavailable += 1
+                continue
             try:
                 await ipc_call(self.pvp_socket, "vcr_added", {"id": vid}, timeout=NOTIFY_TIMEOUT)
                 self.notified += 1

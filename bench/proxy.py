@@ -1,0 +1,350 @@
+"""SIP proxy throughput: SIPp UAC → `vipr proxy` → SIPp UAS over UDP, against Kamailio.
+
+Paths measured in one run (each: stepwise call rates, each held for --hold seconds; the figure
+is the highest rate with 0 failed calls):
+  plain       SIPp UAC → vipr proxy (internal → pstn gateway; every call writes a VCR) → SIPp UAS
+  federation  SIPp UAC → vipr proxy A (route + VIPR-Ticket, mutual TLS) → vipr proxy B
+              (ticket admission → internal) → SIPp UAS.  SIPp has no TLS build here, so the
+              TLS hop is between two vipr proxies.
+  kamailio    SIPp UAC → Kamailio (Debian package; record_route + t_relay, a plain stateful
+              relay) → SIPp UAS: the baseline. Skipped with a message when not installed.
+Prints one JSON line last (rates in calls/s; ratios vipr / kamailio).
+
+    python bench/proxy.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from vipr.ipc import IpcError, ipc_call
+from vipr.proxy.federation_tls import create_federation_ca, issue_federation_cert
+from vipr.store import Store
+from vipr.store.models import Route
+from vipr.tickets import mint_ticket
+
+A_NUMBER, B_NUMBER = "+14085551234", "+442071234567"
+VIPR = str(Path(sys.executable).parent / "vipr")
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def provider_yaml(d: Path, name: str, domain: str, number: str, *, internal: int, pstn: int,
+                  target: int, gateway: int, fed: int | None, tls: tuple[Path, Path, Path] | None
+                  ) -> Path:
+    lines = [
+        f'provider: {{name: {name}, domain: {domain}, vservice: "000000000000000{len(name)}"}}',
+        f'numbers: ["{number}"]', "runtime_dir: run", "database: vipr.db",
+        "logging: {level: warning}", "proxy:", "  route_timeout: 4s", "  interfaces:",
+        f'    internal: {{listen: "127.0.0.1:{internal}", target: "127.0.0.1:{target}"}}',
+        f'    pstn: {{listen: "127.0.0.1:{pstn}", gateway: "127.0.0.1:{gateway}"}}',
+    ]
+    if fed is not None and tls is not None:
+        lines += ["    federation:", f'      listen: "127.0.0.1:{fed}"',
+                  f'      tls: {{cert: "{tls[0]}", key: "{tls[1]}", ca: "{tls[2]}"}}']
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "provider.yaml").write_text("\n".join(lines) + "\n")
+    return d / "provider.yaml"
+
+
+async def start_proxy(cfg: Path, log: Path) -> asyncio.subprocess.Process:
+    fh = open(log, "ab")  # noqa: SIM115
+    proc = await asyncio.create_subprocess_exec(VIPR, "proxy", "--config", str(cfg),
+                                                stdout=fh, stderr=fh)
+    fh.close()
+    sock = cfg.parent / "run" / "proxy.sock"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await ipc_call(sock, "status", {}, timeout=2)
+            return proc
+        except IpcError:
+            if proc.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"proxy did not start: {log.read_text()[-2000:]}") from None
+            await asyncio.sleep(0.1)
+
+
+async def stop(proc: asyncio.subprocess.Process | None) -> None:
+    if proc is not None and proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# SIPp's built-in uas minus the 180: a multi-process relay (Kamailio's UDP workers) may reorder
+# 180 and 200, which the built-in uac counts as a failed call ("unexpected message").
+UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uas without 180">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+]]></send>
+</scenario>
+"""
+
+
+async def sipp_uas(port: int, cwd: Path) -> asyncio.subprocess.Process:
+    xml = cwd / "uas.xml"
+    xml.write_text(UAS_XML)
+    return await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(xml), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()),
+        "-cp", str(free_port()), "-nostdin", "-bind_local",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=str(cwd))
+
+
+async def sipp_step(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]:
+    """One step: rate*hold calls at `rate`; ok when SIPp reports no failure and kept pace.
+
+    A SIPp that exits at once without a statistics row lost a port race (free_port): retried."""
+    calls = int(rate * hold)
+    stat = cwd / f"uac_{target}_{rate}.csv"
+    for _attempt in range(3):
+        stat.unlink(missing_ok=True)
+        cmd = ["sipp", "-sn", "uac", "-i", "127.0.0.1", "-p", str(free_port()),
+               "-mp", str(free_port()), "-cp", str(free_port()), "-s", B_NUMBER,
+               "-r", str(rate), "-m", str(calls), "-l", str(max(rate * 4, 100)),
+               "-recv_timeout", "5000", "-nostdin", "-timeout", f"{int(hold * 2 + 20)}s",
+               "-timeout_error", "-trace_stat", "-stf", str(stat), "-fd", "1",
+               "-trace_err", "-error_file", str(cwd / f"uac_{target}_{rate}_errors.log"),
+               f"127.0.0.1:{target}"]
+        t0 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE,
+                                                    cwd=str(cwd))
+        _, err = await proc.communicate()
+        took = time.monotonic() - t0
+        failed, ok_calls = _sipp_totals(stat)
+        if ok_calls or failed or took > 1.0:
+            break
+        print(f"sipp did not start ({err.decode(errors='replace')[-200:].strip()}); retrying",
+              file=sys.stderr)
+    kept_pace = took <= hold * 1.3 + 3
+    return {"rate": rate, "calls": calls, "successful": ok_calls, "failed": failed,
+            "seconds": round(took, 2), "rc": proc.returncode,
+            "ok": proc.returncode == 0 and failed == 0 and ok_calls == calls and kept_pace}
+
+
+def _sipp_totals(stat: Path) -> tuple[int, int]:
+    """(failed, successful) cumulative counts from the last row of SIPp's -trace_stat CSV."""
+    try:
+        rows = [r for r in stat.read_text().splitlines() if r.strip()]
+    except OSError:
+        return 0, 0
+    head, last = rows[0].split(";"), rows[-1].split(";")
+    col = {name: i for i, name in enumerate(head)}
+    return int(last[col["FailedCall(C)"]]), int(last[col["SuccessfulCall(C)"]])
+
+
+async def ramp(target: int, rates: list[int], hold: float, cwd: Path, label: str
+               ) -> tuple[int, list[dict[str, Any]]]:
+    best, steps = 0, []
+    for rate in rates:
+        # the machine is shared: a failed step is tried once more before the ramp stops
+        for _ in range(2):
+            res = await sipp_step(target, rate, hold, cwd)
+            steps.append(res)
+            print(f"{label:<11} {rate:>5} calls/s: {res['successful']}/{res['calls']} ok, "
+                  f"{res['failed']} failed, {res['seconds']} s", file=sys.stderr)
+            if res["ok"]:
+                break
+        if not res["ok"]:
+            break
+        best = rate
+    return best, steps
+
+
+KAMAILIO_CFG = """#!KAMAILIO
+debug=0
+log_stderror=yes
+children={children}
+listen=udp:127.0.0.1:{port}
+auto_aliases=no
+mpath="{mpath}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "pv.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+    if (is_method("ACK") && has_totag()) {{
+        loose_route(); $du = "sip:127.0.0.1:{uas}"; forward(); exit;
+    }}
+    if (!has_totag()) record_route(); else loose_route();
+    $du = "sip:127.0.0.1:{uas}";
+    t_relay();
+}}
+"""
+
+
+def kamailio_mpath() -> str | None:
+    for p in ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules",
+              "/usr/lib64/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules"):
+        if Path(p, "tm.so").exists():
+            return p
+    return None
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    hold = 5.0 if args.quick else 30.0
+    rates = args.rates or ([100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1500, 2000]
+                           if args.quick
+                           else [100, 200, 300, 400, 500, 600, 700, 800, 1000, 1500, 2000])
+    out: dict[str, Any] = {"bench": "proxy", "hold_s": hold, "cpus": os.cpu_count(),
+                           "transport": "udp"}
+    tmp = Path(tempfile.mkdtemp(prefix="vipr-bench-proxy-"))
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        # --- plain routing: internal → pstn gateway
+        uas_port = free_port()
+        procs.append(await sipp_uas(uas_port, tmp))
+        internal = free_port()
+        plain = provider_yaml(tmp / "plain", "a", "a.example.net", A_NUMBER,
+                              internal=internal, pstn=free_port(), target=free_port(),
+                              gateway=uas_port, fed=None, tls=None)
+        p = await start_proxy(plain, tmp / "plain.log")
+        procs.append(p)
+        out["plain_cps"], out["plain_steps"] = await ramp(internal, rates, hold, tmp, "plain")
+        await stop(p)
+
+        # --- federation: A (route + ticket, TLS) → B (admission) → SIPp UAS
+        ca, ca_key = create_federation_ca(tmp / "ca")
+        certs = {d: issue_federation_cert(ca, ca_key, d, tmp / d)
+                 for d in ("a.example.net", "b.example.org")}
+        uas2 = free_port()
+        procs.append(await sipp_uas(uas2, tmp))
+        fa, fb, ia = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM), free_port()
+        cfg_a = provider_yaml(tmp / "fa", "a", "a.example.net", A_NUMBER, internal=ia,
+                              pstn=free_port(), target=free_port(), gateway=free_port(),
+                              fed=fa, tls=(*certs["a.example.net"], ca))
+        cfg_b = provider_yaml(tmp / "fb", "b", "b.example.org", B_NUMBER, internal=free_port(),
+                              pstn=free_port(), target=uas2, gateway=free_port(),
+                              fed=fb, tls=(*certs["b.example.org"], ca))
+        now = time.time()
+        async with Store.open(cfg_b.parent / "vipr.db") as sb:
+            key = await sb.create_ticket_key(now)
+        ticket = mint_ticket(key, B_NUMBER, "a.example.net", now, 90 * 86400)
+        async with Store.open(cfg_a.parent / "vipr.db") as sa:
+            await sa.upsert_route(Route(
+                number=B_NUMBER, routes=(f"sip:127.0.0.1:{fb};transport=tls",), ticket=ticket,
+                ticket_expires=now + 90 * 86400, expires=now + 90 * 86400,
+                learned_from_node="00" * 16, learned_from_domain="b.example.org",
+                validated_at=now))
+        pa = await start_proxy(cfg_a, tmp / "fa.log")
+        pb = await start_proxy(cfg_b, tmp / "fb.log")
+        procs += [pa, pb]
+        out["federation_cps"], out["federation_steps"] = await ramp(ia, rates, hold, tmp,
+                                                                    "federation")
+        st_b = await ipc_call(cfg_b.parent / "run" / "proxy.sock", "status", {})
+        st_a = await ipc_call(cfg_a.parent / "run" / "proxy.sock", "status", {})
+        out["federation_admitted"] = st_b["counters"].get("admission_ok", 0)
+        out["federation_fallbacks"] = sum(v for k, v in st_a["counters"].items()
+                                          if k.startswith("fallback_"))
+        await stop(pa)
+        await stop(pb)
+
+        # --- Kamailio baseline
+        mpath = kamailio_mpath() if shutil.which("kamailio") else None
+        if mpath is None:
+            print("kamailio not installed (apt-get install -y kamailio): baseline skipped",
+                  file=sys.stderr)
+            out["kamailio_cps"] = None
+        else:
+            kport, uas3 = free_port(), free_port()
+            procs.append(await sipp_uas(uas3, tmp))
+            kcfg = tmp / "kamailio.cfg"
+            kcfg.write_text(KAMAILIO_CFG.format(children=os.cpu_count() or 2, port=kport,
+                                                mpath=mpath, uas=uas3))
+            kam = await asyncio.create_subprocess_exec(
+                "kamailio", "-f", str(kcfg), "-DD", "-E", "-m", "512", "-M", "16",
+                "-P", str(tmp / "kamailio.pid"), "-Y", str(tmp),
+                stdout=asyncio.subprocess.DEVNULL, stderr=open(tmp / "kamailio.log", "wb"))  # noqa: SIM115
+            procs.append(kam)
+            await asyncio.sleep(1.0)   # no readiness signal to wait for; then check it lives
+            if kam.returncode is not None:
+                raise RuntimeError("kamailio: " + (tmp / "kamailio.log").read_text()[-2000:])
+            out["kamailio_cps"], out["kamailio_steps"] = await ramp(kport, rates, hold, tmp,
+                                                                    "kamailio")
+        k = out.get("kamailio_cps")
+        out["plain_ratio"] = round(out["plain_cps"] / k, 3) if k else None
+        out["federation_ratio"] = round(out["federation_cps"] / k, 3) if k else None
+        out["rate_ceiling"] = rates[-1]
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                await stop(proc)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}", file=sys.stderr)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="5 s per rate step instead of 30 s")
+    ap.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                    help="comma-separated call rates to step through")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = ap.parse_args()
+    if shutil.which("sipp") is None:
+        print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
+        sys.exit(2)
+    res = asyncio.run(bench(args))
+    for k in [k for k in res if k.endswith("_steps")]:
+        res[k] = [{"rate": s["rate"], "ok": s["ok"], "failed": s["failed"]} for s in res[k]]
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
