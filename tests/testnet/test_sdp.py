@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vipr.testnet.sdp import (
     SdpError,
@@ -85,3 +89,48 @@ def test_answer_declines_unknown_media() -> None:
 def test_garbage_is_an_sdp_error(bad: bytes) -> None:
     with pytest.raises(SdpError):
         parse_sdp(bad)
+
+
+# ---------------------------------------------------------------------- properties / fuzz
+
+_tok = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-./:", min_size=1, max_size=12)
+_attr = st.builds(lambda k, v: f"a={k}:{v}", _tok, _tok)
+_media = st.builds(
+    lambda kind, port, fmts, attrs: [f"m={kind} {port} RTP/AVP {' '.join(fmts)}", *attrs],
+    st.sampled_from(["audio", "video", "application"]), st.integers(0, 65535),
+    st.lists(st.sampled_from(["0", "8", "9", "18", "96", "101", "111"]), min_size=1,
+             max_size=5, unique=True),
+    st.lists(_attr, max_size=4))
+
+
+@given(st.lists(_media, max_size=4))
+def test_parse_serialize_round_trip(media: list[list[str]]) -> None:
+    lines = ["v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "c=IN IP4 192.0.2.1", "t=0 0"]
+    for m in media:
+        lines += m
+    text = "\r\n".join(lines) + "\r\n"
+    sdp = parse_sdp(text)
+    assert sdp.serialize().decode() == text
+    assert parse_sdp(sdp.serialize()) == sdp
+
+
+@given(st.lists(_media, min_size=1, max_size=4))
+def test_narrowing_any_offer_leaves_only_g711(media: list[list[str]]) -> None:
+    lines = ["v=0", "o=- 1 1 IN IP4 h", "s=-", "t=0 0", *(ln for m in media for ln in m)]
+    text = "\r\n".join(lines) + "\r\n"
+    try:
+        nb, kept = narrowband_offer(text)
+    except SdpError:
+        return
+    s = summarize(nb)
+    assert s.audio and set(s.audio) <= {"PCMU", "PCMA"} and not s.video
+    ans = narrowband_answer(answer_for(nb, "h"), text, kept)
+    assert len(parse_sdp(ans).media) == len(parse_sdp(text).media)   # RFC 3264 §6
+    assert set(summarize(ans).audio) <= {"PCMU", "PCMA"}
+
+
+@given(st.binary(max_size=300))
+def test_garbage_never_crashes(data: bytes) -> None:
+    for fn in (parse_sdp, summarize, narrowband_offer):
+        with contextlib.suppress(SdpError):
+            fn(data)  # type: ignore[operator]

@@ -20,6 +20,7 @@ import secrets
 import signal
 from dataclasses import dataclass, field
 
+from vipr.e164 import E164Error, normalize_e164
 from vipr.proxy.sip.endpoint import ClientHandle, ServerHandle, SipEndpoint
 from vipr.proxy.sip.message import Headers, SipRequest, SipResponse, make_cancel
 from vipr.proxy.sip.transport import Source
@@ -308,8 +309,6 @@ class PstnSimulator:
 
 def dest_number(number: str) -> str:
     """The number as delivered (E.164 form when it is one)."""
-    from vipr.e164 import E164Error, normalize_e164
-
     try:
         return normalize_e164(number)
     except E164Error:
