@@ -126,3 +126,29 @@ async def test_skew_delays_the_answer_towards_one_side(tmp_short: Path) -> None:
         assert r.ok
     finally:
         await _close(net)
+
+
+async def test_garbage_and_sdp_less_invite_do_not_hurt(tmp_short: Path) -> None:
+    net = await _network(tmp_short)
+    try:
+        gw = yaml.safe_load(net.config.read_text())["listen"].rsplit(":", 1)
+        addr = (gw[0], int(gw[1]))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(10.0)
+            s.bind(("127.0.0.1", 0))
+            s.sendto(b"\x00\xffnot sip at all\r\n\r\n", addr)
+            port = s.getsockname()[1]
+            invite = (
+                f"INVITE sip:{B_NUMBER}@{gw[0]} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKjunk1\r\n"
+                "Max-Forwards: 70\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:z@y>\r\n"
+                "Call-ID: junk1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+            s.sendto(invite, addr)
+            statuses = []
+            while not statuses or statuses[-1] < 200:
+                statuses.append(int(s.recv(4096).split(b" ", 2)[1]))
+            assert statuses[-1] == 488                     # nothing the PSTN can carry
+        r = await net.a.call(B_NUMBER, hold=0.1, timeout=10.0)  # and it still works
+        assert r.ok
+    finally:
+        await _close(net)
