@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +29,38 @@ def test_demo_all_five_steps_pass() -> None:
     assert [s["step"] for s in result["steps"]] == [1, 2, 3, 4, 5]
     assert out.returncode == 0
     assert time.monotonic() - started < 140
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if text in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(p.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    wd = tmp_path / "w"
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "vipr", "demo", "--workdir", str(wd)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:             # bounded by the test timeout
+            seen.append(line)
+            if "processes ready" in line:
+                break
+        assert _processes_mentioning(str(wd)), "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, rest          # interrupted: not a success
+    assert "stopping every process" in rest
+    assert _processes_mentioning(str(wd)) == []
