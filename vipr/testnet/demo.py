@@ -147,6 +147,11 @@ class Story:
         self.tl.say(f"phone A: {_codecs(r)}; B's phone rang {rang}x, offered {offer}")
         s.detail = {"call": r.as_dict(), "b_rang": rang, "overlay": note,
                     "b_offer": offer.as_dict() if offer else None}
+        with contextlib.suppress(TimeoutError):
+            s.detail["vcrs"] = await self.net.wait_for("VCRs of A and B", self._vcr_pair, 5.0)
+            self.tl.say("VCRs: A originating, B terminating; B's start/stop later by "
+                        f"{s.detail['vcrs']['start_skew_s']:+.3f}/"
+                        f"{s.detail['vcrs']['stop_skew_s']:+.3f} s (PSTN timing)")
         if not r.ok:
             s.problems.append(f"call failed: {r.status} {r.reason} {r.error or ''}".strip())
         if r.answer is None or not r.answer.narrowband_only or r.answer.video:
@@ -154,6 +159,17 @@ class Story:
         if rang != 1:
             s.problems.append(f"B's phone rang {rang} times")
         s.passed = not s.problems
+
+    async def _vcr_pair(self) -> dict[str, float] | None:
+        a = await self.net.vcrs(self.a, self.number, self.t_start - 5)
+        b = await self.net.vcrs(self.b, self.number, self.t_start - 5)
+        a_o = [v for v in a if v.direction == "originating"]
+        b_t = [v for v in b if v.direction == "terminating"]
+        if not a_o or not b_t:
+            return None
+        return {"a_start": a_o[0].start, "a_stop": a_o[0].stop,
+                "start_skew_s": round(b_t[0].start - a_o[0].start, 3),
+                "stop_skew_s": round(b_t[0].stop - a_o[0].stop, 3)}
 
     async def _both_claims(self) -> list[str] | None:
         c = await self.claims()
@@ -329,6 +345,9 @@ class Story:
         route = await self.net.route(self.a, self.number)
         s.detail = {"call": r.as_dict(), "b_rang": rang,
                     "route_failures": route.failures if route else None}
+        if route is not None and before is not None:
+            self.tl.say(f"A's route to {b_name}: failures {before.failures} → {route.failures} "
+                        "(the direct attempt failed, the PSTN carried the call)")
         if not r.ok:
             s.problems.append(f"call failed: {r.status} {r.reason} {r.error or ''}".strip())
         if r.answer is None or not r.answer.narrowband_only:

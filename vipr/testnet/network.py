@@ -22,7 +22,7 @@ from typing import Any
 
 from vipr.ipc import IpcError, ipc_call
 from vipr.store import Store
-from vipr.store.models import Route, ValidationRecord
+from vipr.store.models import Route, ValidationRecord, Vcr
 from vipr.supervisor import ROLES, Child, ChildError, vipr_argv
 from vipr.testnet.ua import Phone
 from vipr.testnet.workdir import Layout
@@ -159,6 +159,14 @@ class TestNetwork:
             return None
         async with Store.open(db) as store:
             return await store.get_route(number)
+
+    async def vcrs(self, key: str, number: str, since: float) -> list[Vcr]:
+        """VCRs of calls to `number` that started after `since` (newest first)."""
+        db = self.layout.database(key)
+        if not db.exists():
+            return []
+        async with Store.open(db) as store:
+            return [v for v in await store.list_vcrs(since=since) if v.callee == number]
 
     async def validations(self, key: str, number: str, since: float) -> list[ValidationRecord]:
         db = self.layout.database(key)
