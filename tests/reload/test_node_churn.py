@@ -126,6 +126,7 @@ async def test_hung_peer_detected_by_missing_acks(overlay: Overlay) -> None:
             overlay.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(overlay.changed.wait(), 0.5)
-        hung._stopping = False
     finally:
+        for n in overlay.nodes:
+            n._stopping = False  # let stop() close the hung node too
         await overlay.stop_all()
