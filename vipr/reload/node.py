@@ -63,6 +63,7 @@ class ReloadNode(NodeTransport):
         app_attach: AppAttachCallback | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         prune: bool = True,
+        advertise_host: str | None = None,
     ) -> None:
         super().__init__(context, creds_files, timers, max_message_size)
         self.listen = listen
@@ -81,6 +82,7 @@ class ReloadNode(NodeTransport):
         self._had_peers = False
         self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
         self.prune = prune
+        self.advertise_host = advertise_host
 
     # --- public API --------------------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class ReloadNode(NodeTransport):
 
     def _candidate(self) -> m.IceCandidate:
         host, port = self.address
+        host = self.advertise_host or host  # a wildcard listen address is no candidate
         return m.IceCandidate(m.IpAddressPort(host, port))  # §6.5.1.1 No-ICE host candidate
 
     # --- request handlers --------------------------------------------------------------------
