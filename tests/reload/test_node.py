@@ -196,3 +196,15 @@ async def test_lost_request_is_retransmitted_end_to_end(overlay: Overlay) -> Non
         assert ans.signer is not None and ans.signer.node_id == owner.node_id
     finally:
         await overlay.stop_all()
+
+
+async def test_wildcard_listen_advertises_the_given_host(overlay: Overlay) -> None:
+    try:
+        await overlay.start(2)
+        await overlay.start(1, listen=("0.0.0.0", 0), advertise_host="127.0.0.1")
+        await overlay.start(2)
+        await overlay.converge(20)
+        assert overlay.nodes[2].address[0] == "0.0.0.0"
+        assert overlay.nodes[2]._candidate().addr_port.host == "127.0.0.1"
+    finally:
+        await overlay.stop_all()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,4 +100,33 @@ async def test_node_that_loses_every_link_rejoins(overlay: Overlay) -> None:
         print(f"\nre-joined and ring correct {took:.2f}s after losing every link")
         assert lonely.joined
     finally:
+        await overlay.stop_all()
+
+
+async def test_hung_peer_detected_by_missing_acks(overlay: Overlay) -> None:
+    """§6.6.3.2: a peer whose links stay open but never ACK is declared failed and replaced."""
+    timers = replace(FAST, link_dead_after=1.5, update_interval=1.0)
+    try:
+        await overlay.start(6, timers=timers)
+        await overlay.converge(20)
+        hung = overlay.nodes[3]
+        hung._stopping = True  # its maintenance stops; then it stops reading its sockets
+        for links in hung._links.values():
+            for link in links:
+                link._writer.transport.pause_reading()  # type: ignore[attr-defined]
+        live = [n for n in overlay.nodes if n is not hung]
+        took = await overlay.converge(10 * timers.update_interval, live)
+        print(f"\nhung peer dropped and ring repaired {took:.2f}s later "
+              f"(dead-link timer {timers.link_dead_after}s)")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10 * timers.update_interval
+        while any(hung.node_id in n.successors() + n.predecessors() for n in live):
+            assert loop.time() < deadline, "hung peer still in a neighbor table"
+            assert overlay.changed is not None
+            overlay.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(overlay.changed.wait(), 0.5)
+    finally:
+        for n in overlay.nodes:
+            n._stopping = False  # let stop() close the hung node too
         await overlay.stop_all()

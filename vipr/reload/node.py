@@ -63,6 +63,7 @@ class ReloadNode(NodeTransport):
         app_attach: AppAttachCallback | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         prune: bool = True,
+        advertise_host: str | None = None,
     ) -> None:
         super().__init__(context, creds_files, timers, max_message_size)
         self.listen = listen
@@ -81,6 +82,7 @@ class ReloadNode(NodeTransport):
         self._had_peers = False
         self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
         self.prune = prune
+        self.advertise_host = advertise_host
 
     # --- public API --------------------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class ReloadNode(NodeTransport):
 
     def _candidate(self) -> m.IceCandidate:
         host, port = self.address
+        host = self.advertise_host or host  # a wildcard listen address is no candidate
         return m.IceCandidate(m.IpAddressPort(host, port))  # §6.5.1.1 No-ICE host candidate
 
     # --- request handlers --------------------------------------------------------------------
@@ -412,7 +415,11 @@ class ReloadNode(NodeTransport):
         else:
             raise ReloadJoinError(f"no bootstrap node reachable: {boot_errors}")
         me = to_int(self.node_id)
-        ap = await self._attach((ResourceDestination(to_id(me + 1)),))
+        ap = None
+        for _ in range(3):  # the whole transaction may time out on a loaded overlay: retry
+            ap = await self._attach((ResourceDestination(to_id(me + 1)),))
+            if ap is not None or not self._links:  # answered, or the bootstrap link is gone
+                break
         if ap is None:
             raise ReloadJoinError("no admitting peer answered the Attach")
         if to_int(ap) not in self.topo.ready:  # its Update (send_update) makes it ready
@@ -424,8 +431,17 @@ class ReloadNode(NodeTransport):
         await self._settle()
         await self._attach_fingers()
         await self._settle()
-        await self._request((NodeDestination(ap),), m.JoinReq(self.node_id),
-                            self.timers.attach_timeout)
+        succ = self.topo.successors()
+        if succ:  # another peer may have joined between us and the first admitting peer
+            ap = to_id(succ[0])
+        for attempt in range(3):
+            try:
+                await self._request((NodeDestination(ap),), m.JoinReq(self.node_id),
+                                    self.timers.attach_timeout)
+                break
+            except ReloadRequestError as e:
+                if attempt == 2 or e.error_code != m.ErrorCode.REQUEST_TIMEOUT:
+                    raise
         self._joined = True
         self._changed(TableChange(True))  # listeners + Update to every connection
 
