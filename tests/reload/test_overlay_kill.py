@@ -74,3 +74,56 @@ async def test_publish_everywhere_then_kill_30_percent(pki: Pki, tmp_path: Path)
                 await asyncio.wait_for(node.stop(leave=False), 10)
         for svc in services:
             await svc.close()
+
+
+async def test_handoff_on_join_and_leave_real_nodes(pki: Pki, tmp_path: Path) -> None:
+    """Numbers stored on 4 nodes; 4 more join: each newcomer holds what it is responsible
+    for; then two nodes Leave (after handing off): every number is still found under `N`."""
+    certs = [ca.issue_node_cert(pki.ca_cert, pki.ca_key, OVERLAY, f"j{i}@provider.example",
+                                key=pki.node_a.key) for i in range(8)]
+    nodes: list[ReloadNode] = []
+    services: list[StorageService] = []
+
+    async def add(i: int) -> None:
+        cr = certs[i]
+        ctx = ReloadContext(OVERLAY, cr, pki.trust(), configuration_sequence=1)
+        svc = StorageService(DataStore([vipr_kind()], pki.trust()), hold_down=UPDATE / 2)
+        node = ReloadNode(context=ctx, creds_files=cr.write(tmp_path, f"j{i}"),
+                          listen=("127.0.0.1", 0),
+                          bootstrap=[nodes[0].address] if nodes else [], create=i == 0,
+                          timers=TIMERS, storage=svc)
+        await node.start()
+        svc.attach(node)
+        nodes.append(node)
+        services.append(svc)
+
+    try:
+        for i in range(4):
+            await add(i)
+        nums = [f"+1650555{i:04d}" for i in range(24)]
+        for i, num in enumerate(nums):
+            assert await ViprPublisher(nodes[i % 4], "00000000000000c1").publish(num) == 3
+        for i in range(4, 8):
+            await add(i)
+        await asyncio.sleep(2 * UPDATE)
+        from vipr.reload.vipr_kind import KIND_VIPR, resource_ids
+
+        for node, svc in zip(nodes[4:], services[4:], strict=True):
+            for num in nums:
+                for rid in resource_ids(num):
+                    if node.is_responsible(rid):
+                        assert svc.store.record(rid, KIND_VIPR) is not None, num
+        for k in (1, 2):
+            await services[k].handoff()
+            await nodes[k].stop(leave=True)
+        await asyncio.sleep(2 * UPDATE)
+        alive = [n for k, n in enumerate(nodes) if k not in (1, 2)]
+        for i, num in enumerate(nums):
+            r = await lookup(alive[i % len(alive)], num)
+            assert r.claims and r.resource == "N", num
+    finally:
+        for node in nodes:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(node.stop(leave=False), 10)
+        for svc in services:
+            await svc.close()

@@ -37,3 +37,10 @@ def test_leave_sends_owned_to_successor() -> None:
     acts = p.handoff_all([R1, R2], lambda r: r == R1, [ME, S1, S2], ME)
     assert acts == [ReplicaAction(R1, S1, 1)]
     assert p.handoff_all([R1], lambda r: True, [], ME) == []
+
+
+def test_immediate_handoffs_only_for_owned() -> None:
+    p = ReplicationPlanner()
+    p.stored(R1, [S1, S2])
+    assert p.handoffs([R1, R2], lambda r: False) == [ReplicaAction(R1, None, 1)]
+    assert p.handoffs([R1, R2], lambda r: False) == []

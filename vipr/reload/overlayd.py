@@ -254,7 +254,7 @@ class OverlayDaemon:
         if len(peer) != 16:
             raise IpcError("bad-request", "peer_id must be 32 hex digits")
         try:
-            host, port = await self._node().app_attach(peer, app)
+            host, port = await self._node().app_attach(peer, app, timeout=15.0)
         except IpcError:
             raise
         except Exception as e:

@@ -54,6 +54,9 @@ class ReplicationPlanner:
         self._owned.add(resource)
         self._sent[resource] = tuple(targets)
 
+    def owns(self, resource: bytes) -> bool:
+        return resource in self._owned
+
     def forget(self, resource: bytes) -> None:
         self._sent.pop(resource, None)
         self._owned.discard(resource)
@@ -77,6 +80,17 @@ class ReplicationPlanner:
                 self.forget(r)
         for r in set(self._sent) - held:
             self.forget(r)
+        return out
+
+    def handoffs(self, resources: Iterable[bytes], is_responsible: Callable[[bytes], bool]
+                 ) -> list[ReplicaAction]:
+        """Hand-offs only, without waiting for the hold-down (§10.6: the joining peer gets
+        its data at once; re-replication can wait)."""
+        out = []
+        for r in set(resources):
+            if r in self._owned and not is_responsible(r):
+                out.append(ReplicaAction(r, None, 1))
+                self.forget(r)
         return out
 
     def handoff_all(self, resources: Iterable[bytes], is_responsible: Callable[[bytes], bool],

@@ -115,12 +115,21 @@ class StorageService:
             self.planner.stored(req.resource, succ)
             for i, t in enumerate(succ):
                 self._spawn(ReplicaAction(req.resource, t, i + 1))
+        elif responsible and node is not None and not self.planner.owns(req.resource):
+            # a hand-off (or a replica of a resource that became ours): replicate it onwards
+            self.planner.stored(req.resource, ())
+            self.planner.topology_changed(now)
+            self._wake.set()
         return ans
 
     # ----------------------------------------------------------------- replication
 
     def _on_topology(self) -> None:
         self.planner.topology_changed(self.clock())
+        node = self.node
+        if node is not None and getattr(node, "joined", True):
+            for a in self.planner.handoffs(self.store.resources(), node.is_responsible):
+                self._spawn(a)
         self._wake.set()
 
     def _spawn(self, action: ReplicaAction) -> None:
@@ -139,7 +148,13 @@ class StorageService:
         body = WithCertificates(req, tuple(certs))
         try:
             if a.target is None:
-                await node.request(a.resource, body, timeout=self.request_timeout)
+                ans = await node.request(a.resource, body, timeout=self.request_timeout)
+                if ans.signer is None or ans.signer.node_id == node.node_id:
+                    # routed back to us: the new owner is not reachable yet; retry later
+                    self.planner.stored(a.resource, ())
+                    self.planner.topology_changed(self.clock())
+                    self._wake.set()
+                    return
             else:
                 await node.request_direct(a.target, body, timeout=self.request_timeout)
             self.replicas_sent += 1
@@ -150,7 +165,7 @@ class StorageService:
 
     def run_plan(self) -> list[ReplicaAction]:
         node = self.node
-        if node is None:
+        if node is None or not getattr(node, "joined", True):
             return []
         self.store.expire(self.clock())
         actions = self.planner.plan(self.store.resources(), node.is_responsible,
