@@ -42,6 +42,7 @@ log = logging.getLogger("vipr.pvp.server")
 
 RATE_WINDOW = 60.0
 KEY_CACHE = 10.0  # seconds
+MAX_CONNECTIONS = 256  # in progress at once; more are refused ("busy") before any crypto
 MAX_TRACKED_ADDRESSES = 10_000
 
 
@@ -116,6 +117,7 @@ class ServerCounters:
     failed: int = 0
     refused: int = 0
     rate_limited: int = 0
+    busy: int = 0
     burned: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -134,6 +136,7 @@ class PvpServer:
         host: str | None = None,
         port: int | None = None,
         vlog: ValidationLog | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -148,6 +151,8 @@ class PvpServer:
         self.counters = ServerCounters()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.max_connections = max_connections
+        self._active = 0
         self._key: TicketKey | None = None
         self._key_at = 0.0
         self.logged = 0  # attempts written to the validation log
@@ -189,7 +194,8 @@ class PvpServer:
         return {
             "listen": "{}:{}".format(*self.address) if self._server else None,
             "attempts": c.attempts, "ok": c.ok, "failed": c.failed, "refused": c.refused,
-            "rate_limited": c.rate_limited, "burned": c.burned, "reasons": dict(c.reasons),
+            "rate_limited": c.rate_limited, "busy": c.busy, "burned": c.burned,
+            "reasons": dict(c.reasons),
         }
 
     # ------------------------------------------------------------------ one connection
@@ -231,6 +237,7 @@ class PvpServer:
         return make_verifier(username, password)
 
     async def _serve(self, conn: SrpConnection) -> None:
+        self._active += 1
         try:
             await conn.connected.wait()
             await self._serve_connected(conn)
@@ -240,6 +247,7 @@ class PvpServer:
         except Exception:
             log.exception("pvp server: connection from %s failed", conn.peer)
         finally:
+            self._active -= 1
             conn.abort()
 
     async def _find_vcr(self, login: Login, now: float) -> Vcr | None:
@@ -255,6 +263,10 @@ class PvpServer:
         host = peer.rsplit(":", 1)[0]
         now = self.clock()
         self.counters.attempts += 1
+        if self._active > self.max_connections:
+            self.counters.busy += 1
+            await self._log("refused", "busy", number="", vcr=None, peer=peer)
+            return
         if not self.limiter.allow(host, now):
             self.counters.rate_limited += 1
             await self._log("refused", "rate-limited", number="", vcr=None, peer=peer)
