@@ -43,3 +43,17 @@ def test_workdir_configs_are_complete_and_consistent(tmp_path: Path) -> None:
            for k, c in cfgs.items()}
     assert all(len(v) == 1 for v in ids.values())
     assert ids["c"][0] < ids["b"][0]     # C's claim is listed (and tried) before B's
+
+
+def test_testnet_init_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "vipr", "testnet", "init", "--out",
+                          str(tmp_path), "--base-port", "21000"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "provider-b: " in out.stdout and "pstn: " in out.stdout
+    cfg = load_config(tmp_path / "provider-b.yaml")
+    assert cfg.proxy.interfaces.internal.listen.port == 21100
+    assert load_pstn_config(tmp_path / "pstn.yaml").listen.port == 21380
