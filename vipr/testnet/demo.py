@@ -402,7 +402,7 @@ async def play_story(net: TestNetwork, tl: Timeline) -> list[Step]:
 # ---------------------------------------------------------------------- entry point
 
 
-async def _demo(root: Path, as_json: bool) -> dict[str, Any]:
+async def _demo(root: Path, as_json: bool, ephemeral: bool = False) -> dict[str, Any]:
     tl = Timeline(as_json)
     out: dict[str, Any] = {"ok": False, "workdir": str(root), "steps": []}
     tl.say(f"workdir {root}: overlay CA, node certificates, federation CA, TLS certificates")
@@ -433,8 +433,10 @@ async def _demo(root: Path, as_json: bool) -> dict[str, Any]:
     out["ok"] = len(steps) == len(STEPS) and all(s.passed for s in steps)
     out["seconds"] = round(tl.now(), 1)
     if not as_json:
+        where = ("temporary workdir removed; --keep or --workdir DIR keeps it"
+                 if ephemeral and out["ok"] else f"logs in {root / 'logs'}")
         print(f"\n{out['passed']}/{len(STEPS)} steps passed in {out['seconds']} s "
-              f"({'OK' if out['ok'] else 'FAILED'}; logs in {root / 'logs'})", flush=True)
+              f"({'OK' if out['ok'] else 'FAILED'}; {where})", flush=True)
     return out
 
 
@@ -446,7 +448,7 @@ def run_demo(workdir: Path | None, *, as_json: bool = False, keep: bool = False)
         workdir = tmp
     result: dict[str, Any] = {"ok": False}
     try:
-        result = asyncio.run(_main_with_signals(workdir, as_json))
+        result = asyncio.run(_main_with_signals(workdir, as_json, tmp is not None and not keep))
     except KeyboardInterrupt:
         result = {"ok": False, "error": "interrupted"}
     finally:
@@ -457,9 +459,9 @@ def run_demo(workdir: Path | None, *, as_json: bool = False, keep: bool = False)
     return 0 if result.get("ok") else 1
 
 
-async def _main_with_signals(workdir: Path, as_json: bool) -> dict[str, Any]:
+async def _main_with_signals(workdir: Path, as_json: bool, ephemeral: bool) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(_demo(workdir, as_json))
+    task = asyncio.ensure_future(_demo(workdir, as_json, ephemeral))
 
     def on_signal(signum: int) -> None:
         print(f"\n{signal.Signals(signum).name}: stopping every process", file=sys.stderr)
