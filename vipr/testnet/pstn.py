@@ -173,7 +173,7 @@ class PstnSimulator:
                                                         call.to_provider.trunk.port))
         self._spawn(call, self._send_ack(call))
         if call.ended:                 # cancelled meanwhile: hang the callee up
-            self._spawn(call, self._send_bye(call.b_leg, 0.0))
+            self._spawn(call, self._send_bye(call.b_leg, 0.0, call))
             return
         if call.answered:
             return
