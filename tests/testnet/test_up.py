@@ -27,18 +27,20 @@ async def _until(what: str, check, timeout: float = 30.0) -> None:  # type: igno
         await asyncio.sleep(0.05)
 
 
-async def test_up_supervises_pvp_and_proxy() -> None:
+async def test_up_supervises_the_three_roles() -> None:
     with tempfile.TemporaryDirectory(prefix="tu", dir="/tmp") as d:
         tmp = Path(d)
         layout = make_workdir(tmp / "w")
         cfg = layout.configs["a"]
         log = tmp / "up.log"
-        up = Child("up", [*vipr_argv(), "up", "--config", str(cfg), "--role", "pvp",
-                          "--role", "proxy"], notify_dir=tmp, log_path=log)
+        up = Child("up", [*vipr_argv(), "up", "--config", str(cfg)], notify_dir=tmp,
+                   log_path=log)
         await up.start()
         try:
-            await up.wait_ready(60.0)          # READY=1 only once both roles are ready
+            await up.wait_ready(60.0)          # READY=1 only once all three roles are ready
+            assert up.status == "3 roles running"
             run = layout.runtime_dir("a")
+            await ipc_call(run / "overlay.sock", "status")
             await ipc_call(run / "pvp.sock", "status")
             await ipc_call(run / "proxy.sock", "status")
             m = re.search(r"pvp\[(\d+)\]", log.read_text())
@@ -62,6 +64,6 @@ async def test_up_supervises_pvp_and_proxy() -> None:
         finally:
             code = await up.stop(20.0)
         assert code == 0, log.read_text()
-        assert "stopping pvp, proxy" in log.read_text()
+        assert "stopping overlay, pvp, proxy" in log.read_text()
         with pytest.raises(ProcessLookupError):
             os.kill(int(px[1]), 0)                        # the roles went with it
