@@ -130,3 +130,20 @@ async def test_hung_peer_detected_by_missing_acks(overlay: Overlay) -> None:
         for n in overlay.nodes:
             n._stopping = False  # let stop() close the hung node too
         await overlay.stop_all()
+
+
+async def test_restarted_creator_rejoins_instead_of_forking(overlay: Overlay) -> None:
+    """The node allowed to create the overlay joins it when a bootstrap node answers."""
+    try:
+        await overlay.start(5)
+        await overlay.converge(20)
+        first = overlay.nodes[0]
+        await first.stop()
+        again = overlay.make_node(overlay.creds[0], create=True)
+        again.bootstrap = (overlay.nodes[2].address,)
+        overlay.nodes[0] = again
+        await again.start()
+        await overlay.converge(20)  # one ring of 5, not a ring of 1 plus a ring of 4
+        assert len(again.successors()) == 3
+    finally:
+        await overlay.stop_all()

@@ -105,7 +105,13 @@ class ReloadNode(NodeTransport):
         sock = self._server.sockets[0].getsockname()
         self._address = (sock[0], sock[1])
         if self.create:
-            self._joined = True  # §11.4: the first node owns the whole ring
+            if self.bootstrap:  # a restarted creator re-joins the overlay that still runs
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._join(), min(self.timers.join_timeout,
+                                                             2 * self.timers.attach_timeout))
+            if not self._joined:  # §11.4: nobody reachable: the first node owns the ring
+                self._joined = True
+                self._changed(TableChange(True))
         else:
             try:
                 await asyncio.wait_for(self._join(), self.timers.join_timeout)

@@ -24,7 +24,7 @@ from vipr.reload.forwarding import (
     NodeDestination,
     ResourceDestination,
 )
-from vipr.reload.link import Link, connect
+from vipr.reload.link import Link, Tap, connect
 from vipr.reload.message import encode_message
 from vipr.reload.node_types import ChordTimers, ReloadRequestError
 from vipr.reload.security import ReloadSecurityError
@@ -62,6 +62,7 @@ class NodeTransport:
         self.creds_files = creds_files
         self.timers = timers
         self.max_message_size = max_message_size  # §11.1 max-message-size
+        self.tap: Tap | None = None  # sees every link's stream bytes (pcaps in tests)
         self.topo = ChordTopology(self.node_id, tombstone=timers.tombstone)
         self._links: dict[bytes, list[Link]] = {}
         self._link_events: dict[bytes, asyncio.Event] = {}
@@ -86,7 +87,8 @@ class NodeTransport:
 
     def _link_kwargs(self) -> dict[str, Any]:
         return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
-                "max_message_size": self.max_message_size, "on_too_large": self._too_large}
+                "max_message_size": self.max_message_size, "on_too_large": self._too_large,
+                "tap": self.tap}
 
     def _too_large(self, link: Link, header: ForwardingHeader) -> bytes:
         """§6.6: Error_Message_Too_Large to an oversize frame (the link then closes)."""
