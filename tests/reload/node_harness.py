@@ -19,7 +19,7 @@ from vipr.reload.security import NodeCredentials, TrustStore
 
 OVERLAY = "vipr-test.example.org"
 
-FAST = ChordTimers(update_interval=2.0, ping_interval=4.0, reliability_timer=0.5,
+FAST = ChordTimers(update_interval=3.0, ping_interval=6.0, reliability_timer=0.5,
                    max_transmissions=4, attach_timeout=3.0, join_timeout=30.0,
                    link_dead_after=5.0, tombstone=10.0)
 

@@ -15,7 +15,7 @@ from node_harness import FAST, OVERLAY, Overlay, make_overlay, true_owner
 from vipr.reload import ca
 from vipr.reload import messages as m
 from vipr.reload.api import Received
-from vipr.reload.forwarding import ResourceDestination
+from vipr.reload.forwarding import ForwardingHeader, ResourceDestination
 from vipr.reload.node import ReloadJoinError, ReloadRequestError
 from vipr.reload.storage_codec import FetchAns, FetchReq
 
@@ -167,5 +167,44 @@ async def test_nodes_joining_concurrently_converge(overlay: Overlay) -> None:
         overlay.nodes += joiners
         took = await overlay.converge(30)
         print(f"\n11 concurrent joins: ring correct {took:.2f}s after the last join returned")
+    finally:
+        await overlay.stop_all()
+
+
+async def test_lost_request_is_retransmitted_end_to_end(overlay: Overlay) -> None:
+    """§6.2.1: the originator retransmits; the responsible node's first copy is 'lost'."""
+    try:
+        await overlay.start(6)
+        await overlay.converge(20)
+        key = os.urandom(16)
+        owner = true_owner(overlay.nodes, key)
+        src = next(n for n in overlay.nodes if n is not owner)
+        dropped: list[int] = []
+        deliver = owner._deliver
+
+        async def lossy(link: object, header: ForwardingHeader, data: bytes,
+                        is_request: bool) -> None:
+            if is_request and isinstance(header.destination_list[-1], ResourceDestination) \
+                    and not dropped:
+                dropped.append(header.transaction_id)
+                return
+            await deliver(link, header, data, is_request)  # type: ignore[arg-type]
+
+        owner._deliver = lossy  # type: ignore[method-assign]
+        ans = await src.request(key, m.PingReq(), timeout=10)
+        assert ans.message.transaction_id == dropped[0]
+        assert ans.signer is not None and ans.signer.node_id == owner.node_id
+    finally:
+        await overlay.stop_all()
+
+
+async def test_wildcard_listen_advertises_the_given_host(overlay: Overlay) -> None:
+    try:
+        await overlay.start(2)
+        await overlay.start(1, listen=("0.0.0.0", 0), advertise_host="127.0.0.1")
+        await overlay.start(2)
+        await overlay.converge(20)
+        assert overlay.nodes[2].address[0] == "0.0.0.0"
+        assert overlay.nodes[2]._candidate().addr_port.host == "127.0.0.1"
     finally:
         await overlay.stop_all()

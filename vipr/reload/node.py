@@ -1,7 +1,7 @@
 """asyncio RELOAD peer over CHORD-RELOAD (RFC 6940 §10) and TLS-TCP-FH-NO-ICE links (§6.6).
 
-`ChordTopology` (chord.py) is the sans-I/O core; this is the thin asyncio shell: links,
-symmetric recursive routing (§6.2), join/update/leave (§10.5–§10.9), failure repair, and dispatch
+`ChordTopology` (chord.py) is the sans-I/O core, `NodeTransport` (node_transport.py) the links
+and routing; this adds join/update/leave (§10.5–§10.9), failure repair, and dispatch
 of Store/Fetch/Stat/Find to a storage plug-in and of AppAttach (§6.5.2) to a callback.
 """
 
@@ -13,23 +13,21 @@ import logging
 import os
 import random
 import time
-from collections.abc import Coroutine, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vipr.reload import messages as m
 from vipr.reload.api import Received, ReloadContext
-from vipr.reload.chord import ChordTopology, TableChange, finger_target, to_id, to_int
-from vipr.reload.codec import Reader, ReloadDecodeError
+from vipr.reload.chord import TableChange, finger_target, to_id, to_int
+from vipr.reload.codec import ReloadDecodeError
 from vipr.reload.forwarding import (
     Destination,
-    ForwardingHeader,
     NodeDestination,
     ResourceDestination,
 )
-from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, connect, serve
-from vipr.reload.message import encode_message
+from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, serve
+from vipr.reload.node_transport import NodeTransport, key_of
 from vipr.reload.node_types import (
     DEFAULT_TIMERS,
     AppAttachCallback,
@@ -42,34 +40,14 @@ from vipr.reload.node_types import (
 )
 from vipr.reload.security import ReloadSecurityError
 from vipr.reload.storage_codec import STORAGE_BODIES
-from vipr.reload.transactions import AnswerCache, AsyncTransactions, RequestTimeout
 
 __all__ = ["AppAttachCallback", "ChordTimers", "HostPort", "ReloadJoinError", "ReloadNode",
            "ReloadRequestError", "StorageHandler", "TopologyListener"]
 
 log = logging.getLogger("vipr.reload.node")
 
-C = m.MessageCode
-# Requests that the node responsible for a Node-ID answers when that node is absent (§10.5:
-# "Attach to Node-ID n+1" reaches n's future successor).
-_ANSWER_FOR_ABSENT = {C.ATTACH_REQ, C.PING_REQ, C.ROUTE_QUERY_REQ, C.PROBE_REQ}
 
-
-def _split(data: bytes) -> tuple[ForwardingHeader, bytes]:
-    r = Reader(data)
-    header = ForwardingHeader.decode(r)
-    return header, data[r.pos :]
-
-
-def _key(d: Destination) -> int | None:
-    if isinstance(d, NodeDestination):
-        return to_int(d.node_id)
-    if isinstance(d, ResourceDestination):
-        return int.from_bytes(d.resource_id[:16].rjust(16, b"\0"), "big")
-    return None
-
-
-class ReloadNode:
+class ReloadNode(NodeTransport):
     """One RELOAD peer. Several may run in one event loop (each has its own port and links)."""
 
     def __init__(
@@ -84,36 +62,27 @@ class ReloadNode:
         storage: StorageHandler | None = None,
         app_attach: AppAttachCallback | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        prune: bool = True,
+        advertise_host: str | None = None,
     ) -> None:
-        self.context = context
-        self.node_id: bytes = context.node_id
-        self.creds_files = creds_files
+        super().__init__(context, creds_files, timers, max_message_size)
         self.listen = listen
         self.bootstrap = tuple(bootstrap)
         self.create = create
-        self.timers = timers
         self.storage = storage
         self.app_attach_cb = app_attach
-        self.max_message_size = max_message_size  # §11.1 max-message-size
-        self.topo = ChordTopology(self.node_id, tombstone=timers.tombstone)
-        self._links: dict[bytes, list[Link]] = {}
-        self._link_events: dict[bytes, asyncio.Event] = {}
         self._ready_events: dict[bytes, asyncio.Event] = {}
         self._server: asyncio.Server | None = None
         self._address: HostPort | None = None
-        self._tx = AsyncTransactions(timers.reliability_timer, timers.max_transmissions)
-        self._cache = AnswerCache()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._attaching: dict[int, asyncio.Task[Any]] = {}
         self._listeners: list[TopologyListener] = []
         self._replied: dict[bytes, float] = {}
         self._update_pending = False
-        self._joined = False
-        self._stopping = False
         self._started = time.monotonic()
         self._had_peers = False
         self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
-        self.hop_counts: dict[int, int] = {}  # hops of Resource-ID requests answered here
+        self.prune = prune
+        self.advertise_host = advertise_host
 
     # --- public API --------------------------------------------------------------------------
 
@@ -136,11 +105,20 @@ class ReloadNode:
         sock = self._server.sockets[0].getsockname()
         self._address = (sock[0], sock[1])
         if self.create:
-            self._joined = True  # §11.4: the first node owns the whole ring
+            if self.bootstrap:  # a restarted creator re-joins the overlay that still runs
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._join(), min(self.timers.join_timeout,
+                                                             2 * self.timers.attach_timeout))
+            if not self._joined:  # §11.4: nobody reachable: the first node owns the ring
+                self._joined = True
+                self._changed(TableChange(True))
         else:
             try:
                 await asyncio.wait_for(self._join(), self.timers.join_timeout)
-            except (TimeoutError, ReloadRequestError, OSError, ReloadSecurityError) as e:
+            except ReloadJoinError:
+                await self.stop(leave=False)
+                raise
+            except Exception as e:  # timeout, Error answer, TLS refused, …
                 await self.stop(leave=False)
                 raise ReloadJoinError(f"join failed: {e!r}") from e
         self._spawn(self._maintenance())
@@ -225,176 +203,10 @@ class ReloadNode:
             "hops": dict(sorted(self.hop_counts.items())),
         }
 
-    # --- links -------------------------------------------------------------------------------
-
-    def _link_kwargs(self) -> dict[str, Any]:
-        return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
-                "max_message_size": self.max_message_size}
-
     def _candidate(self) -> m.IceCandidate:
         host, port = self.address
+        host = self.advertise_host or host  # a wildcard listen address is no candidate
         return m.IceCandidate(m.IpAddressPort(host, port))  # §6.5.1.1 No-ICE host candidate
-
-    def _add_link(self, link: Link) -> None:
-        peer = link.peer_node_id
-        if self._stopping or peer == self.node_id:
-            self._spawn(link.close("unwanted"))
-            return
-        self._links.setdefault(peer, []).append(link)
-        ev = self._link_events.pop(peer, None)
-        if ev is not None:
-            ev.set()
-        self._spawn(self._watch_link(link))
-
-    async def _watch_link(self, link: Link) -> None:
-        await link.closed.wait()
-        peer = link.peer_node_id
-        ls = self._links.get(peer, [])
-        if link in ls:
-            ls.remove(link)
-        if ls or self._stopping:
-            return
-        self._links.pop(peer, None)
-        log.info("%s: lost %s (%s)", self.node_id.hex()[:8], peer.hex()[:8], link.close_reason)
-        self._changed(self.topo.remove(to_int(peer), self._now()))  # §10.7.4.1 failure
-
-    def _link(self, peer: bytes) -> Link | None:
-        for link in self._links.get(peer, ()):
-            if not link.closed.is_set():
-                return link
-        return None
-
-    async def _wait_link(self, peer: bytes, timeout: float) -> Link | None:
-        link = self._link(peer)
-        if link is not None:
-            return link
-        ev = self._link_events.setdefault(peer, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), timeout)
-        return self._link(peer)
-
-    async def _connect(self, host: str, port: int, expected: bytes | None) -> Link:
-        link = await connect(host, port, self.creds_files, self.context.trust,
-                             expected_node_id=expected, timeout=self.timers.attach_timeout,
-                             **self._link_kwargs())
-        self._add_link(link)
-        return link
-
-    # --- message path (§6.2: symmetric recursive routing) --------------------------------------
-
-    def _on_message(self, link: Link, data: bytes) -> None:
-        self._spawn(self._process(link, data))
-
-    def _owns(self, key: int) -> bool:
-        return self._joined and self.topo.responsible(key)
-
-    def _route(self, key: int) -> Link | None:
-        """The link toward `key` (§10.3), or None when this node is responsible / has no route."""
-        linked = {to_int(p) for p, ls in self._links.items() if ls}
-        hop = self.topo.next_hop(key, linked)
-        if hop is None and not self._joined:
-            ready = self.topo.ready
-            if ready:  # not in the ring yet: hand it to the closest known peer after key
-                hop = min(ready, key=lambda p: (p - key) % (1 << 128))
-            else:
-                return next((lk for p in self._links for lk in [self._link(p)] if lk), None)
-        return None if hop is None else self._link(to_id(hop))
-
-    async def _process(self, link: Link | None, data: bytes) -> None:
-        """Deliver locally or forward one message (`link` None: we originated it)."""
-        try:
-            header, rest = _split(data)
-            code = int.from_bytes(rest[:2], "big")
-        except (ReloadDecodeError, ValueError):
-            return
-        dests = list(header.destination_list)
-        while (len(dests) > 1 and isinstance(dests[0], NodeDestination)
-               and dests[0].node_id == self.node_id):
-            dests.pop(0)  # §6.3.2.2: strip ourselves from the front of the list
-        is_request = code != C.ERROR and code % 2 == 1
-        first = dests[0] if dests else None
-        key = None if first is None else _key(first)
-        if first is None:
-            local = not is_request
-        elif key is None:
-            local = False
-        elif isinstance(first, NodeDestination):
-            local = first.node_id == self.node_id or (
-                is_request and code in _ANSWER_FOR_ABSENT and self._link(first.node_id) is None
-                and self._owns(key))
-        else:
-            local = is_request and self._owns(key)
-        if local:
-            await self._deliver(link, header, data, is_request)
-            return
-        out_link: Link | None = None
-        if isinstance(first, NodeDestination):
-            out_link = self._link(first.node_id)
-        if out_link is None and key is not None:
-            out_link = self._route(key)
-        if out_link is None or (link is not None and header.ttl <= 1):
-            if is_request and link is not None:
-                err = m.ErrorCode.TTL_EXCEEDED if header.ttl <= 1 else m.ErrorCode.NOT_FOUND
-                await self._process(None, self.context.error_to(
-                    header, err, "no route", previous_hop=link.peer_node_id))
-            return
-        via = header.via_list
-        if link is not None and is_request:
-            via = (*via, NodeDestination(link.peer_node_id))  # §6.3.2.1 via list
-        hdr = replace(header, destination_list=tuple(dests), via_list=via,
-                      ttl=header.ttl - 1 if link is not None else header.ttl)
-        with contextlib.suppress(ConnectionError, OSError, ValueError):
-            await out_link.send(encode_message(hdr, rest, b""))
-
-    async def _deliver(self, link: Link | None, header: ForwardingHeader, data: bytes,
-                       is_request: bool) -> None:
-        if not is_request:
-            self._tx.deliver(header.transaction_id, data)  # verified by the waiting requester
-            return
-        now = self._now()
-        cached = self._cache.lookup(header.transaction_id, now)
-        if cached is not None:  # §6.2.2: retransmitted request, identical answer
-            await self._process(None, cached)
-            return
-        try:
-            rx = self.context.decode(data)
-        except (ReloadDecodeError, ReloadSecurityError) as e:
-            log.info("%s: dropping request: %s", self.node_id.hex()[:8], e)
-            return
-        prev = link.peer_node_id if link is not None else None
-        if header.destination_list and isinstance(header.destination_list[-1],
-                                                  ResourceDestination):
-            hops = len(header.via_list) + (link is not None)
-            self.hop_counts[hops] = self.hop_counts.get(hops, 0) + 1
-        try:
-            body = await self._handle(link, rx)
-        except Exception:
-            log.exception("request handler failed")
-            body = m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "internal error")
-        if body is None:
-            return
-        ans = self.context.answer(rx.message, body, previous_hop=prev)
-        self._cache.store(header.transaction_id, ans, now)
-        await self._process(None, ans)
-
-    async def _request(self, dests: tuple[Destination, ...], body: Any,
-                       timeout: float | None) -> Received:
-        txid, data = self.context.request(body, dests)
-
-        async def send(d: bytes) -> None:
-            await self._process(None, d)
-
-        try:
-            raw = await asyncio.wait_for(self._tx.request(txid, data, send), timeout)
-        except (RequestTimeout, TimeoutError) as e:
-            raise ReloadRequestError(m.ErrorCode.REQUEST_TIMEOUT, "no answer") from e
-        try:
-            rx = self.context.decode(raw)
-        except (ReloadDecodeError, ReloadSecurityError) as e:
-            raise ReloadRequestError(m.ErrorCode.INVALID_MESSAGE, str(e)) from e
-        if isinstance(rx.body, m.ErrorResponse):
-            raise ReloadRequestError(rx.body.error_code, rx.body.info_text())
-        return rx
 
     # --- request handlers --------------------------------------------------------------------
 
@@ -443,6 +255,8 @@ class ReloadNode:
         peer = rx.signer.node_id if rx.signer is not None else None
         cand = next((c for c in body.candidates
                      if c.overlay_link == m.LINK_TLS_TCP_FH_NO_ICE), None)
+        if peer is not None:
+            self._wanted_by.add(peer)  # it wants a connection to us: never prune it
         if peer is None or cand is None:
             return m.ErrorResponse.text(m.ErrorCode.INCOMPATIBLE_WITH_OVERLAY,
                                         "need a TLS-TCP-FH-NO-ICE host candidate")
@@ -476,7 +290,7 @@ class ReloadNode:
                                  (m.IceCandidate(m.IpAddressPort(addr[0], addr[1])),))
 
     def _on_route_query(self, link: Link | None, body: m.RouteQueryReq) -> Any:
-        key = _key(body.destination)
+        key = key_of(body.destination)
         if key is None:
             return m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "bad destination")
         hop = None if self._owns(key) else self.topo.next_hop(key)
@@ -607,7 +421,11 @@ class ReloadNode:
         else:
             raise ReloadJoinError(f"no bootstrap node reachable: {boot_errors}")
         me = to_int(self.node_id)
-        ap = await self._attach((ResourceDestination(to_id(me + 1)),))
+        ap = None
+        for _ in range(3):  # the whole transaction may time out on a loaded overlay: retry
+            ap = await self._attach((ResourceDestination(to_id(me + 1)),))
+            if ap is not None or not self._links:  # answered, or the bootstrap link is gone
+                break
         if ap is None:
             raise ReloadJoinError("no admitting peer answered the Attach")
         if to_int(ap) not in self.topo.ready:  # its Update (send_update) makes it ready
@@ -619,8 +437,17 @@ class ReloadNode:
         await self._settle()
         await self._attach_fingers()
         await self._settle()
-        await self._request((NodeDestination(ap),), m.JoinReq(self.node_id),
-                            self.timers.attach_timeout)
+        succ = self.topo.successors()
+        if succ:  # another peer may have joined between us and the first admitting peer
+            ap = to_id(succ[0])
+        for attempt in range(3):
+            try:
+                await self._request((NodeDestination(ap),), m.JoinReq(self.node_id),
+                                    self.timers.attach_timeout)
+                break
+            except ReloadRequestError as e:
+                if attempt == 2 or e.error_code != m.ErrorCode.REQUEST_TIMEOUT:
+                    raise
         self._joined = True
         self._changed(TableChange(True))  # listeners + Update to every connection
 
@@ -664,20 +491,32 @@ class ReloadNode:
                     self._joined = self.create
                 continue
             await self._update_all(self.topo.neighbors())
+            await self._prune()
             if loop.time() >= next_ping:
                 next_ping = loop.time() + self.timers.ping_interval
                 await self._attach_fingers(limit=2)
 
+    async def _prune(self) -> None:
+        """Close links we opened for peers that left our routing table (the Connection Table
+        may hold more, §10.1, but unused links only cost descriptors and keep-alive traffic).
+        Links a peer asked for with Attach stay: it may use us as neighbor or finger."""
+        if not self._joined or not self.prune:
+            return
+        keep = self.topo.routing_table()
+        now = self._now()
+        for peer, links in list(self._links.items()):
+            if (to_int(peer) in keep or peer in self._wanted_by
+                    or now - self._link_born.get(peer, now) < 2 * self.timers.update_interval):
+                continue
+            self._pruned.add(peer)
+            for link in list(links):
+                await link.close("pruned: not in the routing table")
+
     # --- helpers -----------------------------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _now(self) -> float:
-        return time.monotonic()
+    def _link_lost(self, peer: bytes, pruned: bool) -> None:
+        # §10.7.4.1 failure (a link we pruned ourselves is no failure: no tombstone)
+        self._changed(self.topo.remove(to_int(peer), self._now(), failed=not pruned))
 
     def _uptime(self) -> int:
         return int(time.monotonic() - self._started) & 0xFFFFFFFF

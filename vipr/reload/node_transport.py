@@ -1,0 +1,269 @@
+"""The transport half of a RELOAD peer: TLS links, symmetric recursive routing (RFC 6940 §6.2),
+end-to-end transactions (§6.2.1) and the answer cache (§6.2.2). `ReloadNode` (node.py) adds the
+CHORD-RELOAD protocol (join, updates, leave, repair) and the request handlers on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from vipr.reload import messages as m
+from vipr.reload.api import Received, ReloadContext
+from vipr.reload.chord import ChordTopology, to_id, to_int
+from vipr.reload.codec import Reader, ReloadDecodeError
+from vipr.reload.forwarding import (
+    Destination,
+    ForwardingHeader,
+    NodeDestination,
+    ResourceDestination,
+)
+from vipr.reload.link import Link, connect
+from vipr.reload.message import encode_message
+from vipr.reload.node_types import ChordTimers, ReloadRequestError
+from vipr.reload.security import ReloadSecurityError
+from vipr.reload.transactions import AnswerCache, AsyncTransactions, RequestTimeout
+
+log = logging.getLogger("vipr.reload.node")
+
+C = m.MessageCode
+# Requests that the node responsible for a Node-ID answers when that node is absent (§10.5:
+# "Attach to Node-ID n+1" reaches n's future successor).
+_ANSWER_FOR_ABSENT = {C.ATTACH_REQ, C.PING_REQ, C.ROUTE_QUERY_REQ, C.PROBE_REQ}
+
+
+def _split(data: bytes) -> tuple[ForwardingHeader, bytes]:
+    r = Reader(data)
+    header = ForwardingHeader.decode(r)
+    return header, data[r.pos :]
+
+
+def key_of(d: Destination) -> int | None:
+    if isinstance(d, NodeDestination):
+        return to_int(d.node_id)
+    if isinstance(d, ResourceDestination):
+        return int.from_bytes(d.resource_id[:16].rjust(16, b"\0"), "big")
+    return None
+
+
+class NodeTransport:
+    """Links and the message path of one peer; subclasses answer requests (`_handle`)."""
+
+    def __init__(self, context: ReloadContext, creds_files: tuple[Path, Path],
+                 timers: ChordTimers, max_message_size: int) -> None:
+        self.context = context
+        self.node_id: bytes = context.node_id
+        self.creds_files = creds_files
+        self.timers = timers
+        self.max_message_size = max_message_size  # §11.1 max-message-size
+        self.topo = ChordTopology(self.node_id, tombstone=timers.tombstone)
+        self._links: dict[bytes, list[Link]] = {}
+        self._link_events: dict[bytes, asyncio.Event] = {}
+        self._tx = AsyncTransactions(timers.reliability_timer, timers.max_transmissions)
+        self._cache = AnswerCache()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._joined = False
+        self._stopping = False
+        self._wanted_by: set[bytes] = set()  # peers that attached to us
+        self._pruned: set[bytes] = set()
+        self._link_born: dict[bytes, float] = {}
+        self.hop_counts: dict[int, int] = {}  # hops of Resource-ID requests answered here
+
+    async def _handle(self, link: Link | None, rx: Received) -> Any:
+        """Answer body (or ErrorResponse, or None for no answer) to a request for this node."""
+        raise NotImplementedError
+
+    def _link_lost(self, peer: bytes, pruned: bool) -> None:
+        """The last link to `peer` closed (`pruned`: we closed it on purpose)."""
+
+    # --- links -------------------------------------------------------------------------------
+
+    def _link_kwargs(self) -> dict[str, Any]:
+        return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
+                "max_message_size": self.max_message_size, "on_too_large": self._too_large}
+
+    def _too_large(self, link: Link, header: ForwardingHeader) -> bytes:
+        """§6.6: Error_Message_Too_Large to an oversize frame (the link then closes)."""
+        return self.context.error_to(header, m.ErrorCode.MESSAGE_TOO_LARGE,
+                                     previous_hop=link.peer_node_id)
+
+    def _add_link(self, link: Link) -> None:
+        peer = link.peer_node_id
+        if self._stopping or peer == self.node_id:
+            self._spawn(link.close("unwanted"))
+            return
+        self._links.setdefault(peer, []).append(link)
+        self._link_born.setdefault(peer, self._now())
+        ev = self._link_events.pop(peer, None)
+        if ev is not None:
+            ev.set()
+        self._spawn(self._watch_link(link))
+
+    async def _watch_link(self, link: Link) -> None:
+        await link.closed.wait()
+        peer = link.peer_node_id
+        ls = self._links.get(peer, [])
+        if link in ls:
+            ls.remove(link)
+        if ls or self._stopping:
+            return
+        self._links.pop(peer, None)
+        self._wanted_by.discard(peer)
+        self._link_born.pop(peer, None)
+        pruned = peer in self._pruned
+        self._pruned.discard(peer)
+        log.info("%s: lost %s (%s)", self.node_id.hex()[:8], peer.hex()[:8], link.close_reason)
+        self._link_lost(peer, pruned)
+
+    def _link(self, peer: bytes) -> Link | None:
+        for link in self._links.get(peer, ()):
+            if not link.closed.is_set():
+                return link
+        return None
+
+    async def _wait_link(self, peer: bytes, timeout: float) -> Link | None:
+        link = self._link(peer)
+        if link is not None:
+            return link
+        ev = self._link_events.setdefault(peer, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout)
+        return self._link(peer)
+
+    async def _connect(self, host: str, port: int, expected: bytes | None) -> Link:
+        link = await connect(host, port, self.creds_files, self.context.trust,
+                             expected_node_id=expected, timeout=self.timers.attach_timeout,
+                             **self._link_kwargs())
+        self._add_link(link)
+        return link
+
+    # --- message path (§6.2: symmetric recursive routing) --------------------------------------
+
+    def _on_message(self, link: Link, data: bytes) -> None:
+        self._spawn(self._process(link, data))
+
+    def _owns(self, key: int) -> bool:
+        return self._joined and self.topo.responsible(key)
+
+    def _route(self, key: int) -> Link | None:
+        """The link toward `key` (§10.3), or None when this node is responsible / has no route."""
+        linked = {to_int(p) for p, ls in self._links.items() if ls}
+        hop = self.topo.next_hop(key, linked)
+        if hop is None and not self._joined:
+            ready = self.topo.ready
+            if ready:  # not in the ring yet: hand it to the closest known peer after key
+                hop = min(ready, key=lambda p: (p - key) % (1 << 128))
+            else:
+                return next((lk for p in self._links for lk in [self._link(p)] if lk), None)
+        return None if hop is None else self._link(to_id(hop))
+
+    async def _process(self, link: Link | None, data: bytes) -> None:
+        """Deliver locally or forward one message (`link` None: we originated it)."""
+        try:
+            header, rest = _split(data)
+            code = int.from_bytes(rest[:2], "big")
+        except (ReloadDecodeError, ValueError):
+            return
+        dests = list(header.destination_list)
+        while (len(dests) > 1 and isinstance(dests[0], NodeDestination)
+               and dests[0].node_id == self.node_id):
+            dests.pop(0)  # §6.3.2.2: strip ourselves from the front of the list
+        is_request = code != C.ERROR and code % 2 == 1
+        first = dests[0] if dests else None
+        key = None if first is None else key_of(first)
+        if first is None:
+            local = not is_request
+        elif key is None:
+            local = False
+        elif isinstance(first, NodeDestination):
+            local = first.node_id == self.node_id or (
+                is_request and code in _ANSWER_FOR_ABSENT and self._link(first.node_id) is None
+                and self._owns(key))
+        else:
+            local = is_request and self._owns(key)
+        if local:
+            await self._deliver(link, header, data, is_request)
+            return
+        out_link: Link | None = None
+        if isinstance(first, NodeDestination):
+            out_link = self._link(first.node_id)
+        if out_link is None and key is not None:
+            out_link = self._route(key)
+        if out_link is None or (link is not None and header.ttl <= 1):
+            if is_request and link is not None:
+                err = m.ErrorCode.TTL_EXCEEDED if header.ttl <= 1 else m.ErrorCode.NOT_FOUND
+                await self._process(None, self.context.error_to(
+                    header, err, "no route", previous_hop=link.peer_node_id))
+            return
+        via = header.via_list
+        if link is not None and is_request:
+            via = (*via, NodeDestination(link.peer_node_id))  # §6.3.2.1 via list
+        hdr = replace(header, destination_list=tuple(dests), via_list=via,
+                      ttl=header.ttl - 1 if link is not None else header.ttl)
+        with contextlib.suppress(ConnectionError, OSError, ValueError):
+            await out_link.send(encode_message(hdr, rest, b""))
+
+    async def _deliver(self, link: Link | None, header: ForwardingHeader, data: bytes,
+                       is_request: bool) -> None:
+        if not is_request:
+            self._tx.deliver(header.transaction_id, data)  # verified by the waiting requester
+            return
+        now = self._now()
+        cached = self._cache.lookup(header.transaction_id, now)
+        if cached is not None:  # §6.2.2: retransmitted request, identical answer
+            await self._process(None, cached)
+            return
+        try:
+            rx = self.context.decode(data)
+        except (ReloadDecodeError, ReloadSecurityError) as e:
+            log.info("%s: dropping request: %s", self.node_id.hex()[:8], e)
+            return
+        prev = link.peer_node_id if link is not None else None
+        if header.destination_list and isinstance(header.destination_list[-1],
+                                                  ResourceDestination):
+            hops = len(header.via_list) + (link is not None)
+            self.hop_counts[hops] = self.hop_counts.get(hops, 0) + 1
+        try:
+            body = await self._handle(link, rx)
+        except Exception:
+            log.exception("request handler failed")
+            body = m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "internal error")
+        if body is None:
+            return
+        ans = self.context.answer(rx.message, body, previous_hop=prev)
+        self._cache.store(header.transaction_id, ans, now)
+        await self._process(None, ans)
+
+    async def _request(self, dests: tuple[Destination, ...], body: Any,
+                       timeout: float | None) -> Received:
+        txid, data = self.context.request(body, dests)
+
+        async def send(d: bytes) -> None:
+            await self._process(None, d)
+
+        try:
+            raw = await asyncio.wait_for(self._tx.request(txid, data, send), timeout)
+        except (RequestTimeout, TimeoutError) as e:
+            raise ReloadRequestError(m.ErrorCode.REQUEST_TIMEOUT, "no answer") from e
+        try:
+            rx = self.context.decode(raw)
+        except (ReloadDecodeError, ReloadSecurityError) as e:
+            raise ReloadRequestError(m.ErrorCode.INVALID_MESSAGE, str(e)) from e
+        if isinstance(rx.body, m.ErrorResponse):
+            raise ReloadRequestError(rx.body.error_code, rx.body.info_text())
+        return rx
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _now(self) -> float:
+        return time.monotonic()
