@@ -38,6 +38,7 @@ PUBLISH_CONCURRENCY = 16
 RETRY_AFTER = 60.0  # republish sooner when some stores failed
 JOIN_RETRY = 5.0
 EXTRA_NODE_ATTEMPTS = 3
+LOOKUP_TIMEOUT = 4.0  # per copy: N, COPY1N, COPY2N stay under the 15 s callers allow
 
 
 class OverlayError(Exception):
@@ -256,7 +257,7 @@ class OverlayDaemon:
             number = normalize_e164(str(params.get("number", "")))
         except E164Error as e:
             raise IpcError("bad-request", f"number: {e}") from None
-        r = await lookup(self._node(), number)
+        r = await lookup(self._node(), number, timeout=LOOKUP_TIMEOUT)
         return r.as_json()
 
     async def ipc_attach(self, params: dict[str, Any]) -> dict[str, Any]:
