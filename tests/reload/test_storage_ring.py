@@ -173,3 +173,19 @@ async def test_fetcher_drops_badly_signed_values(pki: Pki, creds: list[NodeCrede
         assert [c.vservice for c in r.claims] == [VS_A]
     finally:
         await close_all(ring)
+
+
+async def test_withdraw_deletes_only_own_claim(pki: Pki, creds: list[NodeCredentials]) -> None:
+    ring = MemRing()
+    nodes = [make_node(ring, pki, c) for c in (creds[0], creds[1], creds[12])]
+    try:
+        num = "+14085559999"
+        pa, pb = ViprPublisher(nodes[0], VS_A), ViprPublisher(nodes[2], VS_B)
+        await pa.publish(num)
+        await pb.publish(num)
+        assert len((await lookup(nodes[1], num)).claims) == 2
+        assert await pa.withdraw(num) == 3  # exists=false under all three names
+        r = await lookup(nodes[1], num)
+        assert [c.vservice for c in r.claims] == [VS_B]
+    finally:
+        await close_all(ring)
