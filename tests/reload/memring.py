@@ -100,5 +100,12 @@ class MemNode:
         i = r.index(self.node_id)
         return [r[(i + k) % len(r)] for k in range(1, min(4, len(r)))]
 
+    def predecessors(self) -> list[bytes]:
+        r = self.ring.ring()
+        if self.node_id not in r:
+            return []
+        i = r.index(self.node_id)
+        return [r[(i - k) % len(r)] for k in range(1, min(4, len(r)))]
+
     def add_topology_listener(self, cb: Callable[[], None]) -> None:
         self._listeners.append(cb)

@@ -27,6 +27,33 @@ TIMERS = ChordTimers(update_interval=UPDATE, ping_interval=20.0, reliability_tim
                      link_dead_after=2.0, tombstone=10.0)
 
 
+async def converge(nodes: list[ReloadNode], timeout: float = 30.0) -> float:
+    """Wait (event-driven, bounded) until every node has its true successor/predecessor."""
+    changed = asyncio.Event()
+    for n in nodes:
+        n.add_topology_listener(changed.set)
+
+    def wrong() -> list[ReloadNode]:
+        ids = sorted(n.node_id for n in nodes)
+        out = []
+        for n in nodes:
+            k = ids.index(n.node_id)
+            s, p = n.successors(), n.predecessors()
+            if not s or s[0] != ids[(k + 1) % len(ids)] or not p or p[0] != ids[k - 1]:
+                out.append(n)
+        return out
+
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    while wrong():
+        left = timeout - (loop.time() - t0)
+        assert left > 0, f"ring not converged after {timeout}s"
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), min(left, 0.5))
+    return loop.time() - t0
+
+
 async def test_publish_everywhere_then_kill_30_percent(pki: Pki, tmp_path: Path) -> None:
     # one certificate per node (same key, to keep RSA key generation out of the test)
     certs = [ca.issue_node_cert(pki.ca_cert, pki.ca_key, OVERLAY, f"n{i}@provider.example",
@@ -100,19 +127,27 @@ async def test_handoff_on_join_and_leave_real_nodes(pki: Pki, tmp_path: Path) ->
     try:
         for i in range(4):
             await add(i)
+        await converge(nodes)
         nums = [f"+1650555{i:04d}" for i in range(24)]
         for i, num in enumerate(nums):
             assert await ViprPublisher(nodes[i % 4], "00000000000000c1").publish(num) == 3
         for i in range(4, 8):
             await add(i)
-        await asyncio.sleep(2 * UPDATE)
+        await converge(nodes)
+        await asyncio.sleep(UPDATE)  # hand-offs and the hold-down (UPDATE / 2)
         from vipr.reload.vipr_kind import KIND_VIPR, resource_ids
 
         for node, svc in zip(nodes[4:], services[4:], strict=True):
             for num in nums:
                 for rid in resource_ids(num):
                     if node.is_responsible(rid):
-                        assert svc.store.record(rid, KIND_VIPR) is not None, num
+                        holders = [(n.node_id.hex()[:6], n.is_responsible(rid),
+                                    s.planner._sent.get(rid)) for n, s in zip(nodes, services,
+                                                                         strict=True)
+                                   if s.store.record(rid, KIND_VIPR) is not None]
+                        assert svc.store.record(rid, KIND_VIPR) is not None, (
+                            num, node.node_id.hex()[:6], rid.hex()[:6], holders,
+                            sorted(n.node_id.hex()[:6] for n in nodes))
         for k in (1, 2):
             await services[k].handoff()
             await nodes[k].stop(leave=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from overlay_net import make_overlay
 
+from vipr.config import load_config
+
 VIPR = [str(Path(sys.executable).parent / "vipr")]
 READY_TIMEOUT = 90.0
 
@@ -63,6 +65,16 @@ def test_three_overlay_processes(tmp_path: Path) -> None:
         ans = json.loads(r.stdout)
         assert ans["number"] == "+14085551234"
         assert {c["vservice"] for c in ans["claims"]} == {f"{1:016x}", f"{3:016x}"}, ans
+        # AppAttach (Application-ID 61441) from pb to pa's claim: pa's PVP address
+        claim_a = next(c for c in ans["claims"] if c["vservice"] == f"{1:016x}")
+        out = subprocess.run([sys.executable, "-c", (
+            "import asyncio,json,sys;from vipr.ipc import ipc_call;print(json.dumps(asyncio.run("
+            "ipc_call(sys.argv[1],'attach',{'peer_id':sys.argv[2],'application':61441},"
+            "timeout=30))))"), str(tmp_path / "run" / "pb" / "overlay.sock"), claim_a["peer_id"]],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        pvp = load_config(paths[0]).pvp.listen
+        assert json.loads(out.stdout) == {"host": pvp.host, "port": pvp.port}
         r = vipr("lookup", "+33142685300", "--config", str(paths[0]), cwd=tmp_path)
         assert r.returncode == 0 and f"{3:016x}" in r.stdout, r.stdout + r.stderr
         r = vipr("lookup", "+15550001111", "--config", str(paths[0]), "--json", cwd=tmp_path)

@@ -1,46 +1,59 @@
-"""Replication planner (sans-I/O): replica targets, hold-down, handoff on join and leave."""
+"""Replication planner (sans-I/O): replica targets, hold-down, hand-off on join and leave."""
 
 from __future__ import annotations
 
 from vipr.reload.replication import ReplicaAction, ReplicationPlanner
 
-ME, S1, S2, S3 = (bytes([i]) * 16 for i in (5, 6, 7, 8))
-R1, R2 = b"\x04" * 16, b"\x03" * 16
+
+def nid(x: int) -> bytes:
+    return bytes([x]) * 16
+
+
+# ring order: P2 < P1 < P0 < ME < S1 < S2 < S3
+P2, P1, P0, ME, S1, S2, S3 = (nid(i) for i in (0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70))
+MINE = nid(0x38)  # in (P0, ME]
+IN_P0 = nid(0x28)  # in (P1, P0]
+IN_P1 = nid(0x18)  # in (P2, P1]
+FAR = nid(0x90)  # nobody near us
+
+
+def ours(r: bytes) -> bool:
+    return r == MINE
 
 
 def test_hold_down_and_new_successor() -> None:
     p = ReplicationPlanner(hold_down=30.0)
     assert not p.due(0.0)
-    p.stored(R1, [S1, S2])
+    p.stored(MINE, [S1, S2])
     p.topology_changed(100.0)
     assert not p.due(129.9) and p.due(130.0)
     # S1 failed: S2 and S3 are the new replica set; only S3 needs a copy
-    acts = p.plan([R1], lambda r: True, [S2, S3], ME)
-    assert acts == [ReplicaAction(R1, S3, 2)]
+    acts = p.plan([MINE], ours, [S2, S3], [P0, P1, P2], ME)
+    assert acts == [ReplicaAction(MINE, S3, 2)]
     assert p.due_at() is None
-    assert p.plan([R1], lambda r: True, [S2, S3], ME) == []
+    assert p.plan([MINE], ours, [S2, S3], [P0, P1, P2], ME) == []
 
 
-def test_handoff_when_no_longer_responsible() -> None:
+def test_hand_off_to_joined_predecessor_and_misplaced() -> None:
     p = ReplicationPlanner()
-    assert {a.target for a in p.plan([R1, R2], lambda r: True, [S1, S2, S3], ME)} == {S1, S2}
-    # a peer joined before us and now owns R2: hand it off once (routed to the Resource-ID)
-    acts = p.plan([R1, R2], lambda r: r == R1, [S1, S2, S3], ME)
-    assert acts == [ReplicaAction(R2, None, 1)]
-    assert p.plan([R1, R2], lambda r: r == R1, [S1, S2, S3], ME) == []
-    # replicas we hold for others are never handed off
-    assert p.plan([R1, R2, b"\x09" * 16], lambda r: r == R1, [S1, S2], ME) == []
+    # a replica P0 sent us is not pushed back; one of the second-replica range stays
+    p.received_from(IN_P0, P0)
+    assert p.plan([IN_P0, IN_P1], ours, [S1, S2], [P0, P1, P2], ME) == []
+    # J joined between P0 and us and now owns MINE: it gets it at once (no hold-down)
+    j = nid(0x39)
+    acts = p.plan([MINE], lambda r: False, [S1, S2], [j, P0, P1], ME, replicate=False)
+    assert acts == [ReplicaAction(MINE, j, 1)]
+    assert p.plan([MINE], lambda r: False, [S1, S2], [j, P0, P1], ME) == []
+    # data far from us is routed to its owner once
+    assert p.plan([FAR], ours, [S1, S2], [P0, P1, P2], ME) == [ReplicaAction(FAR, None, 1)]
+    assert p.plan([FAR], ours, [S1, S2], [P0, P1, P2], ME) == []
+    p.retry(FAR, 5.0)
+    assert p.due(5.0 + p.hold_down)
+    assert p.plan([FAR], ours, [S1, S2], [P0, P1, P2], ME) == [ReplicaAction(FAR, None, 1)]
 
 
 def test_leave_sends_owned_to_successor() -> None:
     p = ReplicationPlanner()
-    acts = p.handoff_all([R1, R2], lambda r: r == R1, [ME, S1, S2], ME)
-    assert acts == [ReplicaAction(R1, S1, 1)]
-    assert p.handoff_all([R1], lambda r: True, [], ME) == []
-
-
-def test_immediate_handoffs_only_for_owned() -> None:
-    p = ReplicationPlanner()
-    p.stored(R1, [S1, S2])
-    assert p.handoffs([R1, R2], lambda r: False) == [ReplicaAction(R1, None, 1)]
-    assert p.handoffs([R1, R2], lambda r: False) == []
+    acts = p.handoff_all([MINE, IN_P0], ours, [ME, S1, S2], ME)
+    assert acts == [ReplicaAction(MINE, S1, 1)]
+    assert p.handoff_all([MINE], ours, [], ME) == []

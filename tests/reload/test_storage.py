@@ -274,3 +274,16 @@ def test_fetch_missing_key_and_stat(pki: Pki) -> None:
     st = d.stat(StatReq(res, (StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier()),)), NOW)
     assert len(st.kind_responses[0].values) == 1
     assert st.kind_responses[0].generation == 1
+
+
+def test_find_closest_resource(pki: Pki) -> None:
+    from vipr.reload.storage_codec import FindReq
+
+    d = ds(pki)
+    r1, r2 = sorted(resource_ids(NUMBER)[:2])
+    for r in (r1, r2):
+        store(d, pki, r, claim(pki.node_a, VS_A, r))
+    before = bytes([r1[0] - 1]) + r1[1:] if r1[0] else r1
+    ans = d.find(FindReq(before, (KIND_VIPR, 0x10)), NOW)
+    assert ans.results[0].closest == r1
+    assert ans.results[1].closest == bytes(16)  # nothing of that Kind here

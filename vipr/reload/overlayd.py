@@ -37,6 +37,8 @@ log = logging.getLogger("vipr.overlay")
 PUBLISH_CONCURRENCY = 16
 RETRY_AFTER = 60.0  # republish sooner when some stores failed
 JOIN_RETRY = 5.0
+EXTRA_NODE_ATTEMPTS = 3
+LOOKUP_TIMEOUT = 4.0  # per copy: N, COPY1N, COPY2N stay under the 15 s callers allow
 
 
 class OverlayError(Exception):
@@ -91,6 +93,10 @@ class OverlayDaemon:
                 log.warning("overlay wants %d nodes but only %d identities exist (%s): "
                             "running %d", want, i, cert, i)
                 break
+            if i == 1:
+                log.warning("nodes share %s (several Node-IDs in one certificate); if they "
+                            "cannot join, issue one certificate per node: vipr ca issue "
+                            "--per-node", cert)
             creds.append(NodeCredentials(base.cert, base.key, ids[i], overlay, base.chain))
             files.append((cert, key))
         return creds, files
@@ -112,7 +118,9 @@ class OverlayDaemon:
         return boots
 
     async def _start_node(self, i: int, stop: asyncio.Event) -> bool:
-        """Start and join node i, retrying until it joins (True) or `stop` is set (False)."""
+        """Start and join node i, retrying until it joins (True) or `stop` is set (False).
+        Nodes after the first give up after EXTRA_NODE_ATTEMPTS (False): the provider then
+        serves with fewer nodes rather than not at all."""
         cr = self.creds[i]
         ctx = ReloadContext(self.conf.instance_name, cr, self.trust,
                             configuration_sequence=self.conf.sequence,
@@ -120,7 +128,9 @@ class OverlayDaemon:
         svc = StorageService(DataStore(self.conf.kinds, self.trust), hold_down=self.hold_down)
         listen = self.cfg.overlay.listen
         create = self.cfg.overlay.create and i == 0
+        attempt = 0
         while True:
+            attempt += 1
             node = self.node_factory(context=ctx, creds_files=self.files[i],
                               listen=(listen.host, listen.port + i), bootstrap=self._bootstrap(i),
                               create=create, timers=self.timers, storage=svc,
@@ -133,6 +143,11 @@ class OverlayDaemon:
                             e, JOIN_RETRY)
                 with contextlib.suppress(Exception):
                     await node.stop(leave=False)
+                if i > 0 and attempt >= EXTRA_NODE_ATTEMPTS:
+                    log.error("node %s (#%d) could not join after %d attempts: running "
+                              "without it", cr.node_id.hex(), i, attempt)
+                    await svc.close()
+                    return False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), JOIN_RETRY)
                 if stop.is_set():
@@ -152,7 +167,7 @@ class OverlayDaemon:
             "attach": self.ipc_attach, "status": self.ipc_status})
         try:
             for i in range(len(self.creds)):
-                if not await self._start_node(i, stop):
+                if not await self._start_node(i, stop) and (i == 0 or stop.is_set()):
                     return
             await self._ipc.start()
             notify_ready(f"{len(self.nodes)} RELOAD nodes")
@@ -242,7 +257,7 @@ class OverlayDaemon:
             number = normalize_e164(str(params.get("number", "")))
         except E164Error as e:
             raise IpcError("bad-request", f"number: {e}") from None
-        r = await lookup(self._node(), number)
+        r = await lookup(self._node(), number, timeout=LOOKUP_TIMEOUT)
         return r.as_json()
 
     async def ipc_attach(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -31,11 +31,29 @@ class ReplicaAction:
     replica_number: int
 
 
+_ROUTED = b""  # marker: handed off by routing to the Resource-ID
+
+
+def _between(x: bytes, lo: bytes, hi: bytes) -> bool:
+    """x in the ring interval (lo, hi] (mod 2^128)."""
+    a, b, c = (int.from_bytes(v, "big") for v in (x, lo, hi))
+    m = 1 << 128
+    return 0 < (a - b) % m <= (c - b) % m
+
+
 @dataclass
 class ReplicationPlanner:
+    """Decides replica Stores from what is held and the current neighbor table only, so a
+    wrong transient view is corrected by the next plan (nothing is "owned" for good):
+
+    - responsible for r: r goes to each of the first two successors not yet sent to;
+    - r in our predecessor's range (p1, p0]: p0 is responsible (it may have just joined):
+      r goes to p0 once (for a replica p0 sent us this is skipped);
+    - r neither ours nor in (p2, p1] (a second replica): misplaced, routed to its owner once.
+    """
+
     hold_down: float = DEFAULT_HOLD_DOWN
     _sent: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
-    _owned: set[bytes] = field(default_factory=set)
     _changed_at: float | None = None
 
     def topology_changed(self, now: float) -> None:
@@ -50,47 +68,47 @@ class ReplicationPlanner:
         return t is not None and now >= t
 
     def stored(self, resource: bytes, targets: Iterable[bytes]) -> None:
-        """An original Store was just replicated to `targets` by the storing path."""
-        self._owned.add(resource)
+        """`resource` was just sent to `targets` (original Store replicated at once)."""
         self._sent[resource] = tuple(targets)
 
-    def owns(self, resource: bytes) -> bool:
-        return resource in self._owned
+    def received_from(self, resource: bytes, sender: bytes) -> None:
+        """A replica came from `sender` (it holds it: never push it back there)."""
+        self._sent[resource] = (sender,)
 
-    def forget(self, resource: bytes) -> None:
+    def retry(self, resource: bytes, now: float) -> None:
+        """A Store failed: send again on the next plan."""
         self._sent.pop(resource, None)
-        self._owned.discard(resource)
+        self._changed_at = now if self._changed_at is None else min(self._changed_at, now)
 
     def plan(self, resources: Iterable[bytes], is_responsible: Callable[[bytes], bool],
-             successors: list[bytes], self_id: bytes) -> list[ReplicaAction]:
-        """The Stores to send now; also records them as sent (clears the pending change)."""
-        self._changed_at = None
+             successors: list[bytes], predecessors: list[bytes], self_id: bytes, *,
+             replicate: bool = True) -> list[ReplicaAction]:
+        """The Stores to send now, recorded as sent. `replicate=False`: only the hand-offs
+        (sent at once on a topology change; re-replication waits for the hold-down)."""
+        if replicate:
+            self._changed_at = None
         targets = tuple(s for s in successors if s != self_id)[:REPLICAS]
+        preds = [p for p in predecessors if p != self_id]
         out: list[ReplicaAction] = []
         held = set(resources)
         for r in held:
+            done = self._sent.get(r, ())
             if is_responsible(r):
-                done = self._sent.get(r, ())
-                out.extend(ReplicaAction(r, t, i + 1) for i, t in enumerate(targets)
-                           if t not in done)
-                self._sent[r] = targets
-                self._owned.add(r)
-            elif r in self._owned:
+                if replicate:
+                    out.extend(ReplicaAction(r, t, i + 1) for i, t in enumerate(targets)
+                               if t not in done)
+                    self._sent[r] = targets
+            elif len(preds) >= 2 and _between(r, preds[1], preds[0]):
+                if done != (preds[0],):
+                    out.append(ReplicaAction(r, preds[0], 1))
+                    self._sent[r] = (preds[0],)
+            elif len(preds) >= 3 and _between(r, preds[2], preds[1]):
+                continue  # our second-replica range
+            elif len(preds) >= 2 and done != (_ROUTED,):
                 out.append(ReplicaAction(r, None, 1))
-                self.forget(r)
+                self._sent[r] = (_ROUTED,)
         for r in set(self._sent) - held:
-            self.forget(r)
-        return out
-
-    def handoffs(self, resources: Iterable[bytes], is_responsible: Callable[[bytes], bool]
-                 ) -> list[ReplicaAction]:
-        """Hand-offs only, without waiting for the hold-down (§10.6: the joining peer gets
-        its data at once; re-replication can wait)."""
-        out = []
-        for r in set(resources):
-            if r in self._owned and not is_responsible(r):
-                out.append(ReplicaAction(r, None, 1))
-                self.forget(r)
+            del self._sent[r]
         return out
 
     def handoff_all(self, resources: Iterable[bytes], is_responsible: Callable[[bytes], bool],

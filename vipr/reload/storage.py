@@ -52,6 +52,7 @@ from vipr.reload.storage_codec import (
     StoredData,
     StoredDataSpecifier,
     StoredMetaData,
+    StoreKindData,
     StoreKindResponse,
     StoreReq,
     metadata_for,
@@ -317,10 +318,10 @@ class DataStore:
         for spec in req.specifiers:
             rec, items = self._specified(req.resource, spec, now)
             metas = []
-            for key, e in items:
-                sd = self._aged(e, now) if e is not None else None
-                if sd is None:
+            for _key, e in items:
+                if e is None:
                     continue
+                sd = self._aged(e, now)
                 v = sd.value
                 m: MetaDataValue
                 if isinstance(v, DictionaryEntry):
@@ -331,7 +332,6 @@ class DataStore:
                     m = metadata_for(v)
                 else:
                     continue
-                _ = key
                 metas.append(StoredMetaData(sd.storage_time, sd.lifetime, m))
             responses.append(StatKindResponse(spec.kind, rec.generation, tuple(metas)))
         return StatAns(tuple(responses))
@@ -382,8 +382,6 @@ class DataStore:
                         ) -> tuple[StoreReq, list[bytes]] | None:
         """A StoreReq copying everything held at `resource` (values with their remaining
         lifetime, generation counters verbatim) and the signer certificates it needs."""
-        from vipr.reload.storage_codec import StoreKindData
-
         kinds = self._data.get(resource)
         if not kinds:
             return None

@@ -94,6 +94,17 @@ class StorageService:
             return e.response()
         return ErrorResponse.text(ErrorCode.INVALID_MESSAGE, "not a storage request")
 
+    def _plausible(self, received: Received) -> bool:
+        """§7.4.1.1: a replica (or hand-off) Store must come from a peer of our neighbor
+        table (the responsible peer before us, or the old owner after us)."""
+        node = self.node
+        signer = received.signer
+        preds = getattr(node, "predecessors", None)
+        if node is None or signer is None or preds is None:
+            return True
+        neighbors = set(preds()) | set(node.successors())
+        return not neighbors or signer.node_id in neighbors
+
     def _hops(self, received: Received) -> int:
         """Links the request crossed: forwarders add the previous hop to the via list
         (§6.3.2.1), so a request from a direct neighbour has none; 0 = our own request."""
@@ -108,6 +119,8 @@ class StorageService:
         node = self.node
         responsible = node.is_responsible(req.resource) if node is not None else True
         succ = [s for s in node.successors() if s != node.node_id][:2] if node else []
+        if req.replica_number > 0 and node is not None and not self._plausible(received):
+            raise StorageError(ErrorCode.FORBIDDEN, "replica store from a non-neighbor")
         certs = message_certificates(received.message)
         ans = self.store.store(req, certs, now, request_signer=received.signer,
                                responsible=responsible, replicas=tuple(succ))
@@ -115,21 +128,19 @@ class StorageService:
             self.planner.stored(req.resource, succ)
             for i, t in enumerate(succ):
                 self._spawn(ReplicaAction(req.resource, t, i + 1))
-        elif responsible and node is not None and not self.planner.owns(req.resource):
-            # a hand-off (or a replica of a resource that became ours): replicate it onwards
-            self.planner.stored(req.resource, ())
-            self.planner.topology_changed(now)
-            self._wake.set()
+        elif node is not None and received.signer is not None:
+            if responsible:  # a hand-off to us: replicate it onwards after the hold-down
+                self.planner.retry(req.resource, now)
+                self._wake.set()
+            else:
+                self.planner.received_from(req.resource, received.signer.node_id)
         return ans
 
     # ----------------------------------------------------------------- replication
 
     def _on_topology(self) -> None:
         self.planner.topology_changed(self.clock())
-        node = self.node
-        if node is not None and getattr(node, "joined", True):
-            for a in self.planner.handoffs(self.store.resources(), node.is_responsible):
-                self._spawn(a)
+        self._run(replicate=False)  # hand-offs to a joining peer go out at once
         self._wake.set()
 
     def _spawn(self, action: ReplicaAction) -> None:
@@ -147,29 +158,37 @@ class StorageService:
         req, certs = out
         body = WithCertificates(req, tuple(certs))
         try:
-            if a.target is None:
+            if a.target is not None:
+                await node.request_direct(a.target, body, timeout=self.request_timeout)
+            else:
                 ans = await node.request(a.resource, body, timeout=self.request_timeout)
                 if ans.signer is None or ans.signer.node_id == node.node_id:
-                    # routed back to us: the new owner is not reachable yet; retry later
-                    self.planner.stored(a.resource, ())
-                    self.planner.topology_changed(self.clock())
+                    # routed back to us: the owner is not reachable yet; retry later
+                    self.planner.retry(a.resource, self.clock())
                     self._wake.set()
                     return
-            else:
-                await node.request_direct(a.target, body, timeout=self.request_timeout)
             self.replicas_sent += 1
-        except Exception as e:  # a failed replica is retried on the next topology change
+            log.debug("%s: %s → %s", node.node_id.hex()[:6], a.resource.hex()[:6],
+                      a.target.hex()[:6] if a.target else "routed")
+        except Exception as e:  # retried on the next plan
             self.replica_failures += 1
-            log.debug("replica store of %s to %s failed: %r", a.resource.hex(),
-                      a.target.hex() if a.target else "responsible", e)
+            self.planner.retry(a.resource, self.clock())
+            self._wake.set()
+            log.info("replica store of %s to %s failed: %r", a.resource.hex(),
+                     a.target.hex() if a.target else "its owner", e)
 
     def run_plan(self) -> list[ReplicaAction]:
+        return self._run(replicate=True)
+
+    def _run(self, *, replicate: bool) -> list[ReplicaAction]:
         node = self.node
         if node is None or not getattr(node, "joined", True):
             return []
         self.store.expire(self.clock())
+        preds = getattr(node, "predecessors", None)
         actions = self.planner.plan(self.store.resources(), node.is_responsible,
-                                    node.successors(), node.node_id)
+                                    node.successors(), preds() if preds else [],
+                                    node.node_id, replicate=replicate)
         for a in actions:
             self._spawn(a)
         return actions
