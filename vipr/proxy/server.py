@@ -20,12 +20,12 @@ import logging
 import ssl as _ssl
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from vipr.config import Interface, ProviderConfig
 from vipr.proxy.admission import admit, ticket_header
 from vipr.proxy.calls import CallTracker
+from vipr.proxy.federation_tls import client_context, server_context
 from vipr.proxy.forward import (
     TooManyHops,
     check_max_forwards,
@@ -34,8 +34,9 @@ from vipr.proxy.forward import (
     stateless_branch,
     strip_own_routes,
 )
+from vipr.proxy.legs import Attempt, Call, Dialog, Leg, Target
 from vipr.proxy.routing import MAX_ROUTE_FAILURES, Decision, RouteCache, decide, number_of
-from vipr.proxy.sip.endpoint import ClientHandle, ServerHandle, SipEndpoint
+from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import SipRequest, SipResponse, make_cancel
@@ -49,7 +50,6 @@ from vipr.tickets import TicketVerifier
 
 log = logging.getLogger("vipr.proxy")
 
-Target = Literal["internal", "pstn", "federation"]
 KEY_RELOAD_INTERVAL = 5.0
 ROUTE_RELOAD_INTERVAL = 60.0
 SWEEP_INTERVAL = 30.0
@@ -57,67 +57,6 @@ SWEEP_INTERVAL = 30.0
 
 class ProxyError(Exception):
     """The proxy cannot start (bad TLS files, port in use, …)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """A next hop: the transport name (interface) and address; `server_hostname` for TLS."""
-
-    iface: str
-    host: str
-    port: int
-    server_hostname: str | None = None
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One downstream branch of an INVITE."""
-
-    target: Target
-    leg: Leg
-    request: SipRequest
-    client: ClientHandle | None = None
-    provisional: bool = False
-    abandoned: bool = False
-    cancel_sent: bool = False
-    timer: asyncio.TimerHandle | None = None
-    route: Route | None = None
-
-
-@dataclass(slots=True)
-class Call:
-    """An INVITE server transaction and its current downstream attempt."""
-
-    call_id: str
-    server: ServerHandle
-    request: SipRequest
-    up: Leg
-    number: str | None
-    attempt: Attempt | None = None
-    cancelled: bool = False
-    done: bool = False
-
-
-@dataclass(slots=True)
-class Dialog:
-    up: Leg
-    down: Leg
-    created: float = field(default_factory=time.time)
-
-
-def client_context(tls: Any) -> _ssl.SSLContext:
-    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(str(tls.ca))
-    ctx.load_cert_chain(str(tls.cert), str(tls.key))
-    return ctx
-
-
-def server_context(tls: Any) -> _ssl.SSLContext:
-    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(tls.cert), str(tls.key))
-    ctx.load_verify_locations(str(tls.ca))
-    ctx.verify_mode = _ssl.CERT_REQUIRED   # mutual authentication (DESIGN §6)
-    return ctx
 
 
 class ProxyServer:
@@ -649,14 +588,3 @@ class ProxyServer:
             self._send_stateless(resp, dlg.up)
         except SipParseError:
             return
-
-
-def check_interfaces(cfg: ProviderConfig) -> list[str]:
-    """Problems that stop the proxy from starting (beyond what config loading checks)."""
-    out: list[str] = []
-    fed = cfg.proxy.interfaces.federation
-    if fed is not None and fed.tls is not None:
-        for label, p in (("cert", fed.tls.cert), ("key", fed.tls.key), ("ca", fed.tls.ca)):
-            if not p.exists():
-                out.append(f"proxy.interfaces.federation.tls.{label}: {p} does not exist")
-    return out
