@@ -258,16 +258,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     procs: list[asyncio.subprocess.Process] = []
     try:
         # --- plain routing: internal → pstn gateway
+        paths = args.paths
+        out["plain_cps"] = out["federation_cps"] = out["kamailio_cps"] = None
         uas_port = free_port()
         procs.append(await sipp_uas(uas_port, tmp))
         internal = free_port()
         plain = provider_yaml(tmp / "plain", "a", "a.example.net", A_NUMBER,
                               internal=internal, pstn=free_port(), target=free_port(),
                               gateway=uas_port, fed=None, tls=None)
-        p = await start_proxy(plain, tmp / "plain.log")
-        procs.append(p)
-        out["plain_cps"], out["plain_steps"] = await ramp(internal, rates, hold, tmp, "plain")
-        await stop(p)
+        if "plain" in paths:
+            p = await start_proxy(plain, tmp / "plain.log")
+            procs.append(p)
+            out["plain_cps"], out["plain_steps"] = await ramp(internal, rates, hold, tmp,
+                                                              "plain")
+            await stop(p)
 
         # --- federation: A (route + ticket, TLS) → B (admission) → SIPp UAS
         ca, ca_key = create_federation_ca(tmp / "ca")
@@ -310,12 +314,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             res["fallbacks"], fallbacks = total - fallbacks, total
             res["ok"] = res["ok"] and res["fallbacks"] == 0
 
+        if "federation" not in paths:
+            rates_f: list[int] = []
+        else:
+            rates_f = rates
         await fresh_route()
         pa = await start_proxy(cfg_a, tmp / "fa.log")
         pb = await start_proxy(cfg_b, tmp / "fb.log")
         procs += [pa, pb]
         out["federation_cps"], out["federation_steps"] = await ramp(
-            ia, rates, hold, tmp, "federation", before=fresh_route, after=count_fallbacks)
+            ia, rates_f, hold, tmp, "federation", before=fresh_route, after=count_fallbacks)
         st_b = await ipc_call(sock_b, "status", {})
         out["federation_admitted"] = st_b["counters"].get("admission_ok", 0)
         out["federation_fallbacks"] = fallbacks
@@ -324,7 +332,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
         # --- Kamailio baseline
         mpath = kamailio_mpath() if shutil.which("kamailio") else None
-        if mpath is None:
+        if "kamailio" not in paths:
+            pass
+        elif mpath is None:
             print("kamailio not installed (apt-get install -y kamailio): baseline skipped",
                   file=sys.stderr)
             out["kamailio_cps"] = None
@@ -345,8 +355,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             out["kamailio_cps"], out["kamailio_steps"] = await ramp(kport, rates, hold, tmp,
                                                                     "kamailio")
         k = out.get("kamailio_cps")
-        out["plain_ratio"] = round(out["plain_cps"] / k, 3) if k else None
-        out["federation_ratio"] = round(out["federation_cps"] / k, 3) if k else None
+        for name in ("plain", "federation"):
+            v = out.get(f"{name}_cps")
+            out[f"{name}_ratio"] = round(v / k, 3) if k and v is not None else None
         out["rate_ceiling"] = rates[-1]
     finally:
         for proc in procs:
@@ -365,6 +376,9 @@ def main() -> None:
     ap.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=None,
                     help="comma-separated call rates to step through")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument("--paths", type=lambda s: s.split(","),
+                    default=["plain", "federation", "kamailio"],
+                    help="comma-separated subset of plain,federation,kamailio")
     args = ap.parse_args()
     if shutil.which("sipp") is None:
         print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
