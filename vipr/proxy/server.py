@@ -83,6 +83,7 @@ class ProxyServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bg: list[asyncio.Task[None]] = []
         self._last_key_reload = 0.0
+        self._route_used: dict[str, float] = {}   # number → last answered call (batched)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -119,8 +120,18 @@ class ProxyServer:
         if self.endpoint is not None:
             await self.endpoint.close()
         await self.writer.close()
+        await self._flush_route_use()
         for t in list(self._tasks):
             t.cancel()
+
+    async def _flush_route_use(self) -> None:
+        """Write the routes' last_used times (one store write per route, off the call path)."""
+        used, self._route_used = self._route_used, {}
+        for number, when in used.items():
+            try:
+                await self.store.touch_route(number, when)
+            except StoreError as exc:
+                log.warning("could not record the use of the route to %s: %s", number, exc)
 
     async def _housekeeping(self) -> None:
         last_routes = time.monotonic()
@@ -133,6 +144,7 @@ class ProxyServer:
                     last_routes = time.monotonic()
             except StoreError as exc:
                 log.warning("store read failed: %s", exc)
+            await self._flush_route_use()
             now = self.clock()
             self.tracker.expire(now)
             for cid in [k for k, d in self.dialogs.items() if now - d.created > 12 * 3600]:
@@ -432,6 +444,8 @@ class ProxyServer:
             if first:
                 self.dialogs[call.call_id] = Dialog(call.up, att.leg)
                 self.counters[f"answered_{att.target}"] += 1
+                if att.target == "federation" and call.number is not None:
+                    self._route_used[call.number] = self.clock()
             self._relay(call, resp)   # 2xx retransmissions too (RFC 6026 §8.2)
             call.done = True
             self.calls.pop(call.server.txn.key, None)
