@@ -151,6 +151,13 @@ class ProxyServer:
                 del self.dialogs[cid]
 
     async def reload_keys(self) -> None:
+        """Reload the ticket keys; first add a key when there is none or the newest one is
+        older than tickets.rotate_interval (DESIGN §6: old epochs stay valid)."""
+        newest = await self.store.current_ticket_key()
+        now = self.clock()
+        if newest is None or now - newest.created >= self.cfg.tickets.rotate_interval:
+            key = await self.store.create_ticket_key(now)
+            log.info("new ticket key: epoch %d", key.epoch)
         self.verifier = TicketVerifier(await self.store.ticket_keys())
         self._last_key_reload = time.monotonic()
 
