@@ -32,7 +32,8 @@ class Attempt:
     leg: Leg
     request: SipRequest
     client: ClientHandle | None = None
-    provisional: bool = False
+    provisional: bool = False   # a 1xx other than 100 (the callee is ringing)
+    trying: bool = False        # any 1xx: a CANCEL may be sent now (RFC 3261 §9.1)
     abandoned: bool = False
     cancel_sent: bool = False
     timer: asyncio.TimerHandle | None = None

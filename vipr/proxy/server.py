@@ -375,7 +375,7 @@ class ProxyServer:
         if att.timer is not None:
             att.timer.cancel()
             att.timer = None
-        if att.client is not None and att.provisional and att.client.txn.state == "proceeding":
+        if att.client is not None and att.trying and att.client.txn.state == "proceeding":
             self._send_cancel(att)
         number = call.number or ""
         self.counters[f"fallback_{cause}"] += 1
@@ -419,7 +419,8 @@ class ProxyServer:
             return
         log.info("call %s: %s next hop %s:%s failed: %s", call.call_id, att.target,
                  att.leg.host, att.leg.port, exc)
-        self._finish(call, None, 408 if isinstance(exc, TimeoutError) else 503)
+        self._finish(call, None, 487 if call.cancelled
+                     else 408 if isinstance(exc, TimeoutError) else 503)
 
     def _on_response(self, call: Call, att: Attempt, resp: SipResponse) -> None:
         code = resp.status
@@ -427,7 +428,11 @@ class ProxyServer:
             if 200 <= code < 300:
                 self._spawn(self._hang_up_stray(att, resp))
             return
+        if code < 200:
+            att.trying = True
         if code == 100:
+            if call.cancelled:
+                self._send_cancel(att)
             return   # our server transaction sent its own 100 Trying (§16.7 step 5)
         if code < 200:
             att.provisional = True
@@ -516,7 +521,7 @@ class ProxyServer:
         call.cancelled = True
         att = call.attempt
         if att is not None and att.client is not None and not att.abandoned:
-            if att.provisional:
+            if att.trying:
                 self._send_cancel(att)
             # else: the CANCEL goes once a provisional response arrives (§9.1)
         else:
