@@ -175,3 +175,29 @@ async def test_13_zero_false_accepts_over_a_mixed_run(env: Env) -> None:
     assert results == [403] * 20
     assert await env.call([("VIPR-Ticket", good)]) == 200
     assert env.uas.invites == 1
+
+
+@pytest.mark.parametrize("client", ["other-ca", "no-cert"])
+async def test_14_peer_without_a_federation_certificate_never_reaches_admission(
+        env: Env, tmp_path: Path, client: str) -> None:
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(env.pki.ca))
+    if client == "other-ca":
+        rogue = make_pki(tmp_path / "rogue")
+        cert, key = rogue.leaf("a.example.net")
+        ctx.load_cert_chain(str(cert), str(key))
+    ep = SipEndpoint(lambda *a: None)
+    await ep.listen("tls", "127.0.0.1", 0, client_ssl=ctx)
+    good = await mint_for(env.db, B_NUMBER, "a.example.net")
+    try:
+        status = await federation_call(ep, "tls", "127.0.0.1", env.port, B_NUMBER,
+                                       [("VIPR-Ticket", good)],
+                                       server_hostname="b.example.org", timeout=5)
+    except (ConnectionError, TimeoutError, OSError):
+        status = None
+    finally:
+        await ep.close()
+    assert status != 200
+    assert env.uas.invites == 0 and env.reasons() == {}

@@ -97,6 +97,8 @@ async def test_outbound_with_route_goes_to_federation_peer_and_ticket_verifies(
         await kill(phone_b)
         await pa.stop()
         await pb.stop()
+    route = await get_route(a.db, B_NUMBER)   # last_used written (batched, at the latest on stop)
+    assert route is not None and route.last_used is not None and route.failures == 0
 
 
 @pytest.mark.parametrize("case", ["refused", "403", "503", "no-answer"])

@@ -95,3 +95,17 @@ async def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     await proxy.stop()
     assert proxy.proc is not None and proxy.proc.returncode == 0
     assert time.monotonic() - t0 < 15
+
+
+@pytest.mark.timeout(60)
+async def test_proxy_creates_and_rotates_ticket_keys(tmp_path: Path) -> None:
+    p = write_provider(tmp_path, "a", "a.example.net", [A_NUMBER], None, rotate_interval="1s")
+    proxy = await ProxyProcess(p).start()
+    try:
+        assert (await proxy.status())["ticket_epochs"] == [1]   # none in the store: created
+        deadline = time.monotonic() + 30
+        while len((await proxy.status())["ticket_epochs"]) < 2:  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, proxy.log_text()
+            await asyncio.sleep(0.2)
+    finally:
+        await proxy.stop()

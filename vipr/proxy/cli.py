@@ -20,10 +20,11 @@ log = logging.getLogger("vipr.proxy")
 
 async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
     """Run the proxy until `stop` is set."""
-    from vipr.proxy.server import ProxyError, ProxyServer, check_interfaces
+    from vipr.proxy.federation_tls import check_tls_files
+    from vipr.proxy.server import ProxyError, ProxyServer
     from vipr.store import Store
 
-    problems = check_interfaces(cfg)
+    problems = check_tls_files(cfg)
     if problems:
         raise ProxyError("; ".join(problems))
     async with Store.open(cfg.database) as store:

@@ -11,12 +11,17 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import os
+import ssl as _ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from vipr.config import ProviderConfig, TlsFiles
 
 CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca.key"
@@ -125,3 +130,31 @@ def issue_federation_cert(ca_cert: Path, ca_key: Path, domain: str, out_dir: Pat
     _write(key_path, _key_pem(key), private=True)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
     return cert_path, key_path
+
+
+def client_context(tls: TlsFiles) -> _ssl.SSLContext:
+    """Outgoing federation TLS: verify the peer against the CA, present our certificate."""
+    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(tls.ca))
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    return ctx
+
+
+def server_context(tls: TlsFiles) -> _ssl.SSLContext:
+    """The federation listener: mutual TLS (a client certificate from the CA is required)."""
+    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    ctx.load_verify_locations(str(tls.ca))
+    ctx.verify_mode = _ssl.CERT_REQUIRED   # mutual authentication (DESIGN §6)
+    return ctx
+
+
+def check_tls_files(cfg: ProviderConfig) -> list[str]:
+    """Problems that stop the proxy from starting (beyond what config loading checks)."""
+    out: list[str] = []
+    fed = cfg.proxy.interfaces.federation
+    if fed is not None and fed.tls is not None:
+        for label, p in (("cert", fed.tls.cert), ("key", fed.tls.key), ("ca", fed.tls.ca)):
+            if not p.exists():
+                out.append(f"proxy.interfaces.federation.tls.{label}: {p} does not exist")
+    return out

@@ -20,12 +20,12 @@ import logging
 import ssl as _ssl
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from vipr.config import Interface, ProviderConfig
 from vipr.proxy.admission import admit, ticket_header
 from vipr.proxy.calls import CallTracker
+from vipr.proxy.federation_tls import client_context, server_context
 from vipr.proxy.forward import (
     TooManyHops,
     check_max_forwards,
@@ -34,8 +34,9 @@ from vipr.proxy.forward import (
     stateless_branch,
     strip_own_routes,
 )
+from vipr.proxy.legs import Attempt, Call, Dialog, Leg, Target
 from vipr.proxy.routing import MAX_ROUTE_FAILURES, Decision, RouteCache, decide, number_of
-from vipr.proxy.sip.endpoint import ClientHandle, ServerHandle, SipEndpoint
+from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import SipRequest, SipResponse, make_cancel
@@ -49,7 +50,6 @@ from vipr.tickets import TicketVerifier
 
 log = logging.getLogger("vipr.proxy")
 
-Target = Literal["internal", "pstn", "federation"]
 KEY_RELOAD_INTERVAL = 5.0
 ROUTE_RELOAD_INTERVAL = 60.0
 SWEEP_INTERVAL = 30.0
@@ -57,67 +57,6 @@ SWEEP_INTERVAL = 30.0
 
 class ProxyError(Exception):
     """The proxy cannot start (bad TLS files, port in use, …)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """A next hop: the transport name (interface) and address; `server_hostname` for TLS."""
-
-    iface: str
-    host: str
-    port: int
-    server_hostname: str | None = None
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One downstream branch of an INVITE."""
-
-    target: Target
-    leg: Leg
-    request: SipRequest
-    client: ClientHandle | None = None
-    provisional: bool = False
-    abandoned: bool = False
-    cancel_sent: bool = False
-    timer: asyncio.TimerHandle | None = None
-    route: Route | None = None
-
-
-@dataclass(slots=True)
-class Call:
-    """An INVITE server transaction and its current downstream attempt."""
-
-    call_id: str
-    server: ServerHandle
-    request: SipRequest
-    up: Leg
-    number: str | None
-    attempt: Attempt | None = None
-    cancelled: bool = False
-    done: bool = False
-
-
-@dataclass(slots=True)
-class Dialog:
-    up: Leg
-    down: Leg
-    created: float = field(default_factory=time.time)
-
-
-def client_context(tls: Any) -> _ssl.SSLContext:
-    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(str(tls.ca))
-    ctx.load_cert_chain(str(tls.cert), str(tls.key))
-    return ctx
-
-
-def server_context(tls: Any) -> _ssl.SSLContext:
-    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(tls.cert), str(tls.key))
-    ctx.load_verify_locations(str(tls.ca))
-    ctx.verify_mode = _ssl.CERT_REQUIRED   # mutual authentication (DESIGN §6)
-    return ctx
 
 
 class ProxyServer:
@@ -144,6 +83,7 @@ class ProxyServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bg: list[asyncio.Task[None]] = []
         self._last_key_reload = 0.0
+        self._route_used: dict[str, float] = {}   # number → last answered call (batched)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,8 +120,18 @@ class ProxyServer:
         if self.endpoint is not None:
             await self.endpoint.close()
         await self.writer.close()
+        await self._flush_route_use()
         for t in list(self._tasks):
             t.cancel()
+
+    async def _flush_route_use(self) -> None:
+        """Write the routes' last_used times (one store write per route, off the call path)."""
+        used, self._route_used = self._route_used, {}
+        for number, when in used.items():
+            try:
+                await self.store.touch_route(number, when)
+            except StoreError as exc:
+                log.warning("could not record the use of the route to %s: %s", number, exc)
 
     async def _housekeeping(self) -> None:
         last_routes = time.monotonic()
@@ -194,12 +144,20 @@ class ProxyServer:
                     last_routes = time.monotonic()
             except StoreError as exc:
                 log.warning("store read failed: %s", exc)
+            await self._flush_route_use()
             now = self.clock()
             self.tracker.expire(now)
             for cid in [k for k, d in self.dialogs.items() if now - d.created > 12 * 3600]:
                 del self.dialogs[cid]
 
     async def reload_keys(self) -> None:
+        """Reload the ticket keys; first add a key when there is none or the newest one is
+        older than tickets.rotate_interval (DESIGN §6: old epochs stay valid)."""
+        newest = await self.store.current_ticket_key()
+        now = self.clock()
+        if newest is None or now - newest.created >= self.cfg.tickets.rotate_interval:
+            key = await self.store.create_ticket_key(now)
+            log.info("new ticket key: epoch %d", key.epoch)
         self.verifier = TicketVerifier(await self.store.ticket_keys())
         self._last_key_reload = time.monotonic()
 
@@ -417,7 +375,7 @@ class ProxyServer:
         if att.timer is not None:
             att.timer.cancel()
             att.timer = None
-        if att.client is not None and att.provisional and att.client.txn.state == "proceeding":
+        if att.client is not None and att.trying and att.client.txn.state == "proceeding":
             self._send_cancel(att)
         number = call.number or ""
         self.counters[f"fallback_{cause}"] += 1
@@ -461,7 +419,8 @@ class ProxyServer:
             return
         log.info("call %s: %s next hop %s:%s failed: %s", call.call_id, att.target,
                  att.leg.host, att.leg.port, exc)
-        self._finish(call, None, 408 if isinstance(exc, TimeoutError) else 503)
+        self._finish(call, None, 487 if call.cancelled
+                     else 408 if isinstance(exc, TimeoutError) else 503)
 
     def _on_response(self, call: Call, att: Attempt, resp: SipResponse) -> None:
         code = resp.status
@@ -469,7 +428,11 @@ class ProxyServer:
             if 200 <= code < 300:
                 self._spawn(self._hang_up_stray(att, resp))
             return
+        if code < 200:
+            att.trying = True
         if code == 100:
+            if call.cancelled:
+                self._send_cancel(att)
             return   # our server transaction sent its own 100 Trying (§16.7 step 5)
         if code < 200:
             att.provisional = True
@@ -493,6 +456,8 @@ class ProxyServer:
             if first:
                 self.dialogs[call.call_id] = Dialog(call.up, att.leg)
                 self.counters[f"answered_{att.target}"] += 1
+                if att.target == "federation" and call.number is not None:
+                    self._route_used[call.number] = self.clock()
             self._relay(call, resp)   # 2xx retransmissions too (RFC 6026 §8.2)
             call.done = True
             self.calls.pop(call.server.txn.key, None)
@@ -556,7 +521,7 @@ class ProxyServer:
         call.cancelled = True
         att = call.attempt
         if att is not None and att.client is not None and not att.abandoned:
-            if att.provisional:
+            if att.trying:
                 self._send_cancel(att)
             # else: the CANCEL goes once a provisional response arrives (§9.1)
         else:
@@ -649,14 +614,3 @@ class ProxyServer:
             self._send_stateless(resp, dlg.up)
         except SipParseError:
             return
-
-
-def check_interfaces(cfg: ProviderConfig) -> list[str]:
-    """Problems that stop the proxy from starting (beyond what config loading checks)."""
-    out: list[str] = []
-    fed = cfg.proxy.interfaces.federation
-    if fed is not None and fed.tls is not None:
-        for label, p in (("cert", fed.tls.cert), ("key", fed.tls.key), ("ca", fed.tls.ca)):
-            if not p.exists():
-                out.append(f"proxy.interfaces.federation.tls.{label}: {p} does not exist")
-    return out

@@ -7,14 +7,6 @@ from pathlib import Path
 
 import click
 
-from vipr.proxy.federation_tls import (
-    CA_CERT_NAME,
-    CA_KEY_NAME,
-    FederationTlsError,
-    create_federation_ca,
-    issue_federation_cert,
-)
-
 
 def register(group: click.Group) -> None:
     """Add the `tls` command group."""
@@ -29,6 +21,8 @@ def register(group: click.Group) -> None:
     @click.option("--name", default="VIPR federation CA", show_default=True)
     def ca_cmd(out: Path, name: str) -> None:
         """Create a federation CA; prints the certificate and key paths."""
+        from vipr.proxy.federation_tls import create_federation_ca  # lazy: CLI start-up
+
         cert, key = create_federation_ca(out, name)
         click.echo(f"ca cert: {cert}")
         click.echo(f"ca key:  {key}")
@@ -40,6 +34,13 @@ def register(group: click.Group) -> None:
     @click.option("--out", "out", required=True, type=click.Path(path_type=Path))
     def issue_cmd(ca_dir: Path, domain: str, out: Path) -> None:
         """Issue a leaf certificate for DOMAIN; prints the certificate and key paths."""
+        from vipr.proxy.federation_tls import (
+            CA_CERT_NAME,
+            CA_KEY_NAME,
+            FederationTlsError,
+            issue_federation_cert,
+        )
+
         try:
             cert, key = issue_federation_cert(ca_dir / CA_CERT_NAME, ca_dir / CA_KEY_NAME,
                                               domain, out)
