@@ -15,6 +15,7 @@ import asyncio
 import json
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -34,7 +35,7 @@ from vipr.store.models import (
     ValidationRecord,
     Vcr,
 )
-from vipr.store.schema import MIGRATIONS, PRAGMAS, SCHEMA_VERSION
+from vipr.store.schema import BUSY_TIMEOUT_MS, MIGRATIONS, PRAGMAS, SCHEMA_VERSION
 
 __all__ = [
     "NotFoundError",
@@ -191,7 +192,7 @@ class Store:
             raise StoreError(f"cannot open database {name}: {e}") from e
         try:
             for pragma in PRAGMAS:
-                rows = list(await db.execute_fetchall(pragma))
+                rows = await _pragma(db, pragma)
                 if pragma.startswith("PRAGMA journal_mode") and name != ":memory:":
                     mode = str(rows[0][0]).lower() if rows else "?"
                     if mode != "wal":
@@ -565,6 +566,24 @@ class Store:
 
     async def purge_validations(self, older_than: float) -> int:
         return await self._write_count("DELETE FROM validation WHERE at < ?", (float(older_than),))
+
+
+async def _pragma(db: aiosqlite.Connection, pragma: str) -> list[Any]:
+    """Run one PRAGMA. Switching a fresh file to WAL needs an exclusive lock and SQLite answers
+    SQLITE_BUSY at once, without its busy handler, when another process is opening the same file
+    (sqlite.org/wal.html "persistence"): retry with a short backoff for up to busy_timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return list(await db.execute_fetchall(pragma))
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 async def _migrate(db: aiosqlite.Connection, name: str) -> None:
