@@ -8,7 +8,6 @@ clientAuth EKU because every federation peer is client and server (mutual TLS).
 
 from __future__ import annotations
 
-import datetime as _dt
 import ipaddress
 import os
 import ssl as _ssl
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from vipr.pki import self_signed_ca, validity_window
 
 if TYPE_CHECKING:
     from vipr.config import ProviderConfig, TlsFiles
@@ -47,34 +48,12 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _window(days: float) -> tuple[_dt.datetime, _dt.datetime]:
-    start = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
-    return start, start + _dt.timedelta(days=days)
-
-
 def create_federation_ca(out_dir: Path, name: str = "VIPR federation CA",
                          *, days: float = 3650) -> tuple[Path, Path]:
     """Create a self-signed CA in out_dir (ca.pem, ca.key); returns (cert path, key path)."""
     out_dir = Path(out_dir)
     key = _key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    start, end = _window(days)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_ca(key, name, days)
     cert_path, key_path = out_dir / CA_CERT_NAME, out_dir / CA_KEY_NAME
     _write(key_path, _key_pem(key), private=True)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
@@ -102,7 +81,7 @@ def issue_federation_cert(ca_cert: Path, ca_key: Path, domain: str, out_dir: Pat
         raise FederationTlsError(f"not a domain name: {domain!r}")
     cacert, cakey = _load_ca(ca_cert, ca_key)
     key = _key()
-    start, end = _window(days)
+    start, end = validity_window(days)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))

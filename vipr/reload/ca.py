@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from vipr.pki import self_signed_ca, validity_window
 from vipr.reload.codec import NODE_ID_LENGTH
 from vipr.reload.security import NodeCredentials, reload_uri, self_signed_node_id
 
@@ -30,35 +31,17 @@ def random_node_id() -> bytes:
 
 def _validity(days: float, not_before: _dt.datetime | None,
               not_after: _dt.datetime | None) -> tuple[_dt.datetime, _dt.datetime]:
-    start = not_before or (_dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5))
-    end = not_after or (start + _dt.timedelta(days=days))
-    return start, end
+    start, end = validity_window(days)
+    if not_before is not None:
+        start, end = not_before, not_before + _dt.timedelta(days=days)
+    return start, not_after or end
 
 
 def create_ca(overlay: str, *, key: rsa.RSAPrivateKey | None = None, days: float = 3650,
               ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     """A self-signed overlay CA (the configuration's root-cert)."""
     key = key or generate_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{overlay} RELOAD CA")])
-    start, end = _validity(days, None, None)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    return self_signed_ca(key, f"{overlay} RELOAD CA", days), key
 
 
 def _node_builder(subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey,
