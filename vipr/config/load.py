@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
@@ -65,7 +65,7 @@ def load_config(path: str | Path) -> ProviderConfig:
 
 def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dict[str, Node]]:
     p, d = "overlay", OverlaySection()
-    m = r.mapping(node, p, [f.name for f in _fields(OverlaySection)])
+    m = r.mapping(node, p, _SECTION_KEYS[p])
     opt_path = r.optional(r.path)
     sec = OverlaySection(
         configuration=r.get(m, p, "configuration", opt_path, d.configuration),
@@ -95,7 +95,7 @@ def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dic
 
 def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, Node]]:
     p, d = "pvp", PvpSection()
-    m = r.mapping(node, p, [f.name for f in _fields(PvpSection)])
+    m = r.mapping(node, p, _SECTION_KEYS[p])
     sec = PvpSection(
         listen=r.get(m, p, "listen", r.hostport(), d.listen),
         min_delay=r.get(m, p, "min_delay", r.duration(), d.min_delay),
@@ -121,6 +121,7 @@ def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, N
 
 
 _IFACE_KEYS = _SECTION_KEYS["proxy.interfaces.<name>"]
+_TLS_KEYS = _SECTION_KEYS["proxy.interfaces.<name>.tls"]
 
 
 def _read_interface(r: YamlReader, node: Node | None, name: str, d: Interface) -> Interface:
@@ -132,8 +133,8 @@ def _read_interface(r: YamlReader, node: Node | None, name: str, d: Interface) -
     tls = None
     if m is not None and "tls" in m:
         tp = f"{p}.tls"
-        tm = r.mapping(m["tls"], tp, ("cert", "key", "ca"), required=("cert", "key", "ca"))
-        if tm is not None and all(k in tm for k in ("cert", "key", "ca")):
+        tm = r.mapping(m["tls"], tp, _TLS_KEYS, required=_TLS_KEYS)
+        if tm is not None and all(k in tm for k in _TLS_KEYS):
             tls = TlsFiles(
                 cert=r.get(tm, tp, "cert", r.path, Path()),
                 key=r.get(tm, tp, "key", r.path, Path()),
@@ -166,9 +167,9 @@ def _read_interface(r: YamlReader, node: Node | None, name: str, d: Interface) -
 
 def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[str, Node]]:
     p, d = "proxy", ProxySection()
-    m = r.mapping(node, p, ("interfaces", "route_timeout"))
+    m = r.mapping(node, p, _SECTION_KEYS[p])
     im = r.mapping(
-        (m or {}).get("interfaces"), "proxy.interfaces", ("internal", "pstn", "federation")
+        (m or {}).get("interfaces"), "proxy.interfaces", _SECTION_KEYS["proxy.interfaces"]
     )
     im = im or {}
     fed_node = im.get("federation")
@@ -205,10 +206,6 @@ def _need(
         r.error(where, path, f"expected {msg} (got {format_duration(a)})")
 
 
-def _fields(cls: type) -> list[Any]:
-    return list(dataclasses.fields(cls))
-
-
 def _check_listeners(
     r: YamlReader, listeners: list[tuple[str, str, HostPort, int]], nodes: dict[str, Node]
 ) -> None:
@@ -237,7 +234,7 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
     top = r.mapping(root, "", _TOP_KEYS, required=("provider", "database"))
     if top is None:
         return None
-    pkeys = ("name", "domain", "vservice")
+    pkeys = _SECTION_KEYS["provider"]
     pm = r.mapping(top["provider"], "provider", pkeys, pkeys) if "provider" in top else None
     provider = ProviderSection(
         name=r.get(pm, "provider", "name", r.name, cast(str, None)),
@@ -249,7 +246,7 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
     runtime_dir = r.get(top, "", "runtime_dir", r.path, default_run)
     database = r.get(top, "", "database", r.path, cast(Path, None))
 
-    lm = r.mapping(top.get("logging"), "logging", ("level", "format"))
+    lm = r.mapping(top.get("logging"), "logging", _SECTION_KEYS["logging"])
     logging_sec = LoggingSection(
         level=r.get(lm, "logging", "level", r.choice(_LEVELS), "info"),
         format=cast(Literal["text", "json"],
@@ -259,7 +256,7 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
     pvp, vm = _read_pvp(r, top.get("pvp"))
     proxy, im = _read_proxy(r, top.get("proxy"))
 
-    tm = r.mapping(top.get("tickets"), "tickets", ("lifetime", "renewal_window", "rotate_interval"))
+    tm = r.mapping(top.get("tickets"), "tickets", _SECTION_KEYS["tickets"])
     td = TicketsSection()
     tickets = TicketsSection(
         lifetime=r.get(tm, "tickets", "lifetime", r.duration(0, True), td.lifetime),
@@ -274,7 +271,7 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
         tickets.renewal_window, tickets.lifetime, float.__lt__, "less than tickets.lifetime ({b})",
     )  # fmt: skip
 
-    rm = r.mapping(top.get("retention"), "retention", ("vcr", "validation_log"))
+    rm = r.mapping(top.get("retention"), "retention", _SECTION_KEYS["retention"])
     rd = RetentionSection()
     retention = RetentionSection(
         vcr=r.get(rm, "retention", "vcr", r.duration(0, True), rd.vcr),
@@ -318,7 +315,7 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
     listeners.append(("tcp", "pvp.listen", pvp.listen, 1))
     if "listen" in vm:
         nodes_at["pvp.listen"] = vm["listen"]
-    for name in ("internal", "pstn", "federation"):
+    for name in _SECTION_KEYS["proxy.interfaces"]:
         iface = getattr(proxy.interfaces, name)
         if iface is None:
             continue

@@ -12,7 +12,6 @@ from vipr.e164 import NumberSet
 # AF_UNIX sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
 MAX_NODES = 4096  # RELOAD nodes one provider runs (one TLS port each)
-ROLES = ("overlay", "pvp", "proxy")
 
 
 @dataclass(frozen=True)
