@@ -161,36 +161,10 @@ def body_code(body: Any, *, answer: bool = False) -> int:
     from vipr.reload import storage_codec as sc
 
     body = getattr(body, "body", body) if type(body).__name__ == "WithCertificates" else body
-
-    if isinstance(body, ProbeReq):
-        return MessageCode.PROBE_REQ
-    if isinstance(body, ProbeAns):
-        return MessageCode.PROBE_ANS
-    if isinstance(body, AttachReqAns):
-        return MessageCode.ATTACH_ANS if answer else MessageCode.ATTACH_REQ
-    if isinstance(body, AppAttachReqAns):
-        return MessageCode.APP_ATTACH_ANS if answer else MessageCode.APP_ATTACH_REQ
-    table: list[tuple[type, int]] = [
-        (JoinReq, MessageCode.JOIN_REQ),
-        (JoinAns, MessageCode.JOIN_ANS),
-        (LeaveReq, MessageCode.LEAVE_REQ),
-        (ChordUpdate, MessageCode.UPDATE_REQ),
-        (RouteQueryReq, MessageCode.ROUTE_QUERY_REQ),
-        (ChordRouteQueryAns, MessageCode.ROUTE_QUERY_ANS),
-        (PingReq, MessageCode.PING_REQ),
-        (PingAns, MessageCode.PING_ANS),
-        (ConfigUpdateReq, MessageCode.CONFIG_UPDATE_REQ),
-        (ErrorResponse, MessageCode.ERROR),
-        (sc.StoreReq, MessageCode.STORE_REQ),
-        (sc.StoreAns, MessageCode.STORE_ANS),
-        (sc.FetchReq, MessageCode.FETCH_REQ),
-        (sc.FetchAns, MessageCode.FETCH_ANS),
-        (sc.StatReq, MessageCode.STAT_REQ),
-        (sc.StatAns, MessageCode.STAT_ANS),
-        (sc.FindReq, MessageCode.FIND_REQ),
-        (sc.FindAns, MessageCode.FIND_ANS),
-    ]
-    for cls, code in table:
-        if isinstance(body, cls):
-            return code
-    raise ReloadEncodeError(f"no message code for {type(body).__name__} (EmptyBody needs one)")
+    bodies = [*_SIMPLE_BODIES.items(), *sc.STORAGE_BODIES.items()]
+    codes = sorted(code for code, cls in bodies if isinstance(body, cls))
+    if len(codes) == 2 and codes[1] == codes[0] + 1:  # one layout for request and answer
+        return codes[1] if answer else codes[0]
+    if len(codes) != 1:
+        raise ReloadEncodeError(f"no message code for {type(body).__name__} (EmptyBody needs one)")
+    return codes[0]
