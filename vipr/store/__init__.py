@@ -65,6 +65,10 @@ _INSERT_VCR = (
     " failures, burned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (call_id, direction) DO NOTHING"
 )
+_INSERT_VALIDATION = (
+    "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class StoreError(Exception):
@@ -93,6 +97,29 @@ def _vcr_params(v: Vcr) -> tuple[object, ...]:
         int(v.failures),
         1 if v.burned else 0,
     )
+
+
+def _route_params(r: Route) -> tuple[object, ...]:
+    if isinstance(r.routes, str) or not all(isinstance(u, str) for u in r.routes):
+        raise StoreError("Route.routes must be a sequence of URI strings")
+    return (
+        r.number,
+        json.dumps(list(r.routes)),
+        r.ticket,
+        float(r.ticket_expires),
+        float(r.expires),
+        r.learned_from_node,
+        r.learned_from_domain,
+        float(r.validated_at),
+        r.last_used,
+        int(r.failures),
+    )
+
+
+def _validation_params(rec: ValidationRecord) -> tuple[object, ...]:
+    if rec.role not in VALIDATION_ROLES:
+        raise StoreError(f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
+    return (float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer, rec.outcome, rec.reason)
 
 
 def _vcr(r: Row) -> Vcr:
@@ -387,8 +414,6 @@ class Store:
     # ---------------------------------------------------------------- routes
 
     async def upsert_route(self, r: Route) -> None:
-        if isinstance(r.routes, str) or not all(isinstance(u, str) for u in r.routes):
-            raise StoreError("Route.routes must be a sequence of URI strings")
         await self._write_count(
             f"INSERT INTO route ({_ROUTE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (number) DO UPDATE SET routes = excluded.routes,"
@@ -397,23 +422,18 @@ class Store:
             " learned_from_domain = excluded.learned_from_domain,"
             " validated_at = excluded.validated_at, last_used = excluded.last_used,"
             " failures = excluded.failures",
-            (r.number, json.dumps(list(r.routes)), r.ticket, float(r.ticket_expires),
-             float(r.expires), r.learned_from_node, r.learned_from_domain,
-             float(r.validated_at), r.last_used, int(r.failures)),
+            _route_params(r),
         )
 
     async def learn_route(self, r: Route, vcr_id: int | None) -> None:
         """Store a learned route and mark the originating VCR it was validated with, in one
         transaction (the PVP client's step after a successful validation)."""
-        if isinstance(r.routes, str) or not all(isinstance(u, str) for u in r.routes):
-            raise StoreError("Route.routes must be a sequence of URI strings")
+        params = _route_params(r)
         async with self._write() as db:
             await db.execute(
                 f"INSERT OR REPLACE INTO route ({_ROUTE_COLS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (r.number, json.dumps(list(r.routes)), r.ticket, float(r.ticket_expires),
-                 float(r.expires), r.learned_from_node, r.learned_from_domain,
-                 float(r.validated_at), r.last_used, int(r.failures)),
+                params,
             )
             if vcr_id is not None:
                 await db.execute("UPDATE vcr SET validated = ? WHERE id = ?",
@@ -527,30 +547,17 @@ class Store:
     # ---------------------------------------------------------------- validation log
 
     async def log_validation(self, rec: ValidationRecord) -> int:
-        if rec.role not in VALIDATION_ROLES:
-            raise StoreError(f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
-        rows = await self._write_fetch(
-            "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer, rec.outcome, rec.reason),
-        )
+        params = _validation_params(rec)
+        rows = await self._write_fetch(_INSERT_VALIDATION + " RETURNING id", params)
         return int(rows[0][0])
 
     async def log_validations(self, recs: Iterable[ValidationRecord]) -> int:
         """Insert many validation records in one transaction; how many."""
-        params = []
-        for rec in recs:
-            if rec.role not in VALIDATION_ROLES:
-                raise StoreError(
-                    f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
-            params.append((float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer,
-                           rec.outcome, rec.reason))
+        params = [_validation_params(rec) for rec in recs]
         if not params:
             return 0
         async with self._write() as db:
-            cur = await db.executemany(
-                "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", params)
+            cur = await db.executemany(_INSERT_VALIDATION, params)
             await cur.close()
         return len(params)
 
