@@ -447,9 +447,9 @@ def test_pure_python_yaml_gives_the_same_messages(
 ) -> None:
     import yaml
 
-    import vipr.config
+    import vipr.config.yaml_reader
 
-    monkeypatch.setattr(vipr.config, "_Loader", yaml.SafeLoader)  # as without libyaml
+    monkeypatch.setattr(vipr.config.yaml_reader, "_Loader", yaml.SafeLoader)  # as without libyaml
     assert len(load_config(REPO / "config" / "provider-a.yaml").numbers) == 1001
     for i, (extra, line, message) in enumerate(BAD):
         text = extra[1:] if extra.startswith("!") else BASE + extra

@@ -8,10 +8,10 @@ import os
 from vipr.e164 import NumberSet
 from vipr.proxy.admission import admit, ticket_header
 from vipr.proxy.calls import CallTracker
-from vipr.proxy.forward import prepare_request, stateless_branch, strip_own_routes
+from vipr.proxy.forward import ack_and_bye, prepare_request, stateless_branch, strip_own_routes
 from vipr.proxy.routing import RouteCache, decide, number_of, route_state
 from vipr.proxy.sip.headers import Via
-from vipr.proxy.sip.message import Headers, SipRequest
+from vipr.proxy.sip.message import Headers, SipRequest, SipResponse
 from vipr.store.models import Route, TicketKey
 from vipr.tickets import TicketVerifier, mint_ticket
 
@@ -130,3 +130,13 @@ def test_prepare_request_rewrites_like_a_proxy() -> None:
     n = strip_own_routes(req, lambda u: u.host == "127.0.0.1")
     assert n == 1 and [str(r.uri) for r in req.routes] == ["sip:next.example;lr"]
     assert stateless_branch(req, "pstn") == stateless_branch(_invite(), "pstn")
+
+
+def test_ack_and_bye_end_a_stray_2xx_dialog() -> None:
+    ok = SipResponse(200, headers=[("From", "<sip:+1@a>;tag=1"),
+                                   ("To", "<sip:+442071234567@a>;tag=2"), ("Call-ID", "x")])
+    ack, bye = ack_and_bye(_invite(), ok)
+    for m, cseq in ((ack, "1 ACK"), (bye, "2 BYE")):
+        assert m.uri == "sip:+442071234567@a" and m.headers.get("CSeq") == cseq
+        assert m.headers.get("To") == "<sip:+442071234567@a>;tag=2"
+        assert m.headers.get("Call-ID") == "x" and m.max_forwards == 70 and not m.vias

@@ -59,6 +59,23 @@ def prepare_request(req: SipRequest, *, via: Via, record_route: Sequence[str] = 
     return fwd
 
 
+def ack_and_bye(invite: SipRequest, resp: SipResponse) -> tuple[SipRequest, SipRequest]:
+    """The ACK (§13.2.2.4) and BYE (§15) that end the dialog a stray 2xx to `invite` set up;
+    the caller adds its Via."""
+    ack = SipRequest("ACK", invite.uri)
+    bye = SipRequest("BYE", invite.uri)
+    for name in ("From", "To", "Call-ID"):
+        v = resp.headers.get(name)
+        if v is not None:
+            ack.headers.add(name, v)
+            bye.headers.add(name, v)
+    seq = invite.cseq.seq
+    ack.headers.add("CSeq", f"{seq} ACK")
+    bye.headers.add("CSeq", f"{seq + 1} BYE")
+    for m in (ack, bye):
+        m.headers.add("Max-Forwards", "70")
+    return ack, bye
+
 def stateless_branch(req: SipRequest, salt: str) -> str:
     """A branch that is the same for retransmissions of `req` (§16.11: stateless forwarding,
     used for the ACK of a 2xx)."""

@@ -23,11 +23,12 @@ from collections import Counter
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
-from vipr.proxy.admission import admit, ticket_header
+from vipr.proxy.admission import Admission, admit, ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.federation_tls import client_context, server_context
 from vipr.proxy.forward import (
     TooManyHops,
+    ack_and_bye,
     check_max_forwards,
     copy_request,
     prepare_request,
@@ -315,14 +316,16 @@ class ProxyServer:
     async def _admit(self, req: SipRequest, source: Source, d: Decision, now: float) -> bool:
         token = ticket_header(req.headers.get)
         conn = source.connection
-        res = admit(self.verifier, token=token, number=d.number, transport=source.transport,
-                    tls_verified=source.tls_verified,
-                    peer_dns_names=conn.tls_dns_names if conn else (), now=now)
+
+        def check() -> Admission:  # against self.verifier as it is now
+            return admit(self.verifier, token=token, number=d.number, transport=source.transport,
+                         tls_verified=source.tls_verified,
+                         peer_dns_names=conn.tls_dns_names if conn else (), now=now)
+
+        res = check()
         if res.reason == "unknown-epoch" and time.monotonic() - self._last_key_reload > 1.0:
             await self.reload_keys()   # a rotation since the last reload (rate-limited)
-            res = admit(self.verifier, token=token, number=d.number,
-                        transport=source.transport, tls_verified=source.tls_verified,
-                        peer_dns_names=conn.tls_dns_names if conn else (), now=now)
+            res = check()
         self.counters[f"admission_{res.reason}"] += 1
         if res.ok:
             log.info("admitted call %s to %s from %s", req.call_id, d.number, res.peer_domain)
@@ -487,18 +490,8 @@ class ProxyServer:
     async def _hang_up_stray(self, att: Attempt, resp: SipResponse) -> None:
         """A 2xx from a branch we gave up on: ACK and BYE it so no phone stays off-hook."""
         assert self.endpoint is not None
-        ack = SipRequest("ACK", att.request.uri)
-        bye = SipRequest("BYE", att.request.uri)
-        for name in ("From", "To", "Call-ID"):
-            v = resp.headers.get(name)
-            if v is not None:
-                ack.headers.add(name, v)
-                bye.headers.add(name, v)
-        seq = att.request.cseq.seq
-        ack.headers.add("CSeq", f"{seq} ACK")
-        bye.headers.add("CSeq", f"{seq + 1} BYE")
+        ack, bye = ack_and_bye(att.request, resp)
         for m in (ack, bye):
-            m.headers.add("Max-Forwards", "70")
             m.push_via(self._via(att.leg.iface))
         leg = att.leg
         with contextlib.suppress(ConnectionError, OSError):

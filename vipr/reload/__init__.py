@@ -13,13 +13,16 @@ Codec (sans-I/O; every decoder raises only `codec.ReloadDecodeError`):
   message        `Message(header, contents, security)`, `MessageContents(code, body bytes,
                  extensions)`, `SecurityBlock`, `Signature`, `SignerIdentity`,
                  `decode_message(bytes)`, `decode_header(bytes)`, `encode_message(...)`.
-  messages       `MessageCode`, `ErrorCode`, bodies with `.encode()` / `Cls.decode(bytes)`:
-                 ProbeReq/ProbeAns, AttachReqAns, AppAttachReqAns, JoinReq/JoinAns,
-                 LeaveReq (+ChordLeaveData), ChordUpdate (UpdateReq), RouteQueryReq,
-                 ChordRouteQueryAns, PingReq/PingAns, ConfigUpdateReq, ErrorResponse
-                 (`.text()`, `.unknown_kinds()`), EmptyBody (LeaveAns/UpdateAns/ConfigUpdateAns),
-                 `IceCandidate`, `IpAddressPort`; `decode_body(code, body, models)`,
-                 `body_code(body, answer=False)`; `PVP_APPLICATION_ID` = 61441.
+  messages       `decode_body(code, body, models)`, `body_code(body, answer=False)`,
+                 EmptyBody (LeaveAns/UpdateAns/ConfigUpdateAns); re-exports every name below.
+                 Bodies have `.encode()` / `Cls.decode(bytes)`:
+  message_codes  `MessageCode`.
+  topology_bodies  ProbeReq/ProbeAns, JoinReq/JoinAns, LeaveReq (+ChordLeaveData),
+                 ChordUpdate (UpdateReq), RouteQueryReq, ChordRouteQueryAns.
+  link_bodies    AttachReqAns, AppAttachReqAns, `IceCandidate`, `IpAddressPort`,
+                 PingReq/PingAns, ConfigUpdateReq; `PVP_APPLICATION_ID` = 61441.
+  error_response `ErrorCode`, ErrorResponse (`.text()`, `.unknown_kinds()`),
+                 `error_info_json`.
   storage_codec  `DataModel`, `KIND_VIPR` = 0xF0000101, `DEFAULT_MODELS`, `DataValue`,
                  `ArrayEntry`, `DictionaryEntry`, `RawStoredValue` (unknown Kind), `StoredData`,
                  `StoreReq`/`StoreKindData`/`StoreAns`/`StoreKindResponse`, `FetchReq`/`FetchAns`/

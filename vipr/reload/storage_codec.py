@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Self
 
 from vipr.reload.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
 from vipr.reload.message import Signature
@@ -340,8 +341,8 @@ def _decode_specifiers(r: Reader, models: Models) -> tuple[StoredDataSpecifier, 
 
 
 @dataclass(frozen=True, slots=True)
-class FetchReq:
-    """§7.4.2.1 FetchReq: resource, specifiers StoredDataSpecifier<0..2^16-1>."""
+class _SpecifiersReq:
+    """resource opaque<0..2^8-1>, specifiers StoredDataSpecifier<0..2^16-1> (Fetch and Stat)."""
 
     resource: bytes
     specifiers: tuple[StoredDataSpecifier, ...]
@@ -352,31 +353,21 @@ class FetchReq:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, data: bytes, models: Models = None) -> FetchReq:
+    def decode(cls, data: bytes, models: Models = None) -> Self:
         r = Reader(data)
         v = cls(r.opaque(1), _decode_specifiers(r, models))
-        r.done("FetchReq")
+        r.done(cls.__name__)
         return v
 
 
 @dataclass(frozen=True, slots=True)
-class StatReq:
+class FetchReq(_SpecifiersReq):
+    """§7.4.2.1 FetchReq: resource, specifiers StoredDataSpecifier<0..2^16-1>."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatReq(_SpecifiersReq):
     """§7.4.3.1 StatReq: same layout as FetchReq."""
-
-    resource: bytes
-    specifiers: tuple[StoredDataSpecifier, ...]
-
-    def encode(self) -> bytes:
-        w = Writer().opaque(1, self.resource)
-        _encode_specifiers(w, self.specifiers)
-        return w.getvalue()
-
-    @classmethod
-    def decode(cls, data: bytes, models: Models = None) -> StatReq:
-        r = Reader(data)
-        v = cls(r.opaque(1), _decode_specifiers(r, models))
-        r.done("StatReq")
-        return v
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ sit behind it later).
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import sqlite3
 import time
@@ -24,16 +23,32 @@ from typing import Any
 
 import aiosqlite
 
+from vipr.store.errors import NotFoundError, StoreError
 from vipr.store.models import (
     DIRECTIONS,
     UNKNOWN_CALLER,
-    VALIDATION_ROLES,
     Direction,
     PublishedNumber,
     Route,
     TicketKey,
     ValidationRecord,
     Vcr,
+)
+from vipr.store.rows import (
+    INSERT_VALIDATION,
+    INSERT_VCR,
+    KEY_COLS,
+    ROUTE_COLS,
+    VALIDATION_COLS,
+    VCR_COLS,
+    Row,
+    key_from_row,
+    route_from_row,
+    route_params,
+    validation_from_row,
+    validation_params,
+    vcr_from_row,
+    vcr_params,
 )
 from vipr.store.schema import BUSY_TIMEOUT_MS, MIGRATIONS, PRAGMAS, SCHEMA_VERSION
 
@@ -49,92 +64,6 @@ __all__ = [
 ]
 
 MAX_EPOCH = 255  # ticket epochs are one byte, 0 unused (DESIGN §6)
-
-_VCR_COLS = (
-    "id, direction, caller, callee, start, stop, call_id, created, validated, failures, burned"
-)
-_ROUTE_COLS = (
-    "number, routes, ticket, ticket_expires, expires, learned_from_node, learned_from_domain,"
-    " validated_at, last_used, failures"
-)
-_KEY_COLS = "epoch, secret, created, retired"
-_VAL_COLS = "id, at, role, number, vcr_id, peer, outcome, reason"
-
-_INSERT_VCR = (
-    "INSERT INTO vcr (direction, caller, callee, start, stop, call_id, created, validated,"
-    " failures, burned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (call_id, direction) DO NOTHING"
-)
-
-
-class StoreError(Exception):
-    """Any failure of the store: I/O, a locked or corrupt file, a constraint, bad input."""
-
-
-class NotFoundError(StoreError):
-    """The record the operation needs does not exist."""
-
-
-Row = Any  # one result row; its columns are read by position
-
-
-def _vcr_params(v: Vcr) -> tuple[object, ...]:
-    if v.direction not in DIRECTIONS:
-        raise StoreError(f"VCR direction must be one of {DIRECTIONS}, not {v.direction!r}")
-    return (
-        v.direction,
-        v.caller,
-        v.callee,
-        float(v.start),
-        float(v.stop),
-        v.call_id,
-        float(v.created),
-        v.validated,
-        int(v.failures),
-        1 if v.burned else 0,
-    )
-
-
-def _vcr(r: Row) -> Vcr:
-    return Vcr(
-        id=r[0],
-        direction=r[1],
-        caller=r[2],
-        callee=r[3],
-        start=r[4],
-        stop=r[5],
-        call_id=r[6],
-        created=r[7],
-        validated=r[8],
-        failures=r[9],
-        burned=bool(r[10]),
-    )
-
-
-def _route(r: Row) -> Route:
-    return Route(
-        number=r[0],
-        routes=tuple(json.loads(r[1])),
-        ticket=r[2],
-        ticket_expires=r[3],
-        expires=r[4],
-        learned_from_node=r[5],
-        learned_from_domain=r[6],
-        validated_at=r[7],
-        last_used=r[8],
-        failures=r[9],
-    )
-
-
-def _key(r: Row) -> TicketKey:
-    return TicketKey(epoch=r[0], secret=bytes(r[1]), created=r[2], retired=r[3])
-
-
-def _validation(r: Row) -> ValidationRecord:
-    return ValidationRecord(
-        id=r[0], at=r[1], role=r[2], number=r[3], vcr_id=r[4], peer=r[5], outcome=r[6],
-        reason=r[7],
-    )
 
 
 def _limit(limit: int | None) -> int:
@@ -272,17 +201,17 @@ class Store:
 
     async def add_vcr(self, v: Vcr) -> int | None:
         """Insert one VCR; its id, or None when a VCR with that call_id and direction exists."""
-        params = _vcr_params(v)
-        rows = await self._write_fetch(_INSERT_VCR + " RETURNING id", params)
+        params = vcr_params(v)
+        rows = await self._write_fetch(INSERT_VCR + " RETURNING id", params)
         return int(rows[0][0]) if rows else None
 
     async def add_vcrs(self, vs: Iterable[Vcr]) -> int:
         """Insert many VCRs in one transaction; the number inserted (duplicates are skipped)."""
-        params = [_vcr_params(v) for v in vs]
+        params = [vcr_params(v) for v in vs]
         if not params:
             return 0
         async with self._write() as db:
-            cur = await db.executemany(_INSERT_VCR, params)
+            cur = await db.executemany(INSERT_VCR, params)
             n = cur.rowcount
             await cur.close()
             return n
@@ -294,14 +223,14 @@ class Store:
         out: list[int | None] = []
         async with self._write() as db:
             for v in vs:
-                rows = list(await db.execute_fetchall(_INSERT_VCR + " RETURNING id",
-                                                      _vcr_params(v)))
+                rows = list(await db.execute_fetchall(INSERT_VCR + " RETURNING id",
+                                                      vcr_params(v)))
                 out.append(int(rows[0][0]) if rows else None)
         return out
 
     async def get_vcr(self, id: int) -> Vcr | None:
-        rows = await self._fetch(f"SELECT {_VCR_COLS} FROM vcr WHERE id = ?", (id,))
-        return _vcr(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {VCR_COLS} FROM vcr WHERE id = ?", (id,))
+        return vcr_from_row(rows[0]) if rows else None
 
     async def list_vcrs(
         self, since: float | None = None, direction: Direction | None = None,
@@ -319,11 +248,11 @@ class Store:
             params.append(direction)
         params.append(_limit(limit))
         rows = await self._fetch(
-            f"SELECT {_VCR_COLS} FROM vcr WHERE {' AND '.join(where)}"
+            f"SELECT {VCR_COLS} FROM vcr WHERE {' AND '.join(where)}"
             " ORDER BY start DESC, id DESC LIMIT ?",
             params,
         )
-        return [_vcr(r) for r in rows]
+        return [vcr_from_row(r) for r in rows]
 
     async def find_terminating_candidates(
         self, callee: str, caller: str, start_from: float, start_to: float, now: float,
@@ -335,42 +264,42 @@ class Store:
         not older than `max_age` (start >= now - max_age); not burned.
         """
         rows = await self._fetch(
-            f"SELECT {_VCR_COLS} FROM vcr WHERE callee = ? AND start >= ? AND start < ?"
+            f"SELECT {VCR_COLS} FROM vcr WHERE callee = ? AND start >= ? AND start < ?"
             " AND start >= ? AND direction = 'terminating' AND burned = 0"
             " AND (caller = ? OR caller = ?) ORDER BY start DESC, id DESC",
             (callee, float(start_from), float(start_to), float(now) - float(max_age), caller,
              UNKNOWN_CALLER),
         )
-        return [_vcr(r) for r in rows]
+        return [vcr_from_row(r) for r in rows]
 
     async def pending_originating_vcrs(self, min_duration: float) -> list[Vcr]:
         """Originating VCRs not yet validated nor burned, lasting ≥ min_duration; oldest first."""
         rows = await self._fetch(
-            f"SELECT {_VCR_COLS} FROM vcr INDEXED BY vcr_pending WHERE direction = 'originating'"
+            f"SELECT {VCR_COLS} FROM vcr INDEXED BY vcr_pending WHERE direction = 'originating'"
             " AND validated IS NULL AND burned = 0 AND stop - start >= ? ORDER BY start, id",
             (float(min_duration),),
         )
-        return [_vcr(r) for r in rows]
+        return [vcr_from_row(r) for r in rows]
 
     async def latest_originating_vcr(self, callee: str) -> Vcr | None:
         rows = await self._fetch(
-            f"SELECT {_VCR_COLS} FROM vcr WHERE callee = ? AND direction = 'originating'"
+            f"SELECT {VCR_COLS} FROM vcr WHERE callee = ? AND direction = 'originating'"
             " ORDER BY start DESC, id DESC LIMIT 1",
             (callee,),
         )
-        return _vcr(rows[0]) if rows else None
+        return vcr_from_row(rows[0]) if rows else None
 
     async def record_vcr_failure(self, id: int, max_failures: int) -> Vcr:
         """Count one failed handshake against a VCR; at `max_failures` it is burned (DESIGN §5)."""
         rows = await self._write_fetch(
             "UPDATE vcr SET failures = failures + 1,"
             " burned = CASE WHEN failures + 1 >= ? THEN 1 ELSE burned END"
-            f" WHERE id = ? RETURNING {_VCR_COLS}",
+            f" WHERE id = ? RETURNING {VCR_COLS}",
             (int(max_failures), id),
         )
         if not rows:
             raise NotFoundError(f"no VCR with id {id}")
-        return _vcr(rows[0])
+        return vcr_from_row(rows[0])
 
     async def mark_vcr_validated(self, id: int, when: float) -> bool:
         """Set the validated time; False when the VCR no longer exists."""
@@ -387,45 +316,38 @@ class Store:
     # ---------------------------------------------------------------- routes
 
     async def upsert_route(self, r: Route) -> None:
-        if isinstance(r.routes, str) or not all(isinstance(u, str) for u in r.routes):
-            raise StoreError("Route.routes must be a sequence of URI strings")
         await self._write_count(
-            f"INSERT INTO route ({_ROUTE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO route ({ROUTE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (number) DO UPDATE SET routes = excluded.routes,"
             " ticket = excluded.ticket, ticket_expires = excluded.ticket_expires,"
             " expires = excluded.expires, learned_from_node = excluded.learned_from_node,"
             " learned_from_domain = excluded.learned_from_domain,"
             " validated_at = excluded.validated_at, last_used = excluded.last_used,"
             " failures = excluded.failures",
-            (r.number, json.dumps(list(r.routes)), r.ticket, float(r.ticket_expires),
-             float(r.expires), r.learned_from_node, r.learned_from_domain,
-             float(r.validated_at), r.last_used, int(r.failures)),
+            route_params(r),
         )
 
     async def learn_route(self, r: Route, vcr_id: int | None) -> None:
         """Store a learned route and mark the originating VCR it was validated with, in one
         transaction (the PVP client's step after a successful validation)."""
-        if isinstance(r.routes, str) or not all(isinstance(u, str) for u in r.routes):
-            raise StoreError("Route.routes must be a sequence of URI strings")
+        params = route_params(r)
         async with self._write() as db:
             await db.execute(
-                f"INSERT OR REPLACE INTO route ({_ROUTE_COLS})"
+                f"INSERT OR REPLACE INTO route ({ROUTE_COLS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (r.number, json.dumps(list(r.routes)), r.ticket, float(r.ticket_expires),
-                 float(r.expires), r.learned_from_node, r.learned_from_domain,
-                 float(r.validated_at), r.last_used, int(r.failures)),
+                params,
             )
             if vcr_id is not None:
                 await db.execute("UPDATE vcr SET validated = ? WHERE id = ?",
                                  (float(r.validated_at), vcr_id))
 
     async def get_route(self, number: str) -> Route | None:
-        rows = await self._fetch(f"SELECT {_ROUTE_COLS} FROM route WHERE number = ?", (number,))
-        return _route(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {ROUTE_COLS} FROM route WHERE number = ?", (number,))
+        return route_from_row(rows[0]) if rows else None
 
     async def list_routes(self) -> list[Route]:
-        rows = await self._fetch(f"SELECT {_ROUTE_COLS} FROM route ORDER BY number")
-        return [_route(r) for r in rows]
+        rows = await self._fetch(f"SELECT {ROUTE_COLS} FROM route ORDER BY number")
+        return [route_from_row(r) for r in rows]
 
     async def record_route_failure(self, number: str, max_failures: int) -> bool:
         """Count one failed call over the route; True when that dropped it (DESIGN §6)."""
@@ -502,19 +424,19 @@ class Store:
     async def current_ticket_key(self) -> TicketKey | None:
         """The newest key not retired: the one to mint tickets with."""
         rows = await self._fetch(
-            f"SELECT {_KEY_COLS} FROM ticket_key WHERE retired IS NULL"
+            f"SELECT {KEY_COLS} FROM ticket_key WHERE retired IS NULL"
             " ORDER BY serial DESC LIMIT 1"
         )
-        return _key(rows[0]) if rows else None
+        return key_from_row(rows[0]) if rows else None
 
     async def ticket_key(self, epoch: int) -> TicketKey | None:
-        rows = await self._fetch(f"SELECT {_KEY_COLS} FROM ticket_key WHERE epoch = ?", (epoch,))
-        return _key(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {KEY_COLS} FROM ticket_key WHERE epoch = ?", (epoch,))
+        return key_from_row(rows[0]) if rows else None
 
     async def ticket_keys(self) -> list[TicketKey]:
         """Every stored key, retired ones included, oldest first."""
-        rows = await self._fetch(f"SELECT {_KEY_COLS} FROM ticket_key ORDER BY serial")
-        return [_key(r) for r in rows]
+        rows = await self._fetch(f"SELECT {KEY_COLS} FROM ticket_key ORDER BY serial")
+        return [key_from_row(r) for r in rows]
 
     async def retire_ticket_key(self, epoch: int, now: float) -> bool:
         """Mark a key retired; False when it does not exist or was already retired."""
@@ -527,30 +449,17 @@ class Store:
     # ---------------------------------------------------------------- validation log
 
     async def log_validation(self, rec: ValidationRecord) -> int:
-        if rec.role not in VALIDATION_ROLES:
-            raise StoreError(f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
-        rows = await self._write_fetch(
-            "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer, rec.outcome, rec.reason),
-        )
+        params = validation_params(rec)
+        rows = await self._write_fetch(INSERT_VALIDATION + " RETURNING id", params)
         return int(rows[0][0])
 
     async def log_validations(self, recs: Iterable[ValidationRecord]) -> int:
         """Insert many validation records in one transaction; how many."""
-        params = []
-        for rec in recs:
-            if rec.role not in VALIDATION_ROLES:
-                raise StoreError(
-                    f"validation role must be one of {VALIDATION_ROLES}, not {rec.role!r}")
-            params.append((float(rec.at), rec.role, rec.number, rec.vcr_id, rec.peer,
-                           rec.outcome, rec.reason))
+        params = [validation_params(rec) for rec in recs]
         if not params:
             return 0
         async with self._write() as db:
-            cur = await db.executemany(
-                "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", params)
+            cur = await db.executemany(INSERT_VALIDATION, params)
             await cur.close()
         return len(params)
 
@@ -559,10 +468,11 @@ class Store:
     ) -> list[ValidationRecord]:
         """Validation attempts, newest first."""
         rows = await self._fetch(
-            f"SELECT {_VAL_COLS} FROM validation WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?",
+            f"SELECT {VALIDATION_COLS} FROM validation WHERE at >= ?"
+            " ORDER BY at DESC, id DESC LIMIT ?",
             (float("-inf") if since is None else float(since), _limit(limit)),
         )
-        return [_validation(r) for r in rows]
+        return [validation_from_row(r) for r in rows]
 
     async def purge_validations(self, older_than: float) -> int:
         return await self._write_count("DELETE FROM validation WHERE at < ?", (float(older_than),))

@@ -1,0 +1,344 @@
+"""`load_config`: the provider config's sections read and cross-checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, cast
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from vipr.config.schema import (
+    MAX_NODES,
+    MAX_SOCKET_PATH,
+    Interface,
+    Interfaces,
+    LoggingSection,
+    OverlaySection,
+    ProviderConfig,
+    ProviderSection,
+    ProxySection,
+    PvpSection,
+    RetentionSection,
+    TicketsSection,
+    TlsFiles,
+    node_count,
+)
+from vipr.config.values import HostPort, format_duration
+from vipr.config.yaml_reader import YamlReader, read_yaml
+from vipr.e164 import NumberSet
+
+_TOP_KEYS = (
+    "provider", "numbers", "runtime_dir", "database", "logging",
+    "overlay", "pvp", "proxy", "tickets", "retention",
+)  # fmt: skip
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Where each section key lives, to point at the right section for a misplaced key.
+_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "provider": ("name", "domain", "vservice"),
+    "logging": ("level", "format"),
+    "overlay": tuple(f.name for f in dataclasses.fields(OverlaySection)),
+    "pvp": tuple(f.name for f in dataclasses.fields(PvpSection)),
+    "proxy": ("interfaces", "route_timeout"),
+    "proxy.interfaces": ("internal", "pstn", "federation"),
+    "proxy.interfaces.<name>": ("listen", "transport", "target", "gateway", "advertise", "tls"),
+    "proxy.interfaces.<name>.tls": ("cert", "key", "ca"),
+    "tickets": tuple(f.name for f in dataclasses.fields(TicketsSection)),
+    "retention": tuple(f.name for f in dataclasses.fields(RetentionSection)),
+}
+
+
+def _belongs(key: str, path: str) -> str:
+    """ "the top level or pvp" when `key` is a key of other sections, else ""."""
+    homes = [f"under {sec}" for sec, keys in _SECTION_KEYS.items() if key in keys and sec != path]
+    if key in _TOP_KEYS and path:
+        homes.insert(0, "at the top level")
+    return " or ".join(homes)
+
+
+def load_config(path: str | Path) -> ProviderConfig:
+    """Read and check a provider config; raise `ConfigError` with every problem found."""
+    return read_yaml(path, _read, _belongs)
+
+
+def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dict[str, Node]]:
+    p, d = "overlay", OverlaySection()
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    opt_path = r.optional(r.path)
+    sec = OverlaySection(
+        configuration=r.get(m, p, "configuration", opt_path, d.configuration),
+        cert=r.get(m, p, "cert", opt_path, d.cert),
+        key=r.get(m, p, "key", opt_path, d.key),
+        listen=r.get(m, p, "listen", r.hostport(), d.listen),
+        create=r.get(m, p, "create", r.boolean, d.create),
+        nodes=r.get(m, p, "nodes", r.optional(r.integer(1, MAX_NODES)), d.nodes),
+        numbers_per_node=r.get(m, p, "numbers_per_node", r.integer(1), d.numbers_per_node),
+        record_lifetime=r.get(m, p, "record_lifetime", r.duration(0, True), d.record_lifetime),
+        republish_interval=r.get(
+            m, p, "republish_interval", r.duration(0, True), d.republish_interval
+        ),
+    )
+    m = m or {}
+    _need(
+        r, m.get("republish_interval") or m.get("record_lifetime") or 1,
+        "overlay.republish_interval", sec.republish_interval, sec.record_lifetime, float.__lt__,
+        "less than overlay.record_lifetime ({b}), or claims expire before they are republished",
+    )  # fmt: skip
+    if m.get("cert") is not None and "key" not in m:
+        r.error(m["cert"], "overlay.key", "required when overlay.cert is set")
+    if m.get("key") is not None and "cert" not in m:
+        r.error(m["key"], "overlay.cert", "required when overlay.key is set")
+    return sec, m
+
+
+def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, Node]]:
+    p, d = "pvp", PvpSection()
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    sec = PvpSection(
+        listen=r.get(m, p, "listen", r.hostport(), d.listen),
+        min_delay=r.get(m, p, "min_delay", r.duration(), d.min_delay),
+        max_delay=r.get(m, p, "max_delay", r.duration(), d.max_delay),
+        min_duration=r.get(m, p, "min_duration", r.duration(), d.min_duration),
+        quantum=r.get(m, p, "quantum", r.duration(0.002), d.quantum),
+        max_attempts_per_minute=r.get(
+            m, p, "max_attempts_per_minute", r.integer(1), d.max_attempts_per_minute
+        ),
+        max_vcr_failures=r.get(m, p, "max_vcr_failures", r.integer(1, 1000), d.max_vcr_failures),
+        handshake_timeout=r.get(
+            m, p, "handshake_timeout", r.duration(0, True), d.handshake_timeout
+        ),
+        allow_domains=r.get(m, p, "allow_domains", r.domain_list, d.allow_domains),
+        deny_domains=r.get(m, p, "deny_domains", r.domain_list, d.deny_domains),
+    )
+    m = m or {}
+    _need(
+        r, m.get("max_delay") or m.get("min_delay") or 1, "pvp.max_delay",
+        sec.max_delay, sec.min_delay, float.__ge__, "at least pvp.min_delay ({b})",
+    )  # fmt: skip
+    return sec, m
+
+
+_IFACE_KEYS = _SECTION_KEYS["proxy.interfaces.<name>"]
+_TLS_KEYS = _SECTION_KEYS["proxy.interfaces.<name>.tls"]
+
+
+def _read_interface(r: YamlReader, node: Node | None, name: str, d: Interface) -> Interface:
+    p = f"proxy.interfaces.{name}"
+    m = r.mapping(node, p, _IFACE_KEYS, required=("listen",) if name == "federation" else ())
+    transport: str = r.get(m, p, "transport", r.choice(("udp", "tcp", "tls")), str(d.transport))
+    if name == "federation" and m is not None and "transport" not in m:
+        transport = "tls"
+    tls = None
+    if m is not None and "tls" in m:
+        tp = f"{p}.tls"
+        tm = r.mapping(m["tls"], tp, _TLS_KEYS, required=_TLS_KEYS)
+        if tm is not None and all(k in tm for k in _TLS_KEYS):
+            tls = TlsFiles(
+                cert=r.get(tm, tp, "cert", r.path, Path()),
+                key=r.get(tm, tp, "key", r.path, Path()),
+                ca=r.get(tm, tp, "ca", r.path, Path()),
+            )
+    iface = Interface(
+        listen=r.get(m, p, "listen", r.hostport(), d.listen),
+        transport=cast(Literal["udp", "tcp", "tls"], transport),
+        target=r.get(m, p, "target", r.optional(r.hostport(False)), d.target),
+        gateway=r.get(m, p, "gateway", r.optional(r.hostport(False)), d.gateway),
+        advertise=r.get(m, p, "advertise", r.optional(r.sip_uri), d.advertise),
+        tls=tls,
+    )
+    if m is None:
+        return iface
+    where: Node | int = node if node is not None else 1
+    if name == "federation" and transport not in ("tls", None):
+        r.error(m["transport"], f"{p}.transport",
+                f"expected tls: federation is mutual TLS ({r.got(m['transport'])})")  # fmt: skip
+    if transport == "tls" and "tls" not in m:
+        r.error(where, f"{p}.tls", "required with transport tls (cert, key and ca files)")
+    if transport in ("udp", "tcp") and "tls" in m:
+        r.error(m["tls"], f"{p}.tls", f"only allowed with transport tls (transport is {transport})")
+    if "gateway" in m and name != "pstn":
+        r.error(m["gateway"], f"{p}.gateway", "only the pstn interface has a gateway")
+    if "target" in m and name != "internal":
+        r.error(m["target"], f"{p}.target", "only the internal interface has a target")
+    return iface
+
+
+def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[str, Node]]:
+    p, d = "proxy", ProxySection()
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    im = r.mapping(
+        (m or {}).get("interfaces"), "proxy.interfaces", _SECTION_KEYS["proxy.interfaces"]
+    )
+    im = im or {}
+    fed_node = im.get("federation")
+    federation = None
+    if fed_node is not None and not (
+        isinstance(fed_node, ScalarNode) and r.value(fed_node) is None
+    ):
+        federation = _read_interface(
+            r, fed_node, "federation", Interface(HostPort("0.0.0.0", 5061))
+        )
+    sec = ProxySection(
+        interfaces=Interfaces(
+            internal=_read_interface(r, im.get("internal"), "internal", d.interfaces.internal),
+            pstn=_read_interface(r, im.get("pstn"), "pstn", d.interfaces.pstn),
+            federation=federation,
+        ),
+        route_timeout=r.get(m, p, "route_timeout", r.duration(0, True), d.route_timeout),
+    )
+    return sec, im
+
+
+def _need(
+    r: YamlReader,
+    where: Node | int,
+    path: str,
+    a: float,
+    b: float,
+    test: Callable[[float, float], bool],
+    expected: str,
+) -> None:
+    """Record an error at `path` unless test(a, b) (skipped when either value was invalid)."""
+    if isinstance(a, float) and isinstance(b, float) and not test(a, b):
+        msg = expected.format(b=format_duration(b))
+        r.error(where, path, f"expected {msg} (got {format_duration(a)})")
+
+
+def _check_listeners(
+    r: YamlReader, listeners: list[tuple[str, str, HostPort, int]], nodes: dict[str, Node]
+) -> None:
+    """Two listeners on one port of one host (or a wildcard) cannot both bind.
+
+    Each listener is (protocol, key path, address, count): ports address.port … + count - 1.
+    """
+    wild = {"0.0.0.0", "::"}
+    seen: list[tuple[str, str, HostPort, int]] = []
+    for proto, path, hp, count in listeners:
+        if not isinstance(hp, HostPort) or hp.port == 0:
+            continue
+        for oproto, opath, other, ocount in seen:
+            same_host = hp.host == other.host or hp.host in wild or other.host in wild
+            overlap = hp.port < other.port + ocount and other.port < hp.port + count
+            if oproto == proto and same_host and overlap:
+                r.error(nodes.get(path, 1), path,
+                        f"{proto.upper()} {hp} is also used by {opath}")  # fmt: skip
+        seen.append((proto, path, hp, count))
+
+
+def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
+    if root is None:
+        r.error(1, "(document)", "expected a mapping with provider, database, … (got nothing)")
+        return None
+    top = r.mapping(root, "", _TOP_KEYS, required=("provider", "database"))
+    if top is None:
+        return None
+    pkeys = _SECTION_KEYS["provider"]
+    pm = r.mapping(top["provider"], "provider", pkeys, pkeys) if "provider" in top else None
+    provider = ProviderSection(
+        name=r.get(pm, "provider", "name", r.name, cast(str, None)),
+        domain=r.get(pm, "provider", "domain", r.domain, cast(str, None)),
+        vservice=r.get(pm, "provider", "vservice", r.vservice, cast(str, None)),
+    )
+    numbers = r.get(top, "", "numbers", r.numbers, NumberSet())
+    default_run = r.base / "run" / (provider.name or "provider")
+    runtime_dir = r.get(top, "", "runtime_dir", r.path, default_run)
+    database = r.get(top, "", "database", r.path, cast(Path, None))
+
+    lm = r.mapping(top.get("logging"), "logging", _SECTION_KEYS["logging"])
+    logging_sec = LoggingSection(
+        level=r.get(lm, "logging", "level", r.choice(_LEVELS), "info"),
+        format=cast(Literal["text", "json"],
+                    r.get(lm, "logging", "format", r.choice(("text", "json")), "text")),
+    )  # fmt: skip
+    overlay, om = _read_overlay(r, top.get("overlay"))
+    pvp, vm = _read_pvp(r, top.get("pvp"))
+    proxy, im = _read_proxy(r, top.get("proxy"))
+
+    tm = r.mapping(top.get("tickets"), "tickets", _SECTION_KEYS["tickets"])
+    td = TicketsSection()
+    tickets = TicketsSection(
+        lifetime=r.get(tm, "tickets", "lifetime", r.duration(0, True), td.lifetime),
+        renewal_window=r.get(tm, "tickets", "renewal_window", r.duration(), td.renewal_window),
+        rotate_interval=r.get(
+            tm, "tickets", "rotate_interval", r.duration(0, True), td.rotate_interval
+        ),
+    )
+    tm = tm or {}
+    _need(
+        r, tm.get("renewal_window") or tm.get("lifetime") or 1, "tickets.renewal_window",
+        tickets.renewal_window, tickets.lifetime, float.__lt__, "less than tickets.lifetime ({b})",
+    )  # fmt: skip
+
+    rm = r.mapping(top.get("retention"), "retention", _SECTION_KEYS["retention"])
+    rd = RetentionSection()
+    retention = RetentionSection(
+        vcr=r.get(rm, "retention", "vcr", r.duration(0, True), rd.vcr),
+        validation_log=r.get(
+            rm, "retention", "validation_log", r.duration(0, True), rd.validation_log
+        ),
+    )
+    _need(
+        r, (rm or {}).get("vcr") or vm.get("max_delay") or 1, "retention.vcr",
+        retention.vcr, pvp.max_delay, float.__gt__,
+        "more than pvp.max_delay ({b}), or VCRs are purged before they are validated",
+    )  # fmt: skip
+
+    if isinstance(runtime_dir, Path):
+        longest = runtime_dir / "overlay.sock"
+        if len(os.fsencode(longest)) > MAX_SOCKET_PATH:
+            r.error(top.get("runtime_dir") or 1, "runtime_dir",
+                    f"expected a shorter path: socket {longest} is longer than "
+                    f"{MAX_SOCKET_PATH} bytes (the AF_UNIX limit)")  # fmt: skip
+
+    # Listener conflicts (TCP: overlay nodes, pvp, tcp/tls interfaces; UDP: udp interfaces).
+    listeners: list[tuple[str, str, HostPort, int]] = []
+    nodes_at: dict[str, Node] = {}
+    if isinstance(overlay.listen, HostPort) and isinstance(numbers, NumberSet):
+        per_node = overlay.numbers_per_node if isinstance(overlay.numbers_per_node, int) else 1
+        count = node_count(overlay.nodes, len(numbers), per_node)
+        where = om.get("nodes") or om.get("numbers_per_node") or top.get("numbers") or 1
+        if count > MAX_NODES:
+            msg = (
+                f"expected at most {MAX_NODES} RELOAD nodes, but {len(numbers)} numbers "
+                f"at {per_node} per node need {count}: raise overlay.numbers_per_node"
+            )
+            r.error(where, "overlay.nodes", msg)
+        elif overlay.listen.port and overlay.listen.port + count - 1 > 65535:
+            r.error(om.get("listen") or where, "overlay.listen",
+                    f"expected room for {count} node ports above {overlay.listen}")  # fmt: skip
+        else:
+            listeners.append(("tcp", "overlay.listen", overlay.listen, count))
+        if "listen" in om:
+            nodes_at["overlay.listen"] = om["listen"]
+    listeners.append(("tcp", "pvp.listen", pvp.listen, 1))
+    if "listen" in vm:
+        nodes_at["pvp.listen"] = vm["listen"]
+    for name in _SECTION_KEYS["proxy.interfaces"]:
+        iface = getattr(proxy.interfaces, name)
+        if iface is None:
+            continue
+        key = f"proxy.interfaces.{name}.listen"
+        proto = "udp" if iface.transport == "udp" else "tcp"
+        listeners.append((proto, key, iface.listen, 1))
+        inode = im.get(name)
+        if isinstance(inode, MappingNode):
+            for k, v in inode.value:
+                if isinstance(k, ScalarNode) and k.value == "listen":
+                    nodes_at[key] = v
+    _check_listeners(r, listeners, nodes_at)
+
+    return ProviderConfig(
+        path=Path(os.path.abspath(r.file)),
+        provider=provider,
+        numbers=numbers,
+        runtime_dir=runtime_dir,
+        database=database,
+        logging=logging_sec,
+        overlay=overlay,
+        pvp=pvp,
+        proxy=proxy,
+        tickets=tickets,
+        retention=retention,
+    )

@@ -1,0 +1,126 @@
+"""The frozen dataclasses a provider config loads into, one per YAML section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from vipr.config.values import HostPort
+from vipr.e164 import NumberSet
+
+# AF_UNIX sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_SOCKET_PATH = 107
+MAX_NODES = 4096  # RELOAD nodes one provider runs (one TLS port each)
+
+
+@dataclass(frozen=True)
+class ProviderSection:
+    name: str
+    domain: str
+    vservice: str  # 16 lower-case hex digits
+
+
+@dataclass(frozen=True)
+class LoggingSection:
+    level: str = "info"  # debug|info|warning|error|critical
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class OverlaySection:
+    configuration: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    listen: HostPort = HostPort("127.0.0.1", 6084)
+    create: bool = False
+    nodes: int | None = None
+    numbers_per_node: int = 10000
+    record_lifetime: float = 86400.0
+    republish_interval: float = 43200.0
+
+
+@dataclass(frozen=True)
+class PvpSection:
+    listen: HostPort = HostPort("127.0.0.1", 7061)
+    min_delay: float = 30.0
+    max_delay: float = 3600.0
+    min_duration: float = 5.0
+    quantum: float = 10.0
+    max_attempts_per_minute: int = 30
+    max_vcr_failures: int = 3
+    handshake_timeout: float = 10.0
+    allow_domains: tuple[str, ...] = ()
+    deny_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class Interface:
+    listen: HostPort
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    target: HostPort | None = None
+    gateway: HostPort | None = None
+    advertise: str | None = None
+    tls: TlsFiles | None = None
+
+
+@dataclass(frozen=True)
+class Interfaces:
+    internal: Interface = Interface(HostPort("127.0.0.1", 5060))
+    pstn: Interface = Interface(HostPort("127.0.0.1", 5062))
+    federation: Interface | None = None
+
+
+@dataclass(frozen=True)
+class ProxySection:
+    interfaces: Interfaces = field(default_factory=Interfaces)
+    route_timeout: float = 4.0
+
+
+@dataclass(frozen=True)
+class TicketsSection:
+    lifetime: float = 90 * 86400.0
+    renewal_window: float = 30 * 86400.0
+    rotate_interval: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class RetentionSection:
+    vcr: float = 48 * 3600.0
+    validation_log: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    path: Path
+    provider: ProviderSection
+    numbers: NumberSet
+    runtime_dir: Path
+    database: Path
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    overlay: OverlaySection = field(default_factory=OverlaySection)
+    pvp: PvpSection = field(default_factory=PvpSection)
+    proxy: ProxySection = field(default_factory=ProxySection)
+    tickets: TicketsSection = field(default_factory=TicketsSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
+
+    def socket_path(self, role: str) -> Path:
+        """The Unix socket of `role` ("overlay", "pvp", "proxy")."""
+        return self.runtime_dir / f"{role}.sock"
+
+    def overlay_node_count(self) -> int:
+        """`overlay.nodes`, or ceil(numbers / numbers_per_node), at least 1."""
+        return node_count(self.overlay.nodes, len(self.numbers), self.overlay.numbers_per_node)
+
+
+def node_count(nodes: int | None, numbers: int, per_node: int) -> int:
+    if nodes is not None:
+        return nodes
+    return max(1, -(-numbers // max(1, per_node)))
