@@ -16,7 +16,7 @@ CAND_SRFLX = 2
 CAND_PRFLX = 3
 CAND_RELAY = 4
 
-# ConfigUpdateType (§6.5.3)
+# ConfigUpdateType (§6.5.4)
 CONFIG_UPDATE_CONFIG = 1
 CONFIG_UPDATE_KIND = 2
 
@@ -176,7 +176,7 @@ class AppAttachReqAns:
 
 @dataclass(frozen=True, slots=True)
 class PingReq:
-    """§6.4.2.5 PingReq: opaque padding<0..2^16-1>."""
+    """§6.5.3 PingReq: opaque padding<0..2^16-1>."""
 
     padding: bytes = b""
 
@@ -193,7 +193,7 @@ class PingReq:
 
 @dataclass(frozen=True, slots=True)
 class PingAns:
-    """§6.4.2.5 PingAns: response_id u64 (random), time u64 (ms since 1970)."""
+    """§6.5.3 PingAns: response_id u64 (random), time u64 (ms since 1970)."""
 
     response_id: int
     time: int
@@ -211,7 +211,7 @@ class PingAns:
 
 @dataclass(frozen=True, slots=True)
 class ConfigUpdateReq:
-    """§6.5.3: type u8, length u32, config_data opaque<0..2^24-1> | KindDescription<0..2^24-1>."""
+    """§6.5.4: type u8, length u32, config_data opaque<0..2^24-1> | KindDescription<0..2^24-1>."""
 
     type: int
     config_data: bytes = b""
