@@ -75,6 +75,7 @@ def test_provider_a_values() -> None:
     assert cfg.overlay.configuration == base / "overlay" / "overlay.xml"
     assert cfg.overlay.listen == HostPort("127.0.0.1", 6084)
     assert cfg.overlay.record_lifetime == 86400.0
+    assert cfg.overlay.replication_hold_down == 30.0
     assert cfg.overlay_node_count() == 1
     assert cfg.pvp.min_delay == 30.0 and cfg.pvp.max_delay == 3600.0
     assert cfg.pvp.quantum == 10.0 and cfg.pvp.max_vcr_failures == 3
@@ -97,6 +98,14 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert cfg.pvp.listen == HostPort("127.0.0.1", 7061)
     assert cfg.proxy.interfaces.federation is None
     assert cfg.proxy.interfaces.internal.transport == "udp"
+    assert cfg.overlay.replication_hold_down == 30.0  # RFC 6940 §10.7.1
+
+
+def test_replication_hold_down_is_read(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, BASE + "overlay:\n  replication_hold_down: 2s\n"))
+    assert cfg.overlay.replication_hold_down == 2.0
+    msgs = errors(write(tmp_path, BASE + "overlay:\n  replication_hold_down: soon\n"))
+    assert msgs and "overlay.replication_hold_down: expected a duration" in msgs[0]
 
 
 def test_ipv6_durations_paths_and_merge_keys(tmp_path: Path) -> None:

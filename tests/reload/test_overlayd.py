@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,13 @@ async def test_daemon_socket_api(tmp_path: Path) -> None:
         for t in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(t, 30)
+
+
+def test_hold_down_comes_from_the_config(tmp_path: Path) -> None:
+    paths = make_overlay(tmp_path, [("pa", ["+14085550001"], 1)], per_node=False)
+    cfg = load_config(paths[0])
+    assert OverlayDaemon(cfg).hold_down == 30.0  # overlay.replication_hold_down default
+    quick = dataclasses.replace(
+        cfg, overlay=dataclasses.replace(cfg.overlay, replication_hold_down=2.0))
+    assert OverlayDaemon(quick).hold_down == 2.0
+    assert OverlayDaemon(quick, hold_down=0.05).hold_down == 0.05

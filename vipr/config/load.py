@@ -79,6 +79,9 @@ def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dic
         republish_interval=r.get(
             m, p, "republish_interval", r.duration(0, True), d.republish_interval
         ),
+        replication_hold_down=r.get(
+            m, p, "replication_hold_down", r.duration(), d.replication_hold_down
+        ),
     )
     m = m or {}
     _need(

@@ -38,6 +38,9 @@ class OverlaySection:
     numbers_per_node: int = 10000
     record_lifetime: float = 86400.0
     republish_interval: float = 43200.0
+    # RFC 6940 §10.7.1 "successor replacement hold-down" (30 s): wait this long after a
+    # neighbor change before creating new replicas (hand-offs on a join go at once).
+    replication_hold_down: float = 30.0
 
 
 @dataclass(frozen=True)

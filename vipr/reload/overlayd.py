@@ -26,7 +26,6 @@ from vipr.reload.api import ReloadContext
 from vipr.reload.messages import PVP_APPLICATION_ID
 from vipr.reload.node import ChordTimers, ReloadNode
 from vipr.reload.overlay_config import OverlayConfigError, OverlayConfiguration, load_overlay_config
-from vipr.reload.replication import DEFAULT_HOLD_DOWN
 from vipr.reload.security import NodeCredentials, ReloadSecurityError, cert_node_ids
 from vipr.reload.storage import DataStore
 from vipr.reload.storage_service import StorageService
@@ -47,7 +46,7 @@ class OverlayError(Exception):
 
 class OverlayDaemon:
     def __init__(self, cfg: ProviderConfig, *, timers: ChordTimers | None = None,
-                 hold_down: float = DEFAULT_HOLD_DOWN,
+                 hold_down: float | None = None,
                  node_factory: Callable[..., ReloadNode] = ReloadNode) -> None:
         self.cfg = cfg
         self.node_factory = node_factory
@@ -63,7 +62,7 @@ class OverlayDaemon:
         self.creds, self.files = self._identities(base, oc.cert, oc.key,
                                                   cfg.overlay_node_count())
         self.timers = timers or ChordTimers.from_config(self.conf)
-        self.hold_down = hold_down
+        self.hold_down = oc.replication_hold_down if hold_down is None else hold_down
         self.nodes: list[ReloadNode] = []
         self.services: list[StorageService] = []
         self.publishers: list[ViprPublisher] = []
