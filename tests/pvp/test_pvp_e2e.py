@@ -62,7 +62,7 @@ def free_port_block(n: int) -> int:
 
 
 def write_cfg(base: Path, name: str, vservice: int, pvp_port: int, extra: str = "",
-              numbers: tuple[str, ...] = ()) -> Path:
+              numbers: tuple[str, ...] = (), delay: tuple[str, str] = ("1h", "2h")) -> Path:
     d = base / name
     d.mkdir(parents=True, exist_ok=True)
     nums = "".join(f'\n  - "{n}"' for n in numbers) or " []"
@@ -75,8 +75,8 @@ database: {d / 'vipr.db'}
 logging: {{level: debug}}
 pvp:
   listen: "127.0.0.1:{pvp_port}"
-  min_delay: 1h
-  max_delay: 2h
+  min_delay: {delay[0]}
+  max_delay: {delay[1]}
   handshake_timeout: 20s
 proxy:
   interfaces:
@@ -171,12 +171,15 @@ async def _check_learned(a_cfg: Path, b_cfg: Path, base: Path) -> None:
     assert rc == 0 and "learned" in out, out + err
 
 
-async def _import(a_cfg: Path, b_cfg: Path, base: Path) -> None:
-    for cfg, direction, caller in ((a_cfg, "originating", CALLER), (b_cfg, "terminating", "")):
+async def _import(a_cfg: Path, b_cfg: Path, base: Path, expect_queued: bool = False) -> None:
+    # terminating side first: the originating side may validate as soon as it hears of its VCR
+    for cfg, direction, caller in ((b_cfg, "terminating", ""), (a_cfg, "originating", CALLER)):
         rc, out, err = await run("vcrs", "import", str(vcr_csv(base / f"{direction}.csv",
                                                                direction, caller)),
                                  "--config", str(cfg))
         assert rc == 0 and "imported 1" in out, out + err
+        if expect_queued and direction == "originating":
+            assert "pvp queued 1 of 1 originating calls" in out, out + err
 
 
 async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
@@ -206,6 +209,46 @@ async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
     assert codes == [0, 0], a.log.read_text() + b.log.read_text()
     assert learned == [CALLEE]
     await _check_learned(a_cfg, b_cfg, base)
+
+
+async def test_import_into_a_running_pvp_queues_the_validation(base: Path) -> None:
+    """`vipr vcrs import --config` announces new originating VCRs to the running pvp daemon
+    (as the proxy does), which validates them after its delay with no `vipr validate`."""
+    a_cfg = write_cfg(base, "a", 1, free_port(), delay=("1s", "2s"))
+    b_port = free_port()
+    b_cfg = write_cfg(base, "b", 2, b_port)
+    overlay = FakeOverlay([NODE_A], claims={CALLEE: [claim(NODE_B)]},
+                          peers={NODE_B: ("127.0.0.1", b_port)})
+    learned = asyncio.Event()
+
+    async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
+        assert params["number"] == CALLEE
+        learned.set()
+        return {"cached": True}
+
+    a, b = Daemon("pvp", a_cfg, base), Daemon("pvp", b_cfg, base)
+    async with IpcServer(base / "a" / "run" / "overlay.sock", overlay.handlers()), \
+            IpcServer(base / "a" / "run" / "proxy.sock", {"route_learned": route_learned}):
+        try:
+            await b.start()
+            await a.start()
+            await _import(a_cfg, b_cfg, base, expect_queued=True)
+            async with asyncio.timeout(60):
+                await learned.wait()
+        finally:
+            codes = [await a.stop(), await b.stop()]
+    assert codes == [0, 0], a.log.read_text() + b.log.read_text()
+    await _check_learned(a_cfg, b_cfg, base)
+
+
+async def test_import_without_a_running_pvp_says_so(base: Path) -> None:
+    a_cfg = write_cfg(base, "a", 1, free_port())
+    rc, out, err = await run("vcrs", "import", str(vcr_csv(base / "o.csv", "originating",
+                                                           CALLER)),
+                             "--config", str(a_cfg), "--json")
+    assert rc == 0, err
+    assert json.loads(out)["queued_for_validation"] is None
+    assert "pvp daemon not reached" in err
 
 
 @pytest.mark.skipif(not HAVE_OVERLAYD, reason="vipr overlay (storage helper) not in this tree")

@@ -24,6 +24,7 @@ from vipr.cliutil import (
     resolve_db,
 )
 from vipr.e164 import E164Error, normalize_e164
+from vipr.ipc import IpcError, ipc_call
 from vipr.store import Store, StoreError
 from vipr.store.models import DIRECTIONS, Route
 from vipr.store.vcrimport import ImportFormatError, RowError, parse_time, parse_vcr_file
@@ -240,15 +241,46 @@ def vcrs_import(file: Path, config: Path | None, db: Path | None, as_json: bool)
         fail(f"{name}:{e.line}: {e.reason}")
     for b in bad:
         click.echo(f"{name}:{b.line}: {b.reason}", err=True)
-    inserted = _with_store(path, lambda s: s.add_vcrs(good), must_exist=False) if good else 0
+    ids = _with_store(path, lambda s: s.add_vcrs_ids(good), must_exist=False) if good else []
+    inserted = sum(1 for i in ids if i is not None)
     dup = len(good) - inserted
+    originating = [i for i, v in zip(ids, good, strict=True)
+                   if i is not None and v.direction == "originating"]
+    queued = _announce_to_pvp(config, originating) if config is not None and db is None else None
     if as_json:
         print_json({"imported": inserted, "duplicates": dup, "bad": len(bad),
-                    "bad_rows": [{"line": b.line, "reason": b.reason} for b in bad]})
+                    "bad_rows": [{"line": b.line, "reason": b.reason} for b in bad],
+                    "queued_for_validation": queued})
     else:
         click.echo(f"imported {inserted}, skipped {dup} duplicates, {len(bad)} bad")
+        if queued is not None and originating:
+            click.echo(f"pvp queued {queued} of {len(originating)} originating calls "
+                       "for validation")
     if bad:
         raise SystemExit(1)
+
+
+def _announce_to_pvp(config: Path, ids: list[int]) -> int | None:
+    """Tell a running pvp daemon about new originating VCRs (`vcr_added`, as the proxy does),
+    so they are validated after the usual delay; None when pvp is not running (it finds them
+    in the database when it starts, or at its periodic rescan)."""
+    if not ids:
+        return 0
+    sock = load_config_or_fail(config).socket_path("pvp")
+
+    async def go() -> int:
+        queued = 0
+        for i in ids:
+            answer = await ipc_call(sock, "vcr_added", {"id": i})
+            queued += bool(answer.get("queued"))
+        return queued
+
+    try:
+        return asyncio.run(go())
+    except IpcError as e:
+        click.echo(f"note: pvp daemon not reached ({e}); it picks the calls up when it scans",
+                   err=True)
+        return None
 
 
 # ------------------------------------------------------------------------ numbers
