@@ -168,37 +168,6 @@ async def test_find_terminating_candidates_windows(store: Store) -> None:
     assert await ids() == ["hi", "unknown", "lo"]
 
 
-async def test_candidate_lookup_reads_without_waiting(tmp_path: Path) -> None:
-    """The candidate lookup reads on the loop's thread and sees every commit at once; when
-    SQLite cannot read at once it reads through aiosqlite instead; other errors fail."""
-    async with Store.open(tmp_path / "vipr.db") as store:
-        vid = await store.add_vcr(vcr("a"))
-        args = ("+14085551234", "+14085550001", T0 - 1, T0 + 1, T0 + 60, 86400.0)
-        assert [v.call_id for v in await store.find_terminating_candidates(*args)] == ["a"]
-        assert store._reader is not None  # the direct read was used
-        await store.record_vcr_failure(vid or 0, 1)  # burned: gone for the next lookup
-        assert await store.find_terminating_candidates(*args) == []
-        await store.add_vcr(vcr("b"))
-        real = store._reader
-
-        class Busy:
-            def __init__(self, msg: str) -> None:
-                self.msg = msg
-
-            def execute(self, *a: object) -> None:
-                raise sqlite3.OperationalError(self.msg)
-
-        store._reader = Busy("database is locked")  # type: ignore[assignment]
-        assert store._read_now("SELECT 1", ()) is None
-        assert [v.call_id for v in await store.find_terminating_candidates(*args)] == ["b"]
-        store._reader = Busy("disk I/O error")  # type: ignore[assignment]
-        with pytest.raises(StoreError):
-            await store.find_terminating_candidates(*args)
-        store._reader = real
-    with pytest.raises(StoreError):
-        await store.find_terminating_candidates(*args)
-
-
 async def test_record_vcr_failure_burns_at_max(store: Store) -> None:
     vid = await store.add_vcr(vcr())
     assert vid is not None

@@ -15,7 +15,6 @@ import asyncio
 import json
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import suppress
@@ -175,9 +174,6 @@ class Store:
         # One aiosqlite connection runs one statement at a time, but a transaction spans several
         # awaits: the lock keeps another task's statements out of an open transaction.
         self._lock = asyncio.Lock()
-        # `_read_now`'s own connection, opened on first use by the thread that uses it.
-        self._reader: sqlite3.Connection | None = None
-        self._reader_thread: int | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -214,10 +210,6 @@ class Store:
     async def close(self) -> None:
         """Close the connection; later calls raise StoreError. Closing twice is fine."""
         db, self._db = self._db, None
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            with suppress(sqlite3.Error):
-                reader.close()
         if db is not None:
             async with self._lock:
                 try:
@@ -247,39 +239,6 @@ class Store:
                 return list(await db.execute_fetchall(sql, params))
             except sqlite3.Error as e:
                 raise StoreError(f"{self.path}: {e}") from e
-
-    def _read_now(self, sql: str, params: Sequence[object]) -> list[Row] | None:
-        """A read on the calling (event-loop) thread, without the hop to aiosqlite's thread;
-        None when it cannot run at once (the caller then reads through aiosqlite).
-
-        For the PVP server's candidate lookup: with the loop busy with TLS-SRP a hop to the
-        worker thread waits for the GIL twice (up to the 5 ms switch interval each) and costs
-        ~0.5 ms CPU (docs/benchmarks.md ## PVP), while this indexed read costs ~40 µs. It never
-        waits: busy_timeout 0 and read-only, so a lock held by another connection or process
-        (possible in WAL only during recovery or a checkpoint reset) gives None, not a stall.
-        WAL lets it read while others write; each statement sees the latest commit.
-        """
-        if self._db is None:
-            raise StoreError(f"store {self.path} is closed")
-        if self.path == ":memory:":
-            return None  # a second connection would open a different database
-        me = threading.get_ident()
-        try:
-            if self._reader is None:
-                reader = sqlite3.connect(self.path, isolation_level=None)
-                reader.execute("PRAGMA busy_timeout=0")
-                reader.execute("PRAGMA query_only=1")
-                self._reader, self._reader_thread = reader, me
-            elif self._reader_thread != me:
-                return None
-            return self._reader.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as e:
-            msg = str(e)
-            if "locked" in msg or "busy" in msg:
-                return None
-            raise StoreError(f"{self.path}: {e}") from e
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: {e}") from e
 
     async def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """A short write transaction in one hand-off to aiosqlite's worker thread: BEGIN
@@ -386,16 +345,13 @@ class Store:
         callee equal; caller equal or unknown ("") on our side; start_from <= start < start_to;
         not older than `max_age` (start >= now - max_age); not burned.
         """
-        sql = (
+        rows = await self._fetch(
             f"SELECT {_VCR_COLS} FROM vcr WHERE callee = ? AND start >= ? AND start < ?"
             " AND start >= ? AND direction = 'terminating' AND burned = 0"
-            " AND (caller = ? OR caller = ?) ORDER BY start DESC, id DESC"
+            " AND (caller = ? OR caller = ?) ORDER BY start DESC, id DESC",
+            (callee, float(start_from), float(start_to), float(now) - float(max_age), caller,
+             UNKNOWN_CALLER),
         )
-        params = (callee, float(start_from), float(start_to), float(now) - float(max_age),
-                  caller, UNKNOWN_CALLER)
-        rows = self._read_now(sql, params)
-        if rows is None:
-            rows = await self._fetch(sql, params)
         return [_vcr(r) for r in rows]
 
     async def pending_originating_vcrs(self, min_duration: float) -> list[Vcr]:
