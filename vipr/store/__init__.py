@@ -171,8 +171,8 @@ class Store:
     def __init__(self, path: str, db: aiosqlite.Connection) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = db
-        # One aiosqlite connection runs one statement at a time, but a transaction spans several
-        # awaits: the lock keeps another task's statements out of an open transaction.
+        # One aiosqlite connection runs one operation at a time; the lock orders this store's
+        # reads, write transactions (each one hand-off, `_transaction`) and close between tasks.
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- lifecycle
