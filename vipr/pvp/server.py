@@ -181,6 +181,7 @@ class PvpServer:
         if server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
+        await self.vlog.flush()  # batches linger: write what is queued while the store is open
 
     def _factory(self) -> SrpConnection:
         conn = SrpConnection(executor=self.executor, offload=self.offload)

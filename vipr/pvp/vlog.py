@@ -1,6 +1,10 @@
 """The validation log writer of the pvp daemon: records are queued and written in batches
 (one transaction for everything queued meanwhile, DESIGN §8 "batched bulk inserts"), so the
-log costs a validation almost nothing. `flush()` waits until everything queued is stored."""
+log costs a validation almost nothing. A batch waits `linger` seconds before it is written:
+under load that gathers several validations into one transaction (each transaction costs a
+hand-off to the store's thread and a few WAL pages, docs/benchmarks.md ## PVP). `flush()`
+waits until everything queued is stored; `close()` flushes, so only a crash can lose the
+last `linger` seconds of records."""
 
 from __future__ import annotations
 
@@ -14,10 +18,13 @@ __all__ = ["ValidationLog"]
 
 log = logging.getLogger("vipr.pvp")
 
+LINGER = 0.05  # seconds a batch waits for more records
+
 
 class ValidationLog:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, linger: float = LINGER) -> None:
         self.store = store
+        self.linger = linger
         self._queue: list[ValidationRecord] = []
         self._wake = asyncio.Event()
         self._written = asyncio.Condition()
@@ -34,6 +41,8 @@ class ValidationLog:
 
     async def _run(self) -> None:
         while self._queue:
+            if self.linger > 0:
+                await asyncio.sleep(self.linger)
             batch, self._queue = self._queue, []
             self._wake.clear()
             try:

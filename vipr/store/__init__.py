@@ -15,11 +15,11 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -63,6 +63,8 @@ __all__ = [
     "Vcr",
 ]
 
+T = TypeVar("T")
+
 MAX_EPOCH = 255  # ticket epochs are one byte, 0 unused (DESIGN §6)
 
 
@@ -99,8 +101,8 @@ class Store:
     def __init__(self, path: str, db: aiosqlite.Connection) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = db
-        # One aiosqlite connection runs one statement at a time, but a transaction spans several
-        # awaits: the lock keeps another task's statements out of an open transaction.
+        # One aiosqlite connection runs one operation at a time; the lock orders this store's
+        # reads, write transactions (each one hand-off, `_transaction`) and close between tasks.
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- lifecycle
@@ -168,34 +170,45 @@ class Store:
             except sqlite3.Error as e:
                 raise StoreError(f"{self.path}: {e}") from e
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A short write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+    async def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """A short write transaction in one hand-off to aiosqlite's worker thread: BEGIN
+        IMMEDIATE, `body(conn)`, COMMIT there, ROLLBACK on any error.
+
+        One hop instead of one per statement: with the event loop busy (TLS-SRP), each hop
+        costs a thread wake-up, a self-pipe write and a wait for the GIL, and these cost more
+        CPU than SQLite's own work (docs/benchmarks.md ## PVP). `body` runs in the worker
+        thread and must be plain sqlite3 code: no awaits, nothing that touches the loop. A
+        cancelled caller does not cut it short: the transaction still commits or rolls back
+        as a whole before the next queued operation runs (aiosqlite's queue is FIFO).
+        """
+
+        def run() -> T:
+            conn = db._conn  # the sqlite3 connection, on the thread that owns it
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = body(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                with suppress(sqlite3.Error):  # no transaction was open
+                    conn.execute("ROLLBACK")
+                raise
+            return out
+
         async with self._lock:
             db = self._conn()
+            # aiosqlite has no public "run this function on the connection's thread"; its
+            # `_execute` (queue + future) is that, unchanged since 0.17 (pinned < 0.23).
+            submit = cast(Callable[[Callable[[], T]], Awaitable[T]], db._execute)
             try:
-                await db.execute("BEGIN IMMEDIATE")
-                yield db
-                await db.execute("COMMIT")
-            except BaseException as e:
-                # FIFO worker: this ROLLBACK runs after any statement still queued (even if
-                # this task was cancelled mid-await), so the connection never stays in a txn.
-                with suppress(sqlite3.Error):  # no transaction was open
-                    await db.execute("ROLLBACK")
-                if isinstance(e, sqlite3.Error):
-                    raise StoreError(f"{self.path}: {e}") from e
-                raise
+                return await submit(run)
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
 
     async def _write_fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        async with self._write() as db:
-            return list(await db.execute_fetchall(sql, params))
+        return await self._transaction(lambda c: c.execute(sql, params).fetchall())
 
     async def _write_count(self, sql: str, params: Sequence[object] = ()) -> int:
-        async with self._write() as db:
-            cur = await db.execute(sql, params)
-            n = cur.rowcount
-            await cur.close()
-            return n
+        return await self._transaction(lambda c: c.execute(sql, params).rowcount)
 
     # ---------------------------------------------------------------- VCRs
 
@@ -210,23 +223,22 @@ class Store:
         params = [vcr_params(v) for v in vs]
         if not params:
             return 0
-        async with self._write() as db:
-            cur = await db.executemany(INSERT_VCR, params)
-            n = cur.rowcount
-            await cur.close()
-            return n
+        return await self._transaction(lambda c: c.executemany(INSERT_VCR, params).rowcount)
 
     async def add_vcrs_ids(self, vs: Sequence[Vcr]) -> list[int | None]:
         """Insert many VCRs in one transaction; each one's id, None for a duplicate."""
         if not vs:
             return []
-        out: list[int | None] = []
-        async with self._write() as db:
-            for v in vs:
-                rows = list(await db.execute_fetchall(INSERT_VCR + " RETURNING id",
-                                                      vcr_params(v)))
+        params = [vcr_params(v) for v in vs]
+
+        def body(c: sqlite3.Connection) -> list[int | None]:
+            out: list[int | None] = []
+            for p in params:
+                rows = c.execute(INSERT_VCR + " RETURNING id", p).fetchall()
                 out.append(int(rows[0][0]) if rows else None)
-        return out
+            return out
+
+        return await self._transaction(body)
 
     async def get_vcr(self, id: int) -> Vcr | None:
         rows = await self._fetch(f"SELECT {VCR_COLS} FROM vcr WHERE id = ?", (id,))
@@ -331,15 +343,15 @@ class Store:
         """Store a learned route and mark the originating VCR it was validated with, in one
         transaction (the PVP client's step after a successful validation)."""
         params = route_params(r)
-        async with self._write() as db:
-            await db.execute(
-                f"INSERT OR REPLACE INTO route ({ROUTE_COLS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )
+
+        def body(c: sqlite3.Connection) -> None:
+            c.execute(f"INSERT OR REPLACE INTO route ({ROUTE_COLS})"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", params)
             if vcr_id is not None:
-                await db.execute("UPDATE vcr SET validated = ? WHERE id = ?",
-                                 (float(r.validated_at), vcr_id))
+                c.execute("UPDATE vcr SET validated = ? WHERE id = ?",
+                          (float(r.validated_at), vcr_id))
+
+        await self._transaction(body)
 
     async def get_route(self, number: str) -> Route | None:
         rows = await self._fetch(f"SELECT {ROUTE_COLS} FROM route WHERE number = ?", (number,))
@@ -351,15 +363,17 @@ class Store:
 
     async def record_route_failure(self, number: str, max_failures: int) -> bool:
         """Count one failed call over the route; True when that dropped it (DESIGN §6)."""
-        async with self._write() as db:
-            rows = list(await db.execute_fetchall(
+        def body(c: sqlite3.Connection) -> bool:
+            rows = c.execute(
                 "UPDATE route SET failures = failures + 1 WHERE number = ? RETURNING failures",
                 (number,),
-            ))
+            ).fetchall()
             if not rows or int(rows[0][0]) < max_failures:
                 return False
-            await db.execute("DELETE FROM route WHERE number = ?", (number,))
+            c.execute("DELETE FROM route WHERE number = ?", (number,))
             return True
+
+        return await self._transaction(body)
 
     async def touch_route(self, number: str, when: float) -> bool:
         """Record a use of the route; False when there is no such route."""
@@ -402,8 +416,9 @@ class Store:
         255 epochs are in use, StoreError.
         """
         secret = secrets.token_bytes(32)
-        async with self._write() as db:
-            rows = list(await db.execute_fetchall("SELECT epoch, retired, serial FROM ticket_key"))
+
+        def body(c: sqlite3.Connection) -> int:
+            rows = c.execute("SELECT epoch, retired, serial FROM ticket_key").fetchall()
             in_use = {int(r[0]) for r in rows if r[1] is None}
             newest = max(rows, key=lambda r: int(r[2]), default=None)
             first = int(newest[0]) % MAX_EPOCH + 1 if newest is not None else 1
@@ -414,11 +429,14 @@ class Store:
                     break
             else:
                 raise StoreError(f"all {MAX_EPOCH} ticket key epochs are in use; retire one")
-            await db.execute(
+            c.execute(
                 "INSERT OR REPLACE INTO ticket_key (epoch, secret, created, retired, serial)"
                 " VALUES (?, ?, ?, NULL, ?)",
                 (epoch, secret, float(now), serial),
             )
+            return epoch
+
+        epoch = await self._transaction(body)
         return TicketKey(epoch=epoch, secret=secret, created=float(now), retired=None)
 
     async def current_ticket_key(self) -> TicketKey | None:
@@ -458,9 +476,7 @@ class Store:
         params = [validation_params(rec) for rec in recs]
         if not params:
             return 0
-        async with self._write() as db:
-            cur = await db.executemany(INSERT_VALIDATION, params)
-            await cur.close()
+        await self._transaction(lambda c: c.executemany(INSERT_VALIDATION, params))
         return len(params)
 
     async def list_validations(
