@@ -203,8 +203,17 @@ class Story:
         except TimeoutError as exc:
             s.problems.append(str(exc))
             route = None
-        vals = await self.net.validations(self.a, self.number, self.t_start - 60)
-        c_vals = await self.net.validations(self.c, self.number, self.t_start - 60)
+        since = self.t_start - 60
+
+        async def both_logged() -> list[Any] | None:
+            vals = await self.net.validations(self.a, self.number, since)
+            return vals if {b_name, c_name} <= {self._peer(v.peer) for v in vals} else None
+
+        try:  # pvp writes its validation log in batches: give the last one a moment
+            vals = await self.net.wait_for("A's validation log", both_logged, timeout=5.0)
+        except TimeoutError:
+            vals = await self.net.validations(self.a, self.number, since)
+        c_vals = await self.net.validations(self.c, self.number, since)
         s.detail["validations"] = [{"peer": v.peer, "outcome": v.outcome, "reason": v.reason}
                                    for v in vals]
         s.detail["c_server_side"] = [{"outcome": v.outcome, "reason": v.reason}
