@@ -37,6 +37,7 @@ from vipr.tickets import mint_ticket
 
 A_NUMBER, B_NUMBER = "+14085551234", "+442071234567"
 VIPR = str(Path(sys.executable).parent / "vipr")
+PROFILE_DIR: Path | None = None   # --profile: run each proxy under cProfile, stats here
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -65,8 +66,11 @@ def provider_yaml(d: Path, name: str, domain: str, number: str, *, internal: int
 
 async def start_proxy(cfg: Path, log: Path) -> asyncio.subprocess.Process:
     fh = open(log, "ab")  # noqa: SIM115
-    proc = await asyncio.create_subprocess_exec(VIPR, "proxy", "--config", str(cfg),
-                                                stdout=fh, stderr=fh)
+    argv = [VIPR, "proxy", "--config", str(cfg)]
+    if PROFILE_DIR is not None:
+        out = PROFILE_DIR / f"{log.stem}.prof"
+        argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "vipr", *argv[1:]]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=fh, stderr=fh)
     fh.close()
     sock = cfg.parent / "run" / "proxy.sock"
     deadline = time.monotonic() + 30
@@ -379,7 +383,13 @@ def main() -> None:
     ap.add_argument("--paths", type=lambda s: s.split(","),
                     default=["plain", "federation", "kamailio"],
                     help="comma-separated subset of plain,federation,kamailio")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="run the proxies under cProfile; write <log name>.prof files here")
     args = ap.parse_args()
+    if args.profile is not None:
+        global PROFILE_DIR
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile.resolve()
     if shutil.which("sipp") is None:
         print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
         sys.exit(2)
