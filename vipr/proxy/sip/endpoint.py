@@ -400,7 +400,7 @@ class SipEndpoint:
         if conn is not None and conn.is_open:
             conn.write(data)
             return
-        host, port = response_destination(req.top_via, source)
+        host, port = response_destination(req.top_via_view(), source)
         self._send_now(txn, source.interface or source.transport, host, port, data)
 
     def _send_now(self, txn: Transaction | None, transport: str, host: str, port: int,

@@ -114,7 +114,7 @@ def _top_via_text(msg: SipMessage) -> str:
 
 def client_key(msg: SipMessage) -> tuple[str, str]:
     """Key matching a response to its client transaction: (top branch, CSeq method)."""
-    branch = msg.top_via.branch
+    branch = msg.top_via_view().branch
     if not branch:
         raise SipParseError("Via without branch")
     return branch, msg.cseq.method
@@ -130,7 +130,7 @@ def server_key(req: SipRequest, method: str | None = None) -> tuple[str, ...]:
     m = method or req.method
     if m == "ACK":
         m = "INVITE"
-    via = req.top_via
+    via = req.top_via_view()
     branch = via.branch or ""
     if branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
         return (branch, via.sent_by.lower(), m)

@@ -84,18 +84,18 @@ def _same_address(a: str, b: str) -> bool:
 
 def stamp_received(msg: SipRequest, host: str, port: int) -> None:
     """RFC 3261 §18.2.1 `received` and RFC 3581 §4 `rport` on the top Via (in place)."""
-    via = msg.top_via
-    changed = False
-    if via.wants_rport and via.params.get("rport") is None:
+    view = msg.top_via_view()
+    if view.wants_rport and view.params.get("rport") is None:
+        via = msg.top_via
         via.params["rport"] = str(port)
         via.params["received"] = host   # RFC 3581: always with a filled-in rport
-        changed = True
-    elif not _same_address(via.host, host):
+    elif view.host != host and not _same_address(view.host, host):
+        via = msg.top_via
         via.params["received"] = host
-        changed = True
-    if changed:
-        msg.headers.pop_first("via")
-        msg.headers.insert("Via", str(via))
+    else:
+        return
+    msg.headers.pop_first("via")
+    msg.headers.insert("Via", str(via))
 
 
 def response_destination(via: Via, source: Source | None = None) -> tuple[str, int]:
