@@ -393,13 +393,21 @@ class SipMessage:
 
     def push_via(self, via: Via | str) -> None:
         """Add a Via on top."""
-        self.headers.insert("Via", str(via))
+        text = str(via)
+        self.headers.insert("Via", text)
+        if isinstance(via, Via):   # a copy, as `parse_via` would give it: the caller keeps its own
+            self._via = (text, Via(via.transport.upper(), via.host, via.port,
+                                   {k.lower(): v for k, v in via.params.items()}, via.protocol))
 
     def pop_via(self) -> Via:
         """Remove and return the top Via (§16.7 step 3)."""
         v = self.headers.pop_first("via")
         if v is None:
             raise SipParseError("missing Via header")
+        c = self._via
+        if c is not None and c[0] == v:
+            self._via = None   # no longer in the message: the caller may keep it
+            return c[1]
         return parse_via(v)
 
     def validate(self) -> None:
