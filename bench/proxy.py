@@ -190,22 +190,43 @@ def _sipp_totals(stat: Path) -> tuple[int, int]:
 Hook = Callable[[], Awaitable[Any]]
 
 
+def cpu_seconds(procs: list[asyncio.subprocess.Process]) -> float:
+    """User + system CPU time used so far by these processes (Linux /proc), 0 elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for p in procs:
+        try:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick   # utime, stime
+    return total
+
+
 async def ramp(target: int, rates: list[int], hold: float, cwd: Path, label: str, *,
                before: Hook | None = None, after: Callable[[dict[str, Any]], Awaitable[None]]
-               | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """`before` runs ahead of every step; `after(result)` may mark a step failed."""
+               | None = None, procs: list[asyncio.subprocess.Process] | None = None
+               ) -> tuple[int, list[dict[str, Any]]]:
+    """`before` runs ahead of every step; `after(result)` may mark a step failed. With
+    `procs` (the relays), each step records their CPU time per call (ms, all of them)."""
     best, steps = 0, []
     for rate in rates:
         # the machine is shared: a failed step is tried once more before the ramp stops
         for _ in range(2):
             if before is not None:
                 await before()
+            cpu0 = cpu_seconds(procs or [])
             res = await sipp_step(target, rate, hold, cwd)
+            if procs and res["calls"]:
+                res["cpu_ms_per_call"] = round(
+                    (cpu_seconds(procs) - cpu0) * 1000 / res["calls"], 3)
             if after is not None:
                 await after(res)
             steps.append(res)
             print(f"{label:<11} {rate:>5} calls/s: {res['successful']}/{res['calls']} ok, "
                   f"{res['failed']} failed, {res['seconds']} s"
+                  + (f", {res['cpu_ms_per_call']} ms CPU/call" if "cpu_ms_per_call" in res
+                     else "")
                   + (f", {res['fallbacks']} via PSTN fallback" if res.get("fallbacks") else ""),
                   file=sys.stderr)
             if res["ok"]:
@@ -274,7 +295,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             p = await start_proxy(plain, tmp / "plain.log")
             procs.append(p)
             out["plain_cps"], out["plain_steps"] = await ramp(internal, rates, hold, tmp,
-                                                              "plain")
+                                                              "plain", procs=[p])
             await stop(p)
 
         # --- federation: A (route + ticket, TLS) → B (admission) → SIPp UAS
@@ -327,7 +348,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         pb = await start_proxy(cfg_b, tmp / "fb.log")
         procs += [pa, pb]
         out["federation_cps"], out["federation_steps"] = await ramp(
-            ia, rates_f, hold, tmp, "federation", before=fresh_route, after=count_fallbacks)
+            ia, rates_f, hold, tmp, "federation", before=fresh_route, after=count_fallbacks,
+            procs=[pa, pb])
         st_b = await ipc_call(sock_b, "status", {})
         out["federation_admitted"] = st_b["counters"].get("admission_ok", 0)
         out["federation_fallbacks"] = fallbacks
@@ -395,7 +417,8 @@ def main() -> None:
         sys.exit(2)
     res = asyncio.run(bench(args))
     for k in [k for k in res if k.endswith("_steps")]:
-        res[k] = [{"rate": s["rate"], "ok": s["ok"], "failed": s["failed"]} for s in res[k]]
+        res[k] = [{"rate": s["rate"], "ok": s["ok"], "failed": s["failed"],
+                   "cpu_ms_per_call": s.get("cpu_ms_per_call")} for s in res[k]]
     print(json.dumps(res))
 
 
