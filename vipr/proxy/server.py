@@ -586,7 +586,7 @@ class ProxyServer:
         try:
             client = await self.endpoint.send_request(fwd, leg.iface, leg.host, leg.port,
                                                       server_hostname=leg.server_hostname)
-            resp = await client.final(timeout=64 * 0.5 + 5)
+            resp = await client.final()   # Timer F (64*T1) ends the transaction anyway
         except (ConnectionError, TimeoutError, OSError) as exc:
             log.info("%s for call %s not delivered: %s", req.method, req.call_id, exc)
             resp = None
