@@ -13,6 +13,8 @@ client) for the Accepted state, which absorbs 2xx retransmissions and late ACKs.
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from collections import deque
 from dataclasses import dataclass
@@ -31,9 +33,18 @@ from vipr.proxy.sip.message import (
 MAGIC_COOKIE = "z9hG4bK"   # RFC 3261 §8.1.1.7
 
 
+_BRANCH_PREFIX = [MAGIC_COOKIE + secrets.token_hex(8), os.getpid()]
+_branch_seq = itertools.count()
+
+
 def new_branch() -> str:
-    """A fresh, globally unique branch id with the RFC 3261 §8.1.1.7 magic cookie."""
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    """A fresh, globally unique branch id with the RFC 3261 §8.1.1.7 magic cookie.
+
+    A random per-process prefix (64 bits) and a counter: unique like a random id per
+    branch, without a system call per branch (a forked child gets a new prefix)."""
+    if _BRANCH_PREFIX[1] != os.getpid():
+        _BRANCH_PREFIX[:] = [MAGIC_COOKIE + secrets.token_hex(8), os.getpid()]
+    return f"{_BRANCH_PREFIX[0]}.{next(_branch_seq):x}"
 
 
 @dataclass(frozen=True, slots=True)
