@@ -323,18 +323,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                       learned_from_node="00" * 16, learned_from_domain="b.example.org",
                       validated_at=now)
 
+        # IPC timeouts of 30 s: after an overloaded step a proxy may still be working off
+        # its queue, and the default 5 s would stop the whole run
         async def fresh_route() -> None:
             # 3 fallbacks drop a route (DESIGN §6): each step starts from a learned route
             async with Store.open(cfg_a.parent / "vipr.db") as sa:
                 await sa.upsert_route(route)
             if sock_a.exists():
-                await ipc_call(sock_a, "route_learned", {"number": B_NUMBER})
+                await ipc_call(sock_a, "route_learned", {"number": B_NUMBER}, timeout=30)
 
         fallbacks = 0
 
         async def count_fallbacks(res: dict[str, Any]) -> None:
             nonlocal fallbacks
-            st = await ipc_call(sock_a, "status", {})
+            st = await ipc_call(sock_a, "status", {}, timeout=30)
             total = sum(v for k, v in st["counters"].items() if k.startswith("fallback_"))
             res["fallbacks"], fallbacks = total - fallbacks, total
             res["ok"] = res["ok"] and res["fallbacks"] == 0
@@ -350,7 +352,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         out["federation_cps"], out["federation_steps"] = await ramp(
             ia, rates_f, hold, tmp, "federation", before=fresh_route, after=count_fallbacks,
             procs=[pa, pb])
-        st_b = await ipc_call(sock_b, "status", {})
+        st_b = await ipc_call(sock_b, "status", {}, timeout=30)
         out["federation_admitted"] = st_b["counters"].get("admission_ok", 0)
         out["federation_fallbacks"] = fallbacks
         await stop(pa)
