@@ -37,6 +37,7 @@ from vipr.tickets import mint_ticket
 
 A_NUMBER, B_NUMBER = "+14085551234", "+442071234567"
 VIPR = str(Path(sys.executable).parent / "vipr")
+PROFILE_DIR: Path | None = None   # --profile: run each proxy under cProfile, stats here
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -65,8 +66,11 @@ def provider_yaml(d: Path, name: str, domain: str, number: str, *, internal: int
 
 async def start_proxy(cfg: Path, log: Path) -> asyncio.subprocess.Process:
     fh = open(log, "ab")  # noqa: SIM115
-    proc = await asyncio.create_subprocess_exec(VIPR, "proxy", "--config", str(cfg),
-                                                stdout=fh, stderr=fh)
+    argv = [VIPR, "proxy", "--config", str(cfg)]
+    if PROFILE_DIR is not None:
+        out = PROFILE_DIR / f"{log.stem}.prof"
+        argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "vipr", *argv[1:]]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=fh, stderr=fh)
     fh.close()
     sock = cfg.parent / "run" / "proxy.sock"
     deadline = time.monotonic() + 30
@@ -186,22 +190,43 @@ def _sipp_totals(stat: Path) -> tuple[int, int]:
 Hook = Callable[[], Awaitable[Any]]
 
 
+def cpu_seconds(procs: list[asyncio.subprocess.Process]) -> float:
+    """User + system CPU time used so far by these processes (Linux /proc), 0 elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for p in procs:
+        try:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick   # utime, stime
+    return total
+
+
 async def ramp(target: int, rates: list[int], hold: float, cwd: Path, label: str, *,
                before: Hook | None = None, after: Callable[[dict[str, Any]], Awaitable[None]]
-               | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """`before` runs ahead of every step; `after(result)` may mark a step failed."""
+               | None = None, procs: list[asyncio.subprocess.Process] | None = None
+               ) -> tuple[int, list[dict[str, Any]]]:
+    """`before` runs ahead of every step; `after(result)` may mark a step failed. With
+    `procs` (the relays), each step records their CPU time per call (ms, all of them)."""
     best, steps = 0, []
     for rate in rates:
         # the machine is shared: a failed step is tried once more before the ramp stops
         for _ in range(2):
             if before is not None:
                 await before()
+            cpu0 = cpu_seconds(procs or [])
             res = await sipp_step(target, rate, hold, cwd)
+            if procs and res["calls"]:
+                res["cpu_ms_per_call"] = round(
+                    (cpu_seconds(procs) - cpu0) * 1000 / res["calls"], 3)
             if after is not None:
                 await after(res)
             steps.append(res)
             print(f"{label:<11} {rate:>5} calls/s: {res['successful']}/{res['calls']} ok, "
                   f"{res['failed']} failed, {res['seconds']} s"
+                  + (f", {res['cpu_ms_per_call']} ms CPU/call" if "cpu_ms_per_call" in res
+                     else "")
                   + (f", {res['fallbacks']} via PSTN fallback" if res.get("fallbacks") else ""),
                   file=sys.stderr)
             if res["ok"]:
@@ -270,7 +295,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             p = await start_proxy(plain, tmp / "plain.log")
             procs.append(p)
             out["plain_cps"], out["plain_steps"] = await ramp(internal, rates, hold, tmp,
-                                                              "plain")
+                                                              "plain", procs=[p])
             await stop(p)
 
         # --- federation: A (route + ticket, TLS) → B (admission) → SIPp UAS
@@ -298,18 +323,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                       learned_from_node="00" * 16, learned_from_domain="b.example.org",
                       validated_at=now)
 
+        # IPC timeouts of 30 s: after an overloaded step a proxy may still be working off
+        # its queue, and the default 5 s would stop the whole run
         async def fresh_route() -> None:
             # 3 fallbacks drop a route (DESIGN §6): each step starts from a learned route
             async with Store.open(cfg_a.parent / "vipr.db") as sa:
                 await sa.upsert_route(route)
             if sock_a.exists():
-                await ipc_call(sock_a, "route_learned", {"number": B_NUMBER})
+                await ipc_call(sock_a, "route_learned", {"number": B_NUMBER}, timeout=30)
 
         fallbacks = 0
 
         async def count_fallbacks(res: dict[str, Any]) -> None:
             nonlocal fallbacks
-            st = await ipc_call(sock_a, "status", {})
+            st = await ipc_call(sock_a, "status", {}, timeout=30)
             total = sum(v for k, v in st["counters"].items() if k.startswith("fallback_"))
             res["fallbacks"], fallbacks = total - fallbacks, total
             res["ok"] = res["ok"] and res["fallbacks"] == 0
@@ -323,8 +350,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         pb = await start_proxy(cfg_b, tmp / "fb.log")
         procs += [pa, pb]
         out["federation_cps"], out["federation_steps"] = await ramp(
-            ia, rates_f, hold, tmp, "federation", before=fresh_route, after=count_fallbacks)
-        st_b = await ipc_call(sock_b, "status", {})
+            ia, rates_f, hold, tmp, "federation", before=fresh_route, after=count_fallbacks,
+            procs=[pa, pb])
+        st_b = await ipc_call(sock_b, "status", {}, timeout=30)
         out["federation_admitted"] = st_b["counters"].get("admission_ok", 0)
         out["federation_fallbacks"] = fallbacks
         await stop(pa)
@@ -379,13 +407,20 @@ def main() -> None:
     ap.add_argument("--paths", type=lambda s: s.split(","),
                     default=["plain", "federation", "kamailio"],
                     help="comma-separated subset of plain,federation,kamailio")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="run the proxies under cProfile; write <log name>.prof files here")
     args = ap.parse_args()
+    if args.profile is not None:
+        global PROFILE_DIR
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile.resolve()
     if shutil.which("sipp") is None:
         print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
         sys.exit(2)
     res = asyncio.run(bench(args))
     for k in [k for k in res if k.endswith("_steps")]:
-        res[k] = [{"rate": s["rate"], "ok": s["ok"], "failed": s["failed"]} for s in res[k]]
+        res[k] = [{"rate": s["rate"], "ok": s["ok"], "failed": s["failed"],
+                   "cpu_ms_per_call": s.get("cpu_ms_per_call")} for s in res[k]]
     print(json.dumps(res))
 
 

@@ -80,7 +80,7 @@ def stateless_branch(req: SipRequest, salt: str) -> str:
     """A branch that is the same for retransmissions of `req` (§16.11: stateless forwarding,
     used for the ACK of a 2xx)."""
     try:
-        top = req.top_via.branch or ""
+        top = req.top_via_view().branch or ""
     except SipParseError:
         top = ""
     h = hashlib.sha1(f"{top}|{req.call_id}|{req.cseq}|{salt}".encode(), usedforsecurity=False)

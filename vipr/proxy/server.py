@@ -544,14 +544,20 @@ class ProxyServer:
         self._send_stateless(fwd, leg)
 
     def _send_stateless(self, msg: SipRequest | SipResponse, leg: Leg) -> None:
-        """UDP at once (no task per message), streams through the endpoint (may connect)."""
+        """UDP and open connections at once (no task per message), else through the
+        endpoint (may connect)."""
         assert self.endpoint is not None
         tr = self.endpoint.transports.get(leg.iface)
-        if isinstance(tr, UdpTransport):
-            try:
+        try:
+            if isinstance(tr, UdpTransport):
                 tr.sendto(msg.serialize(), leg.host, leg.port)
-            except OSError as exc:
-                log.info("send to %s:%s failed: %s", leg.host, leg.port, exc)
+                return
+            conn = tr.get_connection(leg.host, leg.port) if tr is not None else None
+            if conn is not None:   # an open connection: no task needed
+                conn.write(msg.serialize())
+                return
+        except (OSError, ConnectionError) as exc:
+            log.info("send to %s:%s failed: %s", leg.host, leg.port, exc)
             return
         self._spawn(self.endpoint.send_stateless(msg, leg.iface, leg.host, leg.port))
 
@@ -579,7 +585,7 @@ class ProxyServer:
         try:
             client = await self.endpoint.send_request(fwd, leg.iface, leg.host, leg.port,
                                                       server_hostname=leg.server_hostname)
-            resp = await client.final(timeout=64 * 0.5 + 5)
+            resp = await client.final()   # Timer F (64*T1) ends the transaction anyway
         except (ConnectionError, TimeoutError, OSError) as exc:
             log.info("%s for call %s not delivered: %s", req.method, req.call_id, exc)
             resp = None

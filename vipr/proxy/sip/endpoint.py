@@ -16,6 +16,8 @@ transactions emit. The transaction user gets:
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Coroutine
@@ -61,7 +63,22 @@ class ServerHandle:
         self.endpoint = endpoint
         self.txn = txn
         self.source = source
-        self.acked: asyncio.Event = asyncio.Event()
+        self._acked: asyncio.Event | None = None   # made on first use: most never need it
+        self._ack_seen = False
+
+    @property
+    def acked(self) -> asyncio.Event:
+        """Set when an ACK matched this (INVITE, 2xx-answered) transaction."""
+        if self._acked is None:
+            self._acked = asyncio.Event()
+            if self._ack_seen:
+                self._acked.set()
+        return self._acked
+
+    def _set_acked(self) -> None:
+        self._ack_seen = True
+        if self._acked is not None:
+            self._acked.set()
 
     @property
     def request(self) -> SipRequest:
@@ -92,7 +109,8 @@ class ClientHandle:
 
     def __init__(self, txn: ClientTransaction) -> None:
         self.txn = txn
-        self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
+        self._responses: asyncio.Queue[SipResponse] | None = None   # made on first use
+        self._received: list[SipResponse] = []
         self.on_response: Callable[[SipResponse], None] | None = None
         self.on_failure: Callable[[Exception], None] | None = None
         self._final: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
@@ -102,8 +120,30 @@ class ClientHandle:
         """The request sent."""
         return self.txn.request
 
+    @property
+    def responses(self) -> asyncio.Queue[SipResponse]:
+        """Every response received (provisional and final), in order."""
+        if self._responses is None:
+            self._responses = asyncio.Queue()
+            for r in self._received:
+                self._responses.put_nowait(r)
+            self._received = []
+        return self._responses
+
+    def _add_response(self, response: SipResponse) -> None:
+        if self._responses is not None:
+            self._responses.put_nowait(response)
+        else:
+            self._received.append(response)
+
     async def final(self, timeout: float | None = None) -> SipResponse:
-        """The final response; TimeoutError on Timer B/F, ConnectionError on transport failure."""
+        """The final response; TimeoutError on Timer B/F, ConnectionError on transport failure.
+
+        Without `timeout` it waits for the transaction, whose Timer B/F ends it anyway."""
+        if self._final.done():
+            return self._final.result()
+        if timeout is None:
+            return await asyncio.shield(self._final)
         return await asyncio.wait_for(asyncio.shield(self._final), timeout)
 
     def _fail(self, exc: Exception) -> None:
@@ -134,7 +174,15 @@ class SipEndpoint:
         self._clients: dict[tuple[str, ...], ClientHandle] = {}
         self._servers: dict[tuple[str, ...], ServerHandle] = {}
         self._dest: dict[int, tuple[str, str, int]] = {}
-        self._timer_handles: dict[int, asyncio.TimerHandle] = {}
+        # Transaction timers: one heap of (when, seq, txn) and one loop timer for the
+        # earliest, instead of a loop TimerHandle per transaction re-armed (and cancelled)
+        # on every state change. `_due` holds each transaction's current deadline; heap
+        # entries that no longer match it are stale and skipped.
+        self._due: dict[Transaction, float] = {}
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._seq = itertools.count()
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at = float("inf")
         self._tasks: set[asyncio.Task[None]] = set()
 
     def now(self) -> float:
@@ -173,9 +221,11 @@ class SipEndpoint:
 
     async def close(self) -> None:
         """Cancel timers and close every transport."""
-        for h in self._timer_handles.values():
-            h.cancel()
-        self._timer_handles.clear()
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        self._due.clear()
+        self._heap.clear()
         for t in list(self._tasks):
             t.cancel()
         for tr in self.transports.values():
@@ -330,7 +380,7 @@ class SipEndpoint:
             elif isinstance(ev, ResponseReceived):
                 ch = self._clients.get(txn.key)
                 if ch is not None:
-                    ch.responses.put_nowait(ev.response)
+                    ch._add_response(ev.response)
                     if ch.on_response is not None:
                         ch.on_response(ev.response)
                     if ev.response.status >= 200 and not ch._final.done():
@@ -353,7 +403,7 @@ class SipEndpoint:
         elif isinstance(ev, AckReceived):
             sh = self._servers.get(txn.key)
             if sh is not None:
-                sh.acked.set()
+                sh._set_acked()
 
     def _forget(self, txn: Transaction) -> None:
         table: dict[tuple[str, ...], ClientHandle] | dict[tuple[str, ...], ServerHandle]
@@ -364,25 +414,52 @@ class SipEndpoint:
         if isinstance(h, ClientHandle):
             h._fail(TimeoutError("transaction ended without a final response"))
         self._dest.pop(id(txn), None)
-        th = self._timer_handles.pop(id(txn), None)
-        if th is not None:
-            th.cancel()
+        self._due.pop(txn, None)
 
     def _schedule(self, txn: Transaction) -> None:
         when = txn.get_timer()
-        old = self._timer_handles.get(id(txn))
-        if old is not None:
-            if when is not None and old.when() == when:
-                return
-            old.cancel()
-            del self._timer_handles[id(txn)]
-        if when is not None and not txn.terminated:
-            self._timer_handles[id(txn)] = self.loop.call_at(when, self._fire, txn)
+        due = self._due
+        if when is None or txn.terminated:
+            due.pop(txn, None)
+            return
+        if due.get(txn) == when:
+            return
+        due[txn] = when
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._seq), txn))
+        if len(heap) > 2 * len(due) + 1024:
+            # mostly stale entries (deadlines moved, transactions gone): rebuild
+            self._heap = heap = [e for e in heap if due.get(e[2]) == e[0]]
+            heapq.heapify(heap)
+        if when < self._wake_at:
+            self._arm(when)
 
-    def _fire(self, txn: Transaction) -> None:
-        self._timer_handles.pop(id(txn), None)
-        txn.handle_timer(self.now())
-        self._drain(txn)
+    def _arm(self, when: float) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_at = when
+        self._wake = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._wake = None
+        fired_at = self._wake_at
+        self._wake_at = float("inf")
+        # the loop runs a timer up to its clock resolution early: not before its deadline
+        now = max(self.now(), fired_at)
+        heap, due = self._heap, self._due
+        while heap and heap[0][0] <= now:
+            when, _, txn = heapq.heappop(heap)
+            if due.get(txn) != when:
+                continue   # stale
+            del due[txn]
+            try:
+                txn.handle_timer(now)
+                self._drain(txn)
+            except Exception:
+                log.exception("transaction timer failed")
+            heap = self._heap   # _drain may have rebuilt it
+        if heap and heap[0][0] < self._wake_at:
+            self._arm(heap[0][0])
 
     def _transmit(self, txn: Transaction, data: bytes) -> None:
         if isinstance(txn, ClientTransaction):
@@ -400,7 +477,7 @@ class SipEndpoint:
         if conn is not None and conn.is_open:
             conn.write(data)
             return
-        host, port = response_destination(req.top_via, source)
+        host, port = response_destination(req.top_via_view(), source)
         self._send_now(txn, source.interface or source.transport, host, port, data)
 
     def _send_now(self, txn: Transaction | None, transport: str, host: str, port: int,

@@ -72,6 +72,12 @@ _DATE_RE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
     r" \d{4} \d{2}:\d{2}:\d{2} GMT"
 )
+# Header values that passed the strict check (`validate`): many repeat from call to call
+# (Contact, Route, Record-Route, To of a new request), and the check is pure, so a value
+# seen before is not parsed again. Bounded: cleared when full.
+_STRICT_KINDS = frozenset(("via", "from", "to", "contact", "route", "record-route"))
+_STRICT_OK: set[tuple[str, str]] = set()
+_STRICT_OK_MAX = 4096
 # Headers that may appear only once (RFC 3261 §7.3.1: only list headers may repeat).
 _SINGLE = ("call-id", "from", "to", "cseq", "max-forwards", "content-length")
 
@@ -226,12 +232,13 @@ class Headers:
 class SipMessage:
     """Fields shared by requests and responses."""
 
-    __slots__ = ("_cseq", "body", "headers", "version")
+    __slots__ = ("_cseq", "_via", "body", "headers", "version")
 
     headers: Headers
     body: bytes
     version: str
     _cseq: tuple[str, CSeq] | None
+    _via: tuple[str, Via] | None
 
     def __init__(self, headers: Headers | Iterable[tuple[str, str]] | None = None,
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
@@ -239,6 +246,7 @@ class SipMessage:
         self.body = body
         self.version = version
         self._cseq = None
+        self._via = None
 
     def start_line(self) -> str:
         """The request or status line."""
@@ -316,14 +324,31 @@ class SipMessage:
 
     @property
     def top_via(self) -> Via:
-        """The topmost Via (parses only the first element)."""
+        """The topmost Via (parses only the first element); a fresh object to edit."""
+        return parse_via(self._top_via_text())
+
+    def top_via_view(self) -> Via:
+        """The topmost Via for reading only (keys, response routing): parsed once and
+        shared while the header text is unchanged. Do not modify it; use `top_via`."""
         v = self._need("via")
+        c = self._via
+        if c is not None and c[0] is v:
+            return c[1]
+        via = parse_via(self._first_via(v))
+        self._via = (v, via)
+        return via
+
+    def _top_via_text(self) -> str:
+        return self._first_via(self._need("via"))
+
+    @staticmethod
+    def _first_via(v: str) -> str:
         if "," in v or '"' in v:
             first = split_list(v)
             if not first:
                 raise SipParseError("empty Via header")
-            v = first[0]
-        return parse_via(v)
+            return first[0]
+        return v
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -368,13 +393,21 @@ class SipMessage:
 
     def push_via(self, via: Via | str) -> None:
         """Add a Via on top."""
-        self.headers.insert("Via", str(via))
+        text = str(via)
+        self.headers.insert("Via", text)
+        if isinstance(via, Via):   # a copy, as `parse_via` would give it: the caller keeps its own
+            self._via = (text, Via(via.transport.upper(), via.host, via.port,
+                                   {k.lower(): v for k, v in via.params.items()}, via.protocol))
 
     def pop_via(self) -> Via:
         """Remove and return the top Via (§16.7 step 3)."""
         v = self.headers.pop_first("via")
         if v is None:
             raise SipParseError("missing Via header")
+        c = self._via
+        if c is not None and c[0] == v:
+            self._via = None   # no longer in the message: the caller may keep it
+            return c[1]
         return parse_via(v)
 
     def validate(self) -> None:
@@ -392,7 +425,10 @@ class SipMessage:
         for name in _SINGLE:
             if keys.count(name) > 1:
                 raise SipParseError(f"repeated {name} header")
+        ok = _STRICT_OK
         for k, v in zip(keys, h._values, strict=True):
+            if k not in _STRICT_KINDS or (k, v) in ok:
+                continue
             if k == "via":
                 parse_via_list(v, strict=True)
             elif k in ("from", "to"):
@@ -400,8 +436,11 @@ class SipMessage:
             elif k == "contact":
                 if v.strip() != "*":
                     parse_name_addr_list(v, strict=True)
-            elif k in ("route", "record-route"):
+            else:   # route, record-route
                 parse_name_addr_list(v, strict=True)
+            if len(ok) >= _STRICT_OK_MAX:
+                ok.clear()
+            ok.add((k, v))
         if not self.call_id or any(c in self.call_id for c in " \t"):
             raise SipParseError("bad Call-ID")
         self.max_forwards  # noqa: B018 - parses and range-checks
@@ -444,10 +483,14 @@ class SipRequest(SipMessage):
 
     def validate(self) -> None:
         """`SipMessage.validate` plus the Request-URI and CSeq method (RFC 4475 §3.1.2)."""
-        u = parse_uri(self.uri, strict=True)
-        if u.is_sip and u.headers is not None:
-            # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (§3.1.2.11)
-            raise SipParseError("Request-URI has headers")
+        if ("request-uri", self.uri) not in _STRICT_OK:
+            u = parse_uri(self.uri, strict=True)
+            if u.is_sip and u.headers is not None:
+                # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (§3.1.2.11)
+                raise SipParseError("Request-URI has headers")
+            if len(_STRICT_OK) >= _STRICT_OK_MAX:
+                _STRICT_OK.clear()
+            _STRICT_OK.add(("request-uri", self.uri))
         super().validate()
         if self.cseq.method != self.method:
             raise SipParseError("CSeq method does not match the request method")

@@ -13,6 +13,8 @@ client) for the Accepted state, which absorbs 2xx retransmissions and late ACKs.
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from collections import deque
 from dataclasses import dataclass
@@ -31,9 +33,18 @@ from vipr.proxy.sip.message import (
 MAGIC_COOKIE = "z9hG4bK"   # RFC 3261 §8.1.1.7
 
 
+_BRANCH_PREFIX = [MAGIC_COOKIE + secrets.token_hex(8), os.getpid()]
+_branch_seq = itertools.count()
+
+
 def new_branch() -> str:
-    """A fresh, globally unique branch id with the RFC 3261 §8.1.1.7 magic cookie."""
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    """A fresh, globally unique branch id with the RFC 3261 §8.1.1.7 magic cookie.
+
+    A random per-process prefix (64 bits) and a counter: unique like a random id per
+    branch, without a system call per branch (a forked child gets a new prefix)."""
+    if _BRANCH_PREFIX[1] != os.getpid():
+        _BRANCH_PREFIX[:] = [MAGIC_COOKIE + secrets.token_hex(8), os.getpid()]
+    return f"{_BRANCH_PREFIX[0]}.{next(_branch_seq):x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +125,7 @@ def _top_via_text(msg: SipMessage) -> str:
 
 def client_key(msg: SipMessage) -> tuple[str, str]:
     """Key matching a response to its client transaction: (top branch, CSeq method)."""
-    branch = msg.top_via.branch
+    branch = msg.top_via_view().branch
     if not branch:
         raise SipParseError("Via without branch")
     return branch, msg.cseq.method
@@ -130,7 +141,7 @@ def server_key(req: SipRequest, method: str | None = None) -> tuple[str, ...]:
     m = method or req.method
     if m == "ACK":
         m = "INVITE"
-    via = req.top_via
+    via = req.top_via_view()
     branch = via.branch or ""
     if branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
         return (branch, via.sent_by.lower(), m)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import ssl as _ssl
 import time
 from collections.abc import Callable
@@ -84,18 +85,18 @@ def _same_address(a: str, b: str) -> bool:
 
 def stamp_received(msg: SipRequest, host: str, port: int) -> None:
     """RFC 3261 §18.2.1 `received` and RFC 3581 §4 `rport` on the top Via (in place)."""
-    via = msg.top_via
-    changed = False
-    if via.wants_rport and via.params.get("rport") is None:
+    view = msg.top_via_view()
+    if view.wants_rport and view.params.get("rport") is None:
+        via = msg.top_via
         via.params["rport"] = str(port)
         via.params["received"] = host   # RFC 3581: always with a filled-in rport
-        changed = True
-    elif not _same_address(via.host, host):
+    elif view.host != host and not _same_address(view.host, host):
+        via = msg.top_via
         via.params["received"] = host
-        changed = True
-    if changed:
-        msg.headers.pop_first("via")
-        msg.headers.insert("Via", str(via))
+    else:
+        return
+    msg.headers.pop_first("via")
+    msg.headers.insert("Via", str(via))
 
 
 def response_destination(via: Via, source: Source | None = None) -> tuple[str, int]:
@@ -139,6 +140,11 @@ def _deliver(data: bytes, source: Source, on_message: MessageCallback, on_error:
 
 # --- UDP ---
 
+# The default receive buffer (~208 KB, a few hundred messages) overflowed in bursts at
+# 500 calls/s (the loop busy for some ms): each lost datagram costs a retransmission
+# 0.5 s later, or a failed call. Asked for on every UDP socket; the kernel caps it.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: UdpTransport) -> None:
         self.owner = owner
@@ -180,6 +186,10 @@ class UdpTransport:
         tr, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
                                                     local_addr=(host, port))
         self._transport = tr
+        raw = tr.get_extra_info("socket")
+        if raw is not None:
+            with contextlib.suppress(OSError):   # best effort: the kernel caps it (rmem_max)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         sock = tr.get_extra_info("sockname")
         self.local_host, self.local_port = sock[0], sock[1]
         return self
