@@ -22,3 +22,25 @@ def test_same_as_python_aes_across_chained_calls(key_len: int, chunks: list[int]
         ct = ours.encrypt(bytearray(pt))
         assert ct == ref.encrypt(bytearray(pt))
         assert ours_d.decrypt(bytearray(ct)) == ref_d.decrypt(bytearray(ct)) == pt
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=50)
+@given(ops=st.lists(st.tuples(st.sampled_from(["enc", "dec", "iv"]), st.integers(0, 4)),
+                    max_size=8))
+def test_same_as_python_aes_when_switching_direction_or_setting_iv(
+    ops: list[tuple[str, int]],
+) -> None:
+    """One object used both ways, or given a new IV, still chains like Python_AES (the kept
+    OpenSSL contexts are rebuilt from the current IV)."""
+    key, iv = os.urandom(16), os.urandom(16)
+    ours, ref = CryptographyAES(key, iv), python_aes(bytearray(key), 2, bytearray(iv))
+    for op, n in ops:
+        data = bytearray(os.urandom(16 * n))
+        if op == "iv":
+            new_iv = os.urandom(16)
+            ours.IV, ref.IV = new_iv, bytearray(new_iv)
+        elif op == "enc":
+            assert ours.encrypt(bytearray(data)) == ref.encrypt(bytearray(data))
+        else:
+            assert ours.decrypt(bytearray(data)) == ref.decrypt(bytearray(data))
+        assert bytes(ours.IV) == bytes(ref.IV)

@@ -23,27 +23,49 @@ _original_create_aes = tlslite.utils.cipherfactory.createAES
 
 
 class CryptographyAES(AES):  # type: ignore[misc]
-    """AES-CBC with a chained IV, like tlslite's Python_AES (mode 2)."""
+    """AES-CBC with a chained IV, like tlslite's Python_AES (mode 2).
+
+    One OpenSSL context per direction lives as long as the object: CBC's state after a call
+    is exactly the chained IV (the last ciphertext block), so `update` on a kept context gives
+    the bytes a fresh context started from `IV` would, without building one per record
+    (~10-20 µs each, 8 records per PVP validation). Setting `IV`, or switching between
+    encrypting and decrypting, starts a new context from the current `IV`."""
 
     def __init__(self, key: bytes | bytearray, iv: bytes | bytearray) -> None:
         super().__init__(key, 2, iv, "cryptography")
         self._alg = algorithms.AES(bytes(key))
         self.IV = bytes(iv)
 
+    @property
+    def IV(self) -> bytes:  # tlslite's attribute name
+        return self._iv
+
+    @IV.setter
+    def IV(self, iv: bytes | bytearray) -> None:
+        self._iv = bytes(iv)
+        self._enc: Any = None
+        self._dec: Any = None
+
     def encrypt(self, plaintext: bytes | bytearray) -> bytearray:
         assert len(plaintext) % 16 == 0
-        enc = Cipher(self._alg, modes.CBC(self.IV)).encryptor()
-        out = enc.update(bytes(plaintext)) + enc.finalize()
+        if self._enc is None:
+            enc = Cipher(self._alg, modes.CBC(self._iv)).encryptor()
+            self.IV = self._iv  # drops a decrypting context: it no longer chains
+            self._enc = enc
+        out = self._enc.update(bytes(plaintext))
         if out:
-            self.IV = out[-16:]
+            self._iv = out[-16:]
         return bytearray(out)
 
     def decrypt(self, ciphertext: bytes | bytearray) -> bytearray:
         assert len(ciphertext) % 16 == 0
-        dec = Cipher(self._alg, modes.CBC(self.IV)).decryptor()
-        out = dec.update(bytes(ciphertext)) + dec.finalize()
+        if self._dec is None:
+            dec = Cipher(self._alg, modes.CBC(self._iv)).decryptor()
+            self.IV = self._iv
+            self._dec = dec
+        out = self._dec.update(bytes(ciphertext))
         if ciphertext:
-            self.IV = bytes(ciphertext[-16:])
+            self._iv = bytes(ciphertext[-16:])
         return bytearray(out)
 
 
