@@ -76,6 +76,18 @@ class ProbeAns:
         return cls(tuple(out))
 
 
+def _encode_peer_and_data(peer: bytes, data: bytes) -> bytes:
+    """JoinReq and LeaveReq share one layout (§6.4.2.1/§6.4.2.2): NodeId, opaque<0..2^16-1>."""
+    return Writer().node_id(peer).opaque(2, data).getvalue()
+
+
+def _decode_peer_and_data(data: bytes, what: str) -> tuple[bytes, bytes]:
+    r = Reader(data)
+    out = (r.node_id(), r.opaque(2))
+    r.done(what)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class JoinReq:
     """§6.4.2.1 JoinReq (overlay data empty for CHORD-RELOAD)."""
@@ -84,15 +96,11 @@ class JoinReq:
     overlay_specific_data: bytes = b""
 
     def encode(self) -> bytes:
-        w = Writer().node_id(self.joining_peer_id)
-        return w.opaque(2, self.overlay_specific_data).getvalue()
+        return _encode_peer_and_data(self.joining_peer_id, self.overlay_specific_data)
 
     @classmethod
     def decode(cls, data: bytes) -> JoinReq:
-        r = Reader(data)
-        v = cls(r.node_id(), r.opaque(2))
-        r.done("JoinReq")
-        return v
+        return cls(*_decode_peer_and_data(data, "JoinReq"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +156,11 @@ class LeaveReq:
         return ChordLeaveData.decode(self.overlay_specific_data)
 
     def encode(self) -> bytes:
-        w = Writer().node_id(self.leaving_peer_id)
-        return w.opaque(2, self.overlay_specific_data).getvalue()
+        return _encode_peer_and_data(self.leaving_peer_id, self.overlay_specific_data)
 
     @classmethod
     def decode(cls, data: bytes) -> LeaveReq:
-        r = Reader(data)
-        v = cls(r.node_id(), r.opaque(2))
-        r.done("LeaveReq")
-        return v
+        return cls(*_decode_peer_and_data(data, "LeaveReq"))
 
 
 @dataclass(frozen=True, slots=True)
