@@ -12,6 +12,7 @@ sit behind it later).
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import sqlite3
 import time
@@ -24,6 +25,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from vipr.store.errors import NotFoundError, StoreError
+from vipr.store.loopconn import LoopBusy, LoopConnection
 from vipr.store.models import (
     DIRECTIONS,
     UNKNOWN_CALLER,
@@ -66,6 +68,9 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_EPOCH = 255  # ticket epochs are one byte, 0 unused (DESIGN §6)
+MAX_ON_LOOP_ROWS = 64  # inserts in one transaction on the loop's thread (vipr.store.loopconn)
+
+log = logging.getLogger("vipr.store")
 
 
 def _limit(limit: int | None) -> int:
@@ -104,6 +109,9 @@ class Store:
         # One aiosqlite connection runs one operation at a time; the lock orders this store's
         # reads, write transactions (each one hand-off, `_transaction`) and close between tasks.
         self._lock = asyncio.Lock()
+        # Hot paths' short statements run here, on the loop's thread (vipr.store.loopconn).
+        self._loop_conn = LoopConnection(path) if path != ":memory:" else None
+        self._checkpoint: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -139,7 +147,12 @@ class Store:
 
     async def close(self) -> None:
         """Close the connection; later calls raise StoreError. Closing twice is fine."""
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         db, self._db = self._db, None
+        if self._loop_conn is not None:
+            with suppress(sqlite3.Error):
+                self._loop_conn.close()
         if db is not None:
             async with self._lock:
                 try:
@@ -162,7 +175,19 @@ class Store:
             raise StoreError(f"store {self.path} is closed")
         return self._db
 
-    async def _fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+    async def _fetch(
+        self, sql: str, params: Sequence[object] = (), *, on_loop: bool = False
+    ) -> list[Row]:
+        """One statement's rows. `on_loop`: a short indexed read, run on the loop's thread
+        (vipr.store.loopconn) unless the database is locked."""
+        if on_loop and self._loop_conn is not None:
+            self._conn()  # closed → StoreError
+            try:
+                return self._loop_conn.fetch(sql, params)
+            except LoopBusy:
+                pass
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
         async with self._lock:
             db = self._conn()
             try:
@@ -170,9 +195,15 @@ class Store:
             except sqlite3.Error as e:
                 raise StoreError(f"{self.path}: {e}") from e
 
-    async def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+    async def _transaction(
+        self, body: Callable[[sqlite3.Connection], T], *, on_loop: bool = False
+    ) -> T:
         """A short write transaction in one hand-off to aiosqlite's worker thread: BEGIN
         IMMEDIATE, `body(conn)`, COMMIT there, ROLLBACK on any error.
+
+        `on_loop`: a write of a few rows through an index, run on the loop's thread instead
+        (vipr.store.loopconn), falling back to the worker thread when the database is locked;
+        `body` then runs twice at most (the first attempt rolled back).
 
         One hop instead of one per statement: with the event loop busy (TLS-SRP), each hop
         costs a thread wake-up, a self-pipe write and a wait for the GIL, and these cost more
@@ -194,6 +225,18 @@ class Store:
                 raise
             return out
 
+        if on_loop and self._loop_conn is not None:
+            self._conn()  # closed → StoreError
+            try:
+                out = self._loop_conn.transaction(body)
+            except LoopBusy:
+                pass
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
+            else:
+                if self._loop_conn.checkpoint_due():
+                    self._start_checkpoint()
+                return out
         async with self._lock:
             db = self._conn()
             # aiosqlite has no public "run this function on the connection's thread"; its
@@ -204,8 +247,23 @@ class Store:
             except sqlite3.Error as e:
                 raise StoreError(f"{self.path}: {e}") from e
 
-    async def _write_fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        return await self._transaction(lambda c: c.execute(sql, params).fetchall())
+    def _start_checkpoint(self) -> None:
+        """WAL checkpoint on the worker thread for the commits made on the loop's connection
+        (which never checkpoints itself); one at a time, awaited by close()."""
+        if self._checkpoint is None or self._checkpoint.done():
+            self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
+
+    async def _run_checkpoint(self) -> None:
+        try:
+            await self._fetch("PRAGMA wal_checkpoint(PASSIVE)")
+        except StoreError as e:  # the next one retries; the WAL only grows meanwhile
+            log.warning("WAL checkpoint of %s failed: %s", self.path, e)
+
+    async def _write_fetch(
+        self, sql: str, params: Sequence[object] = (), *, on_loop: bool = False
+    ) -> list[Row]:
+        return await self._transaction(lambda c: c.execute(sql, params).fetchall(),
+                                       on_loop=on_loop)
 
     async def _write_count(self, sql: str, params: Sequence[object] = ()) -> int:
         return await self._transaction(lambda c: c.execute(sql, params).rowcount)
@@ -241,7 +299,7 @@ class Store:
         return await self._transaction(body)
 
     async def get_vcr(self, id: int) -> Vcr | None:
-        rows = await self._fetch(f"SELECT {VCR_COLS} FROM vcr WHERE id = ?", (id,))
+        rows = await self._fetch(f"SELECT {VCR_COLS} FROM vcr WHERE id = ?", (id,), on_loop=True)
         return vcr_from_row(rows[0]) if rows else None
 
     async def list_vcrs(
@@ -281,6 +339,7 @@ class Store:
             " AND (caller = ? OR caller = ?) ORDER BY start DESC, id DESC",
             (callee, float(start_from), float(start_to), float(now) - float(max_age), caller,
              UNKNOWN_CALLER),
+            on_loop=True,  # PVP server, every attempt: index vcr_callee_start
         )
         return [vcr_from_row(r) for r in rows]
 
@@ -308,6 +367,7 @@ class Store:
             " burned = CASE WHEN failures + 1 >= ? THEN 1 ELSE burned END"
             f" WHERE id = ? RETURNING {VCR_COLS}",
             (int(max_failures), id),
+            on_loop=True,
         )
         if not rows:
             raise NotFoundError(f"no VCR with id {id}")
@@ -351,7 +411,7 @@ class Store:
                 c.execute("UPDATE vcr SET validated = ? WHERE id = ?",
                           (float(r.validated_at), vcr_id))
 
-        await self._transaction(body)
+        await self._transaction(body, on_loop=True)  # PVP client, every learned route
 
     async def get_route(self, number: str) -> Route | None:
         rows = await self._fetch(f"SELECT {ROUTE_COLS} FROM route WHERE number = ?", (number,))
@@ -443,7 +503,8 @@ class Store:
         """The newest key not retired: the one to mint tickets with."""
         rows = await self._fetch(
             f"SELECT {KEY_COLS} FROM ticket_key WHERE retired IS NULL"
-            " ORDER BY serial DESC LIMIT 1"
+            " ORDER BY serial DESC LIMIT 1",
+            on_loop=True,
         )
         return key_from_row(rows[0]) if rows else None
 
@@ -476,7 +537,9 @@ class Store:
         params = [validation_params(rec) for rec in recs]
         if not params:
             return 0
-        await self._transaction(lambda c: c.executemany(INSERT_VALIDATION, params))
+        # Batches of a few records (vipr.pvp.vlog); bigger ones take the worker thread.
+        await self._transaction(lambda c: c.executemany(INSERT_VALIDATION, params),
+                                on_loop=len(params) <= MAX_ON_LOOP_ROWS)
         return len(params)
 
     async def list_validations(
