@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,10 @@ sys.path.insert(0, str(REPO))
 
 from pvp_harness import CALLER, cleanup, provider, short_dir, vcr  # noqa: E402
 
+from vipr.daemon import tune_gc  # noqa: E402
 from vipr.pvp.client import Claim  # noqa: E402
 from vipr.pvp.credentials import client_credentials  # noqa: E402
+from vipr.pvp.daemon import WORKERS  # noqa: E402
 from vipr.pvp.srp import client_settings, server_settings  # noqa: E402
 
 USER, PASSWORD = "pvp1;+14085550100;+4930123456;1;0.000;0.000", "1;2"
@@ -194,6 +197,7 @@ class Full:
         self._b = provider(self.base, "b", "b" * 32, proxy=False)
         self.a = await self._a.__aenter__()
         self.b = await self._b.__aenter__()
+        self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="bench-srp")
         now = time.time()
         self.vcrs = []
         for i in range(self.size):
@@ -211,6 +215,7 @@ class Full:
     async def __aexit__(self, *exc: object) -> None:
         await self._b.__aexit__(None, None, None)
         await self._a.__aexit__(None, None, None)
+        self.executor.shutdown()
 
     def store_writes(self, on: bool) -> None:
         """Diagnostic: with `on=False` the route/VCR write and the validation log are no-ops
@@ -223,8 +228,10 @@ class Full:
                     setattr(st, name, _noop)
 
     def offload(self, on: bool) -> None:
+        """Big-number steps in worker threads: the pool `vipr pvp` uses (WORKERS threads)."""
         for side in (self.a.client, self.b.server):
             side.offload = on
+            side.executor = self.executor
 
     async def one(self) -> None:
         v = self.vcrs[self.next % self.size]
@@ -274,6 +281,7 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
             full.b.server.limiter.limit = 10**9
             await full.rate(3, 1)  # warm-up (imports, first ticket key)
             await bare_rate(3, 1)
+            tune_gc()  # as `vipr pvp` does once started (both sides, bare and full alike)
             bare, fulls, fulls_off, nowrite, ratios = [], [], [], [], []
             cpu_bare: list[float] = []
             cpu_full: list[float] = []

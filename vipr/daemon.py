@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -23,11 +24,27 @@ from collections.abc import Awaitable, Callable
 from vipr.config import ProviderConfig
 from vipr.logsetup import setup_logging
 
-__all__ = ["notify_ready", "notify_status", "notify_stopping", "run_daemon", "sd_notify"]
+__all__ = [
+    "notify_ready", "notify_status", "notify_stopping", "run_daemon", "sd_notify", "tune_gc",
+]
 
 log = logging.getLogger("vipr.daemon")
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
+
+# Cyclic GC under load: 10-25 % of the proxy's CPU at 300 calls/s, and each full collection
+# (~0.1 s in the proxy: modules, TLS, config; ~20 ms in pvp) stalls all work in flight.
+# Objects alive after start-up are frozen (never scanned again) and young collections run less
+# often; garbage cycles (futures, callbacks) are still collected.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Freeze the start-up heap and raise the collection thresholds (see GC_THRESHOLDS). Call
+    once a daemon has started, before it serves."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def sd_notify(state: str) -> bool:

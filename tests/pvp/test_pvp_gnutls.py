@@ -26,6 +26,10 @@ RIGHT = client_credentials(CALLER, CALLEE, T0, T0 + 60, 10.0)
 SB64 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz./"
 
 
+def _conn() -> SrpConnection:
+    return SrpConnection(lifetime=30)
+
+
 def sb64(data: bytes) -> str:
     mod = len(data) % 3
     out = ""
@@ -132,16 +136,16 @@ async def test_our_client_against_gnutls_serv(base: Path) -> None:
     p, port = await _gnutls_serv(base, RIGHT)
     try:
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(SrpConnection, "127.0.0.1", port)
-        await conn.handshake_client(RIGHT.username, RIGHT.password, 30)
+        _, conn = await loop.create_connection(_conn, "127.0.0.1", port)
+        await conn.handshake_client(RIGHT.username, RIGHT.password)
         assert conn.tls is not None and conn.tls.version == (3, 3)
-        await conn.write(b"ping\n", 10)
-        assert await conn.read(10) == b"ping\n"
+        await conn.write(b"ping\n")
+        assert await conn.read() == b"ping\n"
         await conn.close()
         # and the wrong password fails
-        _, conn = await loop.create_connection(SrpConnection, "127.0.0.1", port)
+        _, conn = await loop.create_connection(_conn, "127.0.0.1", port)
         with pytest.raises(SrpError):
-            await conn.handshake_client(RIGHT.username, "0;0", 30)
+            await conn.handshake_client(RIGHT.username, "0;0")
         conn.abort()
     finally:
         p.terminate()

@@ -25,6 +25,10 @@ NODE_A, NODE_B = "a" * 32, "b" * 32
 RIGHT = client_credentials(CALLER, CALLEE, T0, T0 + 60, 10.0)
 
 
+def _conn() -> SrpConnection:
+    return SrpConnection(lifetime=30)
+
+
 @pytest.fixture
 async def base() -> AsyncIterator[Path]:
     d = short_dir()
@@ -93,11 +97,11 @@ async def test_bad_message_after_handshake_gets_error_400(base: Path) -> None:
     async with provider(base, "b", NODE_B) as b:
         await b.store.add_vcr(vcr("terminating"))
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(SrpConnection, *b.server.address)
-        await conn.handshake_client(RIGHT.username, RIGHT.password, 10)
+        _, conn = await loop.create_connection(_conn, *b.server.address)
+        await conn.handshake_client(RIGHT.username, RIGHT.password)
         body = b'{"type": "validate"}'
-        await conn.write(struct.pack("!I", len(body)) + body, 10)
-        msg = await read_message(conn, Framer(), 10)
+        await conn.write(struct.pack("!I", len(body)) + body)
+        msg = await read_message(conn, Framer())
         await conn.close()
         assert msg == ErrorMsg(400, "bad message: bad-keys")
         assert (await _reasons(b))[0] == "bad-message bad-keys"
@@ -112,23 +116,23 @@ async def test_client_refuses_small_groups() -> None:
 
     async def serve(conn: SrpConnection) -> None:
         await conn.connected.wait()
-        user = await conn.peek_login(5)
+        user = await conn.peek_login()
         try:
-            await conn.handshake_server(user, make_verifier(user, "x", 1024), 5)
+            await conn.handshake_server(user, make_verifier(user, "x", 1024))
         except SrpError:
             conn.abort()
 
     tasks = []
 
     def factory() -> SrpConnection:
-        c = SrpConnection()
+        c = _conn()
         tasks.append(loop.create_task(serve(c)))
         return c
 
     srv = await loop.create_server(factory, "127.0.0.1", 0)
-    _, conn = await loop.create_connection(SrpConnection, *srv.sockets[0].getsockname()[:2])
+    _, conn = await loop.create_connection(_conn, *srv.sockets[0].getsockname()[:2])
     with pytest.raises(SrpError) as ei:
-        await conn.handshake_client("pvp1;+1555;+1556;0;0.000;0.000", "x", 5)
+        await conn.handshake_client("pvp1;+1555;+1556;0;0.000;0.000", "x")
     assert ei.value.kind == "insufficient-security"
     conn.abort()
     await asyncio.gather(*tasks)

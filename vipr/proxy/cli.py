@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 from pathlib import Path
@@ -13,24 +12,10 @@ import click
 
 from vipr.cliutil import config_option, fail, json_option, load_config_or_fail, print_json
 from vipr.config import ProviderConfig
-from vipr.daemon import notify_ready, run_daemon
+from vipr.daemon import notify_ready, run_daemon, tune_gc
 from vipr.ipc import IpcError, IpcServer, ipc_call
 
 log = logging.getLogger("vipr.proxy")
-
-# Cyclic GC under load: 10-25 % of the proxy's CPU at 300 calls/s, and each full collection
-# (~0.1 s: modules, TLS, config) stalls every call in flight. Objects alive after start-up
-# are frozen (never scanned again) and young collections run less often; garbage cycles
-# (futures, callbacks) are still collected.
-GC_THRESHOLDS = (20_000, 20, 20)
-
-
-def tune_gc() -> None:
-    """Freeze the start-up heap and raise the collection thresholds (see GC_THRESHOLDS)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
 
 async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
     """Run the proxy until `stop` is set."""

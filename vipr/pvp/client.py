@@ -381,24 +381,23 @@ class PvpClient:
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: SrpConnection(executor=self.executor, offload=self.offload),
+                    lambda: SrpConnection(lifetime=timeout, executor=self.executor,
+                                          offload=self.offload),
                     host, port,
                 )
         except (OSError, TimeoutError) as e:
             raise _Network(f"connect {host}:{port}: {e}") from None
         try:
-            await conn.handshake_client(creds.username, creds.password, timeout)
+            await conn.handshake_client(creds.username, creds.password)
             dom = self.cfg.provider.domain.lower()
-            await conn.write(encode_message(Validate(dom, self.cfg.provider.vservice)), timeout)
-            msg = await read_message(conn, Framer(), timeout)
+            await conn.write(encode_message(Validate(dom, self.cfg.provider.vservice)))
+            msg = await read_message(conn, Framer())
         except SrpError as e:
             if e.kind in PERMANENT:
                 raise _Permanent(f"{e.kind} {e.detail}".strip()) from None
             raise _Network(f"{e.kind} {e.detail}".strip()) from None
         except MessageError as e:
             raise _Permanent(f"bad-answer {e.reason}") from None
-        except TimeoutError:
-            raise _Network("timeout waiting for valinfo") from None
         finally:
             await conn.close()
         if isinstance(msg, ErrorMsg):

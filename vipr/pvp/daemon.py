@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vipr.config import ProviderConfig
-from vipr.daemon import notify_ready
+from vipr.daemon import notify_ready, tune_gc
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
@@ -25,7 +25,7 @@ __all__ = ["PvpDaemon", "pvp_main"]
 
 log = logging.getLogger("vipr.pvp")
 
-# SRP big-number work runs in worker threads (measured: bench/pvp.py, docs/benchmarks.md ## PVP).
+# Worker threads for SRP big-number work when offloading (off by default: srp.default_offload).
 WORKERS = 2
 HOUSEKEEPING_INTERVAL = 600.0  # seconds between retention purges
 
@@ -104,6 +104,7 @@ async def pvp_main(cfg: ProviderConfig, stop: asyncio.Event) -> None:
         d = PvpDaemon(cfg, store)
         try:
             await d.start()
+            tune_gc()
             host, port = d.server.address
             notify_ready(f"pvp server on {host}:{port}")
             log.info("pvp ready (server %s:%d, socket %s)", host, port, d.ipc.path)

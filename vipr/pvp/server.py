@@ -31,7 +31,14 @@ from vipr.pvp.messages import (
     ValInfo,
     encode_message,
 )
-from vipr.pvp.srp import SrpConnection, SrpError, VerifierEntry, default_offload, make_verifier
+from vipr.pvp.srp import (
+    SrpConnection,
+    SrpError,
+    VerifierEntry,
+    default_offload,
+    loop_turn,
+    make_verifier,
+)
 from vipr.pvp.vlog import ValidationLog
 from vipr.store import Store, StoreError, TicketKey, ValidationRecord, Vcr
 from vipr.tickets import mint_ticket
@@ -98,16 +105,16 @@ class DomainPolicy:
         return not self.allow or self._match(d, self.allow)
 
 
-async def read_message(conn: SrpConnection, framer: Framer, timeout: float) -> Any:
-    """The next PVP message on an established TLS connection (MessageError, SrpError)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            data = await conn.read(timeout)
-            if not data:
-                raise SrpError("closed", "before a complete message")
-            msgs = framer.feed(data)
-            if msgs:
-                return msgs[0]
+async def read_message(conn: SrpConnection, framer: Framer) -> Any:
+    """The next PVP message on an established TLS connection (MessageError, SrpError), within
+    the connection's lifetime."""
+    while True:
+        data = await conn.read()
+        if not data:
+            raise SrpError("closed", "before a complete message")
+        msgs = framer.feed(data)
+        if msgs:
+            return msgs[0]
 
 
 @dataclass
@@ -184,7 +191,9 @@ class PvpServer:
         await self.vlog.flush()  # batches linger: write what is queued while the store is open
 
     def _factory(self) -> SrpConnection:
-        conn = SrpConnection(executor=self.executor, offload=self.offload)
+        # pvp.handshake_timeout bounds the whole connection: hello, handshake and exchange.
+        conn = SrpConnection(lifetime=self.cfg.pvp.handshake_timeout, executor=self.executor,
+                             offload=self.offload)
         t = asyncio.get_running_loop().create_task(self._serve(conn))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
@@ -235,6 +244,7 @@ class PvpServer:
         if self.offload:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, make_verifier, username, password)
+        await loop_turn()
         return make_verifier(username, password)
 
     async def _serve(self, conn: SrpConnection) -> None:
@@ -272,9 +282,8 @@ class PvpServer:
             self.counters.rate_limited += 1
             await self._log("refused", "rate-limited", number="", vcr=None, peer=peer)
             return
-        timeout = pvp.handshake_timeout
         try:
-            username = await conn.peek_login(timeout)
+            username = await conn.peek_login()
         except SrpError as e:
             await self._log("failed", f"{e.kind} {e.detail}", number="", vcr=None, peer=peer)
             return
@@ -295,7 +304,7 @@ class PvpServer:
         number = login.callee if login else ""
         entry = await self._verifier(username, password)
         try:
-            await conn.handshake_server(username, entry, timeout)
+            await conn.handshake_server(username, entry)
         except SrpError as e:
             reason = why or e.kind
             if e.kind == "wrong-password" and vcr is not None and vcr.id is not None:
@@ -323,22 +332,20 @@ class PvpServer:
         return self._key
 
     async def _send(self, conn: SrpConnection, msg: ErrorMsg | ValInfo) -> None:
-        await conn.write(encode_message(msg), self.cfg.pvp.handshake_timeout)
+        await conn.write(encode_message(msg))
 
     async def _exchange(self, conn: SrpConnection, login: Login, vcr: Vcr, peer: str) -> None:
-        timeout = self.cfg.pvp.handshake_timeout
         number = login.callee
         try:
-            msg = await read_message(conn, Framer(), timeout)
+            msg = await read_message(conn, Framer())
         except MessageError as e:
             with contextlib.suppress(SrpError):
                 await self._send(conn, ErrorMsg(400, f"bad message: {e.reason}"))
             await self._log("failed", f"bad-message {e.reason}", number=number, vcr=vcr,
                             peer=peer)
             return
-        except (SrpError, TimeoutError) as e:
-            kind = e.kind if isinstance(e, SrpError) else "timeout"
-            await self._log("failed", f"exchange {kind}", number=number, vcr=vcr, peer=peer)
+        except SrpError as e:
+            await self._log("failed", f"exchange {e.kind}", number=number, vcr=vcr, peer=peer)
             return
         if not isinstance(msg, Validate):
             await self._send(conn, ErrorMsg(400, "expected validate"))

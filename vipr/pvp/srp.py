@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import threading
+import time
+import weakref
 from collections.abc import Generator
 from concurrent.futures import Executor
 from typing import Any
@@ -33,10 +35,10 @@ from tlslite.errors import (
     TLSLocalAlert,
     TLSRemoteAlert,
 )
-from tlslite.mathtls import makeVerifier
 from tlslite.utils import cryptomath
 
 from vipr.pvp import aes
+from vipr.pvp.verifier import VerifierEntry, make_verifier
 
 # Record-layer AES through OpenSSL (`cryptography`), not tlslite's pure Python: see vipr.pvp.aes.
 aes.install()
@@ -61,7 +63,9 @@ __all__ = [
     "SRP_BITS",
     "SrpConnection",
     "SrpError",
+    "VerifierEntry",
     "client_settings",
+    "loop_turn",
     "make_verifier",
     "server_settings",
 ]
@@ -72,7 +76,6 @@ _REC_HANDSHAKE = 22
 _HS_CLIENT_HELLO = 1
 _EXT_SRP = 12
 
-VerifierEntry = tuple[int, int, bytearray, int]  # (N, g, salt, verifier) as tlslite stores it
 
 
 class SrpError(Exception):
@@ -103,22 +106,20 @@ def server_settings() -> HandshakeSettings:
     return _settings()
 
 
-def make_verifier(
-    username: str | bytes, password: str | bytes, bits: int = SRP_BITS
-) -> VerifierEntry:
-    """A tlslite verifier entry (random salt). CPU-bound: run it off the loop when it matters."""
-    user = username.encode("utf-8") if isinstance(username, str) else username
-    pw = password.encode("utf-8") if isinstance(password, str) else password
-    n, g, salt, v = makeVerifier(bytearray(user), bytearray(pw), bits)
-    return (n, g, salt, v)
+# Shared by every connection: tlslite only reads them (each handshake validates a copy).
+_CLIENT_SETTINGS = client_settings()
+_SERVER_SETTINGS = server_settings()
 
 
 def default_offload() -> bool:
-    """Whether big-number steps should run in worker threads. Measured (bench/pvp.py,
-    docs/benchmarks.md ## PVP): with gmpy2 the longest loop stall under 20 concurrent
-    validations stays below 50 ms on the loop and threads only cost throughput (the GIL);
-    in pure Python the stall is several times that, so then the work moves off the loop."""
-    return not bool(cryptomath.GMPY2_LOADED)
+    """Whether big-number steps run in worker threads by default: no, with gmpy2 or without.
+    On the loop, time-sliced (`_LoopSlice`), the longest loop stall under 20 concurrent
+    validations measured 17-19 ms with gmpy2 and 25-35 ms in pure Python; with the steps in
+    the daemon's worker threads 33-44 and 84-148 ms (the workers hold the GIL for whole
+    switch intervals while the loop waits for it), at lower throughput (bench/pvp.py,
+    docs/benchmarks.md ## PVP). `offload=True` remains for an embedding whose loop cannot
+    take a 2 ms step."""
+    return False
 
 
 def _alert_name(e: TLSAlert) -> str:
@@ -204,6 +205,55 @@ class _Bio:
 
 _DONE = object()
 
+LOOP_SLICE = 0.005  # s of TLS work on the loop before a connection lets the loop turn
+
+
+class _LoopSlice:
+    """Cooperative time slicing among the connections whose TLS steps run on one loop.
+
+    A step (an SRP modexp, a flight's parsing) takes 0.3-2 ms with gmpy2, several ms without.
+    When many connections become ready in the same loop iteration their steps would run back
+    to back, and nothing else would run meanwhile (timers, other I/O): 20 validations at once
+    froze the loop for ~50 ms. Before each step a connection asks for a `turn`: once TLS work
+    has run for `LOOP_SLICE` since the slice began, it yields (`sleep(0)` resumes it in the
+    next iteration, after the loop has polled I/O and run due timers), and the first callback
+    of that next iteration opens a new slice. An iteration so holds at most one slice of TLS
+    work plus one step."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.start = time.perf_counter()
+        self.opening = False
+
+    def _open(self) -> None:
+        self.start = time.perf_counter()
+        self.opening = False
+
+    async def turn(self) -> None:
+        while time.perf_counter() - self.start > LOOP_SLICE:
+            if not self.opening:
+                self.opening = True
+                self.loop.call_soon(self._open)  # runs before the tasks yielding now
+            await asyncio.sleep(0)
+
+
+_slices: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSlice] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_slice() -> _LoopSlice:
+    loop = asyncio.get_running_loop()
+    sl = _slices.get(loop)
+    if sl is None:
+        sl = _slices[loop] = _LoopSlice(loop)
+    return sl
+
+
+async def loop_turn() -> None:
+    """Wait for a turn before CPU-heavy work on the loop (see `_LoopSlice`)."""
+    await _loop_slice().turn()
+
 
 def _step(gen: Generator[Any, None, None]) -> Any:
     try:
@@ -214,9 +264,18 @@ def _step(gen: Generator[Any, None, None]) -> Any:
 
 class SrpConnection(asyncio.Protocol):
     """One TCP connection carrying TLS-SRP. Create it with `loop.create_connection` or
-    `loop.create_server` (a factory), then call the async methods; each takes a timeout."""
+    `loop.create_server` (a factory), then call the async methods.
 
-    def __init__(self, *, executor: Executor | None = None, offload: bool = False) -> None:
+    The connection's whole life is bounded by one deadline, `lifetime` seconds after
+    `connection_made`: then the transport is aborted and a waiting or later operation raises
+    SrpError("timeout"). One timer per connection, not one per step: a validation is a dozen
+    steps, and a timer each cost the loop more than the rest of this class's plumbing
+    (docs/benchmarks.md ## PVP, "Third round")."""
+
+    def __init__(
+        self, *, lifetime: float, executor: Executor | None = None, offload: bool = False
+    ) -> None:
+        self.lifetime = lifetime
         self.executor = executor
         self.offload = offload
         self.transport: asyncio.Transport | None = None
@@ -225,6 +284,8 @@ class SrpConnection(asyncio.Protocol):
         self._data = asyncio.Event()
         self.connected = asyncio.Event()
         self.lost = False
+        self.expired = False
+        self._expiry: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -233,6 +294,7 @@ class SrpConnection(asyncio.Protocol):
         self.transport = transport
         self.bio = _Bio(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
         self.tls = TLSConnection(self.bio)
+        self._expiry = asyncio.get_running_loop().call_later(self.lifetime, self._expire)
         self.connected.set()
 
     def data_received(self, data: bytes) -> None:
@@ -248,7 +310,14 @@ class SrpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.bio.eof = True
         self.lost = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         self._data.set()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._data.set()
+        self.abort()
 
     # ------------------------------------------------------------ driving tlslite
 
@@ -259,43 +328,49 @@ class SrpConnection(asyncio.Protocol):
             return "?"
         return f"[{p[0]}]:{p[1]}" if ":" in str(p[0]) else f"{p[0]}:{p[1]}"
 
+    def _timeout(self, what: str) -> SrpError:
+        return SrpError("timeout", f"{what}: connection older than {self.lifetime:g} s")
+
     def _flush(self) -> None:
         out = self.bio.take_output()
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
 
-    async def _wait_data(self) -> None:
+    async def _wait_data(self, what: str) -> None:
         self._data.clear()
         with self.bio.lock:
             ready = bool(self.bio.inbuf) or self.bio.eof
         if not ready:
             await self._data.wait()
+        if self.expired:
+            raise self._timeout(what)
 
-    async def _drive(self, gen: Generator[Any, None, None]) -> Any:
+    async def _drive(self, what: str, gen: Generator[Any, None, None]) -> Any:
         loop = asyncio.get_running_loop()
+        loop_slice = _loop_slice()
         while True:
             try:
                 if self.offload:
                     r = await loop.run_in_executor(self.executor, _step, gen)
                 else:
+                    await loop_slice.turn()
                     r = _step(gen)
             finally:
                 self._flush()  # an alert tlslite sends before raising goes out too
             if r is _DONE:
                 return None
             if r == 0:
-                await self._wait_data()
+                await self._wait_data(what)
             elif r == 1:
                 await asyncio.sleep(0)
             else:
                 return r
 
-    async def _run(self, what: str, gen: Generator[Any, None, None], timeout: float) -> Any:
+    async def _run(self, what: str, gen: Generator[Any, None, None]) -> Any:
+        if self.expired:
+            raise self._timeout(what)
         try:
-            async with asyncio.timeout(timeout):
-                return await self._drive(gen)
-        except TimeoutError:
-            raise SrpError("timeout", f"{what}: nothing for {timeout:g} s") from None
+            return await self._drive(what, gen)
         except (TLSError, OSError, EOFError) as e:
             raise classify(e) from None
         except (ValueError, TypeError, AssertionError, IndexError, SyntaxError) as e:
@@ -303,66 +378,63 @@ class SrpConnection(asyncio.Protocol):
             raise SrpError("tls", f"{what}: {type(e).__name__}") from None
 
     async def handshake_client(
-        self, username: str, password: str, timeout: float,
-        settings: HandshakeSettings | None = None,
+        self, username: str, password: str, settings: HandshakeSettings | None = None
     ) -> None:
         assert self.tls is not None
         gen = self.tls.handshakeClientSRP(
-            username, password, settings=settings or client_settings(), async_=True
+            username, password, settings=settings or _CLIENT_SETTINGS, async_=True
         )
-        await self._run("handshake", gen, timeout)
+        await self._run("handshake", gen)
 
-    async def peek_login(self, timeout: float) -> bytes:
+    async def peek_login(self) -> bytes:
         """Wait for the complete ClientHello and return its SRP login (left in the buffer)."""
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    with self.bio.lock:
-                        buf = bytes(self.bio.inbuf)
-                    hello = _client_hello(buf)
-                    if hello is not None:
-                        break
-                    if self.bio.eof:
-                        raise SrpError("closed", "before the ClientHello")
-                    await self._wait_data()
-        except TimeoutError:
-            raise SrpError("timeout", f"no ClientHello in {timeout:g} s") from None
-        return srp_identity(hello)
+        while True:
+            with self.bio.lock:
+                buf = bytes(self.bio.inbuf)
+            hello = _client_hello(buf)
+            if hello is not None:
+                return srp_identity(hello)
+            if self.bio.eof:
+                if self.expired:
+                    raise self._timeout("no ClientHello")
+                raise SrpError("closed", "before the ClientHello")
+            await self._wait_data("no ClientHello")
 
     async def handshake_server(
-        self, username: bytes, entry: VerifierEntry, timeout: float,
-        settings: HandshakeSettings | None = None,
+        self, username: bytes, entry: VerifierEntry, settings: HandshakeSettings | None = None
     ) -> None:
         assert self.tls is not None
         gen = self.tls.handshakeServerAsync(
-            verifierDB={username: entry}, settings=settings or server_settings()
+            verifierDB={username: entry}, settings=settings or _SERVER_SETTINGS
         )
-        await self._run("handshake", gen, timeout)
+        await self._run("handshake", gen)
 
-    async def read(self, timeout: float, max_bytes: int = 16384) -> bytes:
+    async def read(self, max_bytes: int = 16384) -> bytes:
         """Application data; b"" at a clean close."""
         assert self.tls is not None
-        r = await self._run("read", self.tls.readAsync(max=max_bytes), timeout)
+        r = await self._run("read", self.tls.readAsync(max=max_bytes))
         return bytes(r) if r is not None else b""
 
-    async def write(self, data: bytes, timeout: float) -> None:
+    async def write(self, data: bytes) -> None:
         assert self.tls is not None
-        await self._run("write", self.tls.writeAsync(bytearray(data)), timeout)
+        await self._run("write", self.tls.writeAsync(bytearray(data)))
 
-    async def close(self, timeout: float = 1.0, *, notify: bool = False) -> None:
+    async def close(self, *, notify: bool = False) -> None:
         """Close the TCP connection, after a close_notify when `notify` (best effort, without
         waiting for the peer's). PVP messages are length-framed, so a truncation is always
         detected and PVP itself skips the alert."""
         try:
             if (notify and self.tls is not None and not self.tls.closed
                     and self.tls.session is not None):
-                await self._run("close", self.tls.closeAsync(), timeout)
+                await self._run("close", self.tls.closeAsync())
         except SrpError:
             pass
         finally:
             self.abort()
 
     def abort(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self.transport is not None:
             self.transport.close()
 
