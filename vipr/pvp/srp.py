@@ -114,11 +114,11 @@ _SERVER_SETTINGS = server_settings()
 def default_offload() -> bool:
     """Whether big-number steps run in worker threads by default: no, with gmpy2 or without.
     On the loop, time-sliced (`_LoopSlice`), the longest loop stall under 20 concurrent
-    validations measured 17-19 ms with gmpy2 and 25-35 ms in pure Python; with the steps in
-    the daemon's worker threads 33-44 and 84-148 ms (the workers hold the GIL for whole
+    validations measured 9-11 ms with gmpy2 and 25-35 ms in pure Python; with the steps in
+    the daemon's worker threads 29-42 and 69-123 ms (the workers hold the GIL for whole
     switch intervals while the loop waits for it), at lower throughput (bench/pvp.py,
     docs/benchmarks.md ## PVP). `offload=True` remains for an embedding whose loop cannot
-    take a 2 ms step."""
+    take a whole step (2 ms with gmpy2, 10-20 ms without) at once."""
     return False
 
 
@@ -205,7 +205,7 @@ class _Bio:
 
 _DONE = object()
 
-LOOP_SLICE = 0.005  # s of TLS work on the loop before a connection lets the loop turn
+LOOP_SLICE = 0.002  # s of TLS work on the loop before a connection lets the loop turn
 
 
 class _LoopSlice:
@@ -213,12 +213,12 @@ class _LoopSlice:
 
     A step (an SRP modexp, a flight's parsing) takes 0.3-2 ms with gmpy2, several ms without.
     When many connections become ready in the same loop iteration their steps would run back
-    to back, and nothing else would run meanwhile (timers, other I/O): 20 validations at once
-    froze the loop for ~50 ms. Before each step a connection asks for a `turn`: once TLS work
-    has run for `LOOP_SLICE` since the slice began, it yields (`sleep(0)` resumes it in the
-    next iteration, after the loop has polled I/O and run due timers), and the first callback
-    of that next iteration opens a new slice. An iteration so holds at most one slice of TLS
-    work plus one step."""
+    to back, and nothing else would run meanwhile (timers, other I/O). Before each step a
+    connection asks for a `turn`: once TLS work has run for `LOOP_SLICE` since the slice
+    began, it yields (`sleep(0)` resumes it in the next iteration, after the loop has polled
+    I/O and run due timers), and the first callback of that next iteration opens a new slice.
+    The TLS steps of one iteration so take about one slice plus one step. With 20 validations
+    at once the longest stall went from ~50 ms to 9-11 ms (2 ms slices, bench/pvp.py)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
