@@ -354,7 +354,7 @@ async def test_cancelled_write_leaves_connection_usable(store: Store) -> None:
 async def test_new_migration_applies_once_on_reopen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vipr.store as store_mod
+    import vipr.store.opening as store_mod
 
     path = tmp_path / "vipr.db"
     async with Store.open(path) as s:
@@ -376,7 +376,7 @@ async def test_new_migration_applies_once_on_reopen(
 async def test_failed_migration_rolls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vipr.store as store_mod
+    import vipr.store.opening as store_mod
 
     path = tmp_path / "vipr.db"
     async with Store.open(path):

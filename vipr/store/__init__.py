@@ -2,12 +2,12 @@
 
 SQLite in WAL mode through aiosqlite, shared by the overlay, pvp and proxy processes of one
 provider; the hot paths' short statements run on a second connection owned by the loop's
-thread (`vipr.store.loopconn`). Rules (research/deps.md §4): `synchronous=NORMAL`, `busy_timeout` ≥ 5 s, every write
-transaction starts with `BEGIN IMMEDIATE` (a deferred read-then-write cannot wait for the lock
-and fails with "database is locked" under contention), transactions are short, bulk inserts use
-`executemany` in one transaction. Callers see only the dataclasses in `vipr.store.models` and
-`StoreError`; nothing SQLite-specific crosses this API (DESIGN §10: a PostgreSQL backend may
-sit behind it later).
+thread (`vipr.store.loopconn`). Rules (research/deps.md §4): `synchronous=NORMAL`,
+`busy_timeout` ≥ 5 s, every write transaction starts with `BEGIN IMMEDIATE` (a deferred
+read-then-write cannot wait for the lock and fails with "database is locked" under
+contention), transactions are short, bulk inserts use `executemany` in one transaction.
+Callers see only the dataclasses in `vipr.store.models` and `StoreError`; nothing
+SQLite-specific crosses this API (DESIGN §10: a PostgreSQL backend may sit behind it later).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import logging
 import secrets
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -37,6 +36,7 @@ from vipr.store.models import (
     ValidationRecord,
     Vcr,
 )
+from vipr.store.opening import apply_pragma, migrate
 from vipr.store.rows import (
     INSERT_VALIDATION,
     INSERT_VCR,
@@ -53,7 +53,7 @@ from vipr.store.rows import (
     vcr_from_row,
     vcr_params,
 )
-from vipr.store.schema import BUSY_TIMEOUT_MS, MIGRATIONS, PRAGMAS, SCHEMA_VERSION
+from vipr.store.schema import PRAGMAS
 
 __all__ = [
     "NotFoundError",
@@ -132,12 +132,12 @@ class Store:
             raise StoreError(f"cannot open database {name}: {e}") from e
         try:
             for pragma in PRAGMAS:
-                rows = await _pragma(db, pragma)
+                rows = await apply_pragma(db, pragma)
                 if pragma.startswith("PRAGMA journal_mode") and name != ":memory:":
                     mode = str(rows[0][0]).lower() if rows else "?"
                     if mode != "wal":
                         raise StoreError(f"{name}: journal_mode is {mode}, WAL required")
-            await _migrate(db, name)
+            await migrate(db, name)
         except sqlite3.Error as e:
             await db.close()
             raise StoreError(f"cannot open database {name}: {e}") from e
@@ -556,48 +556,3 @@ class Store:
 
     async def purge_validations(self, older_than: float) -> int:
         return await self._write_count("DELETE FROM validation WHERE at < ?", (float(older_than),))
-
-
-async def _pragma(db: aiosqlite.Connection, pragma: str) -> list[Any]:
-    """Run one PRAGMA. Switching a fresh file to WAL needs an exclusive lock and SQLite answers
-    SQLITE_BUSY at once, without its busy handler, when another process is opening the same file
-    (sqlite.org/wal.html "persistence"): retry with a short backoff for up to busy_timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
-    while True:
-        try:
-            return list(await db.execute_fetchall(pragma))
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e):
-                raise
-            if time.monotonic() + delay > deadline:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-async def _migrate(db: aiosqlite.Connection, name: str) -> None:
-    """Bring the schema to SCHEMA_VERSION; a no-op (no write lock) when it is current."""
-
-    async def version() -> int:
-        rows = list(await db.execute_fetchall("PRAGMA user_version"))
-        return int(rows[0][0])
-
-    if await version() == SCHEMA_VERSION:
-        return
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        current = await version()  # another process may have migrated meanwhile
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"{name}: schema version {current} is newer than this vipr ({SCHEMA_VERSION})"
-            )
-        for step in MIGRATIONS[current:]:
-            for stmt in step:
-                await db.execute(stmt)
-        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-        await db.execute("COMMIT")
-    except BaseException:
-        with suppress(sqlite3.Error):
-            await db.execute("ROLLBACK")
-        raise
