@@ -55,7 +55,7 @@ from vipr.daemon import tune_gc  # noqa: E402
 from vipr.pvp.client import Claim  # noqa: E402
 from vipr.pvp.credentials import client_credentials  # noqa: E402
 from vipr.pvp.daemon import WORKERS  # noqa: E402
-from vipr.pvp.srp import client_settings, server_settings  # noqa: E402
+from vipr.pvp.srp import client_settings, gmpy2_release_gil, server_settings  # noqa: E402
 
 USER, PASSWORD = "pvp1;+14085550100;+4930123456;1;0.000;0.000", "1;2"
 Q = 10.0
@@ -197,7 +197,8 @@ class Full:
         self._b = provider(self.base, "b", "b" * 32, proxy=False)
         self.a = await self._a.__aenter__()
         self.b = await self._b.__aenter__()
-        self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="bench-srp")
+        self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="bench-srp",
+                                           initializer=gmpy2_release_gil)
         now = time.time()
         self.vcrs = []
         for i in range(self.size):

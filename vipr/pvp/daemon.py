@@ -18,6 +18,7 @@ from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
 from vipr.pvp.server import PvpServer
+from vipr.pvp.srp import gmpy2_release_gil
 from vipr.pvp.vlog import ValidationLog
 from vipr.store import Store, StoreError
 
@@ -35,7 +36,8 @@ class PvpDaemon:
                  **client_kw: Any) -> None:
         self.cfg = cfg
         self.store = store
-        self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="pvp-srp")
+        self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="pvp-srp",
+                                           initializer=gmpy2_release_gil)
         self.vlog = ValidationLog(store)
         self.server = PvpServer(cfg, store, executor=self.executor, offload=offload,
                                 vlog=self.vlog)

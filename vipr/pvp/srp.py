@@ -44,20 +44,21 @@ from vipr.pvp.verifier import VerifierEntry, make_verifier
 aes.install()
 
 
-def _gmpy2_release_gil() -> None:
+def gmpy2_release_gil() -> None:
     """Let gmpy2 release the GIL during its big-number operations (SRP's modexps, ~0.2-0.3 ms
     each). By default it holds it, and then the store's aiosqlite thread, woken for a
     statement or finishing one, waits for the GIL until the switch interval (5 ms) forces it
     off the busy event loop: bench/pvp.py measured +0.07-0.11 on the full/bare ratio and
     -0.6 ms CPU per validation with it on. mpz values are immutable, so nothing can change
-    under a released operation. Applies to the importing thread's gmpy2 context (the loop's)."""
+    under a released operation. gmpy2 contexts are per thread: this applies to the calling
+thread's. Called at import (the loop's thread) and by each offload worker (its initializer)."""
     if cryptomath.GMPY2_LOADED:
         import gmpy2
 
         gmpy2.get_context().allow_release_gil = True
 
 
-_gmpy2_release_gil()
+gmpy2_release_gil()
 
 __all__ = [
     "SRP_BITS",
@@ -65,6 +66,7 @@ __all__ = [
     "SrpError",
     "VerifierEntry",
     "client_settings",
+    "gmpy2_release_gil",
     "loop_turn",
     "make_verifier",
     "server_settings",
@@ -114,11 +116,12 @@ _SERVER_SETTINGS = server_settings()
 def default_offload() -> bool:
     """Whether big-number steps run in worker threads by default: no, with gmpy2 or without.
     On the loop, time-sliced (`_LoopSlice`), the longest loop stall under 20 concurrent
-    validations measured 9-11 ms with gmpy2 and 25-35 ms in pure Python; with the steps in
-    the daemon's worker threads 29-42 and 69-123 ms (the workers hold the GIL for whole
-    switch intervals while the loop waits for it), at lower throughput (bench/pvp.py,
-    docs/benchmarks.md ## PVP). `offload=True` remains for an embedding whose loop cannot
-    take a whole step (2 ms with gmpy2, 10-20 ms without) at once."""
+    validations measured 7-11 ms with gmpy2 and 21-35 ms in pure Python. In the daemon's
+    worker threads it was 5-11 ms with gmpy2 (which releases the GIL there too) at 5-20 %
+    less throughput, and 69-145 ms in pure Python (the workers hold the GIL for whole switch
+    intervals while the loop waits for it) (bench/pvp.py, docs/benchmarks.md ## PVP).
+    `offload=True` remains for an embedding whose loop cannot take a whole step (2 ms with
+    gmpy2, 10-20 ms without) at once."""
     return False
 
 
