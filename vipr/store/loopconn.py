@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 __all__ = ["CHECKPOINT_EVERY", "LoopBusy", "LoopConnection"]
@@ -45,9 +45,16 @@ class LoopBusy(Exception):
     """The database was locked; nothing was changed. Run the work where waiting is allowed."""
 
 
-def _is_busy(e: sqlite3.Error) -> bool:
-    code = getattr(e, "sqlite_errorcode", None)
-    return code is not None and (code & 0xFF) in _BUSY_CODES
+@contextmanager
+def _busy_as_loop_busy() -> Iterator[None]:
+    """SQLITE_BUSY / SQLITE_LOCKED (extended codes too) become LoopBusy; other errors pass."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        code = getattr(e, "sqlite_errorcode", None)
+        if code is not None and (code & 0xFF) in _BUSY_CODES:
+            raise LoopBusy(str(e)) from None
+        raise
 
 
 class LoopConnection:
@@ -66,44 +73,34 @@ class LoopConnection:
             return self._conn
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
-            for pragma in _PRAGMAS:
-                conn.execute(pragma)
-        except sqlite3.Error as e:
+            with _busy_as_loop_busy():
+                for pragma in _PRAGMAS:
+                    conn.execute(pragma)
+        except BaseException:
             conn.close()
-            if _is_busy(e):
-                raise LoopBusy(str(e)) from None
             raise
         self._conn, self._thread = conn, threading.get_ident()
         return conn
 
     def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Run one statement in autocommit mode and return its rows."""
-        try:
-            return self._open().execute(sql, params).fetchall()
-        except sqlite3.Error as e:
-            if _is_busy(e):
-                raise LoopBusy(str(e)) from None
-            raise
+        conn = self._open()
+        with _busy_as_loop_busy():
+            return conn.execute(sql, params).fetchall()
 
     def transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """BEGIN IMMEDIATE, `body(conn)`, COMMIT; ROLLBACK on any error (LoopBusy when the
         error was a lock)."""
         conn = self._open()
-        try:
+        with _busy_as_loop_busy():
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            if _is_busy(e):
-                raise LoopBusy(str(e)) from None
-            raise
-        try:
-            out = body(conn)
-            conn.execute("COMMIT")
-        except BaseException as e:
-            with suppress(sqlite3.Error):  # no transaction was open
-                conn.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error) and _is_busy(e):
-                raise LoopBusy(str(e)) from None
-            raise
+            try:
+                out = body(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                with suppress(sqlite3.Error):  # no transaction was open
+                    conn.execute("ROLLBACK")
+                raise
         self.commits += 1
         return out
 
