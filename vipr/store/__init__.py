@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from vipr.store.errors import NotFoundError, StoreError
-from vipr.store.loopconn import LoopBusy, LoopConnection
+from vipr.store.loopconn import LoopBusy, LoopConnection, immediate_transaction
 from vipr.store.models import (
     DIRECTIONS,
     UNKNOWN_CALLER,
@@ -214,17 +214,8 @@ class Store:
         as a whole before the next queued operation runs (aiosqlite's queue is FIFO).
         """
 
-        def run() -> T:
-            conn = db._conn  # the sqlite3 connection, on the thread that owns it
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = body(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                with suppress(sqlite3.Error):  # no transaction was open
-                    conn.execute("ROLLBACK")
-                raise
-            return out
+        def run() -> T:  # db._conn: the sqlite3 connection, on the thread that owns it
+            return immediate_transaction(db._conn, body)
 
         if on_loop and self._loop_conn is not None:
             self._conn()  # closed → StoreError

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-__all__ = ["CHECKPOINT_EVERY", "LoopBusy", "LoopConnection"]
+__all__ = ["CHECKPOINT_EVERY", "LoopBusy", "LoopConnection", "immediate_transaction"]
 
 T = TypeVar("T")
 
@@ -55,6 +55,20 @@ def _busy_as_loop_busy() -> Iterator[None]:
         if code is not None and (code & 0xFF) in _BUSY_CODES:
             raise LoopBusy(str(e)) from None
         raise
+
+
+def immediate_transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """BEGIN IMMEDIATE, `body(conn)`, COMMIT; ROLLBACK on any error (the store's one way to
+    write, on either of its connections)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = body(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):  # no transaction was open
+            conn.execute("ROLLBACK")
+        raise
+    return out
 
 
 class LoopConnection:
@@ -93,14 +107,7 @@ class LoopConnection:
         error was a lock)."""
         conn = self._open()
         with _busy_as_loop_busy():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = body(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                with suppress(sqlite3.Error):  # no transaction was open
-                    conn.execute("ROLLBACK")
-                raise
+            out = immediate_transaction(conn, body)
         self.commits += 1
         return out
 
