@@ -10,6 +10,7 @@ IpcServer in the test (lookup → B's claim, attach → B's PVP address).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -182,31 +183,41 @@ async def _import(a_cfg: Path, b_cfg: Path, base: Path, expect_queued: bool = Fa
             assert "pvp queued 1 of 1 originating calls" in out, out + err
 
 
-async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
-    a_cfg = write_cfg(base, "a", 1, free_port())
-    b_port = free_port()
-    b_cfg = write_cfg(base, "b", 2, b_port)
-    await _import(a_cfg, b_cfg, base)
+@contextlib.asynccontextmanager
+async def _two_pvp_daemons(
+    base: Path, a_cfg: Path, b_cfg: Path, b_port: int, route_learned: Any
+) -> AsyncIterator[Daemon]:
+    """Provider B's and A's `vipr pvp`, A with a stand-in overlay.sock (claims: B owns CALLEE)
+    and proxy.sock (`route_learned`); yields A; both must stop with exit code 0."""
     overlay = FakeOverlay([NODE_A], claims={CALLEE: [claim(NODE_B)]},
                           peers={NODE_B: ("127.0.0.1", b_port)})
-    learned: list[str] = []
-
-    async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
-        learned.append(params["number"])
-        return {"cached": True}
-
     a, b = Daemon("pvp", a_cfg, base), Daemon("pvp", b_cfg, base)
     async with IpcServer(base / "a" / "run" / "overlay.sock", overlay.handlers()), \
             IpcServer(base / "a" / "run" / "proxy.sock", {"route_learned": route_learned}):
         try:
             await b.start()
             await a.start()
-            rc, out, err = await run("validate", CALLEE, "--config", str(a_cfg))
-            assert rc == 0, out + err + a.log.read_text()
-            assert out.startswith(f"{CALLEE}: learned"), out
+            yield a
         finally:
             codes = [await a.stop(), await b.stop()]
     assert codes == [0, 0], a.log.read_text() + b.log.read_text()
+
+
+async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
+    a_cfg = write_cfg(base, "a", 1, free_port())
+    b_port = free_port()
+    b_cfg = write_cfg(base, "b", 2, b_port)
+    await _import(a_cfg, b_cfg, base)
+    learned: list[str] = []
+
+    async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
+        learned.append(params["number"])
+        return {"cached": True}
+
+    async with _two_pvp_daemons(base, a_cfg, b_cfg, b_port, route_learned) as a:
+        rc, out, err = await run("validate", CALLEE, "--config", str(a_cfg))
+        assert rc == 0, out + err + a.log.read_text()
+        assert out.startswith(f"{CALLEE}: learned"), out
     assert learned == [CALLEE]
     await _check_learned(a_cfg, b_cfg, base)
 
@@ -217,8 +228,6 @@ async def test_import_into_a_running_pvp_queues_the_validation(base: Path) -> No
     a_cfg = write_cfg(base, "a", 1, free_port(), delay=("1s", "2s"))
     b_port = free_port()
     b_cfg = write_cfg(base, "b", 2, b_port)
-    overlay = FakeOverlay([NODE_A], claims={CALLEE: [claim(NODE_B)]},
-                          peers={NODE_B: ("127.0.0.1", b_port)})
     learned = asyncio.Event()
 
     async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
@@ -226,18 +235,10 @@ async def test_import_into_a_running_pvp_queues_the_validation(base: Path) -> No
         learned.set()
         return {"cached": True}
 
-    a, b = Daemon("pvp", a_cfg, base), Daemon("pvp", b_cfg, base)
-    async with IpcServer(base / "a" / "run" / "overlay.sock", overlay.handlers()), \
-            IpcServer(base / "a" / "run" / "proxy.sock", {"route_learned": route_learned}):
-        try:
-            await b.start()
-            await a.start()
-            await _import(a_cfg, b_cfg, base, expect_queued=True)
-            async with asyncio.timeout(60):
-                await learned.wait()
-        finally:
-            codes = [await a.stop(), await b.stop()]
-    assert codes == [0, 0], a.log.read_text() + b.log.read_text()
+    async with _two_pvp_daemons(base, a_cfg, b_cfg, b_port, route_learned):
+        await _import(a_cfg, b_cfg, base, expect_queued=True)
+        async with asyncio.timeout(60):
+            await learned.wait()
     await _check_learned(a_cfg, b_cfg, base)
 
 
