@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
@@ -29,6 +29,7 @@ from vipr.config.schema import (
 from vipr.config.values import HostPort, format_duration
 from vipr.config.yaml_reader import YamlReader, read_yaml
 from vipr.e164 import NumberSet
+from vipr.limits import ListenerLimits, SipLimits
 
 _TOP_KEYS = (
     "provider", "numbers", "runtime_dir", "database", "logging",
@@ -41,7 +42,10 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "logging": ("level", "format"),
     "overlay": tuple(f.name for f in dataclasses.fields(OverlaySection)),
     "pvp": tuple(f.name for f in dataclasses.fields(PvpSection)),
-    "proxy": ("interfaces", "route_timeout"),
+    "proxy": ("interfaces", "route_timeout", "limits"),
+    "overlay.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
+    "pvp.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
+    "proxy.limits": tuple(f.name for f in dataclasses.fields(SipLimits)),
     "proxy.interfaces": ("internal", "pstn", "federation"),
     "proxy.interfaces.<name>": ("listen", "transport", "target", "gateway", "advertise", "tls"),
     "proxy.interfaces.<name>.tls": ("cert", "key", "ca"),
@@ -82,6 +86,7 @@ def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dic
         replication_hold_down=r.get(
             m, p, "replication_hold_down", r.duration(), d.replication_hold_down
         ),
+        limits=_read_limits(r, (m or {}).get("limits"), f"{p}.limits", d.limits),
     )
     m = m or {}
     _need(
@@ -114,6 +119,7 @@ def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, N
         ),
         allow_domains=r.get(m, p, "allow_domains", r.domain_list, d.allow_domains),
         deny_domains=r.get(m, p, "deny_domains", r.domain_list, d.deny_domains),
+        limits=_read_limits(r, (m or {}).get("limits"), f"{p}.limits", d.limits),
     )
     m = m or {}
     _need(
@@ -121,6 +127,43 @@ def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, N
         sec.max_delay, sec.min_delay, float.__ge__, "at least pvp.min_delay ({b})",
     )  # fmt: skip
     return sec, m
+
+
+_LimitsT = TypeVar("_LimitsT", bound=ListenerLimits)
+
+
+def _read_limits(r: YamlReader, node: Node | None, p: str, d: _LimitsT) -> _LimitsT:
+    """`<role>.limits`: the listener caps of DESIGN §10 (defaults: the role's safe values)."""
+    return _limits_from(r, r.mapping(node, p, _SECTION_KEYS[p]), p, d)
+
+
+def _limits_from(r: YamlReader, m: dict[str, Node] | None, p: str, d: _LimitsT) -> _LimitsT:
+    return dataclasses.replace(
+        d,
+        max_connections=r.get(m, p, "max_connections", r.integer(1, 1_000_000),
+                              d.max_connections),
+        max_connections_per_address=r.get(
+            m, p, "max_connections_per_address", r.integer(1, 1_000_000),
+            d.max_connections_per_address,
+        ),
+        handshake_timeout=r.get(m, p, "handshake_timeout", r.duration(0.01, True),
+                                d.handshake_timeout),
+    )  # fmt: skip
+
+
+def _read_sip_limits(r: YamlReader, node: Node | None, d: SipLimits) -> SipLimits:
+    p = "proxy.limits"
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    base = _limits_from(r, m, p, d)
+    return dataclasses.replace(
+        base,
+        # RFC 3261 §18.1.1: a UDP message over the path MTU goes over TCP; 64 KB is the
+        # largest datagram, so a smaller cap than that would refuse valid UDP traffic too.
+        max_message_size=r.get(m, p, "max_message_size", r.integer(1500, 1 << 24),
+                               d.max_message_size),
+        max_headers=r.get(m, p, "max_headers", r.integer(16, 100_000), d.max_headers),
+        max_vias=r.get(m, p, "max_vias", r.integer(2, 10_000), d.max_vias),
+    )  # fmt: skip
 
 
 _IFACE_KEYS = _SECTION_KEYS["proxy.interfaces.<name>"]
@@ -190,6 +233,7 @@ def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[st
             federation=federation,
         ),
         route_timeout=r.get(m, p, "route_timeout", r.duration(0, True), d.route_timeout),
+        limits=_read_sip_limits(r, (m or {}).get("limits"), d.limits),
     )
     return sec, im
 

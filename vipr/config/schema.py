@@ -8,6 +8,7 @@ from typing import Literal
 
 from vipr.config.values import HostPort
 from vipr.e164 import NumberSet
+from vipr.limits import OVERLAY_LIMITS, PVP_LIMITS, SIP_LIMITS, ListenerLimits, SipLimits
 
 # AF_UNIX sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -41,6 +42,7 @@ class OverlaySection:
     # RFC 6940 §10.7.1 "successor replacement hold-down" (30 s): wait this long after a
     # neighbor change before creating new replicas (hand-offs on a join go at once).
     replication_hold_down: float = 30.0
+    limits: ListenerLimits = OVERLAY_LIMITS  # per node listener
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class PvpSection:
     handshake_timeout: float = 10.0
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
+    limits: ListenerLimits = PVP_LIMITS
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Interfaces:
 class ProxySection:
     interfaces: Interfaces = field(default_factory=Interfaces)
     route_timeout: float = 4.0
+    limits: SipLimits = SIP_LIMITS  # per stream interface; message caps on every transport
 
 
 @dataclass(frozen=True)
