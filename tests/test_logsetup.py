@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from vipr.config import LoggingSection
-from vipr.logsetup import setup_logging
+from vipr.logsetup import printable, setup_logging
 
 
 @pytest.fixture
@@ -63,3 +63,21 @@ def test_setup_twice_replaces_its_handler_and_quiets_chatty_libs(restore_root: N
     assert a.getvalue() == "" and b.getvalue().count("\n") == 1
     setup_logging(LoggingSection(level="debug"), "overlay", stream=b)
     assert logging.getLogger("aiosqlite").getEffectiveLevel() == logging.INFO
+
+
+def test_printable_escapes_what_would_break_a_log_line() -> None:
+    assert printable("a\x00b\nc\r\x1b[31m\u2028\x85ok") == r"a\x00b\x0ac\x0d\x1b[31m\u2028\x85ok"
+    assert printable(b"\xff\x00call") == r"\xff\x00call"
+    assert printable("caf\udce9") == r"caf\xe9"   # a byte kept by surrogateescape
+    assert printable("plain text, +14085551234") == "plain text, +14085551234"
+    assert printable(printable("x\ny")) == printable("x\ny")
+    assert printable("x" * 300, 10) == "x" * 10 + "…"
+
+
+def test_text_format_keeps_one_record_on_one_line(restore_root: None) -> None:
+    out = io.StringIO()
+    setup_logging(LoggingSection(level="info", format="text"), "proxy", stream=out)
+    logging.getLogger("vipr.proxy").info("call %s", "evil\x00\nFAKE ERROR line",
+                                         extra={"peer": "p\r\nq"})
+    (line,) = out.getvalue().splitlines()
+    assert line.endswith(r"call evil\x00\x0aFAKE ERROR line peer=p\x0d\x0aq"), line

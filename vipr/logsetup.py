@@ -16,12 +16,38 @@ from typing import Any, TextIO
 
 from vipr.config import LoggingSection
 
-__all__ = ["JsonFormatter", "TextFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "TextFormatter", "printable", "setup_logging"]
 
 # Attributes every LogRecord has; anything else came from `extra`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # Libraries that log every call at DEBUG level; they stay at INFO or above.
 _CHATTY = ("aiosqlite", "asyncio")
+
+
+def _escape(c: str) -> str:
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF:
+        return f"\\x{o - 0xDC00:02x}"   # a byte kept by surrogateescape: the byte itself
+    if o < 0x100:
+        return f"\\x{o:02x}"
+    return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def printable(value: object, limit: int | None = 200) -> str:
+    """Peer-supplied text made safe for a one-line text log (DESIGN §10).
+
+    Every character that is not printable (NUL, CR, LF, other C0/C1 controls, line and
+    paragraph separators, stray surrogates) becomes `\\xNN` / `\\uNNNN`; bytes are decoded as
+    UTF-8 as far as they go (`\\xNN` for the rest). Longer than `limit` characters: cut,
+    marked with "…". Already printable text is returned as is (so escaping twice is harmless).
+    """
+    s = bytes(value).decode("utf-8", "backslashreplace") if isinstance(
+        value, bytes | bytearray) else str(value)
+    if limit is not None and len(s) > limit:
+        s = s[:limit] + "…"
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else _escape(c) for c in s)
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -43,11 +69,11 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = (
             f"{_timestamp(record)} {self.role} {record.name} {record.levelname} "
-            f"{record.getMessage()}"
-        )
+            f"{printable(record.getMessage(), None)}"
+        )   # one record, one line: whatever a caller forgot to escape (DESIGN §10)
         extras = _extras(record)
         if extras:
-            line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+            line += " " + " ".join(f"{k}={printable(v, None)}" for k, v in extras.items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if record.stack_info:

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from vipr.ipc import IpcError, ipc_call
+from vipr.logsetup import printable
 from vipr.store import Store, StoreError
 from vipr.store.models import Vcr
 
@@ -83,8 +84,9 @@ class VcrWriter:
                 fut.set_result(vid)
             if vid is not None:
                 self.written += 1
-                log.info("VCR %d %s %s→%s %.3f s (call %s)", vid, v.direction, v.caller or "?",
-                         v.callee, v.stop - v.start, v.call_id)
+                log.info("VCR %d %s %s→%s %.3f s (call %s)", vid, v.direction,
+                         printable(v.caller or "?"), printable(v.callee), v.stop - v.start,
+                         printable(v.call_id))
                 self._notify_queue.put_nowait(vid)
 
     async def _notify_loop(self) -> None:
