@@ -31,7 +31,9 @@ class SipLimits(ListenerLimits):
 
     max_message_size: int = 65535  # bytes; larger → 513 Message Too Large (RFC 3261 §21.5.11)
     max_headers: int = 256  # header fields in one message; more → 400
-    max_vias: int = 32  # Via entries in one request; more → 400
+    # Via entries in one message; more → 400. Not below 70: Max-Forwards starts at 70
+    # (RFC 3261 §8.1.1.6), so a legitimate request can carry that many (RFC 4475 §3.1.1.7: 34)
+    max_vias: int = 70
 
 
 OVERLAY_LIMITS = ListenerLimits(max_connections=256, max_connections_per_address=16)

@@ -21,15 +21,24 @@ class StreamFramer:
     stream cannot be resynchronised: close the connection. `feed` raises it as
     SipParseError, unless messages before it completed in the same call: then it
     returns those and keeps the error in `error` (raised by the next `feed`).
+
+    Memory (DESIGN §10): at most `max_size` bytes plus one received chunk are ever
+    buffered: a header section without its empty line past `max_size`, or a
+    Content-Length that makes the message larger, is a 513 error at once (the body is
+    never awaited). For the latter `rejected_head` keeps the header section so that the
+    transport can answer the request with 513 Message Too Large (RFC 3261 §21.5.11).
     """
 
-    __slots__ = ("_buf", "error", "max_size", "pings")
+    __slots__ = ("_buf", "_need", "_scanned", "error", "max_size", "pings", "rejected_head")
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buf = bytearray()
+        self._scanned = 0   # bytes of _buf already searched for the empty line
+        self._need = 0      # length of the message at the head of _buf, once known
         self.max_size = max_size
         self.pings = 0
         self.error: SipParseError | None = None
+        self.rejected_head: bytes | None = None
 
     @property
     def buffered(self) -> int:
@@ -51,6 +60,7 @@ class StreamFramer:
         except SipParseError as exc:
             self.error = exc
             self._buf.clear()
+            self._scanned = self._need = 0
             if not out:
                 raise
         return out
@@ -59,6 +69,13 @@ class StreamFramer:
         buf = self._buf
         buf += data
         while buf:
+            if self._need:
+                if len(buf) < self._need:
+                    break   # the rest of a body whose size is already checked
+                out.append(bytes(buf[:self._need]))
+                del buf[:self._need]
+                self._need = 0
+                continue
             if buf[0] in (13, 10):
                 if buf.startswith(b"\r\n\r\n"):
                     self.pings += 1
@@ -66,6 +83,7 @@ class StreamFramer:
                     continue
                 if len(buf) < 4 and bytes(buf) in (b"\r", b"\r\n", b"\r\n\r"):
                     break   # maybe the start of a ping: wait for more
+                self._scanned = 0
                 if buf.startswith(b"\r\n"):
                     del buf[:2]   # a pong, or stray CRLF before a start line (§7.5)
                 elif buf[0] == 10:
@@ -73,11 +91,14 @@ class StreamFramer:
                 else:
                     raise SipParseError("stray CR in stream")
                 continue
-            end = buf.find(b"\r\n\r\n")
+            # a slow sender (one byte at a time) must not make this quadratic
+            end = buf.find(b"\r\n\r\n", max(self._scanned - 3, 0))
             if end < 0:
                 if len(buf) > self.max_size:
                     raise SipParseError("header section too large", 513)
+                self._scanned = len(buf)
                 break
+            self._scanned = 0
             found = _CL_RE.findall(buf, 0, end + 2)
             if not found:
                 raise SipParseError("no Content-Length on a stream transport")
@@ -89,8 +110,6 @@ class StreamFramer:
                 raise SipParseError(f"bad Content-Length {cl_b[:20]!r}")
             total = end + 4 + int(cl_b)
             if total > self.max_size:
+                self.rejected_head = bytes(buf[:end + 4])
                 raise SipParseError("message too large", 513)
-            if len(buf) < total:
-                break
-            out.append(bytes(buf[:total]))
-            del buf[:total]
+            self._need = total

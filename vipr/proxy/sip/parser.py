@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+from vipr.limits import SIP_LIMITS
 from vipr.proxy.sip.errors import SipParseError
-from vipr.proxy.sip.headers import parse_cseq
+from vipr.proxy.sip.headers import parse_cseq, split_list
 from vipr.proxy.sip.message import COMPACT_FORMS, Headers, SipRequest, SipResponse
 from vipr.proxy.sip.uri import TOKEN_RE
 
-MAX_MESSAGE_SIZE = 65535
+MAX_MESSAGE_SIZE = SIP_LIMITS.max_message_size
+MAX_HEADERS = SIP_LIMITS.max_headers
+MAX_VIAS = SIP_LIMITS.max_vias
 _SCHEME_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>\"]+")
 
 
@@ -28,8 +31,9 @@ def _name_key(name: str) -> str:
     return k
 
 
-def parse_message(data: bytes, *, strict: bool = False,
-                  max_size: int = MAX_MESSAGE_SIZE) -> SipRequest | SipResponse:
+def parse_message(data: bytes, *, strict: bool = False, max_size: int = MAX_MESSAGE_SIZE,
+                  max_headers: int = MAX_HEADERS,
+                  max_vias: int = MAX_VIAS) -> SipRequest | SipResponse:
     """Parse one whole message (a UDP datagram or a framed stream message).
 
     Always checked: start line, header syntax (folding unfolded), Content-Length framing
@@ -37,9 +41,11 @@ def parse_message(data: bytes, *, strict: bool = False,
     are ignored; absent means the body runs to the end), CSeq number and method.
     `strict=True` adds `msg.validate()`: mandatory headers and the full grammar of the
     headers the proxy uses. Other header values are parsed only when accessed.
+    Caps (DESIGN §10): over `max_size` bytes → SipParseError status 513 (RFC 3261
+    §21.5.11); over `max_headers` header fields or `max_vias` Via entries → 400.
     """
     try:
-        return _parse(data, strict, max_size)
+        return _parse(data, strict, max_size, max_headers=max_headers, max_vias=max_vias)
     except SipParseError:
         raise
     except (ValueError, IndexError, UnicodeError, OverflowError) as exc:  # defensive
@@ -58,8 +64,8 @@ def salvage_request(data: bytes) -> SipRequest | None:
     return msg if isinstance(msg, SipRequest) and msg.method != "ACK" else None
 
 
-def _parse(data: bytes, strict: bool, max_size: int,
-           salvage: bool = False) -> SipRequest | SipResponse:
+def _parse(data: bytes, strict: bool, max_size: int, salvage: bool = False, *,
+           max_headers: int = 1 << 30, max_vias: int = 1 << 30) -> SipRequest | SipResponse:
     if len(data) > max_size:
         raise SipParseError("message too large", 513)
     if data[:1] in (b"\r", b"\n"):
@@ -81,6 +87,12 @@ def _parse(data: bytes, strict: bool, max_size: int,
         if "\r" in text:
             raise SipParseError("bare CR in header section")
     lines = text.split("\n")
+    # DESIGN §10: more lines than fields allowed (folded lines count too): refuse before
+    # building anything per line
+    if len(lines) - 1 > max_headers:
+        nfields = sum(1 for ln in lines[1:] if ln[:1] not in (" ", "\t"))
+        if nfields > max_headers:
+            raise SipParseError(f"too many header fields (over {max_headers})")
 
     names: list[str] = []
     keys: list[str] = []
@@ -109,6 +121,12 @@ def _parse(data: bytes, strict: bool, max_size: int,
         values.append(value.strip(" \t"))
     for i, parts in folded.items():
         values[i] = " ".join([values[i], *parts]) if values[i] else " ".join(parts)
+    if "via" in keys:
+        vias = [v for k, v in zip(keys, values, strict=True) if k == "via"]
+        # a comma can sit inside a quoted parameter: count exactly only past the quick count
+        if (len(vias) > max_vias or sum(v.count(",") + 1 for v in vias) > max_vias) and sum(
+                len(split_list(v)) for v in vias) > max_vias:
+            raise SipParseError(f"too many Via entries (over {max_vias})")
     headers = Headers._from_lists(names, keys, values)
 
     msg: SipRequest | SipResponse
