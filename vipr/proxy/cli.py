@@ -45,7 +45,15 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             await ipc.start()
             tune_gc()
             notify_ready("proxy serving")
-            await stop.wait()
+            # a listener that died for good ends the daemon non-zero: the supervisor
+            # restarts it instead of it running deaf (DESIGN §10)
+            stopped = asyncio.ensure_future(stop.wait())
+            failed = asyncio.ensure_future(proxy.failed.wait())
+            await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            failed.cancel()
+            if proxy.failed.is_set():
+                raise ProxyError(proxy.failure)
         finally:
             await ipc.close()
             await proxy.close()
@@ -80,7 +88,15 @@ def register(group: click.Group) -> None:
             print_json(res)
             return
         for name, i in res.get("interfaces", {}).items():
-            click.echo(f"interface {name:<10} {i['transport']}/{i['listen']}")
+            line = f"interface {name:<10} {i['transport']}/{i['listen']} {i.get('state', '?')}"
+            if i.get("reopened"):
+                line += f" (reopened {i['reopened']}x)"
+            conns = i.get("connections")
+            if isinstance(conns, dict):
+                line += (f"  connections {conns.get('open')} from {conns.get('sources')} "
+                         f"source(s), refused {json.dumps(conns.get('refused', {}))}, "
+                         f"closed {json.dumps(conns.get('closed', {}))}")
+            click.echo(line)
         routes = res.get("cached_routes", [])
         click.echo(f"cached routes: {len(routes)}" + (f" ({', '.join(routes[:10])})"
                                                        if routes else ""))

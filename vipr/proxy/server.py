@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
+from vipr.logsetup import printable
 from vipr.proxy.admission import Admission, admit, ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.federation_tls import client_context, server_context
@@ -42,7 +43,7 @@ from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import SipRequest, SipResponse, make_cancel
 from vipr.proxy.sip.transaction import new_branch
-from vipr.proxy.sip.transport import Source, UdpTransport
+from vipr.proxy.sip.transport import BadDestination, Source, UdpTransport, ip_destination
 from vipr.proxy.sip.uri import URI, format_host, parse_uri
 from vipr.proxy.vcrwriter import VcrWriter
 from vipr.store import Store, StoreError
@@ -85,13 +86,17 @@ class ProxyServer:
         self._bg: list[asyncio.Task[None]] = []
         self._last_key_reload = 0.0
         self._route_used: dict[str, float] = {}   # number → last answered call (batched)
+        # set when a listener died for good: the daemon exits non-zero (DESIGN §10)
+        self.failed = asyncio.Event()
+        self.failure = ""
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await self.reload_keys()
         await self.reload_routes()
-        ep = SipEndpoint(self._on_request, on_stray_response=self._on_stray_response)
+        ep = SipEndpoint(self._on_request, on_stray_response=self._on_stray_response,
+                         on_transport_dead=self._listener_dead)
         self.endpoint = ep
         try:
             for name, iface in self.ifaces.items():
@@ -101,7 +106,8 @@ class ProxyServer:
                         raise ProxyError(f"interface {name}: tls needs cert, key and ca")
                     ssl, client_ssl = server_context(iface.tls), client_context(iface.tls)
                 tr = await ep.listen(iface.transport, iface.listen.host, iface.listen.port,
-                                     ssl=ssl, client_ssl=client_ssl, name=name)
+                                     ssl=ssl, client_ssl=client_ssl, name=name,
+                                     limits=self.cfg.proxy.limits)
                 self.addresses[name] = (tr.local_host, tr.local_port)
         except (OSError, _ssl.SSLError, ValueError) as exc:
             await ep.close()
@@ -111,6 +117,10 @@ class ProxyServer:
         log.info("proxy listening: %s", ", ".join(
             f"{n} {self.ifaces[n].transport}/{format_host(h)}:{p}"
             for n, (h, p) in self.addresses.items()))
+
+    def _listener_dead(self, name: str, reason: str) -> None:
+        self.failure = f"SIP interface {name} closed and could not be reopened: {reason}"
+        self.failed.set()
 
     async def close(self) -> None:
         for t in self._bg:
@@ -172,14 +182,29 @@ class ProxyServer:
             self.cache.drop(number)
             return False
         self.cache.put(route)
-        log.info("route learned for %s: %s (ticket expires %.0f)", number,
-                 ", ".join(route.routes), route.ticket_expires)
+        log.info("route learned for %s: %s (ticket expires %.0f)", printable(number),
+                 printable(", ".join(route.routes)), route.ticket_expires)
         return True
+
+    def _interface_status(self, name: str, host: str, port: int) -> dict[str, Any]:
+        """The listener as it is now (DESIGN §10: real socket state, connection counts)."""
+        out: dict[str, Any] = {"transport": self.ifaces[name].transport,
+                               "listen": f"{format_host(host)}:{port}"}
+        tr = self.endpoint.transports.get(name) if self.endpoint is not None else None
+        if tr is None:
+            out["state"] = "closed"
+        elif isinstance(tr, UdpTransport):
+            out["state"] = tr.state
+            if tr.reopened:
+                out["reopened"] = tr.reopened
+        else:
+            out["state"] = tr.state
+            out["connections"] = tr.status()
+        return out
 
     def status(self) -> dict[str, Any]:
         return {
-            "interfaces": {n: {"transport": self.ifaces[n].transport,
-                               "listen": f"{format_host(h)}:{p}"}
+            "interfaces": {n: self._interface_status(n, h, p)
                            for n, (h, p) in self.addresses.items()},
             "cached_routes": self.cache.numbers(),
             "active_calls": len(self.calls),
@@ -241,7 +266,8 @@ class ProxyServer:
         try:
             u = parse_uri(route.routes[0])
         except SipParseError:
-            log.warning("route to %s has a bad URI %r: using the PSTN", number, route.routes[0])
+            log.warning("route to %s has a bad URI %s: using the PSTN", printable(number),
+                        printable(route.routes[0]))
             return None
         if not u.is_sip or not u.host:
             return None
@@ -328,11 +354,12 @@ class ProxyServer:
             res = check()
         self.counters[f"admission_{res.reason}"] += 1
         if res.ok:
-            log.info("admitted call %s to %s from %s", req.call_id, d.number, res.peer_domain)
+            log.info("admitted call %s to %s from %s", printable(req.call_id),
+                     printable(d.number), printable(res.peer_domain))
             return True
-        log.warning("rejected federation call %s to %s from %s:%s (%s): %s", req.call_id,
-                    d.number, source.host, source.port,
-                    ",".join(conn.tls_dns_names) if conn else "no TLS", res.reason)
+        log.warning("rejected federation call %s to %s from %s:%s (%s): %s",
+                    printable(req.call_id), printable(d.number), source.host, source.port,
+                    printable(",".join(conn.tls_dns_names)) if conn else "no TLS", res.reason)
         return False
 
     async def _attempt(self, call: Call, target: Target, leg: Leg, route: Route | None) -> None:
@@ -384,8 +411,8 @@ class ProxyServer:
         self.counters[f"fallback_{cause}"] += 1
         dropped = self.cache.record_failure(number, MAX_ROUTE_FAILURES)
         self._spawn(self._store_route_failure(number))
-        log.warning("route to %s failed (%s)%s: call %s goes via the PSTN", number, cause,
-                    "; route dropped" if dropped else "", call.call_id)
+        log.warning("route to %s failed (%s)%s: call %s goes via the PSTN", printable(number),
+                    cause, "; route dropped" if dropped else "", printable(call.call_id))
         if call.cancelled:
             self._finish(call, None, 487)
             return
@@ -398,10 +425,11 @@ class ProxyServer:
     async def _store_route_failure(self, number: str) -> None:
         try:
             if await self.store.record_route_failure(number, MAX_ROUTE_FAILURES):
-                log.warning("route to %s dropped after %d failures", number, MAX_ROUTE_FAILURES)
+                log.warning("route to %s dropped after %d failures", printable(number),
+                            MAX_ROUTE_FAILURES)
                 self.cache.drop(number)
         except StoreError as exc:
-            log.error("could not count the route failure of %s: %s", number, exc)
+            log.error("could not count the route failure of %s: %s", printable(number), exc)
 
     def _send_cancel(self, att: Attempt) -> None:
         assert self.endpoint is not None
@@ -420,8 +448,8 @@ class ProxyServer:
             self._fall_back(call, att, "connect" if isinstance(exc, ConnectionError)
                             else "timeout")
             return
-        log.info("call %s: %s next hop %s:%s failed: %s", call.call_id, att.target,
-                 att.leg.host, att.leg.port, exc)
+        log.info("call %s: %s next hop %s:%s failed: %s", printable(call.call_id), att.target,
+                 printable(att.leg.host), att.leg.port, printable(exc))
         self._finish(call, None, 487 if call.cancelled
                      else 408 if isinstance(exc, TimeoutError) else 503)
 
@@ -485,7 +513,8 @@ class ProxyServer:
             resp.pop_via()
             call.server.send(resp)
         except Exception as exc:  # TransactionStateError, SipParseError
-            log.info("cannot relay %d for call %s: %s", resp.status, call.call_id, exc)
+            log.info("cannot relay %d for call %s: %s", resp.status, printable(call.call_id),
+                     printable(exc))
 
     async def _hang_up_stray(self, att: Attempt, resp: SipResponse) -> None:
         """A 2xx from a branch we gave up on: ACK and BYE it so no phone stays off-hook."""
@@ -550,16 +579,29 @@ class ProxyServer:
         tr = self.endpoint.transports.get(leg.iface)
         try:
             if isinstance(tr, UdpTransport):
-                tr.sendto(msg.serialize(), leg.host, leg.port)
-                return
-            conn = tr.get_connection(leg.host, leg.port) if tr is not None else None
-            if conn is not None:   # an open connection: no task needed
-                conn.write(msg.serialize())
-                return
-        except (OSError, ConnectionError) as exc:
-            log.info("send to %s:%s failed: %s", leg.host, leg.port, exc)
+                try:
+                    ip_destination(leg.host, leg.port)
+                except BadDestination:
+                    pass   # a configured host name: resolved in the task below
+                else:
+                    tr.sendto(msg.serialize(), leg.host, leg.port)
+                    return
+            else:
+                conn = tr.get_connection(leg.host, leg.port) if tr is not None else None
+                if conn is not None:   # an open connection: no task needed
+                    conn.write(msg.serialize())
+                    return
+        except Exception as exc:   # contained to this message (DESIGN §10)
+            log.info("send to %s:%s failed: %s", printable(leg.host), leg.port, printable(exc))
             return
-        self._spawn(self.endpoint.send_stateless(msg, leg.iface, leg.host, leg.port))
+        self._spawn(self._send_stateless_later(msg, leg))
+
+    async def _send_stateless_later(self, msg: SipRequest | SipResponse, leg: Leg) -> None:
+        assert self.endpoint is not None
+        try:
+            await self.endpoint.send_stateless(msg, leg.iface, leg.host, leg.port)
+        except Exception as exc:   # contained to this message (DESIGN §10)
+            log.info("send to %s:%s failed: %s", printable(leg.host), leg.port, printable(exc))
 
     async def _in_dialog(self, req: SipRequest, source: Source, server: ServerHandle) -> None:
         assert self.endpoint is not None
@@ -587,7 +629,8 @@ class ProxyServer:
                                                       server_hostname=leg.server_hostname)
             resp = await client.final()   # Timer F (64*T1) ends the transaction anyway
         except (ConnectionError, TimeoutError, OSError) as exc:
-            log.info("%s for call %s not delivered: %s", req.method, req.call_id, exc)
+            log.info("%s for call %s not delivered: %s", req.method, printable(req.call_id),
+                     printable(exc))
             resp = None
         if written is not None:
             await written   # the caller learns the call ended only once its VCR is stored

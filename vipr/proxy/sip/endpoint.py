@@ -23,6 +23,8 @@ import ssl as _ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from vipr.limits import SIP_LIMITS, SipLimits
+from vipr.logsetup import printable
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.message import SipMessage, SipRequest, SipResponse, make_response
 from vipr.proxy.sip.parser import salvage_request
@@ -44,9 +46,11 @@ from vipr.proxy.sip.transaction import (
     server_key,
 )
 from vipr.proxy.sip.transport import (
+    BadDestination,
     Source,
     StreamTransport,
     UdpTransport,
+    ip_destination,
     response_destination,
 )
 
@@ -162,10 +166,13 @@ class SipEndpoint:
 
     def __init__(self, on_request: RequestHandler, *,
                  on_stray_response: ResponseHandler | None = None,
-                 timers: TimerValues = DEFAULT_TIMERS, validate: bool = True) -> None:
+                 timers: TimerValues = DEFAULT_TIMERS, validate: bool = True,
+                 on_transport_dead: Callable[[str, str], None] | None = None) -> None:
         """`validate`: run `msg.validate()` (strict grammar) on every new request and
-        answer failures with 400 before the transaction user sees them."""
+        answer failures with 400 before the transaction user sees them.
+        `on_transport_dead(name, reason)`: a UDP listener closed and could not be reopened."""
         self.on_request = on_request
+        self.on_transport_dead = on_transport_dead
         self.validate = validate
         self.on_stray_response = on_stray_response
         self.timers = timers
@@ -192,13 +199,14 @@ class SipEndpoint:
     async def listen(self, transport: str, host: str, port: int, *,
                      ssl: _ssl.SSLContext | None = None,
                      client_ssl: _ssl.SSLContext | None = None,
-                     name: str | None = None) -> Transport:
+                     name: str | None = None, limits: SipLimits = SIP_LIMITS) -> Transport:
         """Open a `udp`, `tcp` or `tls` transport (port 0 = free port).
 
         `name` (default: the transport kind) is the key to send with and arrives as
         `Source.interface`, so one endpoint can serve several interfaces (e.g. a proxy's
         `internal` and `pstn` UDP sockets); responses leave by the interface the request
-        came in on.
+        came in on. `limits` (DESIGN §10): message, header and Via caps on every
+        transport; connection caps and the handshake timeout on a stream listener.
         """
         key = name or transport
         if key in self.transports:
@@ -206,18 +214,24 @@ class SipEndpoint:
         tr: Transport
         if transport == "udp":
             tr = await UdpTransport.listen(host, port, self._on_message,
-                                           on_error=self._on_bad_message, label=key)
+                                           on_error=self._on_bad_message, label=key,
+                                           limits=limits, on_dead=self._transport_dead)
         elif transport in ("tcp", "tls"):
             if transport == "tls" and ssl is None and client_ssl is None:
                 raise ValueError("TLS needs an SSL context")
             tr = await StreamTransport.listen(host, port, self._on_message,
                                               on_error=self._on_bad_message, ssl=ssl,
                                               client_ssl=client_ssl, accept=ssl is not None
-                                              or transport == "tcp", label=key)
+                                              or transport == "tcp", label=key,
+                                              limits=limits)
         else:
             raise ValueError(f"unknown transport {transport!r}")
         self.transports[key] = tr
         return tr
+
+    def _transport_dead(self, name: str, reason: str) -> None:
+        if self.on_transport_dead is not None:
+            self.on_transport_dead(name, reason)
 
     async def close(self) -> None:
         """Cancel timers and close every transport."""
@@ -287,17 +301,18 @@ class SipEndpoint:
         except SipParseError as exc:
             # RFC 3261 §8.2: answer what we can with 400, drop the rest
             log.info("bad %s from %s:%s: %s", type(msg).__name__, source.host, source.port,
-                     exc.reason)
+                     printable(exc.reason))
             if isinstance(msg, SipRequest) and msg.method != "ACK":
                 self._reply_stateless(msg, source, exc)
         except Exception:
             # a bug above must not take the transport down with it (DESIGN §9)
-            log.exception("error handling %r from %s:%s", msg, source.host, source.port)
+            log.exception("error handling a %s from %s:%s", type(msg).__name__, source.host,
+                          source.port)
 
     def _on_bad_message(self, data: bytes, source: Source, exc: SipParseError) -> None:
         """Unparseable input: answer a readable request with exc.status, drop the rest."""
         log.info("malformed SIP from %s:%s/%s: %s", source.host, source.port,
-                 source.transport, exc.reason)
+                 source.transport, printable(exc.reason))
         req = salvage_request(data)
         if req is not None:
             self._reply_stateless(req, source, exc)
@@ -306,10 +321,13 @@ class SipEndpoint:
         try:
             r = make_response(req, exc.status)
             if exc.status == 400:
-                r.reason = f"Bad Request ({exc.reason[:60]})"
+                r.reason = f"Bad Request ({printable(exc.reason, 60)})"
             self._send_response_bytes(r.serialize(), req, source, None)
         except SipParseError:
             pass
+        except Exception as err:   # never let a reply take the listener down (DESIGN §10)
+            log.error("cannot answer bad input from %s:%s: %s", source.host, source.port,
+                      printable(repr(err)))
 
     def _on_request(self, req: SipRequest, source: Source) -> None:
         key = server_key(req)
@@ -486,14 +504,21 @@ class SipEndpoint:
         tr = self.transports.get(transport)
         try:
             if isinstance(tr, UdpTransport):
-                tr.sendto(data, host, port)
-                return
-            conn = tr.get_connection(host, port) if tr is not None else None
-            if conn is not None:
-                conn.write(data)
-                return
-        except (OSError, ConnectionError) as exc:
-            log.info("send to %s:%s/%s failed: %s", host, port, transport, exc)
+                try:
+                    ip_destination(host, port)
+                except BadDestination:
+                    pass   # a configured host name: resolved in a task (no DNS here)
+                else:
+                    tr.sendto(data, host, port)
+                    return
+            else:
+                conn = tr.get_connection(host, port) if tr is not None else None
+                if conn is not None:
+                    conn.write(data)
+                    return
+        except Exception as exc:   # contained to this message (DESIGN §10)
+            log.info("send to %s:%s/%s failed: %s", printable(host, 80), printable(port),
+                     transport, printable(exc))
             if txn is not None:
                 self.loop.call_soon(self._fail, txn)
             return
@@ -512,7 +537,8 @@ class SipEndpoint:
                             data: bytes) -> None:
         try:
             await self.transports[transport].send(data, host, port)
-        except (TimeoutError, OSError, ConnectionError, KeyError) as exc:
-            log.info("send to %s:%s/%s failed: %s", host, port, transport, exc)
+        except Exception as exc:   # contained to this message (DESIGN §10)
+            log.info("send to %s:%s/%s failed: %s", printable(host, 80), printable(port),
+                     transport, printable(exc))
             if txn is not None:
                 self._fail(txn)
