@@ -389,3 +389,32 @@ def test_hostile_inputs_stay_linear() -> None:
             parse_message(data, max_size=10**6, strict=True)
         with contextlib.suppress(SipParseError):
             StreamFramer(max_size=10**6).feed(data)
+
+
+def test_framer_refuses_a_huge_content_length_at_once_and_keeps_the_head() -> None:
+    """DESIGN §10: the body of an oversized message is never awaited or buffered."""
+    head = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 999999999\r\n\r\n"
+    f = StreamFramer(max_size=4000)
+    with pytest.raises(SipParseError) as err:
+        f.feed(head + b"body")
+    assert err.value.status == 513 and f.rejected_head == head and f.buffered == 0
+
+
+def test_framer_buffer_stays_bounded_without_an_empty_line() -> None:
+    f = StreamFramer(max_size=4000)
+    peak = 0
+    with pytest.raises(SipParseError) as err:
+        f.feed(b"OPTIONS sip:a@b SIP/2.0\r\n")
+        for _ in range(10_000):
+            f.feed(b"X-A: b\r\n")
+            peak = max(peak, f.buffered)
+    assert err.value.status == 513 and peak <= 4000 and f.rejected_head is None
+
+
+def test_framer_waits_for_a_body_byte_by_byte() -> None:
+    msg = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 300\r\n\r\n" + b"\r\n\r\n" * 75
+    f = StreamFramer(max_size=4000)
+    got: list[bytes] = []
+    for i in range(len(msg)):
+        got += f.feed(msg[i : i + 1])
+    assert got == [msg] and f.buffered == 0 and f.take_pings() == 0

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.proxy.proxy_helpers import A_NUMBER, ProxyProcess, write_provider
+from tests.proxy.proxy_helpers import A_NUMBER, VIPR, ProxyProcess, write_provider
 from vipr.proxy.sip import SipRequest, parse_message
 from vipr.proxy.sip.endpoint import SipEndpoint
 from vipr.proxy.sip.transport import BadDestination, UdpTransport, ip_destination
@@ -82,6 +83,10 @@ async def test_hostile_via_datagrams_leave_both_udp_listeners_answering(tmp_path
         ifaces = st["interfaces"]
         assert isinstance(ifaces, dict)
         assert {n: i["state"] for n, i in ifaces.items()} == {"internal": "open", "pstn": "open"}
+        out = await asyncio.get_running_loop().run_in_executor(None, lambda: subprocess.run(
+            [*VIPR, "proxy", "status", "--config", str(p.config)], capture_output=True,
+            text=True, timeout=30))
+        assert f"internal   udp/127.0.0.1:{p.internal} open" in out.stdout, out.stdout
         assert proxy.proc is not None and proxy.proc.returncode is None
     finally:
         attacker.close()
