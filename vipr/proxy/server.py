@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
+from vipr.daemon import release_memory
 from vipr.logsetup import printable
 from vipr.proxy.admission import Admission, admit, ticket_header
 from vipr.proxy.calls import CallTracker
@@ -43,7 +44,13 @@ from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import SipRequest, SipResponse, make_cancel
 from vipr.proxy.sip.transaction import new_branch
-from vipr.proxy.sip.transport import BadDestination, Source, UdpTransport, ip_destination
+from vipr.proxy.sip.transport import (
+    BadDestination,
+    Source,
+    StreamTransport,
+    UdpTransport,
+    ip_destination,
+)
 from vipr.proxy.sip.uri import URI, format_host, parse_uri
 from vipr.proxy.vcrwriter import VcrWriter
 from vipr.store import Store, StoreError
@@ -53,6 +60,9 @@ from vipr.tickets import TicketVerifier
 log = logging.getLogger("vipr.proxy")
 
 KEY_RELOAD_INTERVAL = 5.0
+# this many accepted connections ended since the last time: give the memory back
+# (release_memory) at the next housekeeping round
+MEMORY_RELEASE_AFTER = 256
 ROUTE_RELOAD_INTERVAL = 60.0
 SWEEP_INTERVAL = 30.0
 
@@ -89,6 +99,7 @@ class ProxyServer:
         # set when a listener died for good: the daemon exits non-zero (DESIGN §10)
         self.failed = asyncio.Event()
         self.failure = ""
+        self._ended_at_release = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,10 +167,20 @@ class ProxyServer:
             except StoreError as exc:
                 log.warning("store read failed: %s", exc)
             await self._flush_route_use()
+            self._release_memory_after_flood()
             now = self.clock()
             self.tracker.expire(now)
             for cid in [k for k, d in self.dialogs.items() if now - d.created > 12 * 3600]:
                 del self.dialogs[cid]
+
+    def _release_memory_after_flood(self) -> None:
+        if self.endpoint is None:
+            return
+        ended = sum(tr.ended for tr in self.endpoint.transports.values()
+                    if isinstance(tr, StreamTransport))
+        if ended - self._ended_at_release >= MEMORY_RELEASE_AFTER:
+            self._ended_at_release = ended
+            release_memory()
 
     async def reload_keys(self) -> None:
         """Reload the ticket keys; first add a key when there is none or the newest one is
