@@ -244,3 +244,8 @@ async def test_refused_and_timed_out_connections_release_their_slots(env: Env) -
         await asyncio.sleep(0.02)
     assert env.stream("tls").gate.open == 0 and env.stream("tls").gate.sources() == 0
     assert b"SIP/2.0 200 OK" in await env.ask("tls")
+    for _ in range(100):   # a good connection that ends gives its slot back too
+        if env.stream("tls").gate.open == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert env.stream("tls").gate.open == 0 and env.stream("tls").ended == 3 * 3 + 1

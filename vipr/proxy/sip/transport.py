@@ -418,10 +418,12 @@ class Connection(asyncio.Protocol):
             self._release()
             raise
         except Exception as exc:   # handshake failed or took too long: start_tls closed it
-            reason = ("handshake_timeout" if "longer than" in str(exc) else "handshake_failed")
-            o.closed_by[reason] += 1
-            log.info("TLS handshake from %s on %s failed: %s", self._gate_host, o.label,
-                     printable(str(exc) or type(exc).__name__))
+            # asyncio aborts a handshake past ssl_handshake_timeout with ConnectionAbortedError
+            timeout = isinstance(exc, ConnectionAbortedError)
+            o.closed_by["handshake_timeout" if timeout else "handshake_failed"] += 1
+            log.log(logging.DEBUG if timeout else logging.INFO,
+                    "TLS handshake from %s on %s failed: %s", self._gate_host, o.label,
+                    printable(str(exc) or type(exc).__name__))
             # the traceback holds start_tls's frame, which holds the future holding the
             # exception: a cycle keeping ~300 KB per connection until the (tuned, rare)
             # cyclic GC runs. Broken here, so a refused handshake frees its memory at once.
@@ -441,7 +443,7 @@ class Connection(asyncio.Protocol):
         """No whole first message within handshake_timeout (plain TCP): close."""
         self._deadline = None
         self.owner.closed_by["first_message_timeout"] += 1
-        log.info("closing %s:%s on %s: no whole message within %.3g s", self.remote[0],
+        log.debug("closing %s:%s on %s: no whole message within %.3g s", self.remote[0],
                  self.remote[1], self.owner.label, self.owner.limits.handshake_timeout)
         if self.transport is not None:
             self.transport.abort()
