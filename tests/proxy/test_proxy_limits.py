@@ -249,3 +249,37 @@ async def test_refused_and_timed_out_connections_release_their_slots(env: Env) -
             break
         await asyncio.sleep(0.02)
     assert env.stream("tls").gate.open == 0 and env.stream("tls").ended == 3 * 3 + 1
+
+
+async def test_request_in_the_same_segment_as_the_tls_finished_is_served(env: Env) -> None:
+    """asyncio hands application data that arrives with the client's Finished to the
+    protocol before start_tls returns: it must be kept, not lost (or asserted on)."""
+    loop = asyncio.get_running_loop()
+    ctx = env.pki.client_ctx("a.example.net")
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="b.example.org")
+    with socket.socket() as s:
+        s.setblocking(False)
+        await loop.sock_connect(s, ("127.0.0.1", env.ports["tls"]))
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    await loop.sock_sendall(s, outgoing.read())
+                data = await asyncio.wait_for(loop.sock_recv(s, 65536), 5)
+                assert data, "server closed during the handshake"
+                incoming.write(data)
+        tls.write(options("TLS", "z9hG4bKsame"))
+        await loop.sock_sendall(s, outgoing.read())   # Finished + request: one segment
+        framer = StreamFramer()
+        got: list[bytes] = []
+        while not got:
+            try:
+                got = framer.feed(tls.read(65536))
+            except ssl.SSLWantReadError:
+                data = await asyncio.wait_for(loop.sock_recv(s, 65536), 5)
+                assert data, "server closed without answering"
+                incoming.write(data)
+    assert got[0].startswith(b"SIP/2.0 200 OK") and b"z9hG4bKsame" in got[0]

@@ -379,6 +379,7 @@ class Connection(asyncio.Protocol):
         self._gate_host: str | None = None   # holds a gate slot for this source address
         self._deadline: asyncio.TimerHandle | None = None
         self._upgrade: asyncio.Task[None] | None = None
+        self._early = bytearray()
 
     @property
     def is_open(self) -> bool:
@@ -402,6 +403,9 @@ class Connection(asyncio.Protocol):
         self._gate_host = host
         loop = asyncio.get_running_loop()
         if o.ssl is not None:
+            # not a byte to us before start_tls takes over: the ClientHello may already be
+            # on its way, and it belongs to the TLS layer (start_tls resumes reading)
+            transport.pause_reading()
             self._upgrade = loop.create_task(self._start_tls(transport, o.ssl))
             return
         self._deadline = loop.call_later(o.limits.handshake_timeout, self._too_slow)
@@ -433,11 +437,14 @@ class Connection(asyncio.Protocol):
             self._release()
             self._finished()
             return
-        if tls is None:   # the peer went away as the handshake ended
+        if tls is None or self.closed.done():   # the peer went away as the handshake ended
             self._release()
             self._finished()
             return
         self._established(tls)
+        if self._early:
+            early, self._early = bytes(self._early), bytearray()
+            self.data_received(early)
 
     def _too_slow(self) -> None:
         """No whole first message within handshake_timeout (plain TCP): close."""
@@ -477,7 +484,16 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
         src = self._source
-        assert src is not None
+        if src is None:
+            # TLS: asyncio hands over data that came with the handshake's end before
+            # start_tls returns to _start_tls; kept (bounded) until _established
+            self._early += data
+            if len(self._early) > self.owner.max_size + 65536 and self.transport is None:
+                self._early.clear()
+                self.owner.closed_by["too_large"] += 1
+                if self._upgrade is not None:
+                    self._upgrade.cancel()
+            return
         o = self.owner
         try:
             raws = self.framer.feed(data)
