@@ -142,7 +142,7 @@ async def test_a_udp_listener_that_cannot_be_reopened_is_reported_dead(
         raise OSError(98, "Address already in use")
 
     monkeypatch.setattr(tr, "_open", refuse)
-    monkeypatch.setattr("vipr.proxy.sip.transport.UDP_REOPEN_DELAY", 0.0)
+    monkeypatch.setattr("vipr.proxy.sip.udp.UDP_REOPEN_DELAY", 0.0)
     try:
         assert tr._transport is not None
         tr._transport.abort()

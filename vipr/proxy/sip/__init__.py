@@ -42,9 +42,9 @@ Transactions (transaction.py, sans-I/O, RFC 3261 §17 + RFC 6026)::
 
 asyncio shells::
 
-    UdpTransport.listen(host, port, on_message)            # transport.py
+    UdpTransport.listen(host, port, on_message)            # udp.py (via transport.py)
     StreamTransport.listen(host, port, on_message, ssl=server_ctx, client_ssl=client_ctx)
-        # TCP or TLS; connection reuse by peer address; RFC 5626 pong; size limit;
+        # stream.py: TCP or TLS; connection reuse by peer address; RFC 5626 pong; caps;
         # idle timeout; optional keep-alive pings; Source.tls_dns_names / tls_verified
     on_message(msg, Source(transport, host, port, local_host, local_port, connection,
                            interface))
