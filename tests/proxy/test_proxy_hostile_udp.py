@@ -160,3 +160,24 @@ def test_response_to_udp_goes_to_the_source_not_the_via_host() -> None:
     assert response_destination(msg.top_via_view(), src) == ("127.0.0.9", 40000)
     tcp = Source("tcp", "127.0.0.9", 40000, "127.0.0.1", 5060)
     assert response_destination(msg.top_via_view(), tcp) == ("127.0.0.9", 5060)
+
+
+async def test_a_bad_next_hop_is_a_connection_error_never_another_exception() -> None:
+    ep = SipEndpoint(lambda r, s, h: None)
+    await ep.listen("tcp", "127.0.0.1", 0)
+    await ep.listen("udp", "127.0.0.1", 0)
+    try:
+        for transport in ("tcp", "udp"):
+            for i, (host, port) in enumerate((("a\x00b", 5060), ("\udcff.example", 5060),
+                                              ("127.0.0.1", 0))):
+                branch = f"z9hG4bK{transport}{i}".encode()
+                msg = parse_message(request(b"127.0.0.1", branch=branch))
+                assert isinstance(msg, SipRequest)
+                try:
+                    client = await ep.send_request(msg, transport, host, port)
+                except ConnectionError:
+                    continue   # stream: the connect fails, as a ConnectionError
+                with pytest.raises(ConnectionError):   # UDP: the transaction fails
+                    await client.final(5)
+    finally:
+        await ep.close()

@@ -270,10 +270,11 @@ class SipEndpoint:
         if isinstance(tr, StreamTransport):
             try:
                 await tr.connect(host, port, server_hostname=server_hostname)
-            except (TimeoutError, OSError) as exc:
+            except Exception as exc:   # also a bad host or port (ValueError, UnicodeError)
                 del self._clients[txn.key]
                 del self._dest[id(txn)]
-                raise ConnectionError(f"connect to {host}:{port} failed: {exc}") from exc
+                raise ConnectionError(f"connect to {printable(host, 80)}:{printable(port)} "
+                                      f"failed: {printable(exc)}") from exc
         txn.start(self.now())
         self._drain(txn)
         return handle
