@@ -21,6 +21,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 
+from vipr.cliutil import one_line_error
 from vipr.config import ProviderConfig
 from vipr.logsetup import setup_logging
 
@@ -135,7 +136,10 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
             return 1
         exc = task.exception()
         if exc is not None:
-            log.error("failed: %r", exc, exc_info=exc)
+            # One line for the operator (it may be their terminal under `vipr up`); the
+            # traceback only at debug level, for a bug report.
+            log.error("failed: %s", one_line_error(exc))
+            log.debug("failure traceback", exc_info=exc)
             return 1
         if not stop.is_set():
             notify_stopping()

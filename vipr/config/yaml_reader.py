@@ -351,12 +351,16 @@ def read_yaml(
             root = loader.get_single_node()
         except yaml.YAMLError as exc:
             raise ConfigError([_syntax_message(file, text, exc)]) from None
+        except RecursionError:  # the pure-Python composer recurses once per nesting level
+            raise ConfigError([_too_deep(file)]) from None
         r = YamlReader(file, base, loader, homes)
         try:
             out = build(r, root)
         except yaml.MarkedYAMLError as exc:  # e.g. an unknown !tag met while converting
             r.errors.append((0, len(r.errors), _yaml_message(file, text, exc)))
             out = None
+        except RecursionError:
+            raise ConfigError([_too_deep(file)]) from None
     finally:
         loader.dispose()
     if r.errors or out is None:
@@ -372,11 +376,17 @@ def _syntax_message(file: str, text: str, exc: yaml.YAMLError) -> str:
             slow.get_single_node()
         except yaml.YAMLError as better:
             exc = better
+        except RecursionError:  # nested deeper than Python recurses: keep libyaml's words
+            pass
         finally:
             slow.dispose()
     if isinstance(exc, yaml.MarkedYAMLError):
         return _yaml_message(file, text, exc)
     return f"{file}:1: (yaml): invalid YAML: {exc}"
+
+
+def _too_deep(file: str) -> str:
+    return f"{file}:1: (yaml): invalid YAML: nested too deeply (a config needs a few levels)"
 
 
 def _yaml_message(file: str, text: str, exc: yaml.MarkedYAMLError) -> str:
@@ -385,6 +395,6 @@ def _yaml_message(file: str, text: str, exc: yaml.MarkedYAMLError) -> str:
     problem = exc.problem or exc.context or "invalid YAML"
     src = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
     hint = ""
-    if "[" in src or "]" in src:
+    if ("[" in src or "]" in src) and "nesting" not in problem:
         hint = '; put values with "[" in quotes, like "[::1]:5060" or "+1408555[0000-0999]"'
     return f"{file}:{line}: (yaml): invalid YAML: {problem}{hint}"

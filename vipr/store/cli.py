@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from vipr.cliutil import (
+    LIMIT,
     config_option,
     db_option,
     fail,
@@ -186,7 +187,7 @@ def vcrs() -> None:
 @vcrs.command("list")
 @click.option("--since", help="Calls started since: unix seconds, ISO-8601, or a duration (48h).")
 @click.option("--direction", type=click.Choice(DIRECTIONS), help="Only this direction.")
-@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("--limit", type=LIMIT, default=100, show_default=True,
               help="At most this many (0 = all).")
 @config_option
 @db_option
