@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -86,12 +86,17 @@ def fail(msg: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
-def load_config_or_fail(path: Path | str | None) -> ProviderConfig:
-    """The config, or every error message on stderr and exit 2 (also when `path` is None)."""
+def load_config_or_fail(
+    path: Path | str | None, *, files_of: Collection[str] = ()
+) -> ProviderConfig:
+    """The config, or every error message on stderr and exit 2 (also when `path` is None).
+
+    A daemon passes its role as `files_of`: its certificates, keys and overlay document are
+    checked before it starts (`vipr.config.files`), so a bad file is one FILE:LINE line."""
     if path is None:
         fail("give --config FILE (or set VIPR_CONFIG)", EXIT_CONFIG)
     try:
-        return load_config(path)
+        return load_config(path, files_of=files_of)
     except ConfigError as exc:
         for line in exc.messages:
             click.echo(line, err=True)

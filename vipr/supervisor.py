@@ -254,9 +254,10 @@ def up_cmd(config: Path, roles: tuple[str, ...], ready_timeout: float) -> None:
     from vipr.config import LoggingSection
     from vipr.logsetup import setup_logging
 
-    cfg = load_config_or_fail(config)
+    roles = roles or ROLES
+    cfg = load_config_or_fail(config, files_of=roles)  # a bad file: one line, before any role
     setup_logging(LoggingSection(level=cfg.logging.level, format=cfg.logging.format), "up")
-    raise SystemExit(asyncio.run(_up(config.resolve(), roles or ROLES, ready_timeout)))
+    raise SystemExit(asyncio.run(_up(config.resolve(), roles, ready_timeout)))
 
 
 def register(group: click.Group) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from vipr.config.files import check_files
 from vipr.config.schema import (
     MAX_NODES,
     MAX_SOCKET_PATH,
@@ -62,9 +63,21 @@ def _belongs(key: str, path: str) -> str:
     return " or ".join(homes)
 
 
-def load_config(path: str | Path) -> ProviderConfig:
-    """Read and check a provider config; raise `ConfigError` with every problem found."""
-    return read_yaml(path, _read, _belongs)
+def load_config(
+    path: str | Path, *, files_of: Collection[str] = (), allow_missing: bool = False
+) -> ProviderConfig:
+    """Read and check a provider config; raise `ConfigError` with every problem found.
+
+    `files_of` ("overlay", "proxy"): also check the certificates, keys and overlay document
+    those roles will load (`vipr.config.files`); `allow_missing` lets files not exist yet."""
+
+    def build(r: YamlReader, root: Node | None) -> ProviderConfig | None:
+        cfg = _read(r, root)
+        if cfg is not None and files_of:
+            check_files(r, cfg, files_of, allow_missing=allow_missing)
+        return cfg
+
+    return read_yaml(path, build, _belongs)
 
 
 def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dict[str, Node]]:

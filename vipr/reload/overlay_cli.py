@@ -45,7 +45,7 @@ def overlay_group(ctx: click.Context, config: Path | None) -> None:
         return
     from vipr.reload.overlayd import run_overlay
 
-    run_overlay(load_config_or_fail(config))
+    run_overlay(load_config_or_fail(config, files_of=("overlay",)))
 
 
 @overlay_group.command("status")

@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as _dt
 import xml.etree.ElementTree as ET
+import xml.parsers.expat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ NS_CHORD = "urn:ietf:params:xml:ns:p2p:config-chord"
 MIME_TYPE = "application/p2p-overlay+xml"
 DEFAULT_PORT = 6084  # §11.1 bootstrap-node port default
 VIPR_POLICY = "VIPR-NODE-PREFIX"  # DESIGN §4
+MAX_DOCUMENT_SIZE = 1 << 20  # a real document is a few KB (root certs, kinds)
 
 KIND_NAMES = {
     "SIP-REGISTRATION": 0x1,
@@ -272,8 +274,30 @@ def _parse_configuration(c: ET.Element) -> OverlayConfiguration:
     return OverlayConfiguration(**kw)  # type: ignore[arg-type]
 
 
+def _refuse_dtd(data: bytes | str) -> None:
+    """Raise `OverlayConfigError` when the document is not well-formed or has a DOCTYPE.
+
+    The document may come from elsewhere (an enrollment server, another provider): a DTD is
+    where entity expansion bombs live, and RFC 6940 §11.1's grammar has none, so any DOCTYPE
+    or ENTITY declaration is refused before ElementTree (which expands entities) sees it."""
+
+    def no_dtd(*_: object) -> None:
+        raise OverlayConfigError("a DOCTYPE/ENTITY declaration is not allowed "
+                                 "(RFC 6940 §11.1 documents have no DTD)")
+
+    p = xml.parsers.expat.ParserCreate()
+    p.StartDoctypeDeclHandler = no_dtd
+    p.EntityDeclHandler = no_dtd
+    p.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    try:
+        p.Parse(data, True)
+    except xml.parsers.expat.ExpatError as e:
+        raise OverlayConfigError(f"not well-formed XML: {e}") from None
+
+
 def parse_overlay_document(data: bytes | str) -> list[OverlayConfiguration]:
     """All `<configuration>` elements of a document (raises `OverlayConfigError`)."""
+    _refuse_dtd(data)
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:
@@ -289,7 +313,11 @@ def parse_overlay_document(data: bytes | str) -> list[OverlayConfiguration]:
 def load_overlay_config(path: str | Path, instance_name: str | None = None
                         ) -> OverlayConfiguration:
     """The configuration for `instance_name` (or the first) with the highest sequence."""
-    confs = parse_overlay_document(Path(path).read_bytes())
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_DOCUMENT_SIZE + 1)
+    if len(data) > MAX_DOCUMENT_SIZE:
+        raise OverlayConfigError(f"larger than {MAX_DOCUMENT_SIZE >> 20} MiB")
+    confs = parse_overlay_document(data)
     if instance_name is not None:
         confs = [c for c in confs if c.instance_name == instance_name]
         if not confs:
