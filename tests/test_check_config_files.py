@@ -102,6 +102,13 @@ def test_overlay_key_of_another_cert(a: Path) -> None:
     fails_at(a, "key: overlay/", "overlay.key", "does not match")
 
 
+def test_per_node_cert_of_another_key(a: Path) -> None:
+    ov = a.parent / "overlay"
+    shutil.copy(ov / "provider-b.crt", ov / "provider-a-1.crt")
+    edit(a, "nodes: 1", "nodes: 2")
+    fails_at(a, "cert: overlay/", "overlay.cert", r"provider-a-1\.crt \(node 1\) does not match")
+
+
 def test_garbage_ca(a: Path) -> None:
     (a.parent / "tls" / "ca.pem").write_bytes(b"\x00\x01garbage")
     fails_at(a, "ca: tls/", "proxy.interfaces.federation.tls.ca", "no certificate")

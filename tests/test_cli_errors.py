@@ -84,7 +84,7 @@ def test_up_with_a_missing_federation_cert(workdir: Layout, tmp_path: Path) -> N
     cert = next((root / "tls").glob("a.*.pem"))
     cert.unlink()
     p = run("up", "--config", cfg, "--ready-timeout", "20")
-    assert p.returncode != 0, p.stdout + p.stderr
+    assert p.returncode == 2, p.stdout + p.stderr   # a config error, found before any role
     assert "Traceback" not in p.stdout + p.stderr, p.stdout + p.stderr
     assert str(cert) in p.stdout + p.stderr
 

@@ -154,11 +154,32 @@ def _own_address(listen_host: str, host: str) -> bool:
     return False
 
 
+def _check_node_certs(c: _Checker, cert: Path | None, key: Path | None, count: int) -> None:
+    """Node i > 0 uses `<cert stem>-<i><suffix>` with the same key when that file exists
+    (`vipr ca issue --per-node`, overlayd `_identities`): each must load and match the key."""
+    if not isinstance(cert, Path) or not isinstance(key, Path) or not key.is_file():
+        return
+    try:
+        spki = _spki(_key(key))
+    except _Bad:
+        return  # reported for overlay.key
+    for i in range(1, min(count, 4096)):
+        own = cert.with_name(f"{cert.stem}-{i}{cert.suffix}")
+        if not own.exists():
+            continue
+        certs = c.run("overlay.cert", _certs, own)
+        if certs is not None and _spki(certs[0]) != spki:
+            c.r.error(c.where("overlay.cert"), "overlay.cert",
+                      f"{own} (node {i}) does not match the key {key}")
+
+
 def _check_overlay(c: _Checker, cfg: ProviderConfig) -> None:
     from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
 
     oc = cfg.overlay
     c.pair("overlay", oc.cert, oc.key, rsa_only=True)
+    count = cfg.overlay_node_count() if isinstance(oc.nodes, int | None) else 1
+    _check_node_certs(c, oc.cert, oc.key, count)
     key = "overlay.configuration"
     if not c.present(key, oc.configuration) or oc.configuration is None:
         return
@@ -175,7 +196,6 @@ def _check_overlay(c: _Checker, cfg: ProviderConfig) -> None:
         return
     # overlayd skips bootstrap nodes that are its own listeners: without another, it can never
     # join ("no bootstrap node reachable", retried forever).
-    count = cfg.overlay_node_count() if isinstance(oc.nodes, int | None) else 1
     own = range(oc.listen.port, oc.listen.port + count)
     others = [b for b in conf.bootstrap_nodes
               if not (b.port in own and _own_address(oc.listen.host, b.address))]
