@@ -85,6 +85,7 @@ def test_provider_a_values() -> None:
     assert ifs.federation is not None and ifs.federation.tls is not None
     assert ifs.federation.tls.ca == base / "tls" / "federation-ca.crt"
     assert cfg.proxy.route_timeout == 4.0
+    assert cfg.proxy.max_call_duration == 12 * 3600.0
     assert cfg.tickets.lifetime == 90 * 86400.0
     assert cfg.retention.vcr == 48 * 3600.0
 

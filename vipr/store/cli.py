@@ -204,9 +204,10 @@ def vcrs_list(since: str | None, direction: str | None, limit: int, config: Path
         return
     print_table(
         ("id", "direction", "caller", "callee", "start", "secs", "call-id", "validated",
-         "failures", "burned"),
-        [(v.id, v.direction, v.caller or "unknown", v.callee, _ts(v.start), f"{v.duration:.0f}",
-          v.call_id, _ts(v.validated), v.failures, "yes" if v.burned else "no") for v in vs],
+         "failures", "burned", "state"),
+        [(v.id, v.direction, v.caller or "unknown", v.callee, _ts(v.start),
+          f"{v.duration:.0f}" if v.state == "complete" else "-", v.call_id, _ts(v.validated),
+          v.failures, "yes" if v.burned else "no", v.state) for v in vs],
         title=f"{len(vs)} VCR(s)",
     )
 
