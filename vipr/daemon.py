@@ -2,9 +2,11 @@
 
 `run_daemon(role, cfg, main)` sets up logging, creates `runtime_dir`, and runs
 `await main(stop)` under asyncio. SIGTERM and SIGINT set `stop` (and tell systemd
-STOPPING=1); `main` then finishes its work and returns. `main` calls `notify_ready()` once
-its sockets are bound (systemd `Type=notify` waits for that). A clean stop exits 0; `main`
-raising, or not returning within `stop_timeout` after the stop, or a second signal, exit 1.
+STOPPING=1); `main` then finishes its work and returns. SIGHUP is logged and ignored (no
+reload yet). A listener that cannot bind (`ListenError`) is logged as one line naming it.
+`main` calls `notify_ready()` once its sockets are bound (systemd `Type=notify` waits for
+that). A clean stop exits 0; `main` raising, or not returning within `stop_timeout` after
+the stop, or a second signal, exit 1.
 
 The notification protocol is sd_notify(3): one datagram "READY=1" etc. to the AF_UNIX socket
 named by $NOTIFY_SOCKET ("@" = Linux abstract namespace). No dependency on libsystemd.
@@ -22,6 +24,7 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from vipr.config import ProviderConfig
+from vipr.listen_error import ListenError
 from vipr.logsetup import setup_logging
 
 __all__ = [
@@ -117,9 +120,13 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
         notify_stopping()
         stop.set()
 
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
+    def on_hup() -> None:
+        log.warning("SIGHUP: reload is not supported yet; ignored")
+
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for sig in signals[:2]:
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,6 +141,9 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
         if not task.done() or task.cancelled():
             return 1
         exc = task.exception()
+        if isinstance(exc, ListenError):
+            log.error("%s", exc)            # one line: which listener, which address
+            return 1
         if exc is not None:
             log.error("failed: %r", exc, exc_info=exc)
             return 1
