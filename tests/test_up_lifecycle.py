@@ -300,3 +300,19 @@ def test_address_in_use_names_the_listener(layout: Layout, role: str) -> None:
     assert done.returncode == 1, done.stderr
     assert f"cannot listen on {what} 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_local_socket_in_use_is_one_line(layout: Layout) -> None:
+    path = layout.runtime_dir("a") / "proxy.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as taken:
+        taken.bind(str(path))
+        taken.listen()                       # "another process is serving" it
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        done = subprocess.run([*vipr_argv(), "proxy", "--config", str(layout.configs["a"])],
+                              capture_output=True, text=True, timeout=60, env=env,
+                              stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on the local socket: another process is serving {path}" \
+        in done.stderr
+    assert "Traceback" not in done.stderr

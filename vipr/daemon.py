@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from vipr.config import ProviderConfig
+from vipr.ipc import IpcError
 from vipr.listen_error import ListenError
 from vipr.logsetup import setup_logging
 from vipr.private_files import private_dir, warn_if_exposed
@@ -161,6 +162,9 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
         exc = task.exception()
         if isinstance(exc, ListenError):
             log.error("%s", exc)            # one line: which listener, which address
+            return 1
+        if isinstance(exc, IpcError) and exc.code == "address-in-use":
+            log.error("cannot listen on the local socket: %s", exc.message)
             return 1
         if exc is not None:
             log.error("failed: %r", exc, exc_info=exc)
