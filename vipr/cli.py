@@ -16,6 +16,7 @@ import click
 
 from vipr import __version__
 from vipr.cliutil import EXIT_RUNTIME, one_line_error
+from vipr.parent_death import die_with_parent
 
 # Each module exposes `register(group: click.Group) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -52,6 +53,7 @@ class ViprGroup(click.Group):
 @click.version_option(__version__, prog_name="vipr")
 def main() -> None:
     """VIPR: learn direct SIP routes between VoIP providers, proven by PSTN calls."""
+    die_with_parent()   # a role started by `vipr up` never outlives it
 
 
 for _name in COMMAND_MODULES:

@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
+from vipr.listen_error import ListenError, listen_error
 from vipr.proxy.admission import Admission, admit, ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.federation_tls import client_context, server_context
@@ -114,9 +115,17 @@ class ProxyServer:
                     if iface.tls is None:
                         raise ProxyError(f"interface {name}: tls needs cert, key and ca")
                     ssl, client_ssl = server_context(iface.tls), client_context(iface.tls)
-                tr = await ep.listen(iface.transport, iface.listen.host, iface.listen.port,
-                                     ssl=ssl, client_ssl=client_ssl, name=name)
+                try:
+                    tr = await ep.listen(iface.transport, iface.listen.host,
+                                         iface.listen.port, ssl=ssl, client_ssl=client_ssl,
+                                         name=name)
+                except OSError as exc:
+                    raise listen_error(f"proxy interface {name} {iface.transport}",
+                                       iface.listen.host, iface.listen.port, exc) from exc
                 self.addresses[name] = (tr.local_host, tr.local_port)
+        except ListenError:
+            await ep.close()
+            raise
         except (OSError, _ssl.SSLError, ValueError) as exc:
             await ep.close()
             raise ProxyError(f"cannot open the SIP interfaces: {exc}") from exc

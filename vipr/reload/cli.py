@@ -11,6 +11,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from vipr.private_files import write_private
 from vipr.reload.codec import ReloadDecodeError
 from vipr.reload.storage_codec import DEFAULT_MODELS, DataModel
 
@@ -81,10 +82,9 @@ def ca_group() -> None:
 
 
 def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    path.touch(mode=0o600)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def _hostport(s: str) -> tuple[str, int]:

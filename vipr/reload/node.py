@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vipr.listen_error import listen_error
 from vipr.reload import messages as m
 from vipr.reload.api import Received, ReloadContext
 from vipr.reload.chord import TableChange, finger_target, to_id, to_int
@@ -100,8 +101,12 @@ class ReloadNode(NodeTransport):
     async def start(self) -> None:
         """Listen; join through a bootstrap node unless `create`; returns when joined."""
         self._started = time.monotonic()
-        self._server = await serve(self.listen[0], self.listen[1], self.creds_files,
-                                   self.context.trust, self._add_link, **self._link_kwargs())
+        try:
+            self._server = await serve(self.listen[0], self.listen[1], self.creds_files,
+                                       self.context.trust, self._add_link,
+                                       **self._link_kwargs())
+        except OSError as exc:
+            raise listen_error("overlay link", self.listen[0], self.listen[1], exc) from exc
         sock = self._server.sockets[0].getsockname()
         self._address = (sock[0], sock[1])
         if self.create:

@@ -39,7 +39,7 @@ from vipr.store.models import (
     Vcr,
     VcrChange,
 )
-from vipr.store.opening import apply_pragma, migrate
+from vipr.store.opening import apply_pragma, migrate, private_database
 from vipr.store.rows import (
     COMPLETE_VCR,
     INSERT_VALIDATION,
@@ -130,7 +130,7 @@ class Store:
         name = str(path)
         try:
             if name != ":memory:":
-                Path(name).parent.mkdir(parents=True, exist_ok=True)
+                private_database(Path(name))
             db = await aiosqlite.connect(name, isolation_level=None)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open database {name}: {e}") from e
