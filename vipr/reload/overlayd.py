@@ -25,7 +25,12 @@ from vipr.ipc import IpcError, IpcServer
 from vipr.reload.api import ReloadContext
 from vipr.reload.messages import PVP_APPLICATION_ID
 from vipr.reload.node import ChordTimers, ReloadNode
-from vipr.reload.overlay_config import OverlayConfigError, OverlayConfiguration, load_overlay_config
+from vipr.reload.overlay_config import (
+    OverlayConfigError,
+    OverlayConfiguration,
+    check_answers_fit,
+    load_overlay_config,
+)
 from vipr.reload.security import NodeCredentials, ReloadSecurityError, cert_node_ids
 from vipr.reload.storage import DataStore
 from vipr.reload.storage_service import StorageService
@@ -55,6 +60,7 @@ class OverlayDaemon:
             raise OverlayError("overlay.configuration, overlay.cert and overlay.key are required")
         try:
             self.conf: OverlayConfiguration = load_overlay_config(oc.configuration)
+            check_answers_fit(self.conf)
             base = NodeCredentials.load(oc.cert, oc.key, overlay=self.conf.instance_name)
         except (OSError, OverlayConfigError, ReloadSecurityError, ValueError) as e:
             raise OverlayError(str(e)) from e
@@ -133,7 +139,8 @@ class OverlayDaemon:
             node = self.node_factory(context=ctx, creds_files=self.files[i],
                               listen=(listen.host, listen.port + i), bootstrap=self._bootstrap(i),
                               create=create, timers=self.timers, storage=svc,
-                              app_attach=self._app_attach)
+                              app_attach=self._app_attach,
+                              max_message_size=self.conf.max_message_size)
             try:
                 await node.start()
                 break
