@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vipr.limits import OVERLAY_LIMITS, ListenerLimits
 from vipr.reload import messages as m
 from vipr.reload.api import Received, ReloadContext
 from vipr.reload.chord import TableChange, finger_target, to_id, to_int
@@ -26,7 +27,7 @@ from vipr.reload.forwarding import (
     NodeDestination,
     ResourceDestination,
 )
-from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, serve
+from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, Listener, serve
 from vipr.reload.node_transport import NodeTransport, key_of
 from vipr.reload.node_types import (
     DEFAULT_TIMERS,
@@ -64,8 +65,10 @@ class ReloadNode(NodeTransport):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         prune: bool = True,
         advertise_host: str | None = None,
+        limits: ListenerLimits = OVERLAY_LIMITS,
     ) -> None:
         super().__init__(context, creds_files, timers, max_message_size)
+        self.listener = Listener(limits)  # DESIGN §10: caps of this node's listener
         self.listen = listen
         self.bootstrap = tuple(bootstrap)
         self.create = create
@@ -101,7 +104,8 @@ class ReloadNode(NodeTransport):
         """Listen; join through a bootstrap node unless `create`; returns when joined."""
         self._started = time.monotonic()
         self._server = await serve(self.listen[0], self.listen[1], self.creds_files,
-                                   self.context.trust, self._add_link, **self._link_kwargs())
+                                   self.context.trust, self._add_link, listener=self.listener,
+                                   **self._link_kwargs())
         sock = self._server.sockets[0].getsockname()
         self._address = (sock[0], sock[1])
         if self.create:
@@ -200,6 +204,7 @@ class ReloadNode(NodeTransport):
             "successors": [p.hex() for p in self.successors()],
             "fingers": [p.hex() for p in self.fingers()],
             "links": links,
+            "listener": self.listener.status(),
             "hops": dict(sorted(self.hop_counts.items())),
         }
 

@@ -143,7 +143,19 @@ class NodeTransport:
                              expected_node_id=expected, timeout=self.timers.attach_timeout,
                              **self._link_kwargs())
         self._add_link(link)
+        self._spawn(self._hello(link))
         return link
+
+    async def _hello(self, link: Link) -> None:
+        """A Ping (§6.5.3) opens every link we make: the accepting peer closes a link that
+        carries no RELOAD message within its handshake timeout (DESIGN §10). Its answer
+        matches no transaction and is ignored."""
+        _txid, data = self.context.request(m.PingReq(), (NodeDestination(link.peer_node_id),))
+        try:
+            await link.send(data)
+        except (ConnectionError, OSError, ValueError) as e:
+            log.info("%s: hello to %s failed: %s", self.node_id.hex()[:8],
+                     link.peer_node_id.hex()[:8], e)
 
     # --- message path (§6.2: symmetric recursive routing) --------------------------------------
 

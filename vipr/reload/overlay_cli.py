@@ -36,6 +36,15 @@ def _short(ids: list[str], n: int = 1) -> str:
     return ", ".join(i[:12] for i in ids[:n]) + (" …" if len(ids) > n else "") if ids else "-"
 
 
+def _connections(listener: Any) -> str:
+    """`members+pending (refused: reason n, …)` of one node's listener (DESIGN §10)."""
+    if not isinstance(listener, dict):
+        return "-"
+    refused = listener.get("refused") or {}
+    why = ", ".join(f"{k} {v}" for k, v in sorted(refused.items())) if refused else "0"
+    return f"{listener.get('members', 0)}+{listener.get('open', 0)} ({why})"
+
+
 @click.group("overlay", invoke_without_command=True)
 @config_option
 @click.pass_context
@@ -64,8 +73,10 @@ def status_cmd(config: Path | None, as_json: bool) -> None:
         rows.append([n.get("node_id", ""), n.get("listen", ""),
                      _short(list(n.get("predecessors", []))),
                      _short(list(n.get("successors", []))),
-                     len(n.get("fingers", [])), n.get("stored", 0), links or "-"])
-    print_table(["node", "listen", "pred", "succ", "fingers", "stored", "links (rtt)"], rows,
+                     len(n.get("fingers", [])), n.get("stored", 0), links or "-",
+                     _connections(n.get("listener"))])
+    print_table(["node", "listen", "pred", "succ", "fingers", "stored", "links (rtt)",
+                 "conns (refused)"], rows,
                 title=f"{len(rows)} RELOAD nodes, {st.get('published', 0)} numbers published")
 
 

@@ -140,7 +140,8 @@ class OverlayDaemon:
                               listen=(listen.host, listen.port + i), bootstrap=self._bootstrap(i),
                               create=create, timers=self.timers, storage=svc,
                               app_attach=self._app_attach,
-                              max_message_size=self.conf.max_message_size)
+                              max_message_size=self.conf.max_message_size,
+                              limits=self.cfg.overlay.limits)
             try:
                 await node.start()
                 break
