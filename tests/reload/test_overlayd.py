@@ -64,9 +64,8 @@ async def test_daemon_socket_api(tmp_path: Path) -> None:
     try:
         for d, s in zip(daemons, stops, strict=True):
             tasks.append(asyncio.create_task(d.run(s)))
-            sock = d.cfg.socket_path("overlay")
             async with asyncio.timeout(30):
-                while not sock.exists():
+                while d.state != "running":
                     await asyncio.sleep(0.02)
         sa, sb = (d.cfg.socket_path("overlay") for d in daemons)
         assert (await ipc_call(sa, "publish", {}))["published"] == 3

@@ -127,29 +127,32 @@ class ReloadNode(NodeTransport):
                 raise ReloadJoinError(f"join failed: {e!r}") from e
         self._spawn(self._maintenance())
 
-    async def stop(self, *, leave: bool = True) -> None:
-        """Leave (§10.9) unless `leave=False` (simulated crash), close links and the listener."""
+    async def stop(self, *, leave: bool = True, leave_timeout: float | None = None) -> None:
+        """Leave (§10.9) unless `leave=False` (simulated crash), close links and the listener.
+        The Leave waits at most `leave_timeout` (default: the attach timeout)."""
         if self._stopping:
             return
         if leave and self._joined:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._leave(), self.timers.attach_timeout)
+            wait = self.timers.attach_timeout if leave_timeout is None else leave_timeout
+            try:
+                await asyncio.wait_for(self._leave(), wait)
+            except TimeoutError:
+                log.info("%s: Leave not answered within %.3g s", self.node_id.hex()[:8], wait)
         self._stopping = True
         self._joined = False
         if self._server is not None:
             self._server.close()
         for t in list(self._tasks):
             t.cancel()
-        for links in list(self._links.values()):
-            for link in list(links):
-                await link.close("node stopped")
+        await asyncio.gather(*(link.close("node stopped") for links in list(self._links.values())
+                               for link in list(links)), return_exceptions=True)
         await self._tx.close()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._server is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except TimeoutError:
+                log.warning("%s: listener did not close within 2 s", self.node_id.hex()[:8])
 
     async def request(self, destination: bytes, body: Any, *,
                       timeout: float | None = None) -> Received:

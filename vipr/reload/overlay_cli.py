@@ -29,6 +29,9 @@ def _call(config: Path | None, method: str, params: dict[str, Any], timeout: flo
         if e.code == "unavailable":
             fail(f"the overlay daemon is not running ({path}): start `vipr overlay --config "
                  f"{cfg.path}`")
+        if e.code == "joining":
+            fail(f"the overlay is joining; try again once `vipr overlay status --config "
+                 f"{cfg.path}` says running")
         fail(f"{method}: {e.code}: {e}")
 
 
@@ -75,9 +78,12 @@ def status_cmd(config: Path | None, as_json: bool) -> None:
                      _short(list(n.get("successors", []))),
                      len(n.get("fingers", [])), n.get("stored", 0), links or "-",
                      _connections(n.get("listener"))])
+    title = f"{len(rows)} RELOAD nodes, {st.get('published', 0)} numbers published"
+    if st.get("state") == "joining":
+        joined = sum(1 for n in st.get("nodes", []) if n.get("joined"))
+        title = f"joining: {joined} of {len(rows)} RELOAD nodes joined"
     print_table(["node", "listen", "pred", "succ", "fingers", "stored", "links (rtt)",
-                 "conns (refused)"], rows,
-                title=f"{len(rows)} RELOAD nodes, {st.get('published', 0)} numbers published")
+                 "conns (refused)"], rows, title=title)
 
 
 @click.command("lookup")
