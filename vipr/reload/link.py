@@ -302,6 +302,9 @@ class Link:
         except asyncio.CancelledError:
             reason = "closed"
             raise
+        except Exception as e:  # a bug here closes this link only, never the node
+            log.exception("link to %s: reader failed", self.peer_node_id.hex()[:8])
+            reason = f"internal error: {e!r}"
         finally:
             await self._finish(reason)
 

@@ -110,9 +110,12 @@ class ReloadNode(NodeTransport):
         self._address = (sock[0], sock[1])
         if self.create:
             if self.bootstrap:  # a restarted creator re-joins the overlay that still runs
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.wait_for(self._join(), min(self.timers.join_timeout,
                                                              2 * self.timers.attach_timeout))
+                except Exception as e:  # nobody there: we create the ring (below)
+                    log.info("%s: no overlay to re-join (%r): creating it",
+                             self.node_id.hex()[:8], e)
             if not self._joined:  # §11.4: nobody reachable: the first node owns the ring
                 self._joined = True
                 self._changed(TableChange(True))
@@ -491,18 +494,23 @@ class ReloadNode(NodeTransport):
         while not self._stopping:
             await asyncio.sleep(self.timers.update_interval * random.uniform(0.9, 1.1))
             if not self.topo.ready and self._had_peers and (self.bootstrap or self._peer_addrs):
-                with contextlib.suppress(Exception):  # §10.7.4.1: lost everyone: re-join
+                try:  # §10.7.4.1: lost everyone: re-join
                     self._joined = False
                     self.topo.forget_failures()
                     await asyncio.wait_for(self._join(), self.timers.join_timeout)
+                except Exception as e:
+                    log.info("%s: re-join failed: %r", self.node_id.hex()[:8], e)
                 if not self._joined:
                     self._joined = self.create
                 continue
-            await self._update_all(self.topo.neighbors())
-            await self._prune()
-            if loop.time() >= next_ping:
-                next_ping = loop.time() + self.timers.ping_interval
-                await self._attach_fingers(limit=2)
+            try:
+                await self._update_all(self.topo.neighbors())
+                await self._prune()
+                if loop.time() >= next_ping:
+                    next_ping = loop.time() + self.timers.ping_interval
+                    await self._attach_fingers(limit=2)
+            except Exception:  # a bug in one round must not end the maintenance for good
+                log.exception("%s: maintenance round failed", self.node_id.hex()[:8])
 
     async def _prune(self) -> None:
         """Close links we opened for peers that left our routing table (the Connection Table

@@ -262,7 +262,13 @@ class NodeTransport:
             body = m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "internal error")
         if body is None:
             return
-        ans = self.context.answer(rx.message, body, previous_hop=prev)
+        try:
+            ans = self.context.answer(rx.message, body, previous_hop=prev)
+        except Exception:  # an answer we cannot encode: the requester hears of it at once
+            log.exception("%s: cannot encode the answer to %s", self.node_id.hex()[:8],
+                          type(rx.body).__name__)
+            ans = self.context.answer(rx.message, m.ErrorResponse.text(
+                m.ErrorCode.INVALID_MESSAGE, "internal error"), previous_hop=prev)
         if len(ans) > self.max_message_size:
             # An answer the links would refuse is never dropped silently: the requester gets
             # Error_Response_Too_Large at once (RFC 6940 §6.3.3.1; DESIGN §4) and can Stat and
@@ -303,8 +309,19 @@ class NodeTransport:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """One message's (or one job's) failure is logged and stays its own: the links and
+        the node go on."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: task %s failed: %r", self.node_id.hex()[:8],
+                      getattr(task.get_coro(), "__qualname__", "?"), exc, exc_info=exc)
 
     def _now(self) -> float:
         return time.monotonic()

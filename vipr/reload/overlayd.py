@@ -155,8 +155,7 @@ class OverlayDaemon:
             except Exception as e:  # ReloadJoinError, OSError: bootstrap not up yet
                 log.warning("node %s could not join: %r; retrying in %.0f s", cr.node_id.hex(),
                             e, JOIN_RETRY)
-                with contextlib.suppress(Exception):
-                    await node.stop(leave=False)
+                await self._stop_quietly(node)
                 if i > 0 and attempt >= EXTRA_NODE_ATTEMPTS:
                     log.error("node %s (#%d) could not join after %d attempts: running "
                               "without it", cr.node_id.hex(), i, attempt)
@@ -190,9 +189,16 @@ class OverlayDaemon:
             return True
         starting.cancel()
         await asyncio.gather(starting, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await node.stop(leave=False)
+        await OverlayDaemon._stop_quietly(node)
         return False
+
+    @staticmethod
+    async def _stop_quietly(node: ReloadNode) -> None:
+        """Close a node that never joined (its listener and links); failures are logged."""
+        try:
+            await node.stop(leave=False)
+        except Exception as e:
+            log.warning("closing node %s failed: %r", node.node_id.hex(), e)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._ipc = IpcServer(self.cfg.socket_path("overlay"), {
