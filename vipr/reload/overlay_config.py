@@ -20,6 +20,7 @@ NS = "urn:ietf:params:xml:ns:p2p:config-base"
 NS_CHORD = "urn:ietf:params:xml:ns:p2p:config-chord"
 MIME_TYPE = "application/p2p-overlay+xml"
 DEFAULT_PORT = 6084  # §11.1 bootstrap-node port default
+DEFAULT_MAX_MESSAGE_SIZE = 5000  # §11.1 max-message-size default
 VIPR_POLICY = "VIPR-NODE-PREFIX"  # DESIGN §4
 MAX_DOCUMENT_SIZE = 1 << 20  # a real document is a few KB (root certs, kinds)
 
@@ -54,6 +55,51 @@ class BootstrapNode:
     port: int = DEFAULT_PORT
 
 
+# Budgets for what the overlay document does not bound (DESIGN §4 "a full resource fits in one
+# answer"): a signature value (RSA-4096), a certificate (ours are ~1.1 KB), the forwarding
+# header with a long return path, and a dictionary key of a Kind other than VIPR.
+SIGNATURE_BUDGET = 2 + 1 + 2 + 1 + 1 + 64 + 2 + 512  # algorithm, SignerIdentity, value
+CERTIFICATE_BUDGET = 1 + 2 + 2048  # GenericCertificate: type, length, DER
+HEADER_BUDGET = 1024
+VIPR_KEY_LENGTH = 49  # `<32 hex Node-ID>+<16 hex VServiceID>`
+OTHER_KEY_BUDGET = 64
+
+
+def full_answer_size(kind: KindDef) -> int:
+    """Upper bound of a FetchAns message carrying `max-count` values of `max-size` bytes of
+    `kind`, each signed by a different certificate that travels in the security block."""
+    value = 1 + 4 + kind.max_size  # DataValue: exists, opaque<0..2^32-1>
+    if kind.data_model == DataModel.DICTIONARY:
+        key = VIPR_KEY_LENGTH if kind.access_control.upper() == VIPR_POLICY else OTHER_KEY_BUDGET
+        value += 2 + key
+    elif kind.data_model == DataModel.ARRAY:
+        value += 4
+    stored = 4 + 8 + 4 + value + SIGNATURE_BUDGET  # StoredData (§7.2)
+    body = 4 + (4 + 8 + 4) + kind.max_count * stored  # FetchAns with one FetchKindResponse
+    contents = 2 + 4 + body + 4  # MessageContents: code, body, extensions
+    security = 2 + (1 + kind.max_count) * CERTIFICATE_BUDGET + SIGNATURE_BUDGET
+    return HEADER_BUDGET + contents + security
+
+
+def required_message_size(kinds: Sequence[KindDef]) -> int:
+    """The smallest max-message-size with which every Kind's full answer fits (§6.6: larger
+    messages are refused on the link), rounded up to 4 KiB."""
+    need = max((full_answer_size(k) for k in kinds), default=DEFAULT_MAX_MESSAGE_SIZE)
+    return max(DEFAULT_MAX_MESSAGE_SIZE, -(-need // 4096) * 4096)
+
+
+def check_answers_fit(conf: OverlayConfiguration) -> None:
+    """Refuse a document whose max-message-size cannot carry a full resource of some Kind: a
+    member could then hide every other claim by storing up to max-count (DESIGN §4)."""
+    for k in conf.kinds:
+        need = full_answer_size(k)
+        if need > conf.max_message_size:
+            raise OverlayConfigError(
+                f"max-message-size {conf.max_message_size} cannot carry a full answer of kind "
+                f"{k.id:#x} (max-count {k.max_count}, max-size {k.max_size} need up to {need} "
+                f"bytes): set max-message-size to at least {required_message_size([k])}")
+
+
 def vipr_kind(max_count: int = 32, max_size: int = 256) -> KindDef:
     """The VIPR Kind of DESIGN §4: 0xF0000101, DICTIONARY, VIPR-NODE-PREFIX."""
     return KindDef(KIND_VIPR, DataModel.DICTIONARY, VIPR_POLICY, max_count, max_size)
@@ -80,7 +126,7 @@ class OverlayConfiguration:
     chord_ping_interval: float = 3600.0
     chord_reactive: bool = True
     shared_secret: str | None = None
-    max_message_size: int = 5000
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     initial_ttl: int = 100
     overlay_reliability_timer: float = 3.0  # seconds (the document holds milliseconds)
     overlay_link_protocols: tuple[str, ...] = ("TLS",)
@@ -418,5 +464,6 @@ def vipr_overlay_configuration(
         no_ice=True,
         chord_update_interval=400,
         overlay_link_protocols=("TLS",),
+        max_message_size=required_message_size([vipr_kind()]),
         kinds=(vipr_kind(),),
     )
