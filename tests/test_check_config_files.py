@@ -179,3 +179,15 @@ def test_load_config_without_files_of_reads_no_file(a: Path) -> None:
     assert load_config(a).provider.name == "provider-a"
     with pytest.raises(ConfigError):
         load_config(a, files_of=("proxy",))
+
+
+def test_overlay_document_whose_max_message_size_cannot_carry_a_full_answer(a: Path) -> None:
+    """DESIGN §4: with 5000 bytes (RFC 6940's default) 13 VIPR entries no longer fit one
+    FetchAns, so one member could hide every other claim; `vipr overlay` refuses such a
+    document, and check-config says so first."""
+    doc = a.parent / "overlay" / "overlay.xml"
+    text = doc.read_text()
+    assert "<max-message-size>102400</max-message-size>" in text
+    doc.write_text(text.replace("102400", "5000"))
+    fails_at(a, "configuration:", "overlay.configuration", "max-message-size 5000",
+             "at least")

@@ -174,7 +174,11 @@ def _check_node_certs(c: _Checker, cert: Path | None, key: Path | None, count: i
 
 
 def _check_overlay(c: _Checker, cfg: ProviderConfig) -> None:
-    from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
+    from vipr.reload.overlay_config import (
+        OverlayConfigError,
+        check_answers_fit,
+        load_overlay_config,
+    )
 
     oc = cfg.overlay
     c.pair("overlay", oc.cert, oc.key, rsa_only=True)
@@ -189,6 +193,7 @@ def _check_overlay(c: _Checker, cfg: ProviderConfig) -> None:
     try:
         conf = load_overlay_config(doc)
         conf.root_certificates()
+        check_answers_fit(conf)  # DESIGN §4: a full resource fits one answer; overlayd refuses it
     except (OverlayConfigError, ValueError) as exc:
         c.r.error(c.where(key), key, f"{doc}: {exc}")
         return
