@@ -12,7 +12,8 @@ RUN apt-get update \
 WORKDIR /opt/vipr
 COPY pyproject.toml README.md ./
 COPY vipr ./vipr
-RUN pip install --no-cache-dir . && mkdir -p /data && chown vipr:vipr /data
+# /data holds keys, the database and sockets: owner-only (vipr creates its files 0600 anyway)
+RUN pip install --no-cache-dir . && install -d -m 700 -o vipr -g vipr /data
 
 USER vipr
 ENV PYTHONUNBUFFERED=1

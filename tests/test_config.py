@@ -85,6 +85,7 @@ def test_provider_a_values() -> None:
     assert ifs.federation is not None and ifs.federation.tls is not None
     assert ifs.federation.tls.ca == base / "tls" / "federation-ca.crt"
     assert cfg.proxy.route_timeout == 4.0
+    assert cfg.proxy.max_call_duration == 12 * 3600.0
     assert cfg.tickets.lifetime == 90 * 86400.0
     assert cfg.retention.vcr == 48 * 3600.0
 
@@ -257,10 +258,22 @@ BAD = [
         "pvp.listen: TCP 127.0.0.1:7002 is also used by overlay.listen",
     ),
     (
+        "numbers: ['+1[000000000-059999999]']\n",
+        6,
+        "overlay.nodes: expected at most 4096 RELOAD nodes, but 60000000 numbers at "
+        "10000 per node need 6000: raise overlay.numbers_per_node",
+    ),
+    (
         "numbers: ['+1[00000000000000-99999999999999]']\n",
         6,
-        "overlay.nodes: expected at most 4096 RELOAD nodes, but 100000000000000 numbers at "
-        "10000 per node need 10000000000: raise overlay.numbers_per_node",
+        "numbers[0]: expected at most 100,000,000 numbers per provider in all, but this entry "
+        "brings the total from 0 to 100,000,000,000,000",
+    ),
+    (
+        "tickets:\n  lifetime: 99999999999999999999999d\n",
+        7,
+        "tickets.lifetime: expected a duration of at most 36500d (100 years) "
+        "(got '99999999999999999999999d')",
     ),
     (
         "pvp:\n  level: debug\n",
@@ -406,7 +419,10 @@ def test_hostport_rejects(text: str) -> None:
 
 
 def test_check_config_cli_ok() -> None:
-    result = CliRunner().invoke(main, ["check-config", str(REPO / "config" / "provider-a.yaml")])
+    # The example configs name certificates each provider makes: they do not exist here.
+    example = str(REPO / "config" / "provider-a.yaml")
+    assert CliRunner().invoke(main, ["check-config", example]).exit_code == 2
+    result = CliRunner().invoke(main, ["check-config", "--allow-missing-files", example])
     assert result.exit_code == 0, result.output
     assert "provider-a.yaml: ok" in result.stdout
     assert "numbers   1001 in 2 entries" in result.stdout
@@ -438,7 +454,8 @@ def test_check_config_json(tmp_path: Path) -> None:
 def test_check_config_subprocess(tmp_path: Path) -> None:
     vipr = Path(sys.executable).parent / "vipr"
     good = subprocess.run(
-        [str(vipr), "check-config", str(REPO / "config" / "provider-b.yaml")],
+        [str(vipr), "check-config", "--allow-missing-files",
+         str(REPO / "config" / "provider-b.yaml")],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert good.returncode == 0, good.stderr

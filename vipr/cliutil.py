@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -16,11 +16,14 @@ from vipr.config import ConfigError, ProviderConfig, load_config
 
 __all__ = [
     "EXIT_CONFIG",
+    "EXIT_RUNTIME",
+    "LIMIT",
     "config_option",
     "db_option",
     "fail",
     "json_option",
     "load_config_or_fail",
+    "one_line_error",
     "print_json",
     "print_table",
     "resolve_db",
@@ -29,6 +32,23 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CONFIG = 2  # bad configuration or usage (click uses 2 for usage errors too)
+EXIT_RUNTIME = 1  # the command was valid but failed (a file, the network, a daemon)
+
+# `--limit N` of the list commands: 0 = all; SQLite's LIMIT takes a signed 64-bit integer.
+LIMIT = click.IntRange(0, 2**63 - 1)
+
+
+def one_line_error(exc: BaseException) -> str:
+    """An exception as one line for an operator: the file and the OS's reason for an OSError,
+    else the message (first line only), prefixed with the type when the message is empty."""
+    if isinstance(exc, OSError) and exc.strerror:
+        names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+        return f"{' → '.join(names)}: {exc.strerror}" if names else exc.strerror
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply to read"
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def config_option(f: F) -> F:
@@ -66,12 +86,17 @@ def fail(msg: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
-def load_config_or_fail(path: Path | str | None) -> ProviderConfig:
-    """The config, or every error message on stderr and exit 2 (also when `path` is None)."""
+def load_config_or_fail(
+    path: Path | str | None, *, files_of: Collection[str] = ()
+) -> ProviderConfig:
+    """The config, or every error message on stderr and exit 2 (also when `path` is None).
+
+    A daemon passes its role as `files_of`: its certificates, keys and overlay document are
+    checked before it starts (`vipr.config.files`), so a bad file is one FILE:LINE line."""
     if path is None:
         fail("give --config FILE (or set VIPR_CONFIG)", EXIT_CONFIG)
     try:
-        return load_config(path)
+        return load_config(path, files_of=files_of)
     except ConfigError as exc:
         for line in exc.messages:
             click.echo(line, err=True)

@@ -8,6 +8,7 @@ import click
 
 from vipr.cliutil import EXIT_CONFIG, json_option, print_json
 from vipr.config import ConfigError, Interface, ProviderConfig, load_config
+from vipr.config.files import ROLES as FILE_ROLES
 
 
 def _iface(name: str, iface: Interface) -> str:
@@ -65,14 +66,18 @@ def missing_files(cfg: ProviderConfig) -> list[tuple[str, Path]]:
 
 @click.command("check-config")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--allow-missing-files", is_flag=True,
+              help="Certificates, keys and the overlay document may not exist yet (warnings); "
+                   "the files that exist are still checked.")
 @json_option
-def check_config(file: Path, as_json: bool) -> None:
-    """Check a provider config: exit 0 with a summary, or 2 with every problem found.
+def check_config(file: Path, allow_missing_files: bool, as_json: bool) -> None:
+    """Check a provider config and the files it names, as the daemons will load them: exit 0
+    with a summary, or 2 with every problem found (FILE:LINE: key: what is wrong).
 
-    Files that do not exist yet (certificates, the overlay document) are warnings.
-    """
+    Certificates must parse and match their keys, the overlay document must parse, and a
+    provider that does not create the overlay needs a bootstrap node other than itself."""
     try:
-        cfg = load_config(file)
+        cfg = load_config(file, files_of=FILE_ROLES, allow_missing=allow_missing_files)
     except ConfigError as exc:
         if as_json:
             print_json({"ok": False, "errors": exc.messages})

@@ -1,10 +1,13 @@
 """Daemon runtime shared by every role: logging, signals, systemd notification.
 
-`run_daemon(role, cfg, main)` sets up logging, creates `runtime_dir`, and runs
+`run_daemon(role, cfg, main)` sets up logging, creates `runtime_dir` (0700, vipr.private_files;
+private keys that others can read are reported), and runs
 `await main(stop)` under asyncio. SIGTERM and SIGINT set `stop` (and tell systemd
-STOPPING=1); `main` then finishes its work and returns. `main` calls `notify_ready()` once
-its sockets are bound (systemd `Type=notify` waits for that). A clean stop exits 0; `main`
-raising, or not returning within `stop_timeout` after the stop, or a second signal, exit 1.
+STOPPING=1); `main` then finishes its work and returns. SIGHUP is logged and ignored (no
+reload yet). A listener that cannot bind (`ListenError`) is logged as one line naming it.
+`main` calls `notify_ready()` once its sockets are bound (systemd `Type=notify` waits for
+that). A clean stop exits 0; `main` raising, or not returning within `stop_timeout` after
+the stop, or a second signal, exit 1.
 
 The notification protocol is sd_notify(3): one datagram "READY=1" etc. to the AF_UNIX socket
 named by $NOTIFY_SOCKET ("@" = Linux abstract namespace). No dependency on libsystemd.
@@ -20,9 +23,14 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+from vipr.cliutil import one_line_error
 from vipr.config import ProviderConfig
+from vipr.ipc import IpcError
+from vipr.listen_error import ListenError
 from vipr.logsetup import setup_logging
+from vipr.private_files import private_dir, warn_if_exposed
 
 __all__ = [
     "notify_ready", "notify_status", "notify_stopping", "release_memory", "run_daemon",
@@ -95,15 +103,30 @@ def notify_status(status: str) -> bool:
     return sd_notify(f"STATUS={status}")
 
 
+def private_key_files(cfg: ProviderConfig) -> list[tuple[str, Path]]:
+    """(what, path) of every private key the config names (checked for exposure at start)."""
+    keys: list[tuple[str, Path]] = []
+    if cfg.overlay.key is not None:
+        keys.append(("overlay key", cfg.overlay.key))
+    ifaces = cfg.proxy.interfaces
+    for name, iface in (("internal", ifaces.internal), ("pstn", ifaces.pstn),
+                        ("federation", ifaces.federation)):
+        if iface is not None and iface.tls is not None:
+            keys.append((f"TLS key of interface {name}", iface.tls.key))
+    return keys
+
+
 def run_daemon(role: str, cfg: ProviderConfig, main: Main, *, stop_timeout: float = 10.0) -> None:
     """Run `main(stop)` until it returns; raise SystemExit(1) on failure (see module doc)."""
     setup_logging(cfg.logging, role)
     extra = {"provider": cfg.provider.name, "pid": os.getpid()}
     try:
-        cfg.runtime_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(cfg.runtime_dir)
     except OSError as exc:
         log.error("cannot create runtime_dir %s: %s", cfg.runtime_dir, exc, extra=extra)
         raise SystemExit(1) from None
+    for what, key in private_key_files(cfg):
+        warn_if_exposed(key, what)
     log.info("%s starting (config %s)", role, cfg.path, extra=extra)
     code = asyncio.run(_supervise(main, stop_timeout))
     log.info("%s stopped (exit %d)", role, code, extra=extra)
@@ -130,9 +153,13 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
         notify_stopping()
         stop.set()
 
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
+    def on_hup() -> None:
+        log.warning("SIGHUP: reload is not supported yet; ignored")
+
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for sig in signals[:2]:
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -147,8 +174,17 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
         if not task.done() or task.cancelled():
             return 1
         exc = task.exception()
+        if isinstance(exc, ListenError):
+            log.error("%s", exc)            # one line: which listener, which address
+            return 1
+        if isinstance(exc, IpcError) and exc.code == "address-in-use":
+            log.error("cannot listen on the local socket: %s", exc.message)
+            return 1
         if exc is not None:
-            log.error("failed: %r", exc, exc_info=exc)
+            # One line for the operator (it may be their terminal under `vipr up`); the
+            # traceback only at debug level, for a bug report.
+            log.error("failed: %s", one_line_error(exc))
+            log.debug("failure traceback", exc_info=exc)
             return 1
         if not stop.is_set():
             notify_stopping()

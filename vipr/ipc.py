@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vipr.private_files import private_dir
+
 __all__ = [
     "MAX_LINE",
     "Handler",
@@ -200,7 +202,7 @@ class IpcServer:
 
     async def start(self) -> None:
         """Bind (parent directory created, stale socket replaced, mode 0660) and listen."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent, warn=False)     # run_daemon warns about runtime_dir
         await self._clear_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

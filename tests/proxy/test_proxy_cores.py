@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from vipr.e164 import NumberSet
 from vipr.proxy.admission import admit, ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.forward import ack_and_bye, prepare_request, stateless_branch, strip_own_routes
+from vipr.proxy.legs import Dialog, DialogTextError, Leg, dialog_from_text, dialog_text
 from vipr.proxy.routing import RouteCache, decide, number_of, route_state
 from vipr.proxy.sip.headers import Via
 from vipr.proxy.sip.message import Headers, SipRequest, SipResponse
@@ -106,6 +109,33 @@ def test_call_tracker_vcr_only_for_answered_pstn_calls() -> None:
     assert t.bye("c3", NOW + 5) is None
     t.started("c4", "+1", "+2", NOW, "terminating")
     assert t.expire(NOW + 10_000) == 1 and len(t) == 0
+
+
+def test_call_tracker_open_vcr_and_restore() -> None:
+    t = CallTracker(max_call_duration=100)
+    t.started("c1", "+1", "+2", NOW)
+    t.set_direction("c1", "originating")
+    assert t.open_vcr("c1") is None          # not answered yet
+    t.answered("c1", NOW + 1)
+    v = t.open_vcr("c1")
+    assert v is not None and (v.state, v.start, v.stop) == ("open", NOW + 1, NOW + 1)
+    t2 = CallTracker(max_call_duration=100)  # a restarted proxy
+    t2.restore(v)
+    done = t2.bye("c1", NOW + 31)
+    assert done is not None and (done.state, done.start, done.stop) == (
+        "complete", NOW + 1, NOW + 31)
+    t2.restore(v)
+    assert t2.expire(NOW + 100) == 0 and t2.expire(NOW + 102) == 1   # answered + limit
+
+
+def test_dialog_text_round_trip_and_garbage() -> None:
+    dlg = Dialog(Leg("internal", "127.0.0.1", 5060), Leg("federation", "::1", 5061, "b.example"))
+    back = dialog_from_text(dialog_text(dlg), NOW)
+    assert (back.up, back.down, back.created) == (dlg.up, dlg.down, NOW)
+    for bad in ("", "[]", '{"up": 1}', '{"up": ["i", "h", 0, null], "down": ["i", "h", 1, null]}',
+                '{"up": ["i", "h", true, null], "down": ["i", "h", 1, null]}', "x" * 5000):
+        with pytest.raises(DialogTextError):
+            dialog_from_text(bad, NOW)
 
 
 def _invite() -> SipRequest:

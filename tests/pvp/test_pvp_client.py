@@ -208,3 +208,22 @@ async def test_several_claims_of_one_peer_are_tried_once(base: Path) -> None:
         assert (await a.client.validate_vcr(await _orig(a))).outcome == "failed"
         assert [c for c in a.overlay.calls if c[0] == "attach"] == [
             ("attach", {"peer_id": NODE_B, "application": 61441})]
+
+
+async def test_open_or_unterminated_vcr_is_never_validated(base: Path) -> None:
+    """DESIGN §7: no real stop time, so no password can be made from it (issue 13 defect 6)."""
+    async with provider(base, "a", NODE_A) as a:
+        a.overlay.claims[CALLEE] = [claim(NODE_B)]
+        v = dataclasses.replace(vcr("originating"), state="open")
+        v = dataclasses.replace(v, stop=v.start)
+        oid = await a.store.open_vcr(v)
+        assert oid is not None
+        assert not await a.client.enqueue(oid)
+        stored = await a.store.get_vcr(oid)
+        assert stored is not None
+        out = await a.client.validate_vcr(stored)
+        assert out.outcome == "skipped" and not a.overlay.calls
+        await a.store.close_unterminated(stored.start + 1)
+        stored = await a.store.get_vcr(oid)
+        assert stored is not None and stored.state == "unterminated"
+        assert (await a.client.validate_vcr(stored)).outcome == "skipped"

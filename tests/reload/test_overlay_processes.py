@@ -3,6 +3,7 @@ from another; SIGTERM leaves cleanly (exit 0)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -26,10 +27,19 @@ def start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_socket(sock: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the daemon answers `status` with state "running" (its nodes joined)."""
+    from vipr.ipc import IpcError, ipc_call
+
     deadline = time.monotonic() + READY_TIMEOUT
-    while not sock.exists():
+    while True:
         assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, f"no {sock} after {READY_TIMEOUT}s\n{log.read_text()}"
+        if sock.exists():
+            try:
+                if asyncio.run(ipc_call(sock, "status", {}, timeout=10))["state"] == "running":
+                    return
+            except (IpcError, OSError):
+                pass
+        assert time.monotonic() < deadline, f"not running after {READY_TIMEOUT}s\n{log.read_text()}"
         time.sleep(0.1)
 
 

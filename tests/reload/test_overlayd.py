@@ -27,6 +27,7 @@ class FakeReloadNode(MemNode):
         super().__init__(ring, kw["context"], kw["storage"])
         self.app_attach_cb = kw["app_attach"]
         self.listen = kw["listen"]
+        self.kw = kw
 
     async def start(self) -> None:
         self.ring.add(self)
@@ -64,9 +65,8 @@ async def test_daemon_socket_api(tmp_path: Path) -> None:
     try:
         for d, s in zip(daemons, stops, strict=True):
             tasks.append(asyncio.create_task(d.run(s)))
-            sock = d.cfg.socket_path("overlay")
             async with asyncio.timeout(30):
-                while not sock.exists():
+                while d.state != "running":
                     await asyncio.sleep(0.02)
         sa, sb = (d.cfg.socket_path("overlay") for d in daemons)
         assert (await ipc_call(sa, "publish", {}))["published"] == 3
@@ -86,7 +86,13 @@ async def test_daemon_socket_api(tmp_path: Path) -> None:
         except IpcError as e:
             assert e.code == "unreachable"
         st = await ipc_call(sa, "status", {})
-        assert len(st["nodes"]) == 2 and st["published"] == 3
+        assert len(st["nodes"]) == 2 and st["published"] == 3 and st["state"] == "running"
+        # the nodes use the document's max-message-size (a full VIPR resource fits, DESIGN §4)
+        # and the configured listener limits
+        for d in daemons:
+            for node in d.nodes:
+                assert node.kw["max_message_size"] == d.conf.max_message_size >= 100_000
+                assert node.kw["limits"] == d.cfg.overlay.limits
         assert sum(n["stored"] for n in st["nodes"]) >= 1
         async with Store.open(daemons[0].cfg.database) as store:
             assert [p.number for p in await store.list_published()] == sorted(a_nums)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from vipr.config.files import check_files
 from vipr.config.schema import (
     MAX_NODES,
     MAX_SOCKET_PATH,
@@ -42,7 +43,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "logging": ("level", "format"),
     "overlay": tuple(f.name for f in dataclasses.fields(OverlaySection)),
     "pvp": tuple(f.name for f in dataclasses.fields(PvpSection)),
-    "proxy": ("interfaces", "route_timeout", "limits"),
+    "proxy": ("interfaces", "route_timeout", "max_call_duration", "limits"),
     "overlay.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "pvp.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "proxy.limits": tuple(f.name for f in dataclasses.fields(SipLimits)),
@@ -62,9 +63,21 @@ def _belongs(key: str, path: str) -> str:
     return " or ".join(homes)
 
 
-def load_config(path: str | Path) -> ProviderConfig:
-    """Read and check a provider config; raise `ConfigError` with every problem found."""
-    return read_yaml(path, _read, _belongs)
+def load_config(
+    path: str | Path, *, files_of: Collection[str] = (), allow_missing: bool = False
+) -> ProviderConfig:
+    """Read and check a provider config; raise `ConfigError` with every problem found.
+
+    `files_of` ("overlay", "proxy"): also check the certificates, keys and overlay document
+    those roles will load (`vipr.config.files`); `allow_missing` lets files not exist yet."""
+
+    def build(r: YamlReader, root: Node | None) -> ProviderConfig | None:
+        cfg = _read(r, root)
+        if cfg is not None and files_of:
+            check_files(r, cfg, files_of, allow_missing=allow_missing)
+        return cfg
+
+    return read_yaml(path, build, _belongs)
 
 
 def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dict[str, Node]]:
@@ -233,6 +246,8 @@ def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[st
             federation=federation,
         ),
         route_timeout=r.get(m, p, "route_timeout", r.duration(0, True), d.route_timeout),
+        max_call_duration=r.get(m, p, "max_call_duration", r.duration(0, True),
+                                d.max_call_duration),
         limits=_read_sip_limits(r, (m or {}).get("limits"), d.limits),
     )
     return sec, im

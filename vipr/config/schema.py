@@ -88,6 +88,8 @@ class Interfaces:
 class ProxySection:
     interfaces: Interfaces = field(default_factory=Interfaces)
     route_timeout: float = 4.0
+    # DESIGN §7: an answered call with no BYE after this long gets an 'unterminated' VCR.
+    max_call_duration: float = 12 * 3600.0
     limits: SipLimits = SIP_LIMITS  # per stream interface; message caps on every transport
 
 

@@ -72,6 +72,11 @@ def valid_domain(name: str) -> bool:
     return not labels[-1].isdigit()
 
 
+# The longest duration a config may set: 100 years. Every duration must fit what it feeds:
+# a ticket's expiry (u64 unix seconds, vipr.tickets), a RELOAD StoredData lifetime (uint32
+# seconds ≈ 136 years, RFC 6940 §7.2) and the dates the CLI prints (year ≤ 9999).
+MAX_DURATION = 36500 * 86400.0
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -91,6 +96,8 @@ def parse_duration(value: object) -> float:
         raise ValueError("expected a duration")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("expected a finite, non-negative duration")
+    if seconds > MAX_DURATION:
+        raise ValueError("expected a duration of at most 36500d (100 years)")
     return seconds
 
 

@@ -32,6 +32,10 @@ class ConfigError(Exception):
         self.messages = messages
 
 
+# Numbers one provider config may serve (blocks counted in full): every one is published as
+# a claim in the overlay; a block of 10^14 would never finish publishing.
+MAX_NUMBERS = 100_000_000
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HEX16 = re.compile(r"^[0-9a-fA-F]{16}$")
 
@@ -65,6 +69,7 @@ class YamlReader:
         self.loader = loader
         self.homes = homes
         self.errors: list[tuple[int, int, str]] = []
+        self.nodes: dict[str, Node] = {}  # key path → value node, of every key read
 
     def error(self, where: Node | int, path: str, msg: str) -> None:
         line = where if isinstance(where, int) else line_of(where)
@@ -161,6 +166,7 @@ class YamlReader:
         if m is None or key not in m:
             return default
         kpath = key_path(path, key)
+        self.nodes[kpath] = m[key]
         try:
             return conv(m[key], kpath)
         except BadValue as exc:
@@ -300,6 +306,7 @@ class YamlReader:
     def numbers(self, node: Node, path: str) -> NumberSet:
         entries: list[str | NumberBlock] = []
         seen: dict[str, int] = {}
+        total = 0
         for i, item in enumerate(self.items(node, path)):
             ipath = key_path(path, i)
             v = self.value(item)
@@ -321,6 +328,13 @@ class YamlReader:
             if str(entry) in seen:
                 self.error(item, ipath, f"duplicate of {path}[{seen[str(entry)]}]")
                 continue
+            size = len(entry) if isinstance(entry, NumberBlock) else 1
+            if total + size > MAX_NUMBERS:
+                self.error(item, ipath,
+                           f"expected at most {MAX_NUMBERS:,} numbers per provider in all, but "
+                           f"this entry brings the total from {total:,} to {total + size:,}")
+                continue
+            total += size
             seen[str(entry)] = i
             entries.append(entry)
         return NumberSet(entries)
@@ -351,12 +365,16 @@ def read_yaml(
             root = loader.get_single_node()
         except yaml.YAMLError as exc:
             raise ConfigError([_syntax_message(file, text, exc)]) from None
+        except RecursionError:  # the pure-Python composer recurses once per nesting level
+            raise ConfigError([_too_deep(file)]) from None
         r = YamlReader(file, base, loader, homes)
         try:
             out = build(r, root)
         except yaml.MarkedYAMLError as exc:  # e.g. an unknown !tag met while converting
             r.errors.append((0, len(r.errors), _yaml_message(file, text, exc)))
             out = None
+        except RecursionError:
+            raise ConfigError([_too_deep(file)]) from None
     finally:
         loader.dispose()
     if r.errors or out is None:
@@ -372,11 +390,17 @@ def _syntax_message(file: str, text: str, exc: yaml.YAMLError) -> str:
             slow.get_single_node()
         except yaml.YAMLError as better:
             exc = better
+        except RecursionError:  # nested deeper than Python recurses: keep libyaml's words
+            pass
         finally:
             slow.dispose()
     if isinstance(exc, yaml.MarkedYAMLError):
         return _yaml_message(file, text, exc)
     return f"{file}:1: (yaml): invalid YAML: {exc}"
+
+
+def _too_deep(file: str) -> str:
+    return f"{file}:1: (yaml): invalid YAML: nested too deeply (a config needs a few levels)"
 
 
 def _yaml_message(file: str, text: str, exc: yaml.MarkedYAMLError) -> str:
@@ -385,6 +409,6 @@ def _yaml_message(file: str, text: str, exc: yaml.MarkedYAMLError) -> str:
     problem = exc.problem or exc.context or "invalid YAML"
     src = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
     hint = ""
-    if "[" in src or "]" in src:
+    if ("[" in src or "]" in src) and "nesting" not in problem:
         hint = '; put values with "[" in quotes, like "[::1]:5060" or "+1408555[0000-0999]"'
     return f"{file}:{line}: (yaml): invalid YAML: {problem}{hint}"

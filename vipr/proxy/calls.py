@@ -3,14 +3,17 @@
 A call is tracked only when it crosses the `pstn` interface: `originating` when its INVITE
 left through `pstn`, `terminating` when it came in from `pstn`. start = the moment the 200 OK
 to the INVITE passed the proxy; stop = the moment the BYE passed (either direction). Calls
-that never got a 2xx (failed, cancelled) write no VCR.
+that never got a 2xx (failed, cancelled) write no VCR. The VCR is stored twice: 'open' at the
+answer (so a proxy killed mid-call loses no answered call) and 'complete' at the BYE.
 
-    t = CallTracker()
+    t = CallTracker(max_call_duration)
     t.started(call_id, caller, callee, now)      # INVITE forwarded (direction still open)
     t.set_direction(call_id, "originating")      # it left via pstn (after fallback too)
     t.answered(call_id, now)                     # first 2xx to the INVITE
-    vcr = t.bye(call_id, now)                    # Vcr, or None (not tracked / not answered)
+    vcr = t.open_vcr(call_id)                    # the 'open' VCR to store, or None
+    vcr = t.bye(call_id, now)                    # the 'complete' Vcr, or None
     t.failed(call_id)                            # final non-2xx: forget it
+    t.restore(vcr)                               # after a restart: an open VCR from the store
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from vipr.store.models import UNKNOWN_CALLER, Direction, Vcr
 # An unanswered call older than this is forgotten (INVITE transactions end after 64*T1 plus
 # ringing; 5 minutes of ringing is far beyond any PSTN no-answer timer).
 UNANSWERED_LIMIT = 300.0
-# An answered call without BYE is forgotten after this (no VCR: the stop time is unknown).
+# An answered call without BYE is forgotten after this by default (proxy.max_call_duration;
+# its stored VCR becomes 'unterminated': the stop time is unknown).
 ANSWERED_LIMIT = 12 * 3600.0
 
 
@@ -38,8 +42,9 @@ class _Call:
 class CallTracker:
     """Calls between INVITE and BYE, keyed by Call-ID."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_call_duration: float = ANSWERED_LIMIT) -> None:
         self._calls: dict[str, _Call] = {}
+        self.max_call_duration = max_call_duration
         self.vcrs_made = 0
 
     def __len__(self) -> int:
@@ -72,6 +77,19 @@ class CallTracker:
         c.start = now
         return True
 
+    def open_vcr(self, call_id: str) -> Vcr | None:
+        """The 'open' VCR of an answered pstn call (stop = start until the BYE), or None."""
+        c = self._calls.get(call_id)
+        if c is None or c.start is None or c.direction is None or not c.callee:
+            return None
+        return Vcr(id=None, direction=c.direction, caller=c.caller, callee=c.callee,
+                   start=c.start, stop=c.start, call_id=call_id, created=c.start, state="open")
+
+    def restore(self, vcr: Vcr) -> None:
+        """Track an answered call again from its stored open VCR (after a restart)."""
+        self._calls.setdefault(vcr.call_id, _Call(vcr.caller, vcr.callee, vcr.start,
+                                                  vcr.direction, vcr.start))
+
     def failed(self, call_id: str) -> None:
         """A final non-2xx answer to the INVITE (or a cancel): no VCR."""
         c = self._calls.get(call_id)
@@ -91,7 +109,8 @@ class CallTracker:
     def expire(self, now: float) -> int:
         """Forget calls past the limits above; the number forgotten."""
         old = [k for k, c in self._calls.items()
-               if now - c.created > (UNANSWERED_LIMIT if c.start is None else ANSWERED_LIMIT)]
+               if (now - c.created > UNANSWERED_LIMIT if c.start is None
+                   else now - c.start > self.max_call_duration)]
         for k in old:
             del self._calls[k]
         return len(old)

@@ -70,7 +70,7 @@ def register(group: click.Group) -> None:
         if ctx.invoked_subcommand is not None:
             ctx.obj = config
             return
-        cfg = load_config_or_fail(config)
+        cfg = load_config_or_fail(config, files_of=("proxy",))
         run_daemon("proxy", cfg, lambda stop: serve(cfg, stop))
 
     @proxy.command("status")

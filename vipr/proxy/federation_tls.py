@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vipr.pki import self_signed_ca, validity_window
+from vipr.private_files import write_private
 
 if TYPE_CHECKING:
     from vipr.config import ProviderConfig, TlsFiles
@@ -38,7 +39,10 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 def _write(path: Path, data: bytes, *, private: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    if private:                 # 0600 whatever the umask, also over an older file
+        write_private(path, data)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 

@@ -5,7 +5,10 @@ endpoint. New INVITEs are routed by `routing.decide`; inbound federation calls p
 `admission` first. A call over a learned route that fails (connect failure, no answer within
 `route_timeout`, 403, 5xx, 6xx) is sent again to the PSTN gateway on a new branch; the caller
 sees only the PSTN leg's answers. Calls crossing `pstn` become VCRs (`calls.CallTracker`),
-written by `VcrWriter`; the 200 OK to a BYE is held until its VCR is committed.
+written by `VcrWriter`: the 200 OK to the INVITE is held until the call's 'open' VCR (with the
+dialog's two legs) is committed, the 200 OK to a BYE until the VCR is complete. A restarted
+proxy loads the open VCRs and their dialogs, so BYEs of calls answered before a crash are
+routed and recorded; open VCRs older than `proxy.max_call_duration` become 'unterminated'.
 
 Dialogs have exactly two legs (upstream: where the INVITE came from; downstream: where it
 went). The proxy Record-Routes, so in-dialog requests come back to it and go to the other
@@ -24,6 +27,7 @@ from typing import Any
 
 from vipr.config import Interface, ProviderConfig
 from vipr.daemon import release_memory
+from vipr.listen_error import ListenError, listen_error
 from vipr.logsetup import printable
 from vipr.proxy.admission import Admission, admit, ticket_header
 from vipr.proxy.calls import CallTracker
@@ -37,7 +41,16 @@ from vipr.proxy.forward import (
     stateless_branch,
     strip_own_routes,
 )
-from vipr.proxy.legs import Attempt, Call, Dialog, Leg, Target
+from vipr.proxy.legs import (
+    Attempt,
+    Call,
+    Dialog,
+    DialogTextError,
+    Leg,
+    Target,
+    dialog_from_text,
+    dialog_text,
+)
 from vipr.proxy.routing import MAX_ROUTE_FAILURES, Decision, RouteCache, decide, number_of
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
 from vipr.proxy.sip.errors import SipParseError
@@ -54,7 +67,7 @@ from vipr.proxy.sip.transport import (
 from vipr.proxy.sip.uri import URI, format_host, parse_uri
 from vipr.proxy.vcrwriter import VcrWriter
 from vipr.store import Store, StoreError
-from vipr.store.models import Route
+from vipr.store.models import CompleteVcr, OpenVcr, Route
 from vipr.tickets import TicketVerifier
 
 log = logging.getLogger("vipr.proxy")
@@ -64,6 +77,7 @@ KEY_RELOAD_INTERVAL = 5.0
 # (release_memory) at the next housekeeping round
 MEMORY_RELEASE_AFTER = 256
 ROUTE_RELOAD_INTERVAL = 60.0
+UNTERMINATED_SWEEP_INTERVAL = 60.0
 SWEEP_INTERVAL = 30.0
 
 
@@ -85,7 +99,7 @@ class ProxyServer:
             self.ifaces["federation"] = cfg.proxy.interfaces.federation
         self.cache = RouteCache()
         self.verifier = TicketVerifier(())
-        self.tracker = CallTracker()
+        self.tracker = CallTracker(cfg.proxy.max_call_duration)
         self.writer = VcrWriter(store, cfg.socket_path("pvp"))
         self.endpoint: SipEndpoint | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
@@ -106,6 +120,7 @@ class ProxyServer:
     async def start(self) -> None:
         await self.reload_keys()
         await self.reload_routes()
+        await self._restore_open_calls()
         ep = SipEndpoint(self._on_request, on_stray_response=self._on_stray_response,
                          on_transport_dead=self._listener_dead)
         self.endpoint = ep
@@ -116,10 +131,17 @@ class ProxyServer:
                     if iface.tls is None:
                         raise ProxyError(f"interface {name}: tls needs cert, key and ca")
                     ssl, client_ssl = server_context(iface.tls), client_context(iface.tls)
-                tr = await ep.listen(iface.transport, iface.listen.host, iface.listen.port,
-                                     ssl=ssl, client_ssl=client_ssl, name=name,
-                                     limits=self.cfg.proxy.limits)
+                try:
+                    tr = await ep.listen(iface.transport, iface.listen.host,
+                                         iface.listen.port, ssl=ssl, client_ssl=client_ssl,
+                                         name=name, limits=self.cfg.proxy.limits)
+                except OSError as exc:
+                    raise listen_error(f"proxy interface {name} {iface.transport}",
+                                       iface.listen.host, iface.listen.port, exc) from exc
                 self.addresses[name] = (tr.local_host, tr.local_port)
+        except ListenError:
+            await ep.close()
+            raise
         except (OSError, _ssl.SSLError, ValueError) as exc:
             await ep.close()
             raise ProxyError(f"cannot open the SIP interfaces: {exc}") from exc
@@ -146,6 +168,34 @@ class ProxyServer:
         for t in list(self._tasks):
             t.cancel()
 
+    async def _restore_open_calls(self) -> None:
+        """DESIGN §7: calls answered before a restart (kill -9 included) are tracked again
+        from their open VCRs, with their dialogs, so their BYE is routed and completes them."""
+        await self._close_unterminated()
+        restored = 0
+        for vcr, text in await self.store.find_open_vcrs():
+            self.tracker.restore(vcr)
+            restored += 1
+            if text is None or vcr.call_id in self.dialogs:
+                continue
+            try:
+                dlg = dialog_from_text(text, vcr.start)
+            except DialogTextError as exc:
+                log.warning("open VCR %s: stored dialog unusable (%s); its BYE will get 481",
+                            vcr.id, printable(exc))
+                continue
+            if dlg.up.iface in self.ifaces and dlg.down.iface in self.ifaces:
+                self.dialogs[vcr.call_id] = dlg
+        if restored:
+            log.info("restored %d answered call(s) from their open VCRs", restored)
+
+    async def _close_unterminated(self) -> None:
+        n = await self.store.close_unterminated(self.clock() - self.cfg.proxy.max_call_duration)
+        if n:
+            self.counters["vcr_unterminated"] += n
+            log.warning("%d answered call(s) saw no BYE within %.0f s: VCR(s) unterminated",
+                        n, self.cfg.proxy.max_call_duration)
+
     async def _flush_route_use(self) -> None:
         """Write the routes' last_used times (one store write per route, off the call path)."""
         used, self._route_used = self._route_used, {}
@@ -156,7 +206,7 @@ class ProxyServer:
                 log.warning("could not record the use of the route to %s: %s", number, exc)
 
     async def _housekeeping(self) -> None:
-        last_routes = time.monotonic()
+        last_routes = last_sweep = time.monotonic()
         while True:
             await asyncio.sleep(min(KEY_RELOAD_INTERVAL, SWEEP_INTERVAL))
             try:
@@ -164,13 +214,17 @@ class ProxyServer:
                 if time.monotonic() - last_routes >= ROUTE_RELOAD_INTERVAL:
                     await self.reload_routes()
                     last_routes = time.monotonic()
+                if time.monotonic() - last_sweep >= UNTERMINATED_SWEEP_INTERVAL:
+                    last_sweep = time.monotonic()
+                    await self._close_unterminated()
             except StoreError as exc:
-                log.warning("store read failed: %s", exc)
+                log.warning("store access failed: %s", exc)
             await self._flush_route_use()
             self._release_memory_after_flood()
             now = self.clock()
             self.tracker.expire(now)
-            for cid in [k for k, d in self.dialogs.items() if now - d.created > 12 * 3600]:
+            limit = self.cfg.proxy.max_call_duration
+            for cid in [k for k, d in self.dialogs.items() if now - d.created > limit]:
                 del self.dialogs[cid]
 
     def _release_memory_after_flood(self) -> None:
@@ -231,7 +285,8 @@ class ProxyServer:
             "active_calls": len(self.calls),
             "dialogs": len(self.dialogs),
             "ticket_epochs": sorted(self.verifier.epochs),
-            "vcrs": {"written": self.writer.written, "failed": self.writer.failed,
+            "vcrs": {"opened": self.writer.opened, "written": self.writer.written,
+                     "failed": self.writer.failed,
                      "notified": self.writer.notified,
                      "pvp_unavailable": self.writer.pvp_unavailable},
             "counters": dict(sorted(self.counters.items())),
@@ -506,13 +561,21 @@ class ProxyServer:
         if code < 300:
             first = self.tracker.answered(call.call_id, self.clock())
             if first:
-                self.dialogs[call.call_id] = Dialog(call.up, att.leg)
+                dlg = self.dialogs[call.call_id] = Dialog(call.up, att.leg)
                 self.counters[f"answered_{att.target}"] += 1
                 if att.target == "federation" and call.number is not None:
                     self._route_used[call.number] = self.clock()
-            self._relay(call, resp)   # 2xx retransmissions too (RFC 6026 §8.2)
+                vcr = self.tracker.open_vcr(call.call_id)
+                if vcr is not None:   # DESIGN §7: the answer is on disk before the caller
+                    call.vcr_opened = self.writer.submit(OpenVcr(vcr, dialog_text(dlg)))
             call.done = True
             self.calls.pop(call.server.txn.key, None)
+            held = call.vcr_opened
+            if held is None or held.done():
+                self._relay(call, resp)   # 2xx retransmissions too (RFC 6026 §8.2)
+            elif first:
+                held.add_done_callback(lambda _f: self._relay(call, resp))
+            # else: a retransmission while the open VCR commits; the held 2xx goes first
             return
         self._finish(call, resp, code)
 
@@ -644,7 +707,7 @@ class ProxyServer:
             # DESIGN §7: stop = the time the BYE passed the proxy (either direction)
             vcr = self.tracker.bye(req.call_id, self.clock())
             if vcr is not None:
-                written = self.writer.submit(vcr)
+                written = self.writer.submit(CompleteVcr(vcr))
         try:
             client = await self.endpoint.send_request(fwd, leg.iface, leg.host, leg.port,
                                                       server_hostname=leg.server_hostname)

@@ -20,9 +20,19 @@ def register(group: click.Group) -> None:
                   help="Directory for ca.pem and ca.key.")
     @click.option("--name", default="VIPR federation CA", show_default=True)
     def ca_cmd(out: Path, name: str) -> None:
-        """Create a federation CA; prints the certificate and key paths."""
-        from vipr.proxy.federation_tls import create_federation_ca  # lazy: CLI start-up
+        """Create a federation CA; prints the certificate and key paths.
 
+        Refuses to replace an existing CA (every certificate it issued would stop verifying),
+        like `vipr ca init`."""
+        from vipr.proxy.federation_tls import (  # lazy: CLI start-up
+            CA_CERT_NAME,
+            CA_KEY_NAME,
+            create_federation_ca,
+        )
+
+        for existing in (out / CA_KEY_NAME, out / CA_CERT_NAME):
+            if existing.exists() or existing.is_symlink():
+                raise click.ClickException(f"{existing} exists; refusing to overwrite")
         cert, key = create_federation_ca(out, name)
         click.echo(f"ca cert: {cert}")
         click.echo(f"ca key:  {key}")

@@ -1,8 +1,12 @@
-"""Writes VCRs in short batched transactions, then tells pvp (`vcr_added`) (DESIGN §7, §8).
+"""Writes VCR changes in short batched transactions, then tells pvp (`vcr_added`) about
+completed ones (DESIGN §7, §8).
 
-`submit(vcr)` returns a future that is done once the VCR is committed, so the proxy can hold
-the 200 OK to the BYE until then: a call the caller saw finish always has its VCR on disk, even
-if the proxy is SIGKILLed right after (WAL + synchronous=NORMAL survives a process crash).
+`submit(change)` returns a future that is done once the change is committed (result: the VCR
+id, or None). The proxy holds the 200 OK to the INVITE until the call's 'open' VCR is committed
+and the 200 OK to the BYE until it is complete: a call the caller saw answered has its VCR on
+disk even if the proxy is SIGKILLed right after (WAL + synchronous=NORMAL survives a process
+crash). Changes are committed in submission order; the ones queued while a commit runs share
+the next transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from vipr.ipc import IpcError, ipc_call
 from vipr.logsetup import printable
 from vipr.store import Store, StoreError
-from vipr.store.models import Vcr
+from vipr.store.models import CompleteVcr, VcrChange
 
 log = logging.getLogger("vipr.proxy.vcr")
 
@@ -27,11 +31,12 @@ class VcrWriter:
     def __init__(self, store: Store, pvp_socket: Path) -> None:
         self.store = store
         self.pvp_socket = pvp_socket
-        self._queue: list[tuple[Vcr, asyncio.Future[int | None]]] = []
+        self._queue: list[tuple[VcrChange, asyncio.Future[int | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._notify_task: asyncio.Task[None] | None = None
         self._notify_queue: asyncio.Queue[int] = asyncio.Queue()
+        self.opened = 0
         self.written = 0
         self.failed = 0
         self.notified = 0
@@ -55,9 +60,9 @@ class VcrWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._notify_task
 
-    def submit(self, vcr: Vcr) -> asyncio.Future[int | None]:
+    def submit(self, change: VcrChange) -> asyncio.Future[int | None]:
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._queue.append((vcr, fut))
+        self._queue.append((change, fut))
         self._wake.set()
         return fut
 
@@ -71,18 +76,23 @@ class VcrWriter:
     async def _flush(self) -> None:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         try:
-            ids = await self.store.add_vcrs_ids([v for v, _ in batch])
+            ids = await self.store.apply_vcr_changes([ch for ch, _ in batch])
         except StoreError as exc:
             self.failed += len(batch)
-            log.error("could not write %d VCR(s): %s", len(batch), exc)
+            log.error("could not write %d VCR change(s): %s", len(batch), exc)
             for _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
             return
-        for (v, fut), vid in zip(batch, ids, strict=True):
+        for (ch, fut), vid in zip(batch, ids, strict=True):
             if not fut.done():
                 fut.set_result(vid)
-            if vid is not None:
+            v = ch.vcr
+            if vid is not None and not isinstance(ch, CompleteVcr):
+                self.opened += 1
+                log.debug("VCR %d opened %s %s→%s (call %s)", vid, v.direction,
+                          printable(v.caller or "?"), printable(v.callee), printable(v.call_id))
+            elif vid is not None:
                 self.written += 1
                 log.info("VCR %d %s %s→%s %.3f s (call %s)", vid, v.direction,
                          printable(v.caller or "?"), printable(v.callee), v.stop - v.start,

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vipr.cliutil import (
+    LIMIT,
     config_option,
     db_option,
     fail,
@@ -77,7 +78,8 @@ def _ts(t: float) -> str:
 
 
 @validations.command("list")
-@click.option("--limit", default=50, show_default=True, help="Newest N attempts (0 = all).")
+@click.option("--limit", type=LIMIT, default=50, show_default=True,
+              help="Newest N attempts (0 = all).")
 @config_option
 @db_option
 @json_option

@@ -201,7 +201,8 @@ class PvpClient:
     async def enqueue(self, vcr_id: int) -> bool:
         """`vcr_added`: queue one VCR; False when it is not a pending originating one."""
         v = await self.store.get_vcr(vcr_id)
-        if v is None or v.direction != "originating" or v.validated is not None or v.burned:
+        if (v is None or v.direction != "originating" or v.validated is not None or v.burned
+                or v.state != "complete"):
             return False
         if v.duration < self.cfg.pvp.min_duration:
             self.counters.skipped += 1
@@ -309,6 +310,9 @@ class PvpClient:
         return own
 
     async def _validate(self, v: Vcr) -> Outcome:
+        if v.state != "complete":   # DESIGN §7: open or unterminated, no real stop time
+            self.counters.skipped += 1
+            return Outcome("skipped", f"call is {v.state}, not complete", v.callee)
         if v.duration < self.cfg.pvp.min_duration:
             self.counters.skipped += 1
             return Outcome("skipped", f"call of {v.duration:.1f} s is too short", v.callee)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vipr.config import ProviderConfig
+from vipr.listen_error import listen_error
 from vipr.pvp.credentials import Login, LoginError, parse_login, search_range, server_password
 from vipr.pvp.messages import (
     ErrorMsg,
@@ -175,7 +176,10 @@ class PvpServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._factory, self.host, self.port)
+        try:
+            self._server = await loop.create_server(self._factory, self.host, self.port)
+        except OSError as exc:
+            raise listen_error("PVP server", self.host, self.port, exc) from exc
         log.info("pvp server listening on %s:%d", *self.address)
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from vipr.private_files import write_private
 from vipr.reload.codec import ReloadDecodeError
 from vipr.reload.storage_codec import DEFAULT_MODELS, DataModel
 
@@ -81,10 +82,9 @@ def ca_group() -> None:
 
 
 def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    path.touch(mode=0o600)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def _hostport(s: str) -> tuple[str, int]:
@@ -141,19 +141,29 @@ def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_per
 def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: int, name: str,
              days: int, per_node: bool) -> None:
     """Issue an RSA-2048 node certificate with reload:// URIs for N random Node-IDs."""
+    from vipr.cliutil import one_line_error
     from vipr.reload.ca import issue_node_cert
     from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
-    from vipr.reload.security import cert_node_ids, load_certificate
+    from vipr.reload.security import ReloadSecurityError, cert_node_ids, load_certificate
 
     try:
         conf = load_overlay_config(config)
     except OverlayConfigError as e:
         raise click.ClickException(f"{config}: {e}") from e
     d = ca_dir or config.parent
-    ca_cert = load_certificate((d / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
+    where = "--ca-dir" if ca_dir is not None else "the configuration's directory"
+    try:
+        ca_cert = load_certificate((d / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
+    except FileNotFoundError as e:
+        raise click.ClickException(
+            f"{where} {d}: no {Path(str(e.filename)).name} (the files of `vipr ca init`)"
+        ) from None
+    except (OSError, ReloadSecurityError, ValueError, TypeError) as e:
+        raise click.ClickException(f"{where} {d}: cannot load the CA: {one_line_error(e)}"
+                                   ) from None
     if not isinstance(ca_key, rsa.RSAPrivateKey):
-        raise click.ClickException("CA key is not RSA")
+        raise click.ClickException(f"{d / 'ca.key'}: the overlay CA key is not RSA")
     if per_node:
         first = issue_node_cert(ca_cert, ca_key, conf.instance_name, user, 1, days=days)
         cp, kp = first.write(out, name)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from vipr.limits import OVERLAY_LIMITS, ConnectionGate, ListenerLimits, Refusal
 from vipr.reload.codec import Reader, ReloadDecodeError
 from vipr.reload.forwarding import ForwardingHeader
 from vipr.reload.security import NodeCredentials, ReloadSecurityError, TrustStore
@@ -29,6 +30,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 5000  # §11.1 max-message-size default
 INITIAL_RTO = 1.0  # RFC 6298 §2.1
 MIN_RTO = 1.0  # RFC 6298 §2.4 (SHOULD)
 DEAD_AFTER = 30.0  # §6.6.3.2: keep ~30 s before declaring the link failed
+LINGER = 0.5  # seconds a closing link waits for the peer's close_notify/FIN, then aborts
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ class Link:
         dead_after: float = DEAD_AFTER,
         tap: Tap | None = None,
         outbound: bool,
+        first_message_within: float | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -234,6 +237,9 @@ class Link:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        # DESIGN §10: an accepted link that carries no RELOAD message this soon is closed.
+        self.first_message_within = first_message_within
+        self._got_message = asyncio.Event()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -281,6 +287,7 @@ class Link:
                     self._write(acks)
                 for ev in events:
                     if isinstance(ev, DataFrame):
+                        self._got_message.set()
                         await self._deliver(ev.message)
                     elif isinstance(ev, AckFrame):
                         self.acked.set()
@@ -295,6 +302,9 @@ class Link:
         except asyncio.CancelledError:
             reason = "closed"
             raise
+        except Exception as e:  # a bug here closes this link only, never the node
+            log.exception("link to %s: reader failed", self.peer_node_id.hex()[:8])
+            reason = f"internal error: {e!r}"
         finally:
             await self._finish(reason)
 
@@ -311,10 +321,16 @@ class Link:
 
     async def _too_large(self, ev: TooLarge) -> None:
         # §6.6: Error_Message_Too_Large, then close; a header larger than the limit → silent close.
+        log.info("link to %s: frame of %d bytes over max-message-size %d: closing",
+                 self.peer_node_id.hex()[:8], ev.length, self.state.max_message_size)
         if ev.header is None or self.on_too_large is None:
             return
-        r = self.on_too_large(self, ev.header)
-        data = await r if asyncio.iscoroutine(r) else r
+        try:
+            r = self.on_too_large(self, ev.header)
+            data = await r if asyncio.iscoroutine(r) else r
+        except Exception:  # a handler bug must not kill the reader's cleanup
+            log.exception("too-large handler failed")
+            return
         if isinstance(data, bytes):
             with contextlib.suppress(ConnectionError, OSError):
                 self._write(self.state.send_data(data, asyncio.get_running_loop().time()))
@@ -322,6 +338,14 @@ class Link:
 
     async def _watchdog(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.first_message_within is not None:
+            try:
+                await asyncio.wait_for(self._got_message.wait(), self.first_message_within)
+            except TimeoutError:
+                log.info("link from %s carried no message within %.3g s: closing",
+                         self.peer_node_id.hex()[:8], self.first_message_within)
+                self._spawn_close("no message within the handshake timeout")
+                return
         while not self.closed.is_set():
             await asyncio.sleep(min(1.0, self.state.dead_after / 4))
             if self.state.dead(loop.time()):
@@ -329,6 +353,12 @@ class Link:
                          self.state.dead_after)
                 await self.close("dead link (no ACK)")
                 return
+
+    def _spawn_close(self, reason: str) -> None:
+        """Close from the watchdog itself (`close` would cancel and await it)."""
+        self.close_reason = self.close_reason or reason
+        if self._task is not None:
+            self._task.cancel()  # the read loop's `finally` closes the transport
 
     async def _finish(self, reason: str) -> None:
         if self.closed.is_set():
@@ -338,8 +368,10 @@ class Link:
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
         self._writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), LINGER)
+        except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
+            self._writer.transport.abort()  # the peer does not answer close_notify: drop it
 
     async def close(self, reason: str = "closed") -> None:
         self.close_reason = self.close_reason or reason
@@ -391,31 +423,90 @@ async def connect(
     return link
 
 
+class Listener:
+    """What one RELOAD listener holds (DESIGN §10): `gate` counts the connections that have
+    not authenticated yet (per-listener and per-source caps: what an unauthenticated peer may
+    hold); `members` counts the links whose peer presented a valid overlay certificate. Both
+    together stay under `max_connections`."""
+
+    def __init__(self, limits: ListenerLimits = OVERLAY_LIMITS) -> None:
+        self.limits = limits
+        self.gate = ConnectionGate(limits)
+        self.members = 0
+
+    def admit(self, source: str) -> Refusal | None:
+        if self.gate.open + self.members >= self.limits.max_connections:
+            self.gate.refused[Refusal.LISTENER_FULL] += 1
+            return Refusal.LISTENER_FULL
+        return self.gate.admit(source)
+
+    def status(self) -> dict[str, object]:
+        return {**self.gate.status(), "members": self.members}
+
+
 async def serve(
     host: str,
     port: int,
     creds_files: tuple[Path, Path],
     trust: TrustStore,
     on_link: Callable[[Link], Awaitable[None] | None],
+    *,
+    listener: Listener | None = None,
     **link_kwargs: object,
 ) -> asyncio.Server:
-    """Listen for framed TLS links; `on_link` gets each authenticated link (started)."""
+    """Listen for framed TLS links; `on_link` gets each authenticated link (started).
+
+    DESIGN §10: every TCP connection passes the listener's gate before any TLS state exists;
+    TLS then starts on the admitted socket, with the gate's `handshake_timeout`. Once the peer's
+    certificate checks out the connection leaves the gate (a provider's many nodes share one
+    address) and counts as a member link; one that has not sent its first RELOAD message by
+    `handshake_timeout` after accept is closed."""
     ctx = make_ssl_context(creds_files, trust, server=True)
+    lst = listener or Listener()
+    limits = lst.limits
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            cert, ids = _peer_identity(writer, trust, None)
-        except (ReloadSecurityError, ValueError) as e:
-            log.info("rejecting link: %s", e)
-            writer.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limits.handshake_timeout
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else ""
+        refusal = lst.admit(source)
+        if refusal is not None:
+            log.debug("refusing a connection from %s: %s", source, refusal.value)
+            writer.transport.abort()
             return
-        link = Link(reader, writer, cert, ids, outbound=False, **link_kwargs)  # type: ignore[arg-type]
-        link.start()
-        r = on_link(link)
-        if r is not None:
-            await r
+        try:
+            try:
+                await writer.start_tls(ctx, ssl_handshake_timeout=limits.handshake_timeout)
+                cert, ids = _peer_identity(writer, trust, None)
+            finally:
+                lst.gate.release(source)
+        except (ReloadSecurityError, ValueError, ssl.SSLError, ConnectionError, OSError) as e:
+            log.info("rejecting a link from %s: %r", source, e)
+            writer.transport.abort()
+            return
+        except asyncio.CancelledError:  # the loop is shutting down
+            writer.transport.abort()
+            return
+        lst.members += 1
+        try:
+            link = Link(reader, writer, cert, ids, outbound=False,
+                        first_message_within=max(0.0, deadline - loop.time()),
+                        **link_kwargs)  # type: ignore[arg-type]
+            link.start()
+            r = on_link(link)
+            if r is not None:
+                await r
+            await link.closed.wait()
+        except asyncio.CancelledError:
+            writer.transport.abort()
+        except Exception:  # one connection's failure never reaches the listener
+            log.exception("link from %s failed", source)
+            writer.transport.abort()
+        finally:
+            lst.members -= 1
 
-    return await asyncio.start_server(handle, host, port, ssl=ctx)
+    return await asyncio.start_server(handle, host, port)
 
 
 def link_files(creds: NodeCredentials, directory: Path) -> tuple[Path, Path]:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vipr.limits import OVERLAY_LIMITS, ListenerLimits
+from vipr.listen_error import listen_error
 from vipr.reload import messages as m
 from vipr.reload.api import Received, ReloadContext
 from vipr.reload.chord import TableChange, finger_target, to_id, to_int
@@ -26,7 +28,7 @@ from vipr.reload.forwarding import (
     NodeDestination,
     ResourceDestination,
 )
-from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, serve
+from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, Listener, serve
 from vipr.reload.node_transport import NodeTransport, key_of
 from vipr.reload.node_types import (
     DEFAULT_TIMERS,
@@ -64,8 +66,10 @@ class ReloadNode(NodeTransport):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         prune: bool = True,
         advertise_host: str | None = None,
+        limits: ListenerLimits = OVERLAY_LIMITS,
     ) -> None:
         super().__init__(context, creds_files, timers, max_message_size)
+        self.listener = Listener(limits)  # DESIGN §10: caps of this node's listener
         self.listen = listen
         self.bootstrap = tuple(bootstrap)
         self.create = create
@@ -100,15 +104,22 @@ class ReloadNode(NodeTransport):
     async def start(self) -> None:
         """Listen; join through a bootstrap node unless `create`; returns when joined."""
         self._started = time.monotonic()
-        self._server = await serve(self.listen[0], self.listen[1], self.creds_files,
-                                   self.context.trust, self._add_link, **self._link_kwargs())
+        try:
+            self._server = await serve(self.listen[0], self.listen[1], self.creds_files,
+                                       self.context.trust, self._add_link,
+                                       listener=self.listener, **self._link_kwargs())
+        except OSError as exc:
+            raise listen_error("overlay link", self.listen[0], self.listen[1], exc) from exc
         sock = self._server.sockets[0].getsockname()
         self._address = (sock[0], sock[1])
         if self.create:
             if self.bootstrap:  # a restarted creator re-joins the overlay that still runs
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.wait_for(self._join(), min(self.timers.join_timeout,
                                                              2 * self.timers.attach_timeout))
+                except Exception as e:  # nobody there: we create the ring (below)
+                    log.info("%s: no overlay to re-join (%r): creating it",
+                             self.node_id.hex()[:8], e)
             if not self._joined:  # §11.4: nobody reachable: the first node owns the ring
                 self._joined = True
                 self._changed(TableChange(True))
@@ -123,29 +134,32 @@ class ReloadNode(NodeTransport):
                 raise ReloadJoinError(f"join failed: {e!r}") from e
         self._spawn(self._maintenance())
 
-    async def stop(self, *, leave: bool = True) -> None:
-        """Leave (§10.9) unless `leave=False` (simulated crash), close links and the listener."""
+    async def stop(self, *, leave: bool = True, leave_timeout: float | None = None) -> None:
+        """Leave (§10.9) unless `leave=False` (simulated crash), close links and the listener.
+        The Leave waits at most `leave_timeout` (default: the attach timeout)."""
         if self._stopping:
             return
         if leave and self._joined:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._leave(), self.timers.attach_timeout)
+            wait = self.timers.attach_timeout if leave_timeout is None else leave_timeout
+            try:
+                await asyncio.wait_for(self._leave(), wait)
+            except TimeoutError:
+                log.info("%s: Leave not answered within %.3g s", self.node_id.hex()[:8], wait)
         self._stopping = True
         self._joined = False
         if self._server is not None:
             self._server.close()
         for t in list(self._tasks):
             t.cancel()
-        for links in list(self._links.values()):
-            for link in list(links):
-                await link.close("node stopped")
+        await asyncio.gather(*(link.close("node stopped") for links in list(self._links.values())
+                               for link in list(links)), return_exceptions=True)
         await self._tx.close()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._server is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except TimeoutError:
+                log.warning("%s: listener did not close within 2 s", self.node_id.hex()[:8])
 
     async def request(self, destination: bytes, body: Any, *,
                       timeout: float | None = None) -> Received:
@@ -200,6 +214,7 @@ class ReloadNode(NodeTransport):
             "successors": [p.hex() for p in self.successors()],
             "fingers": [p.hex() for p in self.fingers()],
             "links": links,
+            "listener": self.listener.status(),
             "hops": dict(sorted(self.hop_counts.items())),
         }
 
@@ -483,18 +498,23 @@ class ReloadNode(NodeTransport):
         while not self._stopping:
             await asyncio.sleep(self.timers.update_interval * random.uniform(0.9, 1.1))
             if not self.topo.ready and self._had_peers and (self.bootstrap or self._peer_addrs):
-                with contextlib.suppress(Exception):  # §10.7.4.1: lost everyone: re-join
+                try:  # §10.7.4.1: lost everyone: re-join
                     self._joined = False
                     self.topo.forget_failures()
                     await asyncio.wait_for(self._join(), self.timers.join_timeout)
+                except Exception as e:
+                    log.info("%s: re-join failed: %r", self.node_id.hex()[:8], e)
                 if not self._joined:
                     self._joined = self.create
                 continue
-            await self._update_all(self.topo.neighbors())
-            await self._prune()
-            if loop.time() >= next_ping:
-                next_ping = loop.time() + self.timers.ping_interval
-                await self._attach_fingers(limit=2)
+            try:
+                await self._update_all(self.topo.neighbors())
+                await self._prune()
+                if loop.time() >= next_ping:
+                    next_ping = loop.time() + self.timers.ping_interval
+                    await self._attach_fingers(limit=2)
+            except Exception:  # a bug in one round must not end the maintenance for good
+                log.exception("%s: maintenance round failed", self.node_id.hex()[:8])
 
     async def _prune(self) -> None:
         """Close links we opened for peers that left our routing table (the Connection Table

@@ -143,7 +143,19 @@ class NodeTransport:
                              expected_node_id=expected, timeout=self.timers.attach_timeout,
                              **self._link_kwargs())
         self._add_link(link)
+        self._spawn(self._hello(link))
         return link
+
+    async def _hello(self, link: Link) -> None:
+        """A Ping (§6.5.3) opens every link we make: the accepting peer closes a link that
+        carries no RELOAD message within its handshake timeout (DESIGN §10). Its answer
+        matches no transaction and is ignored."""
+        _txid, data = self.context.request(m.PingReq(), (NodeDestination(link.peer_node_id),))
+        try:
+            await link.send(data)
+        except (ConnectionError, OSError, ValueError) as e:
+            log.info("%s: hello to %s failed: %s", self.node_id.hex()[:8],
+                     link.peer_node_id.hex()[:8], e)
 
     # --- message path (§6.2: symmetric recursive routing) --------------------------------------
 
@@ -208,8 +220,20 @@ class NodeTransport:
             via = (*via, NodeDestination(link.peer_node_id))  # §6.3.2.1 via list
         hdr = replace(header, destination_list=tuple(dests), via_list=via,
                       ttl=header.ttl - 1 if link is not None else header.ttl)
-        with contextlib.suppress(ConnectionError, OSError, ValueError):
-            await out_link.send(encode_message(hdr, rest, b""))
+        out = encode_message(hdr, rest, b"")
+        if len(out) > self.max_message_size:  # §6.6: never sent; the origin hears of it
+            log.warning("%s: not forwarding a message of %d bytes (max-message-size %d)",
+                        self.node_id.hex()[:8], len(out), self.max_message_size)
+            if is_request and link is not None:
+                await self._process(None, self.context.error_to(
+                    header, m.ErrorCode.MESSAGE_TOO_LARGE, "message too large to forward",
+                    previous_hop=link.peer_node_id))
+            return
+        try:
+            await out_link.send(out)
+        except (ConnectionError, OSError) as e:  # the link is gone: the origin retransmits
+            log.info("%s: forwarding to %s failed: %s", self.node_id.hex()[:8],
+                     out_link.peer_node_id.hex()[:8], e)
 
     async def _deliver(self, link: Link | None, header: ForwardingHeader, data: bytes,
                        is_request: bool) -> None:
@@ -238,13 +262,34 @@ class NodeTransport:
             body = m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "internal error")
         if body is None:
             return
-        ans = self.context.answer(rx.message, body, previous_hop=prev)
+        try:
+            ans = self.context.answer(rx.message, body, previous_hop=prev)
+        except Exception:  # an answer we cannot encode: the requester hears of it at once
+            log.exception("%s: cannot encode the answer to %s", self.node_id.hex()[:8],
+                          type(rx.body).__name__)
+            ans = self.context.answer(rx.message, m.ErrorResponse.text(
+                m.ErrorCode.INVALID_MESSAGE, "internal error"), previous_hop=prev)
+        if len(ans) > self.max_message_size:
+            # An answer the links would refuse is never dropped silently: the requester gets
+            # Error_Response_Too_Large at once (RFC 6940 §6.3.3.1; DESIGN §4) and can Stat and
+            # fetch by key instead.
+            log.warning("%s: answer to %s of %d bytes exceeds max-message-size %d: "
+                        "answering Error_Response_Too_Large", self.node_id.hex()[:8],
+                        type(rx.body).__name__, len(ans), self.max_message_size)
+            ans = self.context.answer(rx.message, m.ErrorResponse.text(
+                m.ErrorCode.RESPONSE_TOO_LARGE,
+                f"answer of {len(ans)} bytes exceeds max-message-size {self.max_message_size}"),
+                previous_hop=prev)
         self._cache.store(header.transaction_id, ans, now)
         await self._process(None, ans)
 
     async def _request(self, dests: tuple[Destination, ...], body: Any,
                        timeout: float | None) -> Received:
         txid, data = self.context.request(body, dests)
+        if len(data) > self.max_message_size:  # §6.6: no link would carry it
+            raise ReloadRequestError(m.ErrorCode.MESSAGE_TOO_LARGE,
+                                     f"request of {len(data)} bytes exceeds max-message-size "
+                                     f"{self.max_message_size}")
 
         async def send(d: bytes) -> None:
             await self._process(None, d)
@@ -264,8 +309,19 @@ class NodeTransport:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """One message's (or one job's) failure is logged and stays its own: the links and
+        the node go on."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: task %s failed: %r", self.node_id.hex()[:8],
+                      getattr(task.get_coro(), "__qualname__", "?"), exc, exc_info=exc)
 
     def _now(self) -> float:
         return time.monotonic()

@@ -29,11 +29,23 @@ def _call(config: Path | None, method: str, params: dict[str, Any], timeout: flo
         if e.code == "unavailable":
             fail(f"the overlay daemon is not running ({path}): start `vipr overlay --config "
                  f"{cfg.path}`")
+        if e.code == "joining":
+            fail(f"the overlay is joining; try again once `vipr overlay status --config "
+                 f"{cfg.path}` says running")
         fail(f"{method}: {e.code}: {e}")
 
 
 def _short(ids: list[str], n: int = 1) -> str:
     return ", ".join(i[:12] for i in ids[:n]) + (" …" if len(ids) > n else "") if ids else "-"
+
+
+def _connections(listener: Any) -> str:
+    """`members+pending (refused: reason n, …)` of one node's listener (DESIGN §10)."""
+    if not isinstance(listener, dict):
+        return "-"
+    refused = listener.get("refused") or {}
+    why = ", ".join(f"{k} {v}" for k, v in sorted(refused.items())) if refused else "0"
+    return f"{listener.get('members', 0)}+{listener.get('open', 0)} ({why})"
 
 
 @click.group("overlay", invoke_without_command=True)
@@ -45,7 +57,7 @@ def overlay_group(ctx: click.Context, config: Path | None) -> None:
         return
     from vipr.reload.overlayd import run_overlay
 
-    run_overlay(load_config_or_fail(config))
+    run_overlay(load_config_or_fail(config, files_of=("overlay",)))
 
 
 @overlay_group.command("status")
@@ -64,9 +76,14 @@ def status_cmd(config: Path | None, as_json: bool) -> None:
         rows.append([n.get("node_id", ""), n.get("listen", ""),
                      _short(list(n.get("predecessors", []))),
                      _short(list(n.get("successors", []))),
-                     len(n.get("fingers", [])), n.get("stored", 0), links or "-"])
-    print_table(["node", "listen", "pred", "succ", "fingers", "stored", "links (rtt)"], rows,
-                title=f"{len(rows)} RELOAD nodes, {st.get('published', 0)} numbers published")
+                     len(n.get("fingers", [])), n.get("stored", 0), links or "-",
+                     _connections(n.get("listener"))])
+    title = f"{len(rows)} RELOAD nodes, {st.get('published', 0)} numbers published"
+    if st.get("state") == "joining":
+        joined = sum(1 for n in st.get("nodes", []) if n.get("joined"))
+        title = f"joining: {joined} of {len(rows)} RELOAD nodes joined"
+    print_table(["node", "listen", "pred", "succ", "fingers", "stored", "links (rtt)",
+                 "conns (refused)"], rows, title=title)
 
 
 @click.command("lookup")

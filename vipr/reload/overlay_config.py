@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as _dt
 import xml.etree.ElementTree as ET
+import xml.parsers.expat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,9 @@ NS = "urn:ietf:params:xml:ns:p2p:config-base"
 NS_CHORD = "urn:ietf:params:xml:ns:p2p:config-chord"
 MIME_TYPE = "application/p2p-overlay+xml"
 DEFAULT_PORT = 6084  # §11.1 bootstrap-node port default
+DEFAULT_MAX_MESSAGE_SIZE = 5000  # §11.1 max-message-size default
 VIPR_POLICY = "VIPR-NODE-PREFIX"  # DESIGN §4
+MAX_DOCUMENT_SIZE = 1 << 20  # a real document is a few KB (root certs, kinds)
 
 KIND_NAMES = {
     "SIP-REGISTRATION": 0x1,
@@ -52,6 +55,51 @@ class BootstrapNode:
     port: int = DEFAULT_PORT
 
 
+# Budgets for what the overlay document does not bound (DESIGN §4 "a full resource fits in one
+# answer"): a signature value (RSA-4096), a certificate (ours are ~1.1 KB), the forwarding
+# header with a long return path, and a dictionary key of a Kind other than VIPR.
+SIGNATURE_BUDGET = 2 + 1 + 2 + 1 + 1 + 64 + 2 + 512  # algorithm, SignerIdentity, value
+CERTIFICATE_BUDGET = 1 + 2 + 2048  # GenericCertificate: type, length, DER
+HEADER_BUDGET = 1024
+VIPR_KEY_LENGTH = 49  # `<32 hex Node-ID>+<16 hex VServiceID>`
+OTHER_KEY_BUDGET = 64
+
+
+def full_answer_size(kind: KindDef) -> int:
+    """Upper bound of a FetchAns message carrying `max-count` values of `max-size` bytes of
+    `kind`, each signed by a different certificate that travels in the security block."""
+    value = 1 + 4 + kind.max_size  # DataValue: exists, opaque<0..2^32-1>
+    if kind.data_model == DataModel.DICTIONARY:
+        key = VIPR_KEY_LENGTH if kind.access_control.upper() == VIPR_POLICY else OTHER_KEY_BUDGET
+        value += 2 + key
+    elif kind.data_model == DataModel.ARRAY:
+        value += 4
+    stored = 4 + 8 + 4 + value + SIGNATURE_BUDGET  # StoredData (§7.2)
+    body = 4 + (4 + 8 + 4) + kind.max_count * stored  # FetchAns with one FetchKindResponse
+    contents = 2 + 4 + body + 4  # MessageContents: code, body, extensions
+    security = 2 + (1 + kind.max_count) * CERTIFICATE_BUDGET + SIGNATURE_BUDGET
+    return HEADER_BUDGET + contents + security
+
+
+def required_message_size(kinds: Sequence[KindDef]) -> int:
+    """The smallest max-message-size with which every Kind's full answer fits (§6.6: larger
+    messages are refused on the link), rounded up to 4 KiB."""
+    need = max((full_answer_size(k) for k in kinds), default=DEFAULT_MAX_MESSAGE_SIZE)
+    return max(DEFAULT_MAX_MESSAGE_SIZE, -(-need // 4096) * 4096)
+
+
+def check_answers_fit(conf: OverlayConfiguration) -> None:
+    """Refuse a document whose max-message-size cannot carry a full resource of some Kind: a
+    member could then hide every other claim by storing up to max-count (DESIGN §4)."""
+    for k in conf.kinds:
+        need = full_answer_size(k)
+        if need > conf.max_message_size:
+            raise OverlayConfigError(
+                f"max-message-size {conf.max_message_size} cannot carry a full answer of kind "
+                f"{k.id:#x} (max-count {k.max_count}, max-size {k.max_size} need up to {need} "
+                f"bytes): set max-message-size to at least {required_message_size([k])}")
+
+
 def vipr_kind(max_count: int = 32, max_size: int = 256) -> KindDef:
     """The VIPR Kind of DESIGN §4: 0xF0000101, DICTIONARY, VIPR-NODE-PREFIX."""
     return KindDef(KIND_VIPR, DataModel.DICTIONARY, VIPR_POLICY, max_count, max_size)
@@ -78,7 +126,7 @@ class OverlayConfiguration:
     chord_ping_interval: float = 3600.0
     chord_reactive: bool = True
     shared_secret: str | None = None
-    max_message_size: int = 5000
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     initial_ttl: int = 100
     overlay_reliability_timer: float = 3.0  # seconds (the document holds milliseconds)
     overlay_link_protocols: tuple[str, ...] = ("TLS",)
@@ -272,8 +320,30 @@ def _parse_configuration(c: ET.Element) -> OverlayConfiguration:
     return OverlayConfiguration(**kw)  # type: ignore[arg-type]
 
 
+def _refuse_dtd(data: bytes | str) -> None:
+    """Raise `OverlayConfigError` when the document is not well-formed or has a DOCTYPE.
+
+    The document may come from elsewhere (an enrollment server, another provider): a DTD is
+    where entity expansion bombs live, and RFC 6940 §11.1's grammar has none, so any DOCTYPE
+    or ENTITY declaration is refused before ElementTree (which expands entities) sees it."""
+
+    def no_dtd(*_: object) -> None:
+        raise OverlayConfigError("a DOCTYPE/ENTITY declaration is not allowed "
+                                 "(RFC 6940 §11.1 documents have no DTD)")
+
+    p = xml.parsers.expat.ParserCreate()
+    p.StartDoctypeDeclHandler = no_dtd
+    p.EntityDeclHandler = no_dtd
+    p.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    try:
+        p.Parse(data, True)
+    except xml.parsers.expat.ExpatError as e:
+        raise OverlayConfigError(f"not well-formed XML: {e}") from None
+
+
 def parse_overlay_document(data: bytes | str) -> list[OverlayConfiguration]:
     """All `<configuration>` elements of a document (raises `OverlayConfigError`)."""
+    _refuse_dtd(data)
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:
@@ -289,7 +359,11 @@ def parse_overlay_document(data: bytes | str) -> list[OverlayConfiguration]:
 def load_overlay_config(path: str | Path, instance_name: str | None = None
                         ) -> OverlayConfiguration:
     """The configuration for `instance_name` (or the first) with the highest sequence."""
-    confs = parse_overlay_document(Path(path).read_bytes())
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_DOCUMENT_SIZE + 1)
+    if len(data) > MAX_DOCUMENT_SIZE:
+        raise OverlayConfigError(f"larger than {MAX_DOCUMENT_SIZE >> 20} MiB")
+    confs = parse_overlay_document(data)
     if instance_name is not None:
         confs = [c for c in confs if c.instance_name == instance_name]
         if not confs:
@@ -390,5 +464,6 @@ def vipr_overlay_configuration(
         no_ice=True,
         chord_update_interval=400,
         overlay_link_protocols=("TLS",),
+        max_message_size=required_message_size([vipr_kind()]),
         kinds=(vipr_kind(),),
     )

@@ -5,7 +5,9 @@ Node-ID from the provider's certificate and port `listen.port + i`; publishes ev
 number under `N`, `COPY1N`, `COPY2N` (spread over the nodes, republished every
 `republish_interval`), answers AppAttach for Application-ID 61441 with the PVP address, and
 serves the local socket API (`publish`, `lookup`, `attach`, `status`, CONTRACTS.md) on
-`<runtime_dir>/overlay.sock`. SIGTERM: hand data off, Leave, exit 0.
+`<runtime_dir>/overlay.sock` from the start: `status` says "joining" until the nodes have
+joined. SIGTERM: hand data off (≤ STOP_HANDOFF s) and Leave (≤ STOP_LEAVE s) on every node
+at once, close the links, exit 0; a SIGTERM while joining abandons the join at once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from vipr.ipc import IpcError, IpcServer
 from vipr.reload.api import ReloadContext
 from vipr.reload.messages import PVP_APPLICATION_ID
 from vipr.reload.node import ChordTimers, ReloadNode
-from vipr.reload.overlay_config import OverlayConfigError, OverlayConfiguration, load_overlay_config
+from vipr.reload.overlay_config import (
+    OverlayConfigError,
+    OverlayConfiguration,
+    check_answers_fit,
+    load_overlay_config,
+)
 from vipr.reload.security import NodeCredentials, ReloadSecurityError, cert_node_ids
 from vipr.reload.storage import DataStore
 from vipr.reload.storage_service import StorageService
@@ -37,6 +44,8 @@ PUBLISH_CONCURRENCY = 16
 RETRY_AFTER = 60.0  # republish sooner when some stores failed
 JOIN_RETRY = 5.0
 EXTRA_NODE_ATTEMPTS = 3
+STOP_HANDOFF = 1.0  # seconds for the hand-off Stores on SIGTERM (then Leave anyway)
+STOP_LEAVE = 0.5  # seconds for the Leave answers (§10.9; the peers also detect the failure)
 LOOKUP_TIMEOUT = 4.0  # per copy: N, COPY1N, COPY2N stay under the 15 s callers allow
 
 
@@ -55,6 +64,7 @@ class OverlayDaemon:
             raise OverlayError("overlay.configuration, overlay.cert and overlay.key are required")
         try:
             self.conf: OverlayConfiguration = load_overlay_config(oc.configuration)
+            check_answers_fit(self.conf)
             base = NodeCredentials.load(oc.cert, oc.key, overlay=self.conf.instance_name)
         except (OSError, OverlayConfigError, ReloadSecurityError, ValueError) as e:
             raise OverlayError(str(e)) from e
@@ -70,6 +80,7 @@ class OverlayDaemon:
         self._publish_lock = asyncio.Lock()
         self._ipc: IpcServer | None = None
         self._rr = 0
+        self.state = "joining"  # → "running" once every node has joined or given up
 
     def _identities(self, base: NodeCredentials, cert: Path, key: Path, want: int
                     ) -> tuple[list[NodeCredentials], list[tuple[Path, Path]]]:
@@ -133,15 +144,18 @@ class OverlayDaemon:
             node = self.node_factory(context=ctx, creds_files=self.files[i],
                               listen=(listen.host, listen.port + i), bootstrap=self._bootstrap(i),
                               create=create, timers=self.timers, storage=svc,
-                              app_attach=self._app_attach)
+                              app_attach=self._app_attach,
+                              max_message_size=self.conf.max_message_size,
+                              limits=self.cfg.overlay.limits)
             try:
-                await node.start()
+                if not await self._start_or_stop(node, stop):
+                    await svc.close()
+                    return False
                 break
             except Exception as e:  # ReloadJoinError, OSError: bootstrap not up yet
                 log.warning("node %s could not join: %r; retrying in %.0f s", cr.node_id.hex(),
                             e, JOIN_RETRY)
-                with contextlib.suppress(Exception):
-                    await node.stop(leave=False)
+                await self._stop_quietly(node)
                 if i > 0 and attempt >= EXTRA_NODE_ATTEMPTS:
                     log.error("node %s (#%d) could not join after %d attempts: running "
                               "without it", cr.node_id.hex(), i, attempt)
@@ -160,15 +174,43 @@ class OverlayDaemon:
         log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i)
         return True
 
+    @staticmethod
+    async def _start_or_stop(node: ReloadNode, stop: asyncio.Event) -> bool:
+        """`node.start()` (listen and join), abandoned at once when `stop` is set (False): a
+        SIGTERM while joining must not wait for the join timeout."""
+        starting = asyncio.ensure_future(node.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if starting.done():
+            starting.result()  # raises the join error
+            return True
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await OverlayDaemon._stop_quietly(node)
+        return False
+
+    @staticmethod
+    async def _stop_quietly(node: ReloadNode) -> None:
+        """Close a node that never joined (its listener and links); failures are logged."""
+        try:
+            await node.stop(leave=False)
+        except Exception as e:
+            log.warning("closing node %s failed: %r", node.node_id.hex(), e)
+
     async def run(self, stop: asyncio.Event) -> None:
         self._ipc = IpcServer(self.cfg.socket_path("overlay"), {
             "publish": self.ipc_publish, "lookup": self.ipc_lookup,
             "attach": self.ipc_attach, "status": self.ipc_status})
         try:
+            # the socket answers while the nodes join: `status` says "joining" (issue 13)
+            await self._ipc.start()
             for i in range(len(self.creds)):
                 if not await self._start_node(i, stop) and (i == 0 or stop.is_set()):
                     return
-            await self._ipc.start()
+            self.state = "running"
             notify_ready(f"{len(self.nodes)} RELOAD nodes")
             publisher = asyncio.create_task(self._publish_loop(stop))
             await stop.wait()
@@ -178,15 +220,24 @@ class OverlayDaemon:
             await self.shutdown()
 
     async def shutdown(self) -> None:
+        """Hand data off, Leave, close: every node at once, each step bounded (a hung peer
+        must not hold a SIGTERM up; the ring repairs itself from failures, §10.7.4)."""
         if self._ipc is not None:
             await self._ipc.close()
             self._ipc = None
+        outcomes = await asyncio.gather(
+            *(asyncio.wait_for(svc.handoff(), STOP_HANDOFF) for svc in self.services),
+            return_exceptions=True)
+        for o in outcomes:
+            if isinstance(o, BaseException):
+                log.info("hand-off before leaving incomplete: %r", o)
+        stops = await asyncio.gather(
+            *(node.stop(leave=True, leave_timeout=STOP_LEAVE) for node in self.nodes),
+            return_exceptions=True)
+        for e in stops:
+            if isinstance(e, BaseException):
+                log.warning("node stop failed: %r", e)
         for svc in self.services:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(svc.handoff(), 10.0)
-        for node, svc in zip(self.nodes, self.services, strict=True):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(node.stop(leave=True), 10.0)
             await svc.close()
         self.nodes.clear()
         self.services.clear()
@@ -243,6 +294,8 @@ class OverlayDaemon:
 
     def _node(self) -> ReloadNode:
         if not self.nodes:
+            if self.state == "joining":
+                raise IpcError("joining", "the overlay is joining: no RELOAD node has joined yet")
             raise IpcError("unavailable", "no RELOAD node is running")
         self._rr = (self._rr + 1) % len(self.nodes)
         return self.nodes[self._rr]
@@ -281,7 +334,12 @@ class OverlayDaemon:
             st = dict(node.status())
             st["stored"] = svc.store.entry_count()
             nodes.append(st)
-        return {"nodes": nodes, "published": self.published}
+        if self.state == "joining":  # the identities still joining (pvp reads own Node-IDs)
+            listen = self.cfg.overlay.listen
+            nodes += [{"node_id": cr.node_id.hex(), "joined": False,
+                       "listen": f"{listen.host}:{listen.port + i}"}
+                      for i, cr in enumerate(self.creds) if i >= len(self.nodes)]
+        return {"state": self.state, "nodes": nodes, "published": self.published}
 
 
 def run_overlay(cfg: ProviderConfig) -> None:

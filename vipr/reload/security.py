@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from vipr.private_files import write_private
 from vipr.reload.codec import NODE_ID_LENGTH, Writer
 from vipr.reload.forwarding import ForwardingHeader
 from vipr.reload.message import (
@@ -185,8 +186,7 @@ class NodeCredentials:
         cp, kp = directory / f"{stem}.crt", directory / f"{stem}.key"
         cp.write_bytes(self.cert_pem() + b"".join(
             c.public_bytes(serialization.Encoding.PEM) for c in self.chain))
-        kp.touch(mode=0o600)
-        kp.write_bytes(self.key_pem())
+        write_private(kp, self.key_pem())
         return cp, kp
 
     @classmethod

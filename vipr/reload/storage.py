@@ -57,7 +57,7 @@ from vipr.reload.storage_codec import (
     StoreReq,
     metadata_for,
 )
-from vipr.reload.vipr_kind import node_prefix_allows
+from vipr.reload.vipr_kind import MAX_ENTRIES_PER_SIGNER, node_prefix_allows
 
 __all__ = ["DataStore", "Entry", "KindRecord", "StorageError", "policy_allows"]
 
@@ -216,13 +216,16 @@ class DataStore:
                 raise StorageError(ErrorCode.GENERATION_COUNTER_TOO_LOW,
                                    "generation counter mismatch", ans.encode())
             changed = False
+            signers: set[bytes] = set()
             for sd in kd.values:
                 changed |= self._apply(kind, req.resource, rec, sd, certs, now, original,
-                                       request_signer)
+                                       request_signer, signers)
             live = sum(1 for e in rec.entries.values() if _exists(e.data))
             if live > kind.max_count:
                 raise StorageError(ErrorCode.DATA_TOO_LARGE,
                                    f"more than max-count {kind.max_count} values")
+            if original and kind.access_control.upper() == VIPR_POLICY:
+                self._check_signer_cap(rec, signers)
             if original:
                 if changed:
                     rec.generation += 1
@@ -233,9 +236,22 @@ class DataStore:
         return StoreAns(tuple(StoreKindResponse(k, staged[k].generation, replicas)
                               for k in kinds_seen))
 
+    @staticmethod
+    def _check_signer_cap(rec: KindRecord, signers: set[bytes]) -> None:
+        """DESIGN §4: one signer (certificate) holds at most MAX_ENTRIES_PER_SIGNER entries
+        of a VIPR resource, deletions (exists=false) included: they take room in every
+        FetchAns too. So no member can fill max-count or push the answer past
+        max-message-size and hide the other providers' claims."""
+        for cert in signers:
+            held = sum(1 for e in rec.entries.values() if e.cert == cert)
+            if held > MAX_ENTRIES_PER_SIGNER:
+                raise StorageError(ErrorCode.DATA_TOO_LARGE,
+                                   f"a signer may hold at most {MAX_ENTRIES_PER_SIGNER} entries "
+                                   f"per resource")
+
     def _apply(self, kind: KindDef, resource: bytes, rec: KindRecord, sd: StoredData,
                certs: Sequence[x509.Certificate], now: float, original: bool,
-               request_signer: VerifiedSigner | None) -> bool:
+               request_signer: VerifiedSigner | None, signers: set[bytes]) -> bool:
         if isinstance(sd.value, RawStoredValue) or not _model_ok(kind.data_model, sd):
             raise StorageError(ErrorCode.INVALID_MESSAGE, "value does not match the Kind's model")
         if _value_size(sd) > kind.max_size:
@@ -260,7 +276,9 @@ class DataStore:
                 raise StorageError(ErrorCode.DATA_TOO_OLD,
                                    "storage_time not newer than the stored value")
             return False  # a replica we already hold (or older): idempotent
-        rec.entries[key] = Entry(sd, cert_der(signer.cert), now + sd.lifetime)
+        der = cert_der(signer.cert)
+        rec.entries[key] = Entry(sd, der, now + sd.lifetime)
+        signers.add(der)
         return True
 
     # ------------------------------------------------------------------ fetch / stat

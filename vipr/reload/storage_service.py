@@ -201,7 +201,10 @@ class StorageService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             if self.planner.due(self.clock()):
-                self.run_plan()
+                try:
+                    self.run_plan()
+                except Exception:  # one bad plan must not end replication for good
+                    log.exception("replication plan failed")
 
     async def handoff(self) -> int:
         """Before leaving: copy what we are responsible for to our successor; waits for the

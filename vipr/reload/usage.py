@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vipr.reload.api import Received, ReloadContext
-from vipr.reload.messages import PVP_APPLICATION_ID
+from vipr.reload.messages import PVP_APPLICATION_ID, ErrorCode
+from vipr.reload.node_types import ReloadRequestError
 from vipr.reload.security import (
     ReloadSecurityError,
     TrustStore,
@@ -26,9 +27,11 @@ from vipr.reload.security import (
 from vipr.reload.storage_codec import (
     DataValue,
     DictionaryEntry,
+    DictionaryEntryMeta,
     DictionarySpecifier,
     FetchAns,
     FetchReq,
+    StatReq,
     StoreAns,
     StoredData,
     StoredDataSpecifier,
@@ -91,16 +94,45 @@ def verified_values(ans: Received, resource: bytes, trust: TrustStore,
     return out
 
 
+async def _fetch_by_key(node: UsageNode, res: bytes, timeout: float) -> list[StoredData]:
+    """DESIGN §4: the whole dictionary did not fit one answer (Error_Response_Too_Large):
+    learn its keys with a Stat (metadata only, RFC 6940 §7.4.3) and fetch each key alone."""
+    stat = await node.request(res, StatReq(res, (StoredDataSpecifier(
+        KIND_VIPR, 0, DictionarySpecifier()),)), timeout=timeout)
+    keys = [md.metadata.key for kr in getattr(stat.body, "kind_responses", ())
+            if kr.kind == KIND_VIPR for md in kr.values
+            if isinstance(md.metadata, DictionaryEntryMeta) and md.metadata.value.exists]
+
+    async def one(key: bytes) -> list[StoredData]:
+        spec = StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier((key,)))
+        try:
+            ans = await node.request(res, FetchReq(res, (spec,)), timeout=timeout)
+        except Exception as e:  # one entry lost is not the whole lookup
+            log.info("fetch of key %r at %s failed: %r", key[:49], res.hex(), e)
+            return []
+        return verified_values(ans, res, node.context.trust)
+
+    parts = await asyncio.gather(*(one(k) for k in keys))
+    return [sd for part in parts for sd in part]
+
+
 async def lookup(node: UsageNode, number: str, *, timeout: float = 15.0) -> LookupResult:
     """Fetch the claims on `number`: `N`, then `COPY1N`, then `COPY2N` (DESIGN §4)."""
     spec = StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier())
     for label, res in zip(RESOURCE_LABELS, resource_ids(number), strict=True):
         try:
-            ans = await node.request(res, FetchReq(res, (spec,)), timeout=timeout)
+            try:
+                ans = await node.request(res, FetchReq(res, (spec,)), timeout=timeout)
+                values = verified_values(ans, res, node.context.trust)
+            except ReloadRequestError as e:
+                if e.error_code != ErrorCode.RESPONSE_TOO_LARGE:
+                    raise
+                log.info("lookup %s at %s: %s; fetching key by key", number, label, e)
+                values = await _fetch_by_key(node, res, timeout)
         except Exception as e:  # ReloadRequestError, timeouts, link failures: try the next copy
             log.info("lookup %s at %s failed: %r", number, label, e)
             continue
-        claims = claims_from(verified_values(ans, res, node.context.trust))
+        claims = claims_from(values)
         if claims:
             return LookupResult(number, claims, label)
     return LookupResult(number, [], "N")

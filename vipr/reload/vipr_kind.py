@@ -20,6 +20,7 @@ from vipr.reload.storage_codec import KIND_VIPR, DataValue, DictionaryEntry, Sto
 
 __all__ = [
     "KIND_VIPR",
+    "MAX_ENTRIES_PER_SIGNER",
     "RESOURCE_LABELS",
     "TLV_PEER_ID",
     "Claim",
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 TLV_PEER_ID = 0x2008
+# DESIGN §4: entries one signer (certificate) may hold under one resource. A provider needs one
+# per VServiceID per node; a few more cover a renumbered node whose old entry has not expired.
+MAX_ENTRIES_PER_SIGNER = 4
 RESOURCE_LABELS = ("N", "COPY1N", "COPY2N")
 _KEY_RE = re.compile(rb"^([0-9a-f]{32})\+([0-9a-f]{16})$")
 

@@ -29,15 +29,19 @@ from vipr.store.loopconn import LoopBusy, LoopConnection, immediate_transaction
 from vipr.store.models import (
     DIRECTIONS,
     UNKNOWN_CALLER,
+    CompleteVcr,
     Direction,
+    OpenVcr,
     PublishedNumber,
     Route,
     TicketKey,
     ValidationRecord,
     Vcr,
+    VcrChange,
 )
-from vipr.store.opening import apply_pragma, migrate
+from vipr.store.opening import apply_pragma, migrate, private_database
 from vipr.store.rows import (
+    COMPLETE_VCR,
     INSERT_VALIDATION,
     INSERT_VCR,
     KEY_COLS,
@@ -126,7 +130,7 @@ class Store:
         name = str(path)
         try:
             if name != ":memory:":
-                Path(name).parent.mkdir(parents=True, exist_ok=True)
+                private_database(Path(name))
             db = await aiosqlite.connect(name, isolation_level=None)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open database {name}: {e}") from e
@@ -290,6 +294,66 @@ class Store:
 
         return await self._transaction(body)
 
+    async def apply_vcr_changes(self, changes: Sequence[VcrChange]) -> list[int | None]:
+        """Open and complete VCRs in one transaction, in order (DESIGN §7; the proxy's
+        `VcrWriter` batches them); each change's VCR id, None when it changed nothing.
+
+        OpenVcr: insert the answered call (state 'open'); None when that Call-ID and direction
+        already has a VCR. CompleteVcr: set the stop time of the open or unterminated VCR of
+        that Call-ID and direction (found in the store, so after a restart too); when there is
+        none, insert the VCR whole; None when it was already complete.
+        """
+        steps: list[tuple[tuple[object, ...], tuple[object, ...] | None]] = []
+        for ch in changes:
+            v = ch.vcr
+            if isinstance(ch, OpenVcr):
+                if v.state != "open":
+                    raise StoreError(f"an opened VCR has state 'open', not {v.state!r}")
+                steps.append((vcr_params(v, ch.dialog), None))
+            else:
+                if v.state != "complete":
+                    raise StoreError(f"a completed VCR has state 'complete', not {v.state!r}")
+                steps.append((vcr_params(v), (float(v.stop), v.call_id, v.direction)))
+        if not steps:
+            return []
+
+        def body(c: sqlite3.Connection) -> list[int | None]:
+            out: list[int | None] = []
+            for insert, complete in steps:
+                rows = c.execute(COMPLETE_VCR, complete).fetchall() if complete else []
+                if not rows:
+                    rows = c.execute(INSERT_VCR + " RETURNING id", insert).fetchall()
+                out.append(int(rows[0][0]) if rows else None)
+            return out
+
+        # The proxy's batches are small and indexed (call_id, direction): on the loop's thread.
+        return await self._transaction(body, on_loop=len(steps) <= MAX_ON_LOOP_ROWS)
+
+    async def open_vcr(self, v: Vcr, dialog: str | None = None) -> int | None:
+        """Insert the VCR of an answered call (state 'open'); see apply_vcr_changes."""
+        return (await self.apply_vcr_changes([OpenVcr(v, dialog)]))[0]
+
+    async def complete_vcr(self, v: Vcr) -> int | None:
+        """Record the BYE of `v.call_id` at `v.stop`; see apply_vcr_changes."""
+        return (await self.apply_vcr_changes([CompleteVcr(v)]))[0]
+
+    async def find_open_vcrs(self, call_id: str | None = None) -> list[tuple[Vcr, str | None]]:
+        """Open VCRs with their dialog text, oldest first: those of one Call-ID, or all (the
+        proxy loads them when it starts, so a BYE after a restart completes its VCR)."""
+        where, params = ("call_id = ? AND ", (call_id,)) if call_id is not None else ("", ())
+        rows = await self._fetch(
+            f"SELECT {VCR_COLS}, dialog FROM vcr WHERE {where}state = 'open'"
+            " ORDER BY start, id", params)
+        return [(vcr_from_row(r), r[12]) for r in rows]
+
+    async def close_unterminated(self, started_before: float) -> int:
+        """DESIGN §7: open VCRs of calls answered before `started_before` (now − the
+        proxy's max_call_duration) that never saw a BYE become 'unterminated'. Their stop stays
+        equal to their start: the hang-up time is unknown, so PVP never uses them. The count."""
+        return await self._write_count(
+            "UPDATE vcr SET state = 'unterminated', dialog = NULL"
+            " WHERE state = 'open' AND start < ?", (float(started_before),))
+
     async def get_vcr(self, id: int) -> Vcr | None:
         rows = await self._fetch(f"SELECT {VCR_COLS} FROM vcr WHERE id = ?", (id,), on_loop=True)
         return vcr_from_row(rows[0]) if rows else None
@@ -323,11 +387,12 @@ class Store:
         """Terminating VCRs a PVP server may validate against (DESIGN §5), newest first.
 
         callee equal; caller equal or unknown ("") on our side; start_from <= start < start_to;
-        not older than `max_age` (start >= now - max_age); not burned.
+        not older than `max_age` (start >= now - max_age); not burned; complete (DESIGN §7).
         """
         rows = await self._fetch(
             f"SELECT {VCR_COLS} FROM vcr WHERE callee = ? AND start >= ? AND start < ?"
             " AND start >= ? AND direction = 'terminating' AND burned = 0"
+            " AND state = 'complete'"   # DESIGN §7: only a real stop time validates
             " AND (caller = ? OR caller = ?) ORDER BY start DESC, id DESC",
             (callee, float(start_from), float(start_to), float(now) - float(max_age), caller,
              UNKNOWN_CALLER),
@@ -336,10 +401,12 @@ class Store:
         return [vcr_from_row(r) for r in rows]
 
     async def pending_originating_vcrs(self, min_duration: float) -> list[Vcr]:
-        """Originating VCRs not yet validated nor burned, lasting ≥ min_duration; oldest first."""
+        """Complete originating VCRs not yet validated nor burned, lasting ≥ min_duration;
+        oldest first."""
         rows = await self._fetch(
             f"SELECT {VCR_COLS} FROM vcr INDEXED BY vcr_pending WHERE direction = 'originating'"
-            " AND validated IS NULL AND burned = 0 AND stop - start >= ? ORDER BY start, id",
+            " AND validated IS NULL AND burned = 0 AND state = 'complete' AND stop - start >= ?"
+            " ORDER BY start, id",
             (float(min_duration),),
         )
         return [vcr_from_row(r) for r in rows]
@@ -347,7 +414,7 @@ class Store:
     async def latest_originating_vcr(self, callee: str) -> Vcr | None:
         rows = await self._fetch(
             f"SELECT {VCR_COLS} FROM vcr WHERE callee = ? AND direction = 'originating'"
-            " ORDER BY start DESC, id DESC LIMIT 1",
+            " AND state = 'complete' ORDER BY start DESC, id DESC LIMIT 1",
             (callee,),
         )
         return vcr_from_row(rows[0]) if rows else None

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from vipr.cliutil import (
+    LIMIT,
     config_option,
     db_option,
     fail,
@@ -186,7 +187,7 @@ def vcrs() -> None:
 @vcrs.command("list")
 @click.option("--since", help="Calls started since: unix seconds, ISO-8601, or a duration (48h).")
 @click.option("--direction", type=click.Choice(DIRECTIONS), help="Only this direction.")
-@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("--limit", type=LIMIT, default=100, show_default=True,
               help="At most this many (0 = all).")
 @config_option
 @db_option
@@ -203,9 +204,10 @@ def vcrs_list(since: str | None, direction: str | None, limit: int, config: Path
         return
     print_table(
         ("id", "direction", "caller", "callee", "start", "secs", "call-id", "validated",
-         "failures", "burned"),
-        [(v.id, v.direction, v.caller or "unknown", v.callee, _ts(v.start), f"{v.duration:.0f}",
-          v.call_id, _ts(v.validated), v.failures, "yes" if v.burned else "no") for v in vs],
+         "failures", "burned", "state"),
+        [(v.id, v.direction, v.caller or "unknown", v.callee, _ts(v.start),
+          f"{v.duration:.0f}" if v.state == "complete" else "-", v.call_id, _ts(v.validated),
+          v.failures, "yes" if v.burned else "no", v.state) for v in vs],
         title=f"{len(vs)} VCR(s)",
     )
 

@@ -7,9 +7,14 @@ from typing import Literal
 
 Direction = Literal["originating", "terminating"]
 ValidationRole = Literal["client", "server"]
+# DESIGN §7: 'open' from the 200 OK to the BYE (stop = start meanwhile), 'complete' once the BYE
+# passed, 'unterminated' when no BYE came within proxy.max_call_duration (stop stays = start).
+# Only 'complete' VCRs take part in PVP (their stop is a real hang-up time).
+VcrState = Literal["open", "complete", "unterminated"]
 
 DIRECTIONS: tuple[Direction, ...] = ("originating", "terminating")
 VALIDATION_ROLES: tuple[ValidationRole, ...] = ("client", "server")
+VCR_STATES: tuple[VcrState, ...] = ("open", "complete", "unterminated")
 
 # A terminating VCR whose caller the PSTN did not deliver stores this (DESIGN §5: "caller equal
 # (or unknown on the terminating side)").
@@ -31,11 +36,32 @@ class Vcr:
     validated: float | None = None
     failures: int = 0
     burned: bool = False
+    state: VcrState = "complete"
 
     @property
     def duration(self) -> float:
-        """Seconds between answer and hang-up."""
+        """Seconds between answer and hang-up (0 while open or unterminated)."""
         return self.stop - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class OpenVcr:
+    """A change for `Store.apply_vcr_changes`: the call was answered. `vcr.state` is 'open' and
+    `vcr.stop == vcr.start`; `dialog` is the proxy's routing state (opaque to the store)."""
+
+    vcr: Vcr
+    dialog: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteVcr:
+    """A change for `Store.apply_vcr_changes`: the BYE passed at `vcr.stop`. Completes the open
+    (or unterminated) VCR of that Call-ID and direction, else inserts `vcr` whole."""
+
+    vcr: Vcr
+
+
+VcrChange = OpenVcr | CompleteVcr
 
 
 @dataclass(frozen=True, slots=True)

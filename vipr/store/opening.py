@@ -1,5 +1,5 @@
-"""Opening a store's connection: the PRAGMAs (with the WAL switch's retry) and the schema
-migrations (vipr.store.schema)."""
+"""Opening a store's connection: the database file created owner-only, the PRAGMAs (with the
+WAL switch's retry) and the schema migrations (vipr.store.schema)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,26 @@ import asyncio
 import sqlite3
 import time
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from vipr.private_files import private_dir, private_file, tighten
 from vipr.store.errors import StoreError
 from vipr.store.schema import BUSY_TIMEOUT_MS, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["apply_pragma", "migrate"]
+__all__ = ["apply_pragma", "migrate", "private_database"]
+
+
+def private_database(path: Path) -> None:
+    """The database file exists 0600 before SQLite opens it, so the -wal/-shm it creates get
+    0600 too (SQLite copies the database's mode); older files readable by others are
+    tightened (vipr.private_files). The ticket HMAC keys live here."""
+    private_dir(path.parent, warn=False)
+    private_file(path, "database")
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + suffix), "database file")
 
 
 async def apply_pragma(db: aiosqlite.Connection, pragma: str) -> list[Any]:

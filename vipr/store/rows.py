@@ -10,6 +10,7 @@ from vipr.store.errors import StoreError
 from vipr.store.models import (
     DIRECTIONS,
     VALIDATION_ROLES,
+    VCR_STATES,
     Route,
     TicketKey,
     ValidationRecord,
@@ -17,7 +18,8 @@ from vipr.store.models import (
 )
 
 VCR_COLS = (
-    "id, direction, caller, callee, start, stop, call_id, created, validated, failures, burned"
+    "id, direction, caller, callee, start, stop, call_id, created, validated, failures, burned,"
+    " state"
 )
 ROUTE_COLS = (
     "number, routes, ticket, ticket_expires, expires, learned_from_node, learned_from_domain,"
@@ -28,8 +30,13 @@ VALIDATION_COLS = "id, at, role, number, vcr_id, peer, outcome, reason"
 
 INSERT_VCR = (
     "INSERT INTO vcr (direction, caller, callee, start, stop, call_id, created, validated,"
-    " failures, burned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " failures, burned, state, dialog) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (call_id, direction) DO NOTHING"
+)
+# The BYE of an open (or unterminated) call: the stop time, never before the start.
+COMPLETE_VCR = (
+    "UPDATE vcr SET stop = MAX(?, start), state = 'complete', dialog = NULL"
+    " WHERE call_id = ? AND direction = ? AND state != 'complete' RETURNING id"
 )
 INSERT_VALIDATION = (
     "INSERT INTO validation (at, role, number, vcr_id, peer, outcome, reason)"
@@ -39,9 +46,11 @@ INSERT_VALIDATION = (
 Row = Any  # one result row; its columns are read by position
 
 
-def vcr_params(v: Vcr) -> tuple[object, ...]:
+def vcr_params(v: Vcr, dialog: str | None = None) -> tuple[object, ...]:
     if v.direction not in DIRECTIONS:
         raise StoreError(f"VCR direction must be one of {DIRECTIONS}, not {v.direction!r}")
+    if v.state not in VCR_STATES:
+        raise StoreError(f"VCR state must be one of {VCR_STATES}, not {v.state!r}")
     return (
         v.direction,
         v.caller,
@@ -53,6 +62,8 @@ def vcr_params(v: Vcr) -> tuple[object, ...]:
         v.validated,
         int(v.failures),
         1 if v.burned else 0,
+        v.state,
+        dialog,
     )
 
 
@@ -92,6 +103,7 @@ def vcr_from_row(r: Row) -> Vcr:
         validated=r[8],
         failures=r[9],
         burned=bool(r[10]),
+        state=r[11],
     )
 
 

@@ -76,6 +76,18 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX validation_at ON validation (at)",
 )
 
+# v2 (issue 13, DESIGN §7/§8): a VCR is written when the call is answered (state 'open', stop =
+# start until the BYE) and completed at the BYE; `dialog` holds the proxy's routing state of an
+# open call (opaque text, NULL once closed) so a restarted proxy can still route and record the
+# BYE. Rows of v1 were all written at the BYE: they become 'complete'.
+_V2: tuple[str, ...] = (
+    """ALTER TABLE vcr ADD COLUMN state TEXT NOT NULL DEFAULT 'complete'
+        CHECK (state IN ('open', 'complete', 'unterminated'))""",
+    "ALTER TABLE vcr ADD COLUMN dialog TEXT",
+    # The proxy's start-up load and the sweep that closes calls without a BYE.
+    "CREATE INDEX vcr_open ON vcr (start) WHERE state = 'open'",
+)
+
 # MIGRATIONS[i] brings the schema from version i to version i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)

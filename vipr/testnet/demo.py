@@ -163,8 +163,9 @@ class Story:
     async def _vcr_pair(self) -> dict[str, float] | None:
         a = await self.net.vcrs(self.a, self.number, self.t_start - 5)
         b = await self.net.vcrs(self.b, self.number, self.t_start - 5)
-        a_o = [v for v in a if v.direction == "originating"]
-        b_t = [v for v in b if v.direction == "terminating"]
+        # DESIGN §7: an answered call's VCR is 'open' (stop = start) until its BYE
+        a_o = [v for v in a if v.direction == "originating" and v.state == "complete"]
+        b_t = [v for v in b if v.direction == "terminating" and v.state == "complete"]
         if not a_o or not b_t:
             return None
         return {"a_start": a_o[0].start, "a_stop": a_o[0].stop,

@@ -139,9 +139,15 @@ def load_pstn_config(path: str | Path) -> PstnConfig:
     """Read a PSTN simulator YAML file."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PstnConfigError(f"{p}: {exc}") from None
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PstnConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PstnConfigError(f"{p}: expected UTF-8 text (a YAML file)") from None
+    except RecursionError:
+        raise PstnConfigError(f"{p}: invalid YAML: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        raise PstnConfigError(f"{p}: {' '.join(str(exc).split())}") from None
     cfg = parse_pstn_config(data, str(p))
     return PstnConfig(cfg.listen, cfg.plan, cfg.skew_provider, cfg.skew_delay,
                       cfg.answer_timeout, p)

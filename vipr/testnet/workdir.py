@@ -28,6 +28,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from vipr.private_files import private_dir, write_private
 from vipr.proxy.federation_tls import create_federation_ca, issue_federation_cert
 from vipr.reload.ca import create_ca, issue_node_cert, random_node_id
 from vipr.reload.overlay_config import (
@@ -165,15 +166,13 @@ def _ports(base: int, i: int) -> Ports:
 
 
 def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    path.touch(mode=0o600)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Ports]) -> None:
-    d = root / "overlay"
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dir(root / "overlay")
     cert, key = create_ca(OVERLAY_NAME)
     (d / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(d / "ca.key", key)
@@ -248,14 +247,13 @@ def _dump(path: Path, doc: dict[str, Any], comment: str) -> Path:
 def make_workdir(root: Path, *, base_port: int | None = None,
                  providers: list[ProviderSpec] | None = None) -> Layout:
     """Write everything the demo needs under `root` (created; existing files overwritten)."""
-    root = root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_dir(root.resolve(), warn=False)   # keys, state and sockets below
     providers = providers or default_providers()
     base = base_port if base_port is not None else pick_base_port()
     ports = {p.key: _ports(base, i) for i, p in enumerate(providers)}
     pstn_port = base + 380
     _make_overlay(root, providers, ports)
-    tls = root / "tls"
+    tls = private_dir(root / "tls")
     ca_cert, ca_key = create_federation_ca(tls)
     configs: dict[str, Path] = {}
     nofed: dict[str, Path] = {}
@@ -275,7 +273,7 @@ def make_workdir(root: Path, *, base_port: int | None = None,
                       "VIPR demo: PSTN simulator number plan")
     for sub in ("logs", *(f"run/{p.key}" for p in providers),
                 *(f"state/{p.key}" for p in providers)):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+        private_dir(root / sub)
     b_number = providers[1].phone_number if len(providers) > 1 else providers[0].phone_number
     return Layout(root, providers, ports, configs, nofed, pstn_path, pstn_port, tls, ca_cert,
                   b_number, certs)
