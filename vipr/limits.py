@@ -97,6 +97,10 @@ class ConnectionGate:
             self._per_source[key] = n - 1
         self.open -= 1
 
+    def held_by(self, host: str) -> int:
+        """How many connections the source of `host` holds now."""
+        return self._per_source.get(source_key(host), 0)
+
     def sources(self) -> int:
         """How many distinct sources hold connections now."""
         return len(self._per_source)

@@ -120,19 +120,49 @@ async def test_per_address_cap_refuses_at_accept(env: Env, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["tcp", "tls"])
-async def test_listener_cap_holds_until_silent_peers_time_out(env: Env, kind: str) -> None:
+async def test_silent_peers_filling_the_listener_cannot_lock_out_a_client(env: Env,
+                                                                          kind: str) -> None:
     held = [await env.connect(kind, src) for src in (ATTACKER, ATTACKER, OTHER, OTHER)]
-    r, w = await env.connect(kind, LEGIT)
-    assert await closed_by_server(r, 2)   # listener full: even a good client waits
-    w.close()
-    assert env.stream(kind).status()["refused"] == {"listener_full": 1}
-    # nothing sent (plain TCP) / no ClientHello (TLS): closed after handshake_timeout
-    for hr, _ in held:
+    assert env.stream(kind).status()["unauthenticated"] == 4
+    # full of connections that never authenticated: the oldest makes room for the newcomer
+    assert b"SIP/2.0 200 OK" in await env.ask(kind)
+    assert await closed_by_server(held[0][0], 2)
+    st = env.stream(kind).status()
+    assert st["closed"] == {"evicted": 1} and st["refused"] == {}, st
+    # the rest: closed after handshake_timeout (nothing sent / no ClientHello)
+    for hr, _ in held[1:]:
         assert await closed_by_server(hr, 3)
     st = env.stream(kind).status()
     reason = "first_message_timeout" if kind == "tcp" else "handshake_timeout"
-    assert st["closed"] == {reason: 4} and st["open"] == 0, st
-    assert b"SIP/2.0 200 OK" in await env.ask(kind)
+    assert st["closed"] == {"evicted": 1, reason: 3} and st["open"] == 0, st
+    for _, w in held:
+        w.close()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+async def test_listener_cap_refuses_when_every_slot_is_authenticated(env: Env,
+                                                                     kind: str) -> None:
+    tls = kind == "tls"
+    held = []
+    for i, src in enumerate((ATTACKER, ATTACKER, OTHER, OTHER)):
+        r, w = await env.connect(kind, src, tls=tls)
+        w.write(options(kind.upper(), f"z9hG4bKheld{i}"))   # authenticated: a whole message
+        assert b"200 OK" in await read_message(r)
+        held.append((r, w))
+    assert env.stream(kind).status()["unauthenticated"] == 0
+    r, w = await env.connect(kind, LEGIT)
+    assert await closed_by_server(r, 2)   # the cap holds: refused at accept
+    w.close()
+    assert env.stream(kind).status()["refused"] == {"listener_full": 1}
+    for _, hw in held:
+        hw.close()
+    for hr, _ in held:
+        await closed_by_server(hr, 3)
+    for _ in range(100):
+        if env.stream(kind).gate.open == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert b"SIP/2.0 200 OK" in await env.ask(kind)   # slots back once they left
 
 
 async def test_tcp_slow_sender_is_closed_after_the_handshake_timeout(env: Env) -> None:

@@ -54,6 +54,8 @@ class Connection(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._upgrade: asyncio.Task[None] | None = None
         self._early = bytearray()
+        self._raw: asyncio.Transport | None = None   # the TCP transport under TLS
+        self._evicted = False
 
     @property
     def is_open(self) -> bool:
@@ -68,13 +70,22 @@ class Connection(asyncio.Protocol):
             return
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if peer else ""
-        refusal = o.gate.admit(host)
+        g = o.gate
+        if (g.open >= g.limits.max_connections and o.unauthenticated
+                and g.held_by(host) < g.limits.max_connections_per_address):
+            # full: the oldest connection still without a handshake (or first message)
+            # makes room, so a flood of silent peers cannot lock out an honest one, whose
+            # handshake takes milliseconds (DESIGN §10)
+            o.evict_oldest_unauthenticated()
+        refusal = g.admit(host)
         if refusal is not None:
             transport.abort()   # before any TLS state or buffer (DESIGN §10)
             log.debug("refused a connection from %s on %s: %s", host, o.label, refusal.value)
             self._finished()
             return
         self._gate_host = host
+        self._raw = transport
+        o.unauthenticated[self] = None
         loop = asyncio.get_running_loop()
         if o.ssl is not None:
             # not a byte to us before start_tls takes over: the ClientHello may already be
@@ -98,7 +109,8 @@ class Connection(asyncio.Protocol):
         except Exception as exc:   # handshake failed or took too long: start_tls closed it
             # asyncio aborts a handshake past ssl_handshake_timeout with ConnectionAbortedError
             timeout = isinstance(exc, ConnectionAbortedError)
-            o.closed_by["handshake_timeout" if timeout else "handshake_failed"] += 1
+            if not self._evicted:
+                o.closed_by["handshake_timeout" if timeout else "handshake_failed"] += 1
             log.log(logging.DEBUG if timeout else logging.INFO,
                     "TLS handshake from %s on %s failed: %s", self._gate_host, o.label,
                     printable(str(exc) or type(exc).__name__))
@@ -115,6 +127,7 @@ class Connection(asyncio.Protocol):
             self._release()
             self._finished()
             return
+        o.unauthenticated.pop(self, None)
         self._established(tls)
         if self._early:
             early, self._early = bytes(self._early), bytearray()
@@ -129,7 +142,16 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def evict(self) -> None:
+        """Make room for a newer connection (listener full; this one is unauthenticated)."""
+        self.owner.closed_by["evicted"] += 1
+        self._evicted = True
+        self._release()
+        if self._raw is not None:
+            self._raw.abort()
+
     def _release(self) -> None:
+        self.owner.unauthenticated.pop(self, None)
         if self._gate_host is not None:
             self.owner.gate.release(self._gate_host)
             self.owner.ended += 1
@@ -180,6 +202,7 @@ class Connection(asyncio.Protocol):
         if raws and self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+            o.unauthenticated.pop(self, None)
         for raw in raws:
             try:
                 _deliver(raw, src, o.on_message, o.on_error, o.limits)
@@ -251,6 +274,9 @@ class StreamTransport:
         self.limits = limits
         self.max_size = limits.max_message_size
         self.gate = ConnectionGate(limits)
+        # accepted connections not yet authenticated (TLS handshake / first message), oldest
+        # first: the ones a full listener evicts
+        self.unauthenticated: dict[Connection, None] = {}
         self.ended = 0   # admitted connections that have ended (for memory housekeeping)
         self.closed_by: Counter[str] = Counter()
         self.idle_timeout = idle_timeout
@@ -295,9 +321,15 @@ class StreamTransport:
             return "client"
         return "open" if self._server.is_serving() else "closed"
 
+    def evict_oldest_unauthenticated(self) -> None:
+        """Close the oldest connection that has not authenticated yet, freeing its slot."""
+        victim = next(iter(self.unauthenticated))
+        victim.evict()
+
     def status(self) -> dict[str, object]:
         """Gate counters (open, sources, refusals by reason) and closes by reason."""
         out = self.gate.status()
+        out["unauthenticated"] = len(self.unauthenticated)
         out["closed"] = dict(sorted(self.closed_by.items()))
         return out
 
