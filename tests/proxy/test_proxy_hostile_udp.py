@@ -181,3 +181,41 @@ async def test_a_bad_next_hop_is_a_connection_error_never_another_exception() ->
                     await client.final(5)
     finally:
         await ep.close()
+
+
+async def test_the_proxy_stops_with_an_error_when_a_listener_cannot_be_reopened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN §10: a dead listener ends `serve` with ProxyError (run_daemon: exit 1), so the
+    supervisor restarts the proxy instead of it running deaf."""
+    from vipr.config import load_config
+    from vipr.proxy import cli
+    from vipr.proxy.server import ProxyError, ProxyServer
+
+    p = write_provider(tmp_path, "a", "a.example.net", [A_NUMBER], None)
+    cfg = load_config(p.config)
+    started: asyncio.Queue[ProxyServer] = asyncio.Queue()
+    real_start = ProxyServer.start
+
+    async def start(self: ProxyServer) -> None:
+        await real_start(self)
+        started.put_nowait(self)
+
+    monkeypatch.setattr(ProxyServer, "start", start)
+    monkeypatch.setattr(cli, "tune_gc", lambda: None)   # not in the test process
+    monkeypatch.setattr("vipr.proxy.sip.udp.UDP_REOPEN_DELAY", 0.0)
+    task = asyncio.ensure_future(cli.serve(cfg, asyncio.Event()))
+    try:
+        proxy = await asyncio.wait_for(started.get(), 10)
+        assert proxy.endpoint is not None
+        tr = proxy.endpoint.transports["pstn"]
+        assert isinstance(tr, UdpTransport) and tr._transport is not None
+
+        async def refuse(host: str, port: int) -> None:
+            raise OSError(98, "Address already in use")
+
+        monkeypatch.setattr(tr, "_open", refuse)
+        tr._transport.abort()
+        with pytest.raises(ProxyError, match="SIP interface pstn closed"):
+            await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
