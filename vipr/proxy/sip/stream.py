@@ -111,7 +111,9 @@ class Connection(asyncio.Protocol):
             timeout = isinstance(exc, ConnectionAbortedError)
             if not self._evicted:
                 o.closed_by["handshake_timeout" if timeout else "handshake_failed"] += 1
-            log.log(logging.DEBUG if timeout else logging.INFO,
+            # a flood must not become a flood of log lines: timeouts and evictions are
+            # counted in status; a handshake that failed (e.g. a bad certificate) is logged
+            log.log(logging.DEBUG if timeout or self._evicted else logging.INFO,
                     "TLS handshake from %s on %s failed: %s", self._gate_host, o.label,
                     printable(str(exc) or type(exc).__name__))
             # the traceback holds start_tls's frame, which holds the future holding the
@@ -163,8 +165,8 @@ class Connection(asyncio.Protocol):
 
     def _established(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
+        peer = transport.get_extra_info("peername") or ("", 0)   # None once gone
+        sock = transport.get_extra_info("sockname") or ("", 0)
         self.remote = (str(peer[0]), int(peer[1]))
         self.local = (str(sock[0]), int(sock[1]))
         sslobj = transport.get_extra_info("ssl_object")
