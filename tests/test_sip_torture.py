@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,19 +19,12 @@ from vipr.proxy.sip import (
     unescape,
 )
 
-# The shared corpus sits beside the repository (../shared); VIPR_SIP_TORTURE overrides.
-CORPUS = Path(
-    os.environ.get("VIPR_SIP_TORTURE")
-    or Path(__file__).resolve().parents[2] / "shared" / "testdata" / "sip-torture"
-)
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/testdata/sip-torture")
-pytestmark = pytest.mark.skipif(not (CORPUS / "INDEX.tsv").is_file(), reason="corpus missing")
+# The corpus is test data inside the repository (NOTICE.md there keeps the IETF notice); it is
+# never optional: a missing or altered corpus fails collection or test_corpus_is_intact.
+CORPUS = Path(__file__).parent / "vectors" / "sip-torture"
 
 
 def _index() -> list[dict[str, str]]:
-    if not (CORPUS / "INDEX.tsv").is_file():
-        return []
     with open(CORPUS / "INDEX.tsv", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
 
@@ -206,6 +199,17 @@ VALID_CHECKS: dict[str, Callable[[], None]] = {
         "4.10_ipv6-correct-abnf-2-colons.dat", "[2001:db8::192.0.2.1]", None,
         ("lab1.east.example.com", None, None)),
 }
+
+
+def test_corpus_is_intact() -> None:
+    """Every file byte for byte as committed (a line-ending conversion would change them)."""
+    sums = {}
+    for line in (CORPUS / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        sums[name] = digest
+    assert len(sums) == 63 and {r["file"] for r in ROWS} <= set(sums)
+    for name, digest in sums.items():
+        assert hashlib.sha256((CORPUS / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_corpus_is_complete() -> None:
