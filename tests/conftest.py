@@ -1,8 +1,11 @@
-"""Shared test helpers: outside tools that may be missing skip their tests, saying why."""
+"""Shared test helpers: outside tools that may be missing skip their tests, saying why;
+teardown that fails loudly."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+from collections.abc import Awaitable, Iterable
 
 import pytest
 
@@ -22,3 +25,16 @@ def requires_tool(cmd: str) -> pytest.MarkDecorator:
         shutil.which(cmd) is None,
         reason=f"{cmd} not installed (Debian package {pkg}; `make test` installs it as root)",
     )
+
+
+async def stop_all(stops: Iterable[Awaitable[object]], *, timeout: float, what: str) -> None:
+    """Teardown: await every stop (each bounded by `timeout`), then fail loudly if any raised
+    or hung; a broken shutdown is a finding, never swallowed."""
+    errors: list[Exception] = []
+    for stop in stops:
+        try:
+            await asyncio.wait_for(stop, timeout)
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise ExceptionGroup(f"{what}: {len(errors)} failed to stop cleanly", errors)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reload_pki import OVERLAY, Pki
 
+from tests.conftest import stop_all
 from vipr.reload import ca
 from vipr.reload.api import ReloadContext
 from vipr.reload.node import ChordTimers, ReloadNode
@@ -96,11 +97,8 @@ async def test_publish_everywhere_then_kill_30_percent(pki: Pki, tmp_path: Path)
               f"{time.monotonic() - t_kill:.1f} s after it")
         assert found == len(nums)
     finally:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(node.stop(leave=False), 10)
-        for svc in services:
-            await svc.close()
+        await stop_all((n.stop(leave=False) for n in nodes), timeout=10, what="nodes")
+        await stop_all((svc.close() for svc in services), timeout=10, what="storage services")
 
 
 async def test_handoff_on_join_and_leave_real_nodes(pki: Pki, tmp_path: Path) -> None:
@@ -157,8 +155,5 @@ async def test_handoff_on_join_and_leave_real_nodes(pki: Pki, tmp_path: Path) ->
             r = await lookup(alive[i % len(alive)], num)
             assert r.claims and r.resource == "N", num
     finally:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(node.stop(leave=False), 10)
-        for svc in services:
-            await svc.close()
+        await stop_all((n.stop(leave=False) for n in nodes), timeout=10, what="nodes")
+        await stop_all((svc.close() for svc in services), timeout=10, what="storage services")
