@@ -26,7 +26,7 @@ from pvp_harness import CALLEE, CALLER, T0, FakeOverlay, claim, cleanup, short_d
 
 from vipr.ipc import IpcServer
 from vipr.store import Store
-from vipr.tickets import TicketVerifier
+from vipr.tickets import TicketVerifier, decode_ticket
 
 pytestmark = pytest.mark.slow
 
@@ -157,8 +157,11 @@ async def _check_learned(a_cfg: Path, b_cfg: Path, base: Path) -> None:
     """The originating side learned the route and a ticket that verifies at B."""
     async with Store.open(base / "a" / "vipr.db") as sa, Store.open(base / "b" / "vipr.db") as sb:
         route = await sa.get_route(CALLEE)
-        assert route is not None
+        assert route is not None and route.number == CALLEE
         assert route.routes == ("sip:b.example.net:5061;transport=tls",)
+        assert route.learned_from_domain == "b.example.net"
+        ticket = decode_ticket(route.ticket)
+        assert (ticket.number, ticket.domain) == (CALLEE, "a.example.net")
         verdict = TicketVerifier(await sb.ticket_keys()).verify(
             route.ticket, number=CALLEE, peer_domain="a.example.net", now=T0 + 60)
         assert verdict.ok, verdict
