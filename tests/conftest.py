@@ -8,6 +8,13 @@ import shutil
 from collections.abc import Awaitable, Iterable
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Never time things in tests: no per-example deadline (the default is 200 ms, which a loaded
+# machine misses) and no "generation too slow" health check. Every hypothesis test inherits it.
+settings.register_profile(
+    "vipr", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile("vipr")
 
 DEBIAN_PACKAGE = {
     "sipp": "sip-tester",
@@ -38,3 +45,4 @@ async def stop_all(stops: Iterable[Awaitable[object]], *, timeout: float, what: 
             errors.append(exc)
     if errors:
         raise ExceptionGroup(f"{what}: {len(errors)} failed to stop cleanly", errors)
+

@@ -279,6 +279,29 @@ def parse_sipp_messages(path: Path) -> list[SippMessage]:
     return out
 
 
+# SIPp stamps a traced message with its main loop's cached clock, not at the syscall: a stamp
+# can be off by SIPp's own scheduling delay. Kept below half the shortest scenario pause
+# (400 ms), so the bracket of a call's answer never overlaps the bracket of its BYE.
+SIPP_STAMP_SLACK = 0.15
+
+
+def sipp_first(path: Path, *, sent: bool, line: str, method: str) -> dict[str, float]:
+    """Per Call-ID: SIPp's stamp of the first message it sent (`sent`) or received whose first
+    line starts with `line` and whose CSeq method is `method`."""
+    out: dict[str, float] = {}
+    for m in parse_sipp_messages(path):
+        if m.sent == sent and m.first_line.startswith(line) and m.cseq.endswith(method):
+            out.setdefault(m.call_id, m.at)
+    return out
+
+
+def assert_between(t: float, lo: float, hi: float, what: str) -> None:
+    """An ordering check: `t` (a proxy stamp) lies between the SIPp stamps `lo` (the message
+    left its sender) and `hi` (it reached the other side through the proxy)."""
+    s = SIPP_STAMP_SLACK
+    assert lo - s <= t <= hi + s, f"{what}: {t:.6f} not in [{lo:.6f}, {hi:.6f}] (±{s} s)"
+
+
 Behaviour = Callable[[SipRequest, Source, ServerHandle], None]
 
 
