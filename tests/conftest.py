@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -46,3 +46,13 @@ async def stop_all(stops: Iterable[Awaitable[object]], *, timeout: float, what: 
     if errors:
         raise ExceptionGroup(f"{what}: {len(errors)} failed to stop cleanly", errors)
 
+
+async def until(what: str, cond: Callable[[], bool], *, timeout: float,
+                poll: float = 0.05) -> None:
+    """Await a condition that has no event of its own: checked every `poll` s, failing with
+    `what` after `timeout` s (a bound, never a figure the test relies on)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, f"{what}: not reached within {timeout} s"
+        await asyncio.sleep(poll)
