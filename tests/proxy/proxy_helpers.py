@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from tests.ports import free_port
 from vipr.ipc import IpcError, ipc_call
 from vipr.proxy.federation_tls import create_federation_ca, issue_federation_cert
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
@@ -30,25 +31,6 @@ from vipr.tickets import TICKET_HEADER, mint_ticket
 VIPR = [str(Path(sys.executable).parent / "vipr")]
 A_NUMBER = "+14085551234"
 B_NUMBER = "+442071234567"
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_both() -> int:
-    """A port free for both UDP and TCP."""
-    for _ in range(50):
-        p = free_port(socket.SOCK_STREAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from pvp_harness import CALLEE, CALLER, T0, FakeOverlay, claim, cleanup, short_dir
 
+from tests.ports import free_port, free_port_block
 from vipr.ipc import IpcServer
 from vipr.store import Store
 from vipr.tickets import TicketVerifier, decode_ticket
@@ -33,33 +34,6 @@ pytestmark = pytest.mark.slow
 VIPR = str(Path(sys.executable).parent / "vipr")
 NODE_A, NODE_B = "a" * 32, "b" * 32
 HAVE_OVERLAYD = importlib.util.find_spec("vipr.reload.overlayd") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_block(n: int) -> int:
-    """A base port with `n` consecutive free TCP ports on 127.0.0.1 (best effort)."""
-    for _ in range(50):
-        base = free_port()
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
 
 
 def write_cfg(base: Path, name: str, vservice: int, pvp_port: int, extra: str = "",
