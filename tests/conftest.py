@@ -47,12 +47,14 @@ async def stop_all(stops: Iterable[Awaitable[object]], *, timeout: float, what: 
         raise ExceptionGroup(f"{what}: {len(errors)} failed to stop cleanly", errors)
 
 
-async def until(what: str, cond: Callable[[], bool], *, timeout: float,
-                poll: float = 0.05) -> None:
+async def until(what: str, cond: Callable[[], bool], *, timeout: float, poll: float = 0.05,
+                detail: Callable[[], object] | None = None) -> None:
     """Await a condition that has no event of its own: checked every `poll` s, failing with
-    `what` after `timeout` s (a bound, never a figure the test relies on)."""
+    `what` (and `detail()`) after `timeout` s (a bound, never a figure the test relies on)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not cond():
-        assert loop.time() < deadline, f"{what}: not reached within {timeout} s"
+        if loop.time() >= deadline:
+            more = f": {detail()!r}" if detail is not None else ""
+            raise AssertionError(f"{what}: not reached within {timeout} s{more}")
         await asyncio.sleep(poll)
