@@ -8,7 +8,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pvp_harness import CALLEE, T0, Provider, claim, cleanup, connect, provider, short_dir, vcr
+from pvp_harness import (
+    CALLEE,
+    T0,
+    Provider,
+    assert_learned,
+    claim,
+    cleanup,
+    connect,
+    provider,
+    short_dir,
+    vcr,
+)
 
 from vipr.config import HostPort
 from vipr.ipc import ipc_call
@@ -125,7 +136,7 @@ async def test_absent_proxy_socket_is_logged_and_learning_goes_on(base: Path) ->
         connect(a, b)
         await b.store.add_vcr(vcr("terminating"))
         assert (await a.client.validate_vcr(await _orig(a))).outcome == "learned"
-        assert await a.store.get_route(CALLEE) is not None
+        await assert_learned(a, b)
 
 
 class _Rng(random.Random):
@@ -152,7 +163,7 @@ async def test_startup_scan_validates_pending_vcrs_after_a_random_delay(base: Pa
         await client.close()
         assert rng.asked == [(1.0, 7.0)]
         assert client.counters.learned == 1
-        assert await a.store.get_route(CALLEE) is not None
+        await assert_learned(a, b)
 
 
 async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
@@ -171,7 +182,7 @@ async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
             assert (await ipc_call(sock, "vcr_added", {"id": v.id})) == {"queued": True}
             assert (await ipc_call(sock, "vcr_added", {"id": v.id})) == {"queued": False}
             await d.client.wait_idle()
-            assert await a.store.get_route(CALLEE) is not None
+            await assert_learned(a, b)
             ans = await ipc_call(sock, "validate", {"number": CALLEE})
             assert ans["outcome"] == "learned"
             st = await ipc_call(sock, "status", {})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tlslite.mathtls import goodGroupParameters, makeX
 from tlslite.utils.cryptomath import numberToByteArray, powMod
 
 from tests.conftest import requires_tool
+from tests.ports import free_port
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import Framer, Validate, ValInfo, encode_message
 from vipr.pvp.srp import SrpConnection, SrpError
@@ -116,9 +116,7 @@ async def test_gnutls_cli_wrong_password_is_refused(base: Path) -> None:
 
 async def _gnutls_serv(d: Path, creds: Credentials) -> tuple[asyncio.subprocess.Process, int]:
     conf, pw = write_tpasswd(d, creds)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()   # gnutls-serv cannot report a port it chose itself
     p = await asyncio.create_subprocess_exec(
         "gnutls-serv", "-p", str(port), "--echo", "--srppasswd", str(pw),
         "--srppasswdconf", str(conf), "--priority", PRIORITY,
