@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from pvp_harness import CALLEE, CALLER, T0, cleanup, provider, short_dir, vcr
 
 from vipr.limits import Refusal
 from vipr.pvp.credentials import client_credentials
-from vipr.pvp.messages import ValInfo
-from vipr.pvp.server import RefusalLog
-from vipr.pvp.srp import MAX_INBUF
+from vipr.pvp.messages import ErrorMsg, Framer, Validate, ValInfo, encode_message
+from vipr.pvp.server import RefusalLog, read_message
+from vipr.pvp.srp import MAX_INBUF, SrpConnection, SrpError, make_verifier
 
 NODE_A, NODE_B = "a" * 32, "b" * 32
 RIGHT = client_credentials(CALLER, CALLEE, T0, T0 + 60, 10.0)
@@ -184,3 +185,91 @@ async def test_refusals_are_logged_once_per_interval(
         lines = [m for m in caplog.messages if "at accept" in m]
         assert len(lines) == 1 and "address_full 1" in lines[0]
         assert b.server.status()["connections"]["refused"] == {"address_full": 39}
+
+
+async def test_oversized_length_prefix_answered_before_any_body(base: Path) -> None:
+    """A message length over MAX_MESSAGE is refused from the 4-byte prefix alone: the server
+    neither waits for nor buffers the announced body."""
+    async with provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: SrpConnection(lifetime=30),
+                                               *b.server.address)
+        try:
+            await conn.handshake_client(RIGHT.username, RIGHT.password)
+            await conn.write(struct.pack("!I", 1 << 30))
+            msg = await asyncio.wait_for(read_message(conn, Framer()), 5)
+        finally:
+            await conn.close()
+        assert msg == ErrorMsg(400, "bad message: too-large")
+
+
+# ---------------------------------------------------------------- TLS close_notify (issue 13 #12)
+
+
+async def test_server_ends_a_validation_with_close_notify(base: Path) -> None:
+    async with provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: SrpConnection(lifetime=30),
+                                               *b.server.address)
+        try:
+            await conn.handshake_client(RIGHT.username, RIGHT.password)
+            await conn.write(encode_message(Validate("a.example.net", "00000000000000aa")))
+            assert isinstance(await read_message(conn, Framer()), ValInfo)
+            # tlslite returns b"" only after a close_notify; a bare TCP close raises
+            # SrpError("closed", "TLSAbruptCloseError")
+            assert await conn.read() == b""
+        finally:
+            conn.abort()
+
+
+async def test_server_sends_close_notify_after_an_error_answer(base: Path) -> None:
+    async with provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: SrpConnection(lifetime=30),
+                                               *b.server.address)
+        try:
+            await conn.handshake_client(RIGHT.username, RIGHT.password)
+            body = b'{"type": "validate"}'
+            await conn.write(struct.pack("!I", len(body)) + body)
+            assert await read_message(conn, Framer()) == ErrorMsg(400, "bad message: bad-keys")
+            assert await conn.read() == b""
+        finally:
+            conn.abort()
+
+
+async def test_client_ends_a_validation_with_close_notify(base: Path) -> None:
+    """Our client against a server written here that reads once more after its answer."""
+    async with provider(base, "a", NODE_A) as a:
+        loop = asyncio.get_running_loop()
+        after: asyncio.Future[bytes | str] = loop.create_future()
+
+        async def serve(conn: SrpConnection) -> None:
+            await conn.connected.wait()
+            user = await conn.peek_login()
+            await conn.handshake_server(user, make_verifier(user, RIGHT.password))
+            assert isinstance(await read_message(conn, Framer()), Validate)
+            await conn.write(encode_message(ValInfo(CALLEE, ("sip:b.example.net",), "t", 1)))
+            try:
+                after.set_result(await conn.read())
+            except SrpError as e:
+                after.set_result(f"{e.kind} {e.detail}")
+            conn.abort()
+
+        tasks = []
+
+        def factory() -> SrpConnection:
+            c = SrpConnection(lifetime=30)
+            tasks.append(loop.create_task(serve(c)))
+            return c
+
+        srv = await loop.create_server(factory, "127.0.0.1", 0)
+        try:
+            host, port = srv.sockets[0].getsockname()[:2]
+            assert isinstance(await a.client.validate_at(host, port, RIGHT), ValInfo)
+            assert await asyncio.wait_for(after, 10) == b""
+            await asyncio.gather(*tasks)
+        finally:
+            srv.close()

@@ -341,6 +341,7 @@ class PvpServer:
     async def _serve(self, conn: SrpConnection) -> None:
         try:
             await self._serve_connected(conn)
+            await conn.close()  # close_notify after a finished handshake (RFC 5246 §7.2.1)
         except StoreError as e:
             log.error("pvp server: store error serving %s: %s", conn.peer, e)
             await self._log("failed", f"store-error {e}", number="", vcr=None, peer=conn.peer)
@@ -452,4 +453,3 @@ class PvpServer:
         await self._send(conn, ValInfo(number, self.routes, ticket, int(now) + int(lifetime)))
         await self._log("ok", f"ticket for {msg.domain} (epoch {key.epoch})", number=number,
                         vcr=vcr, peer=peer)
-        await conn.close()

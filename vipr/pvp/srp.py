@@ -473,13 +473,14 @@ class SrpConnection(asyncio.Protocol):
         assert self.tls is not None
         await self._run("write", self.tls.writeAsync(bytearray(data)))
 
-    async def close(self, *, notify: bool = False) -> None:
-        """Close the TCP connection, after a close_notify when `notify` (best effort, without
-        waiting for the peer's). PVP messages are length-framed, so a truncation is always
-        detected and PVP itself skips the alert."""
+    async def close(self, *, notify: bool = True) -> None:
+        """Close the TCP connection, after a TLS close_notify once a handshake has finished
+        (RFC 5246 §7.2.1: each party sends one before closing its write side; it need not
+        wait for the peer's). Best effort: a failure to send it still closes. After a fatal
+        alert tlslite has shut the session down and no close_notify follows it."""
         try:
             if (notify and self.tls is not None and not self.tls.closed
-                    and self.tls.session is not None):
+                    and self.tls.session is not None and not self.lost):
                 await self._run("close", self.tls.closeAsync())
         except SrpError:
             pass
