@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pvp_harness import CALLEE, CALLER, T0, cleanup, provider, short_dir, vcr
+from pvp_harness import CALLEE, CALLER, T0, Provider, cleanup, provider, short_dir, vcr
 
 from vipr.limits import Refusal
 from vipr.pvp.credentials import client_credentials
@@ -273,3 +274,42 @@ async def test_client_ends_a_validation_with_close_notify(base: Path) -> None:
             await asyncio.gather(*tasks)
         finally:
             srv.close()
+
+
+# ---------------------------------------------------------------- decoy work (issue 13 #8)
+
+
+async def _statements(b: Provider, host: str, port: int, username: str, password: str
+                      ) -> list[str]:
+    """The SQL the server runs on its loop connection for one wrong-password attempt (the
+    batched validation-log insert aside), parameters masked."""
+    seen: list[str] = []
+    conn = b.store._loop_conn._open()  # type: ignore[union-attr]
+    conn.set_trace_callback(seen.append)
+    try:
+        n = b.server.logged
+        loop = asyncio.get_running_loop()
+        _, c = await loop.create_connection(lambda: SrpConnection(lifetime=30), host, port)
+        with pytest.raises(SrpError, match="wrong-password"):
+            await c.handshake_client(username, password)
+        c.abort()
+        await b.server.wait_logged(n + 1)
+    finally:
+        conn.set_trace_callback(None)
+    return [re.sub(r"'[^']*'|\b\d+(\.\d+)?\b", "?", s) for s in seen
+            if "INTO validation" not in s]
+
+
+async def test_decoy_and_real_vcr_run_the_same_statements(base: Path) -> None:
+    """DESIGN §10: a wrong password against a real VCR and any password for an unknown one
+    make the server run the same statements (the lookup, then the failure count)."""
+    async with provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        host, port = b.server.address
+        real = await _statements(b, host, port, RIGHT.username, "1;2")
+        unknown = client_credentials(CALLER, "+4930999999", T0, T0 + 60, 10.0)
+        decoy = await _statements(b, host, port, unknown.username, unknown.password)
+        assert any(s.startswith("UPDATE vcr SET failures") for s in real), real
+        assert decoy == real
+        (v,) = await b.store.list_vcrs()
+        assert v.failures == 1 and not v.burned

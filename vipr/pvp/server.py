@@ -391,6 +391,9 @@ class PvpServer:
         try:
             await conn.handshake_server(username, entry)
         except SrpError as e:
+            # Close before any store work: what the peer can time ends here, the same for a
+            # real VCR and a decoy (DESIGN §10); the alert went out with the failing step.
+            conn.abort()
             reason = why or e.kind
             if e.kind == "wrong-password" and vcr is not None and vcr.id is not None:
                 after = await self.store.record_vcr_failure(vcr.id, pvp.max_vcr_failures)
@@ -399,6 +402,8 @@ class PvpServer:
                     reason += f" (VCR {vcr.id} burned after {after.failures} failures)"
                 else:
                     reason += f" (VCR {vcr.id}: {after.failures} failures)"
+            elif e.kind == "wrong-password" and login is not None:
+                await self.store.record_decoy_failure(pvp.max_vcr_failures)  # the same write
             await self._log("failed", reason, number=number, vcr=vcr, peer=peer)
             return
         if login is None or vcr is None:  # pragma: no cover - a 128-bit random password
