@@ -19,6 +19,8 @@ connection (EOF). The second includes everything the server does before closing,
 one compared: medians, and a two-sided Mann-Whitney U test (normal approximation with tie
 correction and continuity correction, written here: scipy is not a dependency). p > 0.05 means
 the samples give no evidence that the two cases differ. The alert-time test is printed too.
+`--plant-us X` (calibration) makes the real path X µs slower on purpose: it shows which
+difference a run can detect at the machine's current noise.
 Prints a table, then one JSON line: {"n", "median_real_ms", "median_decoy_ms", "p_value",
 "ratio" (real/decoy median), ...}.
 """
@@ -45,8 +47,10 @@ sys.path.insert(0, str(REPO))
 from pvp_harness import CALLER, cleanup, provider, short_dir, vcr  # noqa: E402
 
 from vipr.daemon import tune_gc  # noqa: E402
-from vipr.pvp.credentials import client_credentials  # noqa: E402
+from vipr.pvp.credentials import Login, client_credentials  # noqa: E402
+from vipr.pvp.server import PvpServer  # noqa: E402
 from vipr.pvp.srp import SrpConnection, SrpError  # noqa: E402
+from vipr.store import Vcr  # noqa: E402
 
 Q = 10.0
 
@@ -81,11 +85,25 @@ def mann_whitney_u(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 class _Probe(SrpConnection):
-    """A client connection that notes when the server's EOF arrives."""
+    """A client connection that notes when it first and last wrote, when the server's first
+    bytes came and when the server's EOF arrived."""
 
     def __init__(self) -> None:
         super().__init__(lifetime=30)
         self.closed_at: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.first_write = self.last_write = self.first_data = 0.0
+
+    def _flush(self) -> None:
+        with self.bio.lock:
+            pending = bool(self.bio.outbuf)
+        super()._flush()
+        if pending:
+            self.last_write = time.perf_counter()
+            self.first_write = self.first_write or self.last_write
+
+    def data_received(self, data: bytes) -> None:
+        self.first_data = self.first_data or time.perf_counter()
+        super().data_received(data)
 
     def _note(self) -> None:
         if not self.closed_at.done():
@@ -100,8 +118,16 @@ class _Probe(SrpConnection):
         super().connection_lost(exc)
 
 
-async def attempt(host: str, port: int, username: str, password: str) -> tuple[float, float]:
-    """(ms until the handshake failed, ms until the server closed) for one wrong-password try."""
+METRICS = {
+    "close": "connect → server's EOF (the whole attempt)",
+    "alert": "connect → the handshake failed at the client",
+    "hello": "ClientHello written → first server bytes (lookup, verifier)",
+    "finish": "client's last flight written → server's EOF (the failure path)",
+}
+
+
+async def attempt(host: str, port: int, username: str, password: str) -> dict[str, float]:
+    """One wrong-password try: the METRICS in ms."""
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
     _, conn = await loop.create_connection(_Probe, host, port)
@@ -115,7 +141,10 @@ async def attempt(host: str, port: int, username: str, password: str) -> tuple[f
     t_fail = time.perf_counter()
     t_close = await asyncio.wait_for(conn.closed_at, 30)
     conn.abort()
-    return (t_fail - t0) * 1000, (t_close - t0) * 1000
+    ms = 1000
+    return {"close": (t_close - t0) * ms, "alert": (t_fail - t0) * ms,
+            "hello": (conn.first_data - conn.first_write) * ms,
+            "finish": (t_close - conn.last_write) * ms}
 
 
 def credentials(i: int, now: float) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -129,13 +158,31 @@ def credentials(i: int, now: float) -> tuple[tuple[str, str], tuple[str, str]]:
     return (right.username, wrong), (unknown.username, unknown.password)
 
 
-async def serve(count: int, now: float) -> None:
+def plant(server: PvpServer, us: float) -> None:
+    """Calibration: make the real path `us` µs slower (a busy wait after a VCR was found),
+    to see which difference the run can detect at the machine's current noise."""
+    find = server._find_vcr
+
+    async def slower(login: Login, now: float) -> Vcr | None:
+        v = await find(login, now)
+        if v is not None:
+            end = time.perf_counter() + us / 1e6
+            while time.perf_counter() < end:
+                pass
+        return v
+
+    server._find_vcr = slower  # type: ignore[method-assign]
+
+
+async def serve(count: int, now: float, plant_us: float) -> None:
     """The server process: a provider with `count` terminating VCRs; prints its port, serves
     until stdin closes, then prints how many VCRs were burned (must be 0)."""
     base = short_dir()
     try:
         async with provider(base, "b", "b" * 32, proxy=False) as b:
             b.server.limiter.limit = 10**9
+            if plant_us:
+                plant(b.server, plant_us)
             for i in range(count):
                 start = now - 3600 + i * 0.01
                 await b.store.add_vcr(vcr("terminating", callee=f"+4930{i:07d}", start=start,
@@ -151,17 +198,17 @@ async def serve(count: int, now: float) -> None:
         cleanup(base)
 
 
-async def measure(n: int, warmup: int) -> dict[str, Any]:
+async def measure(n: int, warmup: int, plant_us: float = 0.0) -> dict[str, Any]:
     count = n + warmup
     now = time.time()
     child = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve", str(count), repr(now),
+        sys.executable, __file__, "--serve", str(count), repr(now), "--plant-us", str(plant_us),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     assert child.stdin is not None and child.stdout is not None
     try:
         port = json.loads(await asyncio.wait_for(child.stdout.readline(), 120))["port"]
         rng = random.Random(13)
-        res: dict[str, list[tuple[float, float]]] = {"real": [], "decoy": []}
+        res: dict[str, list[dict[str, float]]] = {"real": [], "decoy": []}
         for i in range(count):
             real, decoy = credentials(i, now)
             pair = [("real", real), ("decoy", decoy)]
@@ -179,45 +226,44 @@ async def measure(n: int, warmup: int) -> dict[str, Any]:
             await asyncio.wait_for(child.wait(), 30)
     if done["burned"] or done["attempts"] != 2 * count:
         raise RuntimeError(f"server: {done}: the real path did not stay real")
-    close_r = [c for _, c in res["real"]]
-    close_d = [c for _, c in res["decoy"]]
-    fail_r = [f for f, _ in res["real"]]
-    fail_d = [f for f, _ in res["decoy"]]
-    _, p_close = mann_whitney_u(close_r, close_d)
-    _, p_fail = mann_whitney_u(fail_r, fail_d)
-    med_r, med_d = statistics.median(close_r), statistics.median(close_d)
-    return {
-        "n": n,
-        "median_real_ms": round(med_r, 3),
-        "median_decoy_ms": round(med_d, 3),
-        "p_value": round(p_close, 4),
-        "ratio": round(med_r / med_d, 4),
-        "median_real_alert_ms": round(statistics.median(fail_r), 3),
-        "median_decoy_alert_ms": round(statistics.median(fail_d), 3),
-        "p_value_alert": round(p_fail, 4),
-    }
+    out: dict[str, Any] = {"n": n}
+    for m in METRICS:
+        real = [t[m] for t in res["real"]]
+        decoy = [t[m] for t in res["decoy"]]
+        _, p = mann_whitney_u(real, decoy)
+        key = "" if m == "close" else f"_{m}"
+        out[f"median_real{key}_ms"] = round(statistics.median(real), 3)
+        out[f"median_decoy{key}_ms"] = round(statistics.median(decoy), 3)
+        out[f"p_value{key}"] = round(p, 4)
+        if m == "close":
+            out["ratio"] = round(statistics.median(real) / statistics.median(decoy), 4)
+    out["plant_us"] = plant_us
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="n = 100 (CI)")
     ap.add_argument("--n", type=int, default=None, help="attempts of each kind (default 400)")
+    ap.add_argument("--plant-us", type=float, default=0.0,
+                    help="calibration: make the real path this many µs slower")
     ap.add_argument("--serve", nargs=2, metavar=("COUNT", "NOW"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     # the server logs every failed attempt: keep the records (same work both ways), drop the
     # output (stderr writes would only add noise)
     logging.getLogger("vipr").addHandler(logging.NullHandler())
     if args.serve:
-        asyncio.run(serve(int(args.serve[0]), float(args.serve[1])))
+        asyncio.run(serve(int(args.serve[0]), float(args.serve[1]), args.plant_us))
         return
     n = args.n or (100 if args.quick else 400)
-    r = asyncio.run(measure(n, warmup=20))
-    print(f"{'':<22} {'real VCR':>10} {'unknown':>10} {'p (Mann-Whitney)':>17}")
-    print(f"{'until server closed':<22} {r['median_real_ms']:>10} {r['median_decoy_ms']:>10}"
-          f" {r['p_value']:>17}")
-    print(f"{'until alert':<22} {r['median_real_alert_ms']:>10} {r['median_decoy_alert_ms']:>10}"
-          f" {r['p_value_alert']:>17}")
-    print(f"medians in ms, n = {n} of each, interleaved; ratio real/decoy {r['ratio']}")
+    r = asyncio.run(measure(n, warmup=20, plant_us=args.plant_us))
+    print(f"{'ms, median of ' + str(n):<28} {'real VCR':>9} {'unknown':>9} {'p (U test)':>11}")
+    for m, what in METRICS.items():
+        key = "" if m == "close" else f"_{m}"
+        print(f"{m:<28} {r[f'median_real{key}_ms']:>9} {r[f'median_decoy{key}_ms']:>9}"
+              f" {r[f'p_value{key}']:>11}   {what}")
+    print(f"ratio real/decoy (close) {r['ratio']}; attempts interleaved"
+          + (f"; planted {args.plant_us:g} µs on the real path" if args.plant_us else ""))
     print(json.dumps(r))
 
 

@@ -10,6 +10,7 @@ import re
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pvp_harness import CALLEE, CALLER, T0, Provider, cleanup, provider, short_dir, vcr
@@ -313,3 +314,31 @@ async def test_decoy_and_real_vcr_run_the_same_statements(base: Path) -> None:
         assert decoy == real
         (v,) = await b.store.list_vcrs()
         assert v.failures == 1 and not v.burned
+
+
+async def test_failed_handshake_is_closed_before_any_store_write(base: Path) -> None:
+    """The failure count (real) and its decoy twin run only once the socket is closed, so
+    their cost cannot show in what the peer times. asyncio closes a socket one loop
+    iteration after `close()`; the gate counts a connection out when it is really gone."""
+    async with provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        open_at_write: list[tuple[str, int]] = []
+        for name in ("record_vcr_failure", "record_decoy_failure"):
+            orig = getattr(b.store, name)
+
+            async def spy(*args: object, _orig: Any = orig, _name: str = name) -> object:
+                open_at_write.append((_name, b.server.gate.open))
+                return await _orig(*args)
+
+            setattr(b.store, name, spy)
+        host, port = b.server.address
+        unknown = client_credentials(CALLER, "+4930999999", T0, T0 + 60, 10.0)
+        for user, pw in ((RIGHT.username, "1;2"), (unknown.username, unknown.password)):
+            n = b.server.logged
+            _, c = await asyncio.get_running_loop().create_connection(
+                lambda: SrpConnection(lifetime=30), host, port)
+            with pytest.raises(SrpError, match="wrong-password"):
+                await c.handshake_client(user, pw)
+            c.abort()
+            await b.server.wait_logged(n + 1)
+        assert open_at_write == [("record_vcr_failure", 0), ("record_decoy_failure", 0)]

@@ -393,7 +393,7 @@ class PvpServer:
         except SrpError as e:
             # Close before any store work: what the peer can time ends here, the same for a
             # real VCR and a decoy (DESIGN §10); the alert went out with the failing step.
-            conn.abort()
+            await conn.closed()
             reason = why or e.kind
             if e.kind == "wrong-password" and vcr is not None and vcr.id is not None:
                 after = await self.store.record_vcr_failure(vcr.id, pvp.max_vcr_failures)

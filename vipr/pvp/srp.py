@@ -296,6 +296,7 @@ class SrpConnection(asyncio.Protocol):
         self.tls: TLSConnection | None = None
         self._data = asyncio.Event()
         self.connected = asyncio.Event()
+        self._lost = asyncio.Event()
         self.lost = False
         self.expired = False
         self.authenticated = False
@@ -338,6 +339,7 @@ class SrpConnection(asyncio.Protocol):
         self.lost = True
         self._cancel_timers()
         self._data.set()
+        self._lost.set()
 
     def _cancel_timers(self) -> None:
         for t in (self._expiry, self._auth_expiry):
@@ -486,6 +488,14 @@ class SrpConnection(asyncio.Protocol):
             pass
         finally:
             self.abort()
+
+    async def closed(self) -> None:
+        """Close now and return once the socket is closed: asyncio closes it from a callback
+        in the next loop iteration, so work done right after `abort` would still run before
+        the peer sees the TCP close."""
+        self.abort()
+        if self.transport is not None:
+            await self._lost.wait()
 
     def abort(self) -> None:
         self._cancel_timers()
