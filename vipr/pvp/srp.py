@@ -492,9 +492,11 @@ class SrpConnection(asyncio.Protocol):
     async def closed(self) -> None:
         """Close now and return once the socket is closed: asyncio closes it from a callback
         in the next loop iteration, so work done right after `abort` would still run before
-        the peer sees the TCP close."""
-        self.abort()
+        the peer sees the TCP close. Unsent output is dropped (`transport.abort`), so a peer
+        that stops reading cannot hold this up."""
+        self._cancel_timers()
         if self.transport is not None:
+            self.transport.abort()
             await self._lost.wait()
 
     def abort(self) -> None:
