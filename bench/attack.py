@@ -46,6 +46,7 @@ from vipr.testnet.attack import (  # noqa: E402
 )
 from vipr.testnet.attack_flood import raise_nofile  # noqa: E402
 from vipr.testnet.attack_net import AttackNet  # noqa: E402
+from vipr.testnet.attack_squat import squat  # noqa: E402
 
 QUICK = {"mutations": 300, "flood": 4000, "slowloris": 40, "slow_s": 8.0, "fuzz_links": 24,
          "brute": 120, "proxy_kills": 5, "baseline": 3, "numbers": 120}
@@ -106,13 +107,14 @@ async def run(p: dict[str, Any], workdir: Path, only: set[str] | None) -> dict[s
             x = anet.listener(name)
             campaigns.append((f"flood_{name}",
                               lambda d, x=x: connection_flood(anet, d, x, total=p["flood"]),
-                              {"rss_settle": 10.0}))
+                              {"rss_settle": 10.0, "rss_judged": (x.daemon,)}))
         campaigns += [
             ("flood_garbage_pvp", lambda d: connection_flood(
                 anet, d, anet.listener(f"{b}.pvp"), total=p["flood"] // 4, garbage=True),
-             {"rss_settle": 10.0}),
+             {"rss_settle": 10.0, "rss_judged": (f"pvp-{b}",)}),
             ("reload_fuzz", lambda d: reload_fuzz(anet, d, connections=p["fuzz_links"],
                                                   frames=50, garbage_connections=100), {}),
+            ("reload_squat", lambda d: squat(anet, d, entries=31), {}),
             ("pvp_brute_force", lambda d: pvp_brute_force(anet, d, attempts=p["brute"],
                                                           garbage=100), {}),
             ("kill9", lambda d: kill_roles(anet, d, proxy_kills=p["proxy_kills"]), {}),
@@ -123,14 +125,14 @@ async def run(p: dict[str, Any], workdir: Path, only: set[str] | None) -> dict[s
             r = await run_campaign(anet, name, attack, **kw)
             results.append(r)
             say(_line(r))
-            for prob in r.problems(rss_limits=name.startswith("flood")):
+            for prob in r.problems():
                 say(f"    ✘ {prob}")
     finally:
         await anet.close()
     during = [x for r in results for x in r.during]
     during_ok = sum(x.ok for x in during) / len(during) if during else 0.0
     campaigns_out = {r.name: r.as_dict() for r in results}
-    problems = {r.name: r.problems(rss_limits=r.name.startswith("flood")) for r in results}
+    problems = {r.name: r.problems() for r in results}
     crashes = sum(len(r.crashes) for r in results)
     out = {
         "bench": "attack", "mode": "quick" if p is QUICK else "full",

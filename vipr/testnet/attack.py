@@ -59,10 +59,11 @@ class CampaignResult:
     during: list[LegitResult] = field(default_factory=list)
     after: list[LegitResult] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    rss_judged: tuple[str, ...] = ()     # daemons held to the RSS targets (the flooded one)
     seconds: float = 0.0
     error: str | None = None
 
-    def problems(self, *, rss_limits: bool) -> list[str]:
+    def problems(self) -> list[str]:
         out = []
         if self.error:
             out.append(f"error: {self.error}")
@@ -76,13 +77,18 @@ class CampaignResult:
             if not rs or bad:
                 out.append(f"legit {when}: " + ("none made" if not rs else
                                                 "; ".join(str(r.detail) for r in bad)))
-        if rss_limits:
-            for n, r in self.rss.items():
+        for n, r in self.rss.items():
+            if n in self.rss_judged:
                 if r["peak_mb"] >= RSS_PEAK_LIMIT_MB:
                     out.append(f"{n} peak RSS {r['peak_mb']:.0f} MB")
                 if r["after_mb"] > r["startup_mb"] * RSS_AFTER_FACTOR:
                     out.append(f"{n} RSS after {r['after_mb']:.0f} MB > 120 % of start-up "
                                f"{r['startup_mb']:.0f} MB")
+        if self.extra.get("victim_validation_ok") is False:
+            out.append(f"squatted number {self.extra.get('victim')}: "
+                       f"{self.extra.get('victim_detail')}")
+        if self.extra.get("false_accepts"):
+            out.append(f"{self.extra['false_accepts']} wrong passwords accepted")
         if self.extra.get("vcr_missing"):
             out.append(f"{self.extra['vcr_missing']} answered calls without a VCR")
         return out
@@ -110,9 +116,13 @@ class CampaignResult:
 
 
 async def run_campaign(anet: AttackNet, name: str, attack: Attack, *, rss_settle: float = 0.0,
-                       legit_during: int = 1) -> CampaignResult:
-    """Run `attack`; it calls `during()` while its attack is in progress (legit traffic)."""
-    res = CampaignResult(name)
+                       legit_during: int = 1, rss_judged: tuple[str, ...] = ()
+                       ) -> CampaignResult:
+    """Run `attack`; it calls `during()` while its attack is in progress (legit traffic).
+    `rss_judged`: daemons held to the memory targets (peak < 300 MB, after ≤ 120 % of
+    start-up). A daemon left deaf or bloated is restarted after the verdict, so that the next
+    campaign starts from a working network."""
+    res = CampaignResult(name, rss_judged=rss_judged)
     t0 = time.monotonic()
     anet.reset_peaks()
     sampled: dict[str, float] = {}
@@ -161,6 +171,16 @@ async def run_campaign(anet: AttackNet, name: str, attack: Attack, *, rss_settle
         await asyncio.sleep(0.5)
     res.rss = {n: {"startup_mb": anet.startup_rss.get(n, 0.0), "peak_mb": sampled.get(n, r[1]),
                    "after_mb": r[0]} for n, r in now.items()}
+    bloated = sorted(n for n, r in res.rss.items()
+                     if r["after_mb"] > r["startup_mb"] * RSS_AFTER_FACTOR and n not in deaf)
+    if bloated:
+        res.extra["restarted_bloated"] = bloated
+    for n in bloated:
+        await anet.kill9(n)
+        await anet.revive(n)
+        anet.startup_rss.pop(n, None)
+    for n, (rss, _) in anet.rss().items():
+        anet.startup_rss.setdefault(n, rss)     # a restarted daemon: its new start-up RSS
     res.seconds = time.monotonic() - t0
     return res
 
@@ -266,9 +286,9 @@ async def sip_stream(anet: AttackNet, during: During, x: Listener, *, mutations:
 
 async def slowloris(anet: AttackNet, during: During, x: Listener, *, connections: int,
                     duration: float, interval: float = 1.0) -> dict[str, Any]:
-    """Partial SIP headers trickled one line fragment per `interval` on `connections`
-    connections (TLS after the handshake on a TLS listener; plain TCP otherwise, and also
-    raw bytes before any TLS handshake): how many the server closed, and when."""
+    """Partial SIP headers trickled three bytes per `interval` on `connections` connections
+    (on a TLS listener half of them after the handshake, half silent before it): how many
+    the server closed, and when."""
     ctx = anet.federation_client_ctx() if x.kind == "sip_tls" else None
     sources = _sources()
     head = invite("tls" if ctx else "tcp", sources[0], (x.host, x.port), random.Random(3))
@@ -288,9 +308,10 @@ async def slowloris(anet: AttackNet, during: During, x: Listener, *, connections
             return
         opened += 1
         pos = 0
+        idle = ctx is not None and not with_tls     # a TLS port: silent before the handshake
         try:
             while time.monotonic() - t0 < duration:
-                chunk = head[pos:pos + 3] if pos + 3 < len(head) - 4 else b"X"
+                chunk = b"" if idle else head[pos:pos + 3] if pos + 3 < len(head) - 4 else b"X"
                 pos += 3
                 writer.write(chunk)
                 await writer.drain()
@@ -449,7 +470,8 @@ async def pvp_brute_force(anet: AttackNet, during: During, *, attempts: int,
 
 
 async def kill_roles(anet: AttackNet, during: During, *, proxy_kills: int,
-                     calls_per_kill: int = 3, hold: float = 2.0) -> dict[str, Any]:
+                     calls_per_kill: int = 3, hold: float = 2.0,
+                     roles: tuple[str, ...] = ("overlay", "pvp", "proxy")) -> dict[str, Any]:
     """kill -9 of B's overlay and pvp (once each) and proxy (`proxy_kills` times) while calls
     to B are up; every answered call must have a VCR on B (defect 6)."""
     b = anet.b
@@ -462,7 +484,7 @@ async def kill_roles(anet: AttackNet, during: During, *, proxy_kills: int,
         numbers = [anet.fresh_number() for _ in range(calls_per_kill)]
         phone_b = anet.net.phones[b]
         rings0 = len(phone_b.rings)
-        calls = [asyncio.ensure_future(anet.call(n, hold=hold, timeout=30.0)) for n in numbers]
+        calls = [asyncio.ensure_future(anet.call(n, hold=hold, timeout=15.0)) for n in numbers]
         with contextlib.suppress(TimeoutError):      # kill once the calls are up
             async with asyncio.timeout(8.0):
                 while len(phone_b.rings) - rings0 < len(numbers):
@@ -478,19 +500,18 @@ async def kill_roles(anet: AttackNet, during: During, *, proxy_kills: int,
             if r.status == 200:
                 answered.append(n)
 
-    await load_and_kill(f"overlay-{b}")
-    await load_and_kill(f"pvp-{b}")
-    for _ in range(proxy_kills):
-        await load_and_kill(f"proxy-{b}")
+    kills = [f"{r}-{b}" for r in roles if r != "proxy"]
+    kills += [f"proxy-{b}"] * (proxy_kills if "proxy" in roles else 0)
+    for name in kills:
+        await load_and_kill(name)
     await during()
 
-    missing: list[str] = []
-    for n in answered:               # give a restarted proxy a moment to close its records
-        try:
-            await anet.net.wait_for(f"B's VCR of {n}",
-                                    lambda n=n: anet.net.vcrs(b, n, since), 10.0, 0.2)
-        except TimeoutError:
-            missing.append(n)
-    return {"inputs": {f"kill-9:{b}": 2 + proxy_kills}, "kills": 2 + proxy_kills,
+    missing = list(answered)          # a restarted proxy may close its records a bit later
+    deadline = time.monotonic() + 10.0
+    while missing and time.monotonic() < deadline:
+        missing = [n for n in missing if not await anet.net.vcrs(b, n, since)]
+        if missing:
+            await asyncio.sleep(0.5)
+    return {"inputs": {f"kill-9:{b}": len(kills)}, "kills": len(kills),
             "restart_s": restart_s, "calls": dict(outcomes), "answered_calls": len(answered),
             "vcr_missing": len(missing)}

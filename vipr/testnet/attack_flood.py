@@ -3,7 +3,9 @@
 Each flood worker is its own process (`python -m vipr.testnet.attack_flood`), so that the
 file-descriptor limit of one process does not cap the flood: the parent starts one worker per
 source address (127.0.0.2 … 127.0.0.9), reads its "opened" line, keeps the connections while
-it checks legitimate traffic, then closes the worker's stdin and reads its final counts.
+it checks legitimate traffic, then closes the worker's stdin and reads its final counts. Like a
+real attacker, a worker opens a new connection whenever the server closes one (`--reopen`,
+bounded), so a pre-handshake timeout alone does not free the slots.
 
     async with Flood(host, port, total=20_000, sources=ATTACK_SOURCES) as f:
         f.opened, f.failed            # after every worker opened what it could
@@ -30,6 +32,7 @@ __all__ = ["ATTACK_SOURCES", "Flood", "raise_nofile"]
 ATTACK_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 10))
 CONNECT_TIMEOUT = 10.0
 PARALLEL = 256  # connects in flight per worker
+REOPEN_DELAY = 1.0  # seconds from the server closing a connection to opening its successor
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -44,11 +47,16 @@ def raise_nofile() -> tuple[int, int]:
 # ---------------------------------------------------------------------- the worker
 
 
-async def _worker(host: str, port: int, src: str, count: int, garbage: bool) -> None:
+async def _worker(host: str, port: int, src: str, count: int, garbage: bool,
+                  reopen: bool) -> None:
     loop = asyncio.get_running_loop()
     socks: list[socket.socket] = []
     errors: Counter[str] = Counter()
     closed = 0
+    reopened = 0
+    holding = False
+    budget = count * 10            # bounded: at most this many re-opens in all
+    pending: set[asyncio.Task[None]] = set()
     rng = random.Random(port)
     sem = asyncio.Semaphore(PARALLEL)
 
@@ -63,8 +71,16 @@ async def _worker(host: str, port: int, src: str, count: int, garbage: bool) -> 
         if not data:
             loop.remove_reader(s.fileno())
             closed += 1
+            if reopen and holding and closed <= budget:   # keep `count` connections open
+                nonlocal reopened
+                reopened += 1
+                t = loop.create_task(one(REOPEN_DELAY))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
 
-    async def one() -> None:
+    async def one(delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         async with sem:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
@@ -81,16 +97,21 @@ async def _worker(host: str, port: int, src: str, count: int, garbage: bool) -> 
             socks.append(s)
             loop.add_reader(s.fileno(), on_readable, s)
 
+    holding = True
     await asyncio.gather(*(one() for _ in range(count)))
     print(json.dumps({"phase": "open", "opened": len(socks), "failed": sum(errors.values())}),
           flush=True)
     await loop.run_in_executor(None, sys.stdin.read)   # hold until the parent closes stdin
+    holding = False
+    for t in list(pending):
+        t.cancel()
     for s in socks:
         with contextlib.suppress(Exception):
             loop.remove_reader(s.fileno())
         s.close()
     print(json.dumps({"phase": "done", "opened": len(socks), "failed": sum(errors.values()),
-                      "closed_by_peer": closed, "errors": dict(errors)}), flush=True)
+                      "closed_by_peer": closed, "reopened": reopened,
+                      "errors": dict(errors)}), flush=True)
 
 
 def main() -> None:
@@ -100,9 +121,11 @@ def main() -> None:
     ap.add_argument("--src", default="127.0.0.2")
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--garbage", action="store_true", help="send random bytes once connected")
+    ap.add_argument("--reopen", action="store_true",
+                    help="open a new connection whenever the server closes one")
     a = ap.parse_args()
     raise_nofile()
-    asyncio.run(_worker(a.host, a.port, a.src, a.count, a.garbage))
+    asyncio.run(_worker(a.host, a.port, a.src, a.count, a.garbage, a.reopen))
 
 
 # ---------------------------------------------------------------------- the parent side
@@ -113,10 +136,11 @@ class Flood:
 
     def __init__(self, host: str, port: int, total: int, *,
                  sources: tuple[str, ...] = ATTACK_SOURCES, garbage: bool = False,
-                 open_timeout: float = 120.0) -> None:
+                 reopen: bool = True, open_timeout: float = 120.0) -> None:
         self.host, self.port, self.total = host, port, total
         self.sources = sources
         self.garbage = garbage
+        self.reopen = reopen
         self.open_timeout = open_timeout
         self.procs: list[asyncio.subprocess.Process] = []
         self.opened = 0
@@ -133,6 +157,8 @@ class Flood:
                     str(self.port), "--src", src, "--count", str(n)]
             if self.garbage:
                 argv.append("--garbage")
+            if self.reopen:
+                argv.append("--reopen")
             self.procs.append(await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL))
@@ -168,12 +194,13 @@ class Flood:
                 continue
             if line:
                 done = json.loads(line)
-                for k in ("opened", "failed", "closed_by_peer"):
+                for k in ("opened", "failed", "closed_by_peer", "reopened"):
                     total[k] += int(done[k])
                 errors.update(done.get("errors", {}))
         self.result.update({"tried": self.total, "opened": total["opened"],
                             "failed": total["failed"],
-                            "closed_by_peer": total["closed_by_peer"], "errors": dict(errors)})
+                            "closed_by_peer": total["closed_by_peer"],
+                            "reopened": total["reopened"], "errors": dict(errors)})
 
 
 if __name__ == "__main__":

@@ -373,10 +373,10 @@ class AttackNet:
             return "learned"
         return outcome[0]
 
-    async def legit(self) -> LegitResult:
+    async def legit(self, number: str | None = None) -> LegitResult:
         """A's phone calls a fresh number of B (over the PSTN: no route yet) and A's pvp
         validates it against B; when a route was learned before, a call over VIPR too."""
-        number = self.fresh_number()
+        number = number or self.fresh_number()
         since = time.time() - 1.0
         detail: dict[str, Any] = {"number": number}
         try:
