@@ -17,12 +17,14 @@ from typing import Any
 
 from vipr.ipc import IpcError
 from vipr.reload.api import ReloadContext
+from vipr.reload.chord import to_int
 from vipr.reload.node import ChordTimers, ReloadNode
 from vipr.reload.overlay_config import load_overlay_config
-from vipr.reload.security import NodeCredentials
+from vipr.reload.security import NodeCredentials, cert_node_ids, load_certificate
 from vipr.reload.storage import DataStore
 from vipr.reload.storage_service import StorageService
 from vipr.reload.usage import ViprPublisher
+from vipr.reload.vipr_kind import resource_ids
 from vipr.testnet.attack_flood import ATTACK_SOURCES
 from vipr.testnet.attack_net import AttackNet
 
@@ -31,16 +33,40 @@ __all__ = ["squat"]
 SQUAT_SOURCE = ATTACK_SOURCES[-1]
 
 
+def _responsible(resource: bytes, nodes: list[bytes]) -> bytes:
+    """RFC 6940 §10.3: a resource belongs to the first node at or after it on the ring."""
+    r = to_int(resource)
+    ring = sorted(nodes, key=to_int)
+    return next((n for n in ring if to_int(n) >= r), ring[0])
+
+
+def _victim(anet: AttackNet, rogue: bytes, tries: int = 40) -> str:
+    """A fresh number of B none of whose three copies (N, COPY1N, COPY2N) A's own node holds:
+    A's lookups then need FetchAns messages over a link (a local fetch has no size limit)."""
+    d = anet.lay.root / "overlay"
+    ids = {p.key: cert_node_ids(load_certificate((d / f"{p.name}.crt").read_bytes()))
+           for p in anet.lay.providers}
+    nodes = [n for v in ids.values() for n in v] + [rogue]
+    own = set(ids[anet.a])
+    number = anet.fresh_number()
+    for _ in range(tries):
+        if all(_responsible(r, nodes) not in own for r in resource_ids(number)):
+            return number
+        number = anet.fresh_number()
+    return number
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-async def squat(anet: AttackNet, during: Any, *, entries: int = 31,
-                lifetime: float = 300.0) -> dict[str, Any]:
-    """Join as the rogue member, store `entries` claims under a fresh number of B, then make
-    a legitimate call to that very number (it must still validate against B)."""
+async def squat(anet: AttackNet, during: Any, *, entries: int = 31, lifetime: float = 300.0,
+                legit: bool = True) -> dict[str, Any]:
+    """Join as the rogue member, store `entries` claims under a fresh number of B, look it up
+    from A, then (`legit`) make a legitimate call to that very number: it must still
+    validate against B."""
     d = anet.lay.root / "overlay"
     crt, key = d / "provider-m.crt", d / "provider-m.key"
     conf = load_overlay_config(d / "overlay.xml")
@@ -54,7 +80,7 @@ async def squat(anet: AttackNet, during: Any, *, entries: int = 31,
     node = ReloadNode(context=ctx, creds_files=(crt, key),
                       listen=(SQUAT_SOURCE, _free_port(SQUAT_SOURCE)), bootstrap=boot,
                       timers=ChordTimers.from_config(conf), storage=svc)
-    victim = anet.fresh_number()
+    victim = _victim(anet, creds.node_id)
     stored = 0
     out: dict[str, Any] = {"victim": victim, "entries": entries}
     t0 = time.monotonic()
@@ -74,9 +100,10 @@ async def squat(anet: AttackNet, during: Any, *, entries: int = 31,
             out["lookup_error"] = None
         except IpcError as exc:
             out["lookup_claims"], out["lookup_error"] = 0, str(exc)
-        r = await anet.legit(victim)
-        out["victim_call_ok"], out["victim_validation_ok"] = r.call_ok, r.validation_ok
-        out["victim_detail"] = r.detail
+        if legit:
+            r = await anet.legit(victim)
+            out["victim_call_ok"], out["victim_validation_ok"] = r.call_ok, r.validation_ok
+            out["victim_detail"] = r.detail
         await during()
     finally:
         with contextlib.suppress(Exception):
