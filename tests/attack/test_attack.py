@@ -147,7 +147,7 @@ async def test_slowloris_is_closed_by_the_server(anet: AttackNet) -> None:
     x = anet.listener(f"{anet.c}.sip_internal_tcp")
     # handshake_timeout is 5 s by default: a peer that never completes a message goes then
     out = await slowloris(anet, _nothing, x, connections=8, duration=8.0, interval=0.5)
-    s = out["slowloris"]
+    s = out["slowloris"]["plain"]
     assert s["opened"] == 8
     assert s["closed_by_server"] == 8, s
     assert await anet.probe(x)

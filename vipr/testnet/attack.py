@@ -87,6 +87,18 @@ class CampaignResult:
         if self.extra.get("victim_validation_ok") is False:
             out.append(f"squatted number {self.extra.get('victim')}: "
                        f"{self.extra.get('victim_detail')}")
+        slow = self.extra.get("slowloris", {})
+        for mode in ("pre_handshake", "plain"):      # handshake_timeout must close these
+            m = slow.get(mode)
+            if m and m["closed_by_server"] < m["opened"]:
+                out.append(f"slowloris {mode}: {m['opened'] - m['closed_by_server']} of "
+                           f"{m['opened']} slow peers still open after {slow['held_s']} s")
+        for listener, answers in self.extra.get("oversized_answers", {}).items():
+            for shape, status in answers.items():
+                want = (513,) if shape == "body_70k" else (400, 513)
+                if (status is not None or shape == "body_70k") and status not in want:
+                    out.append(f"{listener} {shape}: answered {status}, expected "
+                               f"{' or '.join(map(str, want))}")
         if self.extra.get("false_accepts"):
             out.append(f"{self.extra['false_accepts']} wrong passwords accepted")
         if self.extra.get("vcr_missing"):
@@ -216,8 +228,7 @@ async def sip_datagrams(anet: AttackNet, during: During, *, mutations: int,
         try:
             valid = invite("udp", socks[0].getsockname()[0], dst, rng)
             muts = sip_mutations(valid, rng)
-            batch = [*crash_datagrams("127.0.0.2", dst), *corpus,
-                     *(next(muts)[:65000] for _ in range(mutations))]
+            batch = [*corpus, *(next(muts)[:65000] for _ in range(mutations))]
             for i, data in enumerate(batch):
                 with contextlib.suppress(OSError):
                     socks[i % len(socks)].sendto(data, dst)
@@ -241,6 +252,10 @@ async def sip_datagrams(anet: AttackNet, during: During, *, mutations: int,
                                 got[shape] = int(resp[8:11])
                                 break
             answers[x.name] = got
+            for data in crash_datagrams("127.0.0.2", dst):   # defect 1: last, they may kill it
+                with contextlib.suppress(OSError):
+                    socks[2].sendto(data, dst)
+                inputs[f"{x.name}:{x.port}"] += 1
         finally:
             for s in socks:
                 s.close()
@@ -292,11 +307,13 @@ async def slowloris(anet: AttackNet, during: During, x: Listener, *, connections
     ctx = anet.federation_client_ctx() if x.kind == "sip_tls" else None
     sources = _sources()
     head = invite("tls" if ctx else "tcp", sources[0], (x.host, x.port), random.Random(3))
-    closed_after: list[float] = []
-    opened = 0
+    closed_after: dict[str, list[float]] = {}
+    opened: Counter[str] = Counter()
 
     async def one(i: int, with_tls: bool) -> None:
-        nonlocal opened
+        # modes: "pre_handshake" (TLS port, silent), "after_handshake" (TLS, trickling),
+        # "plain" (TCP, trickling); handshake_timeout covers the first and the last
+        mode = "after_handshake" if with_tls else "pre_handshake" if ctx else "plain"
         t0 = time.monotonic()
         try:
             async with asyncio.timeout(duration + 5.0):
@@ -306,21 +323,21 @@ async def slowloris(anet: AttackNet, during: During, x: Listener, *, connections
                     server_hostname="" if with_tls else None)
         except (OSError, TimeoutError, ssl.SSLError):
             return
-        opened += 1
+        opened[mode] += 1
         pos = 0
-        idle = ctx is not None and not with_tls     # a TLS port: silent before the handshake
         try:
             while time.monotonic() - t0 < duration:
-                chunk = b"" if idle else head[pos:pos + 3] if pos + 3 < len(head) - 4 else b"X"
+                chunk = (b"" if mode == "pre_handshake" else
+                         head[pos:pos + 3] if pos + 3 < len(head) - 4 else b"X")
                 pos += 3
                 writer.write(chunk)
                 await writer.drain()
                 with contextlib.suppress(TimeoutError):
                     if not await asyncio.wait_for(reader.read(4096), interval):
-                        closed_after.append(time.monotonic() - t0)
+                        closed_after.setdefault(mode, []).append(time.monotonic() - t0)
                         return
         except (OSError, ssl.SSLError):
-            closed_after.append(time.monotonic() - t0)
+            closed_after.setdefault(mode, []).append(time.monotonic() - t0)
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -328,11 +345,12 @@ async def slowloris(anet: AttackNet, during: During, x: Listener, *, connections
 
     tasks = [one(i, ctx is not None and i % 2 == 0) for i in range(connections)]
     await asyncio.gather(during(), *tasks)
-    closed_after.sort()
-    return {"inputs": {f"{x.name}:{x.port}": connections},
-            "slowloris": {"opened": opened, "closed_by_server": len(closed_after),
-                          "median_close_s": round(closed_after[len(closed_after) // 2], 1)
-                          if closed_after else None, "held_s": duration}}
+    out: dict[str, Any] = {"held_s": duration}
+    for mode, n in opened.items():
+        ts = sorted(closed_after.get(mode, []))
+        out[mode] = {"opened": n, "closed_by_server": len(ts),
+                     "median_close_s": round(ts[len(ts) // 2], 1) if ts else None}
+    return {"inputs": {f"{x.name}:{x.port}": connections}, "slowloris": out}
 
 
 # ---------------------------------------------------------------------- floods
