@@ -47,6 +47,7 @@ Attack = Callable[[During], Awaitable[dict[str, Any]]]
 
 RSS_PEAK_LIMIT_MB = 300.0
 RSS_AFTER_FACTOR = 1.2
+RSS_ABORT_MB = 2500.0  # a daemon past this is killed by the bench (and the campaign fails)
 
 
 @dataclass
@@ -101,6 +102,8 @@ class CampaignResult:
                                f"{' or '.join(map(str, want))}")
         if self.extra.get("false_accepts"):
             out.append(f"{self.extra['false_accepts']} wrong passwords accepted")
+        for n in self.extra.get("rss_aborted", []):
+            out.append(f"{n} killed by the bench at RSS > {RSS_ABORT_MB:.0f} MB")
         if self.extra.get("vcr_missing"):
             out.append(f"{self.extra['vcr_missing']} answered calls without a VCR")
         return out
@@ -140,10 +143,15 @@ async def run_campaign(anet: AttackNet, name: str, attack: Attack, *, rss_settle
     sampled: dict[str, float] = {}
     stop = asyncio.Event()
 
+    aborted: list[str] = []
+
     async def sample() -> None:            # VmRSS now and then, besides VmHWM
         while not stop.is_set():
             for n, (rss, hwm) in anet.rss().items():
                 sampled[n] = max(sampled.get(n, 0.0), rss, hwm)
+                if rss > RSS_ABORT_MB and n not in aborted:   # protect the shared machine
+                    aborted.append(n)
+                    await anet.kill9(n)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
@@ -162,6 +170,10 @@ async def run_campaign(anet: AttackNet, name: str, attack: Attack, *, rss_settle
         stop.set()
         await sampler
     res.inputs = res.extra.pop("inputs", {})
+    if aborted:
+        res.extra["rss_aborted"] = aborted
+    for n in aborted:
+        await anet.revive(n)
     res.crashes = await anet.collect_crashes()
     res.listeners_alive_after = await anet.listeners_alive()
     res.after.append(await anet.legit())
