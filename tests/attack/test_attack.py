@@ -165,6 +165,8 @@ async def test_proxy_kill9_under_calls_leaves_no_answered_call_without_vcr(
 @pytest.mark.xfail(strict=False, reason="needs fix for defect 3")
 async def test_squatting_member_cannot_hide_a_number(anet: AttackNet) -> None:
     out = await squat(anet, _nothing, entries=31, legit=False)
-    assert out["stored"] == 93, out               # 31 entries × N, COPY1N, COPY2N
-    assert out["lookup_claims"] >= 1, out         # B's own claim is still found
+    # a fix may refuse the extra entries at Store (a per-signer cap) or answer them all:
+    # either way A's lookup must find B's own claim
+    assert out["stored"] >= 1, out
+    assert out["b_claim_found"], out
     assert not anet.dead()

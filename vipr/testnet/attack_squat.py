@@ -40,12 +40,16 @@ def _responsible(resource: bytes, nodes: list[bytes]) -> bytes:
     return next((n for n in ring if to_int(n) >= r), ring[0])
 
 
+def _node_ids(anet: AttackNet) -> dict[str, tuple[bytes, ...]]:
+    d = anet.lay.root / "overlay"
+    return {p.key: tuple(cert_node_ids(load_certificate((d / f"{p.name}.crt").read_bytes())))
+            for p in anet.lay.providers}
+
+
 def _victim(anet: AttackNet, rogue: bytes, tries: int = 40) -> str:
     """A fresh number of B none of whose three copies (N, COPY1N, COPY2N) A's own node holds:
     A's lookups then need FetchAns messages over a link (a local fetch has no size limit)."""
-    d = anet.lay.root / "overlay"
-    ids = {p.key: cert_node_ids(load_certificate((d / f"{p.name}.crt").read_bytes()))
-           for p in anet.lay.providers}
+    ids = _node_ids(anet)
     nodes = [n for v in ids.values() for n in v] + [rogue]
     own = set(ids[anet.a])
     number = anet.fresh_number()
@@ -99,7 +103,9 @@ async def squat(anet: AttackNet, during: Any, *, entries: int = 31, lifetime: fl
             out["lookup_claims"] = len(claims)
             out["lookup_error"] = None
         except IpcError as exc:
-            out["lookup_claims"], out["lookup_error"] = 0, str(exc)
+            claims, out["lookup_claims"], out["lookup_error"] = [], 0, str(exc)
+        b_ids = {n.hex() for n in _node_ids(anet)[anet.b]}
+        out["b_claim_found"] = any(str(c.get("node_id", "")).lower() in b_ids for c in claims)
         if legit:
             r = await anet.legit(victim)
             out["victim_call_ok"], out["victim_validation_ok"] = r.call_ok, r.validation_ok
