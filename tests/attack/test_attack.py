@@ -110,7 +110,6 @@ async def test_connection_flood_then_a_legit_connection_works(anet: AttackNet,
     assert await anet.probe(x)
 
 
-@pytest.mark.xfail(strict=False, reason="needs fix for defect 4")
 async def test_pvp_idle_flood_then_a_validation_works(anet: AttackNet) -> None:
     got = []
 
@@ -153,7 +152,6 @@ async def test_slowloris_is_closed_by_the_server(anet: AttackNet) -> None:
     assert await anet.probe(x)
 
 
-@pytest.mark.xfail(strict=False, reason="needs fix for defect 6")
 async def test_proxy_kill9_under_calls_leaves_no_answered_call_without_vcr(
         anet: AttackNet) -> None:
     out = await kill_roles(anet, _nothing, proxy_kills=1, calls_per_kill=2, roles=("proxy",))
@@ -162,7 +160,6 @@ async def test_proxy_kill9_under_calls_leaves_no_answered_call_without_vcr(
     assert not anet.dead()
 
 
-@pytest.mark.xfail(strict=False, reason="needs fix for defect 3")
 async def test_squatting_member_cannot_hide_a_number(anet: AttackNet) -> None:
     out = await squat(anet, _nothing, entries=31, legit=False)
     # a fix may refuse the extra entries at Store (a per-signer cap) or answer them all:
