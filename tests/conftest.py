@@ -1,10 +1,20 @@
-"""Shared test helpers: outside tools that may be missing skip their tests, saying why."""
+"""Shared test helpers: outside tools that may be missing skip their tests, saying why;
+teardown that fails loudly."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Never time things in tests: no per-example deadline (the default is 200 ms, which a loaded
+# machine misses) and no "generation too slow" health check. Every hypothesis test inherits it.
+settings.register_profile(
+    "vipr", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile("vipr")
 
 DEBIAN_PACKAGE = {
     "sipp": "sip-tester",
@@ -22,3 +32,29 @@ def requires_tool(cmd: str) -> pytest.MarkDecorator:
         shutil.which(cmd) is None,
         reason=f"{cmd} not installed (Debian package {pkg}; `make test` installs it as root)",
     )
+
+
+async def stop_all(stops: Iterable[Awaitable[object]], *, timeout: float, what: str) -> None:
+    """Teardown: await every stop (each bounded by `timeout`), then fail loudly if any raised
+    or hung; a broken shutdown is a finding, never swallowed."""
+    errors: list[Exception] = []
+    for stop in stops:
+        try:
+            await asyncio.wait_for(stop, timeout)
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise ExceptionGroup(f"{what}: {len(errors)} failed to stop cleanly", errors)
+
+
+async def until(what: str, cond: Callable[[], bool], *, timeout: float, poll: float = 0.05,
+                detail: Callable[[], object] | None = None) -> None:
+    """Await a condition that has no event of its own: checked every `poll` s, failing with
+    `what` (and `detail()`) after `timeout` s (a bound, never a figure the test relies on)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() >= deadline:
+            more = f": {detail()!r}" if detail is not None else ""
+            raise AssertionError(f"{what}: not reached within {timeout} s{more}")
+        await asyncio.sleep(poll)

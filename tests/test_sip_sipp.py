@@ -9,16 +9,11 @@ import tempfile
 import pytest
 
 from tests.conftest import requires_tool
+from tests.ports import free_port
 from vipr.proxy.sip.ua import SimpleUAC, SimpleUAS
 
 pytestmark = [requires_tool("sipp"), pytest.mark.slow, pytest.mark.timeout(90)]
 CALLS = 100
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sipp_args(scenario: str, transport: str, port: int) -> list[str]:

@@ -9,6 +9,7 @@ import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,13 +41,28 @@ async def test_hot_path_writes_commit_on_the_loop_thread(store: Store) -> None:
         assert other.execute("SELECT count(*) FROM route").fetchone() == (1,)
 
 
-async def test_locked_file_falls_back_to_the_worker_thread(store: Store) -> None:
+async def test_locked_file_falls_back_to_the_worker_thread(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vid = await store.add_vcr(vcr("o1", "originating"))
+    assert store._loop_conn is not None
+    met_lock = asyncio.Event()
+    on_loop = store._loop_conn.transaction
+
+    def watched(body: Any) -> Any:   # passes through; tells us when the lock was met
+        try:
+            return on_loop(body)
+        except loopconn.LoopBusy:
+            met_lock.set()
+            raise
+
+    monkeypatch.setattr(store._loop_conn, "transaction", watched)
     other = sqlite3.connect(store.path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         task = asyncio.create_task(store.learn_route(route(), vid))
-        await asyncio.sleep(0)  # its on-loop attempt ran and met the lock (busy_timeout 0)
+        # the event, not one loop turn: its on-loop attempt met the lock (busy_timeout 0)
+        await asyncio.wait_for(met_lock.wait(), 10)
         assert not task.done()
         other.execute("COMMIT")  # the worker thread's attempt now gets the lock
         await asyncio.wait_for(task, 10)

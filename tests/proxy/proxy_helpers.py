@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from tests.ports import free_port
 from vipr.ipc import IpcError, ipc_call
 from vipr.proxy.federation_tls import create_federation_ca, issue_federation_cert
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
@@ -30,25 +31,6 @@ from vipr.tickets import TICKET_HEADER, mint_ticket
 VIPR = [str(Path(sys.executable).parent / "vipr")]
 A_NUMBER = "+14085551234"
 B_NUMBER = "+442071234567"
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_both() -> int:
-    """A port free for both UDP and TCP."""
-    for _ in range(50):
-        p = free_port(socket.SOCK_STREAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port")
 
 
 @dataclass
@@ -277,6 +259,29 @@ def parse_sipp_messages(path: Path) -> list[SippMessage]:
                for ln in body[1:] if ":" in ln}
         out.append(SippMessage(at, sent, body[0], hdr.get("call-id", ""), hdr.get("cseq", "")))
     return out
+
+
+# SIPp stamps a traced message with its main loop's cached clock, not at the syscall: a stamp
+# can be off by SIPp's own scheduling delay. Kept below half the shortest scenario pause
+# (400 ms), so the bracket of a call's answer never overlaps the bracket of its BYE.
+SIPP_STAMP_SLACK = 0.15
+
+
+def sipp_first(path: Path, *, sent: bool, line: str, method: str) -> dict[str, float]:
+    """Per Call-ID: SIPp's stamp of the first message it sent (`sent`) or received whose first
+    line starts with `line` and whose CSeq method is `method`."""
+    out: dict[str, float] = {}
+    for m in parse_sipp_messages(path):
+        if m.sent == sent and m.first_line.startswith(line) and m.cseq.endswith(method):
+            out.setdefault(m.call_id, m.at)
+    return out
+
+
+def assert_between(t: float, lo: float, hi: float, what: str) -> None:
+    """An ordering check: `t` (a proxy stamp) lies between the SIPp stamps `lo` (the message
+    left its sender) and `hi` (it reached the other side through the proxy)."""
+    s = SIPP_STAMP_SLACK
+    assert lo - s <= t <= hi + s, f"{what}: {t:.6f} not in [{lo:.6f}, {hi:.6f}] (±{s} s)"
 
 
 Behaviour = Callable[[SipRequest, Source, ServerHandle], None]

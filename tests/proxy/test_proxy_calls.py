@@ -118,12 +118,10 @@ async def test_learned_route_failure_falls_back_to_pstn(tmp_path: Path, case: st
     proxy = await ProxyProcess(a).start()
     gw = await run(sipp_cmd("uas", a.gateway, calls=1), tmp_path)
     try:
-        t0 = time.monotonic()
         uac = await run(sipp_cmd("uac", free_port(), remote=f"127.0.0.1:{a.internal}",
                                  service=B_NUMBER, calls=1), tmp_path)
-        rc, err = await finish(uac)
+        rc, err = await finish(uac)   # bounded by SIPp's -timeout and finish()'s own bound
         assert rc == 0, err + proxy.log_text()   # the caller never notices
-        assert time.monotonic() - t0 < 30
         if peer is not None:
             assert len(peer.invites) == 1
             assert peer.invites[0][0].headers.get("VIPR-Ticket") == ticket

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -91,10 +92,10 @@ def test_status_without_a_running_proxy_fails_clearly(tmp_path: Path) -> None:
 async def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     p = write_provider(tmp_path, "a", "a.example.net", [A_NUMBER], None)
     proxy = await ProxyProcess(p).start()
-    t0 = time.monotonic()
-    await proxy.stop()
-    assert proxy.proc is not None and proxy.proc.returncode == 0
-    assert time.monotonic() - t0 < 15
+    assert proxy.proc is not None
+    proxy.proc.send_signal(signal.SIGTERM)
+    # the event is the exit itself (bounded generously); 0 = clean, not killed
+    assert await asyncio.wait_for(proxy.proc.wait(), 45) == 0, proxy.log_text()
 
 
 @pytest.mark.timeout(60)

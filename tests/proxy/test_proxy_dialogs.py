@@ -14,11 +14,13 @@ from tests.proxy.proxy_helpers import (
     A_NUMBER,
     B_NUMBER,
     ProxyProcess,
+    assert_between,
     finish,
     free_port,
     kill,
     run,
     sipp_cmd,
+    sipp_first,
     write_provider,
 )
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
@@ -35,11 +37,13 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 async def test_callee_hangs_up_bye_goes_upstream_and_stops_the_vcr(tmp_path: Path) -> None:
     a = write_provider(tmp_path, "a", "a.example.net", [A_NUMBER], None)
     proxy = await ProxyProcess(a).start()
-    gw = await run(sipp_cmd(SCENARIOS / "uas_hangs_up.xml", a.gateway, calls=3), tmp_path)
+    gw_msgs, msgs = tmp_path / "gw_messages.log", tmp_path / "uac_messages.log"
+    gw = await run(sipp_cmd(SCENARIOS / "uas_hangs_up.xml", a.gateway, calls=3,
+                            message_file=gw_msgs), tmp_path)
     try:
         uac = await run(sipp_cmd(SCENARIOS / "uac_wait_bye.xml", free_port(),
                                  remote=f"127.0.0.1:{a.internal}", service=B_NUMBER, calls=3,
-                                 rate=5), tmp_path)
+                                 rate=5, message_file=msgs), tmp_path)
         rc, err = await finish(uac)
         assert rc == 0, err + proxy.log_text()
         rc, err = await finish(gw)
@@ -47,9 +51,16 @@ async def test_callee_hangs_up_bye_goes_upstream_and_stops_the_vcr(tmp_path: Pat
         async with Store.open(a.db) as store:
             vcrs = await store.list_vcrs()
         assert len(vcrs) == 3
+        # ordering, not timing: start when the answer passes the proxy, stop when the
+        # callee's BYE does (the gateway's 400 ms pause keeps the two apart)
+        answer_sent = sipp_first(gw_msgs, sent=True, line="SIP/2.0 200", method="INVITE")
+        answered = sipp_first(msgs, sent=False, line="SIP/2.0 200", method="INVITE")
+        bye_sent = sipp_first(gw_msgs, sent=True, line="BYE ", method="BYE")
+        bye_got = sipp_first(msgs, sent=False, line="BYE ", method="BYE")
         for v in vcrs:
             assert v.caller == A_NUMBER and v.callee == B_NUMBER
-            assert v.stop - v.start == pytest.approx(0.4, abs=0.2)
+            assert_between(v.start, answer_sent[v.call_id], answered[v.call_id], "start")
+            assert_between(v.stop, bye_sent[v.call_id], bye_got[v.call_id], "stop")
     finally:
         await kill(gw)
         await proxy.stop()

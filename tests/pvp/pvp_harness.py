@@ -17,7 +17,8 @@ from vipr.config import HostPort, Interface, ProviderConfig, load_config
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
 from vipr.pvp.server import PvpServer
-from vipr.store import Store, Vcr
+from vipr.store import Route, Store, Vcr
+from vipr.tickets import TicketVerifier, decode_ticket
 
 CALLER = "+14085550100"
 CALLEE = "+4930123456"
@@ -156,3 +157,21 @@ def connect(a: Provider, *servers: Provider) -> None:
 
 def cleanup(base: Path) -> None:
     shutil.rmtree(base, ignore_errors=True)
+
+
+async def assert_learned(a: Provider, b: Provider, number: str = CALLEE) -> Route:
+    """`a` learned `b`'s route for `number`: the URI `b` advertises, the node and domain it came
+    from, and a ticket for exactly this number and `a`'s domain that verifies at `b`."""
+    route = await a.store.get_route(number)
+    assert route is not None, f"no route learned for {number}"
+    b_domain, a_domain = b.cfg.provider.domain, a.cfg.provider.domain
+    assert route.number == number
+    assert route.routes == (f"sip:{b_domain}:5061;transport=tls",), route.routes
+    assert (route.learned_from_node, route.learned_from_domain) == (b.node, b_domain)
+    ticket = decode_ticket(route.ticket)
+    assert (ticket.number, ticket.domain) == (number, a_domain)
+    assert route.ticket_expires == float(ticket.expires) >= route.expires
+    verdict = TicketVerifier(await b.store.ticket_keys()).verify(
+        route.ticket, number=number, peer_domain=a_domain, now=time.time())
+    assert verdict.ok, verdict
+    return route

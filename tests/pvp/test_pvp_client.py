@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pvp_harness import CALLEE, T0, Provider, claim, cleanup, connect, provider, short_dir, vcr
+from pvp_harness import (
+    CALLEE,
+    T0,
+    Provider,
+    assert_learned,
+    claim,
+    cleanup,
+    connect,
+    provider,
+    short_dir,
+    vcr,
+)
 
 from vipr.config import HostPort
 from vipr.ipc import ipc_call
@@ -125,7 +137,7 @@ async def test_absent_proxy_socket_is_logged_and_learning_goes_on(base: Path) ->
         connect(a, b)
         await b.store.add_vcr(vcr("terminating"))
         assert (await a.client.validate_vcr(await _orig(a))).outcome == "learned"
-        assert await a.store.get_route(CALLEE) is not None
+        await assert_learned(a, b)
 
 
 class _Rng(random.Random):
@@ -152,7 +164,7 @@ async def test_startup_scan_validates_pending_vcrs_after_a_random_delay(base: Pa
         await client.close()
         assert rng.asked == [(1.0, 7.0)]
         assert client.counters.learned == 1
-        assert await a.store.get_route(CALLEE) is not None
+        await assert_learned(a, b)
 
 
 async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
@@ -171,11 +183,20 @@ async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
             assert (await ipc_call(sock, "vcr_added", {"id": v.id})) == {"queued": True}
             assert (await ipc_call(sock, "vcr_added", {"id": v.id})) == {"queued": False}
             await d.client.wait_idle()
-            assert await a.store.get_route(CALLEE) is not None
+            await assert_learned(a, b)
             ans = await ipc_call(sock, "validate", {"number": CALLEE})
             assert ans["outcome"] == "learned"
             st = await ipc_call(sock, "status", {})
             assert st["client"]["learned"] == 2 and "server" in st
+            # refusals at accept, by reason (issue 13 defect 4): one over the per-address cap
+            cap = cfg.pvp.limits.max_connections_per_address
+            idle = [await asyncio.open_connection(*d.server.address, local_addr=("127.0.0.2", 0))
+                    for _ in range(cap + 1)]
+            assert await asyncio.wait_for(idle[-1][0].read(), 10) == b""
+            conns = (await ipc_call(sock, "status", {}))["server"]["connections"]
+            assert conns["refused"] == {"address_full": 1} and conns["open"] == cap
+            for _, w in idle:
+                w.close()
             await a.store.add_vcr(vcr("originating", start=T0 - 3 * 86400, call_id="old"))
             vcrs, _ = await d.purge()
             assert vcrs == 1

@@ -24,42 +24,16 @@ from typing import Any
 import pytest
 from pvp_harness import CALLEE, CALLER, T0, FakeOverlay, claim, cleanup, short_dir
 
+from tests.ports import free_port, free_port_block
 from vipr.ipc import IpcServer
 from vipr.store import Store
-from vipr.tickets import TicketVerifier
+from vipr.tickets import TicketVerifier, decode_ticket
 
 pytestmark = pytest.mark.slow
 
 VIPR = str(Path(sys.executable).parent / "vipr")
 NODE_A, NODE_B = "a" * 32, "b" * 32
 HAVE_OVERLAYD = importlib.util.find_spec("vipr.reload.overlayd") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_block(n: int) -> int:
-    """A base port with `n` consecutive free TCP ports on 127.0.0.1 (best effort)."""
-    for _ in range(50):
-        base = free_port()
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
 
 
 def write_cfg(base: Path, name: str, vservice: int, pvp_port: int, extra: str = "",
@@ -157,8 +131,11 @@ async def _check_learned(a_cfg: Path, b_cfg: Path, base: Path) -> None:
     """The originating side learned the route and a ticket that verifies at B."""
     async with Store.open(base / "a" / "vipr.db") as sa, Store.open(base / "b" / "vipr.db") as sb:
         route = await sa.get_route(CALLEE)
-        assert route is not None
+        assert route is not None and route.number == CALLEE
         assert route.routes == ("sip:b.example.net:5061;transport=tls",)
+        assert route.learned_from_domain == "b.example.net"
+        ticket = decode_ticket(route.ticket)
+        assert (ticket.number, ticket.domain) == (CALLEE, "a.example.net")
         verdict = TicketVerifier(await sb.ticket_keys()).verify(
             route.ticket, number=CALLEE, peer_domain="a.example.net", now=T0 + 60)
         assert verdict.ok, verdict

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tlslite.mathtls import goodGroupParameters, makeX
 from tlslite.utils.cryptomath import numberToByteArray, powMod
 
 from tests.conftest import requires_tool
+from tests.ports import free_port
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import Framer, Validate, ValInfo, encode_message
 from vipr.pvp.srp import SrpConnection, SrpError
@@ -116,19 +116,22 @@ async def test_gnutls_cli_wrong_password_is_refused(base: Path) -> None:
 
 async def _gnutls_serv(d: Path, creds: Credentials) -> tuple[asyncio.subprocess.Process, int]:
     conf, pw = write_tpasswd(d, creds)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    p = await asyncio.create_subprocess_exec(
-        "gnutls-serv", "-p", str(port), "--echo", "--srppasswd", str(pw),
-        "--srppasswdconf", str(conf), "--priority", PRIORITY,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    assert p.stdout is not None
-    async with asyncio.timeout(30):
-        while b"listening on IPv4" not in (line := await p.stdout.readline()):
-            assert line, "gnutls-serv exited"
-    return p, port
+    for _ in range(5):  # a leased port may still be taken by a process outside the leases
+        port = free_port()  # gnutls-serv cannot report a port it chose itself
+        p = await asyncio.create_subprocess_exec(
+            "gnutls-serv", "-p", str(port), "--echo", "--srppasswd", str(pw),
+            "--srppasswdconf", str(conf), "--priority", PRIORITY,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        assert p.stdout is not None
+        async with asyncio.timeout(30):
+            while b"listening on IPv4" not in (line := await p.stdout.readline()):
+                assert line, "gnutls-serv exited"
+        if b"bind() failed" not in line:
+            return p, port
+        p.terminate()
+        await p.wait()
+    raise AssertionError("gnutls-serv found no free port")
 
 
 @requires_tool("gnutls-serv")

@@ -13,6 +13,7 @@ from pvp_harness import (
     CALLER,
     T0,
     Provider,
+    assert_learned,
     cleanup,
     connect,
     provider,
@@ -59,10 +60,7 @@ async def test_exact_times_learn_route_and_a_ticket_that_verifies(base: Path) ->
         out = await _run(a, b)
         assert out.outcome == "learned", out
         assert b.server.counters.attempts == 1
-        route = await a.store.get_route(CALLEE)
-        assert route is not None
-        assert route.routes == ("sip:b.example.net:5061;transport=tls",)
-        assert route.learned_from_node == NODE_B
+        route = await assert_learned(a, b)
         verifier = TicketVerifier(await b.store.ticket_keys())
         verdict = verifier.verify(route.ticket, number=CALLEE, peer_domain="a.example.net",
                                   now=T0 + 3600)
@@ -175,9 +173,7 @@ async def test_squatter_fails_owner_succeeds_only_owner_route_learned(base: Path
         connect(a, c, b)  # the squatter C is tried first
         out = await _run(a, b)
         assert out.outcome == "learned"
-        route = await a.store.get_route(CALLEE)
-        assert route is not None and route.learned_from_node == NODE_B
-        assert route.routes == ("sip:b.example.net:5061;transport=tls",)
+        await assert_learned(a, b)   # the owner's route, not the squatter's
         assert (await _server_log(c))[0] == ("failed", "no-vcr")
         await a.client.vlog.flush()
         client_log = [(r.peer, r.outcome) for r in await a.store.list_validations()]

@@ -11,6 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.conftest import stop_all
 from vipr.reload import ca
 from vipr.reload.api import ReloadContext
 from vipr.reload.chord import dist, to_int
@@ -92,8 +93,8 @@ class Overlay:
         return loop.time() - t0
 
     async def stop_all(self) -> None:
-        await asyncio.gather(*(n.stop(leave=False) for n in self.nodes),
-                             return_exceptions=True)
+        """Stop every node (bounded); fails loudly if any stop raised or hung."""
+        await stop_all((n.stop(leave=False) for n in self.nodes), timeout=30, what="nodes")
 
 
 def make_overlay(directory: Path, n: int) -> Overlay:

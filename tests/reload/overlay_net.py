@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from click.testing import CliRunner
 
+from tests.ports import free_port_block
 from vipr.cli import main
 
 OVERLAY_NAME = "overlay.vipr-test.example"
-
-
-def free_port_block(n: int) -> int:
-    """A base port with `n` consecutive free TCP ports on 127.0.0.1 (best effort)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n >= 65535:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port block")
 
 
 def make_overlay(tmp: Path, providers: list[tuple[str, list[str], int]],

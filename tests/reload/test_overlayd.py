@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from memring import MemNode, MemRing, RingRequestError
 from overlay_net import make_overlay
 
+from tests.conftest import stop_all
 from vipr.config import load_config
 from vipr.ipc import IpcError, ipc_call
 from vipr.reload.overlayd import OverlayDaemon
@@ -99,9 +99,7 @@ async def test_daemon_socket_api(tmp_path: Path) -> None:
     finally:
         for s in stops:
             s.set()
-        for t in tasks:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(t, 30)
+        await stop_all(tasks, timeout=30, what="overlay daemons")   # run() must return cleanly
 
 
 def test_hold_down_comes_from_the_config(tmp_path: Path) -> None:

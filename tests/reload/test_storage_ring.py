@@ -44,14 +44,20 @@ def make_node(ring: MemRing, pki: Pki, cr: NodeCredentials, hold_down: float = 0
     return node
 
 
-async def settle(ring: MemRing, rounds: int = 20) -> None:
-    """Let replication tasks run until no messages flow (bounded)."""
+async def settle(ring: MemRing, timeout: float = 30.0) -> None:
+    """Wait until replication is quiet: no replication task left and no message for one 0.1 s
+    round. Fails (never returns silently) if the ring is still busy after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     last = -1
-    for _ in range(rounds):
+    while True:
         await asyncio.sleep(0.1)
-        if ring.messages == last and not any(
-                n.service._tasks for n in ring.nodes.values()):
+        busy = sum(len(n.service._tasks) for n in ring.nodes.values())
+        if ring.messages == last and not busy:
             return
+        assert loop.time() < deadline, (
+            f"ring still busy after {timeout} s: {busy} replication tasks, "
+            f"{ring.messages - last} messages in the last round")
         last = ring.messages
 
 

@@ -12,18 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.ports import free_port
 from vipr.supervisor import Child, vipr_argv
 from vipr.testnet.ua import Phone
 
 pytestmark = pytest.mark.slow
 
 A_NUMBER, B_NUMBER = "+14085550001", "+442071230001"
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -36,7 +31,7 @@ class Net:
 
 async def _network(tmp: Path, *, skew: str | None = None,
                    b_answer_delay: float | None = 0.0) -> Net:
-    pa, pb, gw = _free_udp_port(), _free_udp_port(), _free_udp_port()
+    pa, pb, gw = free_port(), free_port(), free_port()
     doc: dict[str, object] = {
         "listen": f"127.0.0.1:{gw}",
         "providers": {

@@ -198,8 +198,11 @@ class StorageService:
             due = self.planner.due_at()
             timeout = None if due is None else max(0.0, due - self.clock())
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancel() that arrives
+            # as the event is set (close() then waited for ever; CPython gh-86296).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             if self.planner.due(self.clock()):
                 try:
                     self.run_plan()
