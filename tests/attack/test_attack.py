@@ -60,7 +60,6 @@ async def repaired(anet: AttackNet) -> AsyncIterator[None]:
         await anet.revive(name)
 
 
-@pytest.mark.xfail(strict=False, reason="needs fix for defect 1")
 async def test_udp_crash_datagrams_leave_both_listeners_answering(anet: AttackNet) -> None:
     targets = [anet.listener(f"{anet.b}.sip_internal_udp"),
                anet.listener(f"{anet.b}.sip_pstn_udp")]
@@ -74,7 +73,6 @@ async def test_udp_crash_datagrams_leave_both_listeners_answering(anet: AttackNe
     assert not anet.dead()
 
 
-@pytest.mark.xfail(strict=False, reason="needs fix for defect 2")
 @pytest.mark.parametrize("listener", ["c.sip_internal_tcp", "b.sip_federation_tls"])
 async def test_oversized_invites_get_513_or_400(anet: AttackNet, listener: str) -> None:
     x = anet.listener(listener)
@@ -141,7 +139,6 @@ async def test_reload_link_fuzz_leaves_the_overlay_serving(anet: AttackNet) -> N
     assert ans.get("claims"), ans
 
 
-@pytest.mark.xfail(strict=False, reason="needs fix for defect 2")
 async def test_slowloris_is_closed_by_the_server(anet: AttackNet) -> None:
     x = anet.listener(f"{anet.c}.sip_internal_tcp")
     # handshake_timeout is 5 s by default: a peer that never completes a message goes then
