@@ -251,7 +251,12 @@ async def sip_datagrams(anet: AttackNet, during: During, *, mutations: int,
             got: dict[str, int | None] = {}
             for shape, data in oversized_requests("udp", "127.0.0.2", dst, rng,
                                                   stream=False).items():
-                s = socks[1]
+                # a socket of its own: answers go to the packet's source (RFC 3581), so a
+                # socket that sent mutations above may still hold their answers (405, …)
+                s = _s.socket(_s.AF_INET, _s.SOCK_DGRAM)
+                s.setblocking(False)
+                s.bind(("127.0.0.2", 0))
+                socks.append(s)
                 with contextlib.suppress(OSError):
                     s.sendto(data, dst)
                 inputs[f"{x.name}:{x.port}"] += 1
