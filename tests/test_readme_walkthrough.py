@@ -68,8 +68,9 @@ def test_readme_walkthrough_runs_verbatim_to_a_ready_provider(tmp_path: Path) ->
         "up_pid=$!",
         "trap 'kill -TERM $up_pid 2>/dev/null; wait $up_pid || true' EXIT",
         f"for _ in $(seq 1 {READY_TIMEOUT * 4}); do",
-        f"  if out=$({status} 2>&1) && ! grep -q joining <<<\"$out\"; then",
-        "    printf '%s\\n' \"$out\"; echo WALKTHROUGH-READY; exit 0",
+        f"  if out=$({status} 2>&1) && ! grep -q joining <<<\"$out\" &&",
+        "     health=$(vipr health --config provider-a.yaml 2>&1); then",
+        "    printf '%s\\n%s\\n' \"$out\" \"$health\"; echo WALKTHROUGH-READY; exit 0",
         "  fi",
         "  kill -0 $up_pid 2>/dev/null || { echo 'vipr up exited'; exit 1; }",
         "  sleep 0.25",
@@ -83,6 +84,8 @@ def test_readme_walkthrough_runs_verbatim_to_a_ready_provider(tmp_path: Path) ->
     assert r.returncode == 0 and "WALKTHROUGH-READY" in r.stdout, \
         f"stdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}"
     assert "1 RELOAD nodes" in r.stdout, r.stdout          # the status table's title
+    for role in ("overlay", "pvp", "proxy"):                # `vipr health`: every role answers
+        assert f"{role}: ok" in r.stdout, r.stdout
     # exactly the files the generated config names, keys owner-only
     for key in ("overlay/provider-a.key", "tls/a.example.net.key", "fed/ca.key",
                 "overlay/ca.key"):
