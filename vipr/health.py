@@ -2,8 +2,9 @@
 
 For container HEALTHCHECKs and scripts: each role (overlay, pvp, proxy) is asked `status` over
 its Unix socket in `runtime_dir`; an overlay still joining counts as not healthy yet. `--sip
-HOST:PORT` instead sends one SIP OPTIONS over UDP (RFC 3261 §11: any response shows the element
-is up), for the PSTN simulator, which has no status socket. One line per check, or `--json`.
+HOST:PORT` (or `--pstn-config FILE`, its listen address) instead sends one SIP OPTIONS over UDP
+(RFC 3261 §11: any response shows the element is up), for the PSTN simulator, which has no
+status socket. One line per check, or `--json`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Any
 
 import click
 
-from vipr.cliutil import EXIT_RUNTIME, config_option, json_option, load_config_or_fail, print_json
+from vipr.cliutil import (
+    EXIT_CONFIG,
+    EXIT_RUNTIME,
+    config_option,
+    fail,
+    json_option,
+    load_config_or_fail,
+    print_json,
+)
 
 __all__ = ["register"]
 
@@ -80,10 +89,22 @@ def register(group: click.Group) -> None:
                   help="Check only this role (repeatable; default: all three).")
     @click.option("--sip", "sip", default=None, metavar="HOST:PORT",
                   help="Instead: send a SIP OPTIONS over UDP (the PSTN simulator).")
+    @click.option("--pstn-config", "pstn_config", default=None,
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="Instead: --sip at the listen address of this PSTN simulator config.")
     @json_option
     def health_cmd(config: Path | None, roles: tuple[str, ...], sip: str | None,
-                   as_json: bool) -> None:
+                   pstn_config: Path | None, as_json: bool) -> None:
         """Exit 0 when every role asked answers (the overlay has joined), 1 otherwise."""
+        if pstn_config is not None:
+            from vipr.testnet.numberplan import PstnConfigError, load_pstn_config
+
+            try:
+                listen = load_pstn_config(pstn_config).listen
+            except PstnConfigError as exc:
+                fail(str(exc), EXIT_CONFIG)
+            sip = f"[{listen.host}]:{listen.port}" if ":" in listen.host else \
+                f"{listen.host}:{listen.port}"
         if sip is not None:
             checks = [_sip_options(*_hostport(sip))]
         else:
