@@ -117,16 +117,23 @@ def check_config(file: Path, allow_missing_files: bool, as_json: bool) -> None:
                    "overlay.create: true); without it the node joins through the bootstrap "
                    "nodes of overlay.xml.")
 @click.option("--vservice", default=None, help="16 hex digits (default: random).")
+@click.option("--runtime-dir", default=None, metavar="DIR",
+              help="runtime_dir (default: run/NAME beside the file; systemd: /run/vipr/NAME).")
+@click.option("--database", default=None, metavar="FILE",
+              help="database (default: state/NAME/vipr.db beside the file; systemd: "
+                   "/var/lib/vipr/NAME/vipr.db).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Config file to write (default: NAME.yaml); never overwritten.")
 def init_provider(name: str, domain: str, numbers: tuple[str, ...], create: bool,
-                  vservice: str | None, out: Path | None) -> None:
+                  vservice: str | None, runtime_dir: str | None, database: str | None,
+                  out: Path | None) -> None:
     """Write a commented provider configuration naming the files the README's `vipr ca` and
     `vipr tls` commands write (overlay/NAME.crt, tls/DOMAIN.pem, fed/ca.pem, …)."""
     from vipr.config.example import render_example
 
     out = out if out is not None else Path(f"{name}.yaml")
-    text = render_example(name, domain, list(numbers), create=create, vservice=vservice)
+    text = render_example(name, domain, list(numbers), create=create, vservice=vservice,
+                          runtime_dir=runtime_dir, database=database)
     if out.exists() or out.is_symlink():
         raise click.ClickException(f"{out} exists; refusing to overwrite")
     tmp = out.with_name(f".{out.name}.new")

@@ -28,8 +28,8 @@ provider:
 # expanded lazily
 numbers:
 $numbers
-runtime_dir: run/$name$run_pad# Unix sockets overlay.sock, pvp.sock, proxy.sock
-database: state/$name/vipr.db$db_pad# SQLite (WAL), shared by all roles of this provider
+runtime_dir: $runtime_dir$run_pad# Unix sockets overlay.sock, pvp.sock, proxy.sock
+database: $database$db_pad# SQLite (WAL), shared by all roles of this provider
 
 logging:
   level: info                      # debug|info|warning|error
@@ -102,16 +102,21 @@ def _pad(text_before: str) -> str:
 
 
 def render_example(name: str, domain: str, numbers: list[str], *, create: bool,
-                   vservice: str | None = None) -> str:
-    """The commented configuration for one provider. `vservice` None: 16 random hex digits."""
+                   vservice: str | None = None, runtime_dir: str | None = None,
+                   database: str | None = None) -> str:
+    """The commented configuration for one provider. `vservice` None: 16 random hex digits;
+    `runtime_dir`/`database` None: run/NAME and state/NAME/vipr.db beside the file."""
     vs = vservice if vservice is not None else secrets.token_hex(8)
+    rundir = runtime_dir if runtime_dir is not None else f"run/{name}"
+    db = database if database is not None else f"state/{name}/vipr.db"
     listed = "".join(f"  - {json.dumps(n)}\n" for n in numbers)
     return _TEMPLATE.substitute(
-        name=name, domain=domain, vservice=vs, numbers=listed,
+        name=name, domain=domain, vservice=vs, numbers=listed, runtime_dir=rundir,
+        database=db,
         create="true" if create else "false",
         domain_pad=_pad(f"  domain: {domain}"),
-        run_pad=_pad(f"runtime_dir: run/{name}"),
-        db_pad=_pad(f"database: state/{name}/vipr.db"),
+        run_pad=_pad(f"runtime_dir: {rundir}"),
+        db_pad=_pad(f"database: {db}"),
         cert_pad=_pad(f"  cert: overlay/{name}.crt"),
         key_pad=_pad(f"  key: overlay/{name}.key"),
         tls_cert_pad=_pad(f"        cert: tls/{domain}.pem"),
