@@ -194,7 +194,9 @@ class Full:
 
     async def __aenter__(self) -> Full:
         self._a = provider(self.base, "a", "a" * 32, proxy=False)
-        self._b = provider(self.base, "b", "b" * 32, proxy=False)
+        # 20 validations at once from 127.0.0.1 in the stall test: above the per-address cap
+        self._b = provider(self.base, "b", "b" * 32, proxy=False,
+                           pvp={"limits": "{max_connections_per_address: 256}"})
         self.a = await self._a.__aenter__()
         self.b = await self._b.__aenter__()
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="bench-srp",

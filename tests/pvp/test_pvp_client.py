@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator
@@ -187,6 +188,15 @@ async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
             assert ans["outcome"] == "learned"
             st = await ipc_call(sock, "status", {})
             assert st["client"]["learned"] == 2 and "server" in st
+            # refusals at accept, by reason (issue 13 defect 4): one over the per-address cap
+            cap = cfg.pvp.limits.max_connections_per_address
+            idle = [await asyncio.open_connection(*d.server.address, local_addr=("127.0.0.2", 0))
+                    for _ in range(cap + 1)]
+            assert await asyncio.wait_for(idle[-1][0].read(), 10) == b""
+            conns = (await ipc_call(sock, "status", {}))["server"]["connections"]
+            assert conns["refused"] == {"address_full": 1} and conns["open"] == cap
+            for _, w in idle:
+                w.close()
             await a.store.add_vcr(vcr("originating", start=T0 - 3 * 86400, call_id="old"))
             vcrs, _ = await d.purge()
             assert vcrs == 1

@@ -116,17 +116,22 @@ async def test_gnutls_cli_wrong_password_is_refused(base: Path) -> None:
 
 async def _gnutls_serv(d: Path, creds: Credentials) -> tuple[asyncio.subprocess.Process, int]:
     conf, pw = write_tpasswd(d, creds)
-    port = free_port()   # gnutls-serv cannot report a port it chose itself
-    p = await asyncio.create_subprocess_exec(
-        "gnutls-serv", "-p", str(port), "--echo", "--srppasswd", str(pw),
-        "--srppasswdconf", str(conf), "--priority", PRIORITY,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    assert p.stdout is not None
-    async with asyncio.timeout(30):
-        while b"listening on IPv4" not in (line := await p.stdout.readline()):
-            assert line, "gnutls-serv exited"
-    return p, port
+    for _ in range(5):  # a leased port may still be taken by a process outside the leases
+        port = free_port()  # gnutls-serv cannot report a port it chose itself
+        p = await asyncio.create_subprocess_exec(
+            "gnutls-serv", "-p", str(port), "--echo", "--srppasswd", str(pw),
+            "--srppasswdconf", str(conf), "--priority", PRIORITY,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        assert p.stdout is not None
+        async with asyncio.timeout(30):
+            while b"listening on IPv4" not in (line := await p.stdout.readline()):
+                assert line, "gnutls-serv exited"
+        if b"bind() failed" not in line:
+            return p, port
+        p.terminate()
+        await p.wait()
+    raise AssertionError("gnutls-serv found no free port")
 
 
 @requires_tool("gnutls-serv")

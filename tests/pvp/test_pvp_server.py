@@ -186,20 +186,6 @@ def test_fuzz_srp_identity_only_srp_error(junk: bytes, cut: int) -> None:
             _client_hello(b"\x16\x03\x03" + len(data).to_bytes(2, "big") + data)
 
 
-async def test_connections_beyond_the_limit_are_refused_busy(base: Path) -> None:
-    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
-        await b.store.add_vcr(vcr("terminating"))
-        b.server.max_connections = 1
-        host, port = b.server.address
-        _, w = await asyncio.open_connection(host, port)  # holds a slot, says nothing
-        with pytest.raises(Exception, match="closed"):
-            await a.client.validate_at(host, port, RIGHT)
-        assert b.server.counters.busy == 1
-        w.close()
-        await b.server.wait_logged(2)
-        assert "busy" in [r.reason for r in await b.store.list_validations()]
-
-
 async def test_ipv6_loopback(base: Path) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")

@@ -1,11 +1,18 @@
 """PVP server: the terminating side of a validation (DESIGN §5, §6).
 
-Per connection: rate limit by remote address → wait for the ClientHello and read the SRP login
+Per connection: admission at accept by the listener's `ConnectionGate` (`pvp.limits`: a global
+and a per-source cap, DESIGN §10), refused at once and counted by reason, before any TLS state
+exists → rate limit by remote address → wait for the ClientHello and read the SRP login
 → find the terminating VCR (`credentials.search_range`, most recent candidate) → answer with
 its verifier, or with a decoy verifier for a random password when there is none (the same
 work, so the timing tells nothing) → TLS-SRP handshake → read `validate`, check the caller's
 domain, mint a ticket, answer `valinfo`. A wrong password counts against the VCR; at
-`pvp.max_vcr_failures` it is burned. Every attempt goes to the validation log.
+`pvp.max_vcr_failures` it is burned. Every attempt goes to the validation log; connections
+refused at accept do not (a flood must not turn into writes): they are counted and summarised in
+the text log at most every REFUSAL_LOG_INTERVAL seconds.
+
+A connection's handshake must finish within `pvp.limits.handshake_timeout` of the accept; the
+whole connection within `pvp.handshake_timeout`.
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
 from vipr.config import ProviderConfig
+from vipr.limits import ConnectionGate, ListenerLimits, Refusal
 from vipr.listen_error import listen_error
 from vipr.pvp.credentials import Login, LoginError, parse_login, search_range, server_password
 from vipr.pvp.messages import (
@@ -50,8 +58,8 @@ log = logging.getLogger("vipr.pvp.server")
 
 RATE_WINDOW = 60.0
 KEY_CACHE = 10.0  # seconds
-MAX_CONNECTIONS = 256  # in progress at once; more are refused ("busy") before any crypto
 MAX_TRACKED_ADDRESSES = 10_000
+REFUSAL_LOG_INTERVAL = 10.0  # seconds: at most one summary line of refused connections
 
 
 class RateLimiter:
@@ -118,6 +126,65 @@ async def read_message(conn: SrpConnection, framer: Framer) -> Any:
             return msgs[0]
 
 
+class RefusalLog:
+    """Rate-limited text log of connections refused at accept: the first refusal after a quiet
+    interval is logged at once, later ones are summed into one line per `interval`. Pure:
+    `note` takes `now` and returns the line to log, if any."""
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._since: Counter[Refusal] = Counter()
+        self._last_at: float | None = None
+        self._last_host = ""
+
+    def note(self, refusal: Refusal, host: str, now: float) -> str | None:
+        self._since[refusal] += 1
+        self._last_host = host
+        if self._last_at is not None and now - self._last_at < self.interval:
+            return None
+        return self._line(now)
+
+    def flush(self, now: float) -> str | None:
+        """The pending summary, if any (called when the interval may have passed)."""
+        return self._line(now) if self._since else None
+
+    def _line(self, now: float) -> str:
+        parts = ", ".join(f"{r.value} {n}" for r, n in sorted(self._since.items()))
+        total = sum(self._since.values())
+        self._since.clear()
+        self._last_at = now
+        return f"refused {total} connection(s) at accept ({parts}); last from {self._last_host}"
+
+
+class _Accepted(SrpConnection):
+    """A server-side connection: admitted through the listener's gate in `connection_made`,
+    before the TLS state and read buffers exist; counted out again in `connection_lost`."""
+
+    def __init__(self, server: PvpServer) -> None:
+        pvp = server.cfg.pvp
+        super().__init__(lifetime=pvp.handshake_timeout, executor=server.executor,
+                         offload=server.offload, auth_timeout=server.gate.limits.handshake_timeout)
+        self.server = server
+        self.admitted: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if peer else "?"
+        if not self.server.admit(host):
+            assert isinstance(transport, asyncio.Transport)
+            transport.abort()
+            return
+        self.admitted = host
+        super().connection_made(transport)
+        self.server.accepted(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.admitted is not None:
+            self.server.gate.release(self.admitted)
+            self.admitted = None
+        super().connection_lost(exc)
+
+
 @dataclass
 class ServerCounters:
     attempts: int = 0
@@ -125,7 +192,6 @@ class ServerCounters:
     failed: int = 0
     refused: int = 0
     rate_limited: int = 0
-    busy: int = 0
     burned: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -144,7 +210,7 @@ class PvpServer:
         host: str | None = None,
         port: int | None = None,
         vlog: ValidationLog | None = None,
-        max_connections: int = MAX_CONNECTIONS,
+        limits: ListenerLimits | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -159,8 +225,9 @@ class PvpServer:
         self.counters = ServerCounters()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.max_connections = max_connections
-        self._active = 0
+        self.gate = ConnectionGate(limits or cfg.pvp.limits)
+        self.refusal_log = RefusalLog()
+        self._refusal_flush: asyncio.TimerHandle | None = None
         self._key: TicketKey | None = None
         self._key_at = 0.0
         self.logged = 0  # attempts written to the validation log
@@ -186,6 +253,9 @@ class PvpServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        if self._refusal_flush is not None:
+            self._refusal_flush.cancel()
+            self._flush_refusals()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -195,21 +265,42 @@ class PvpServer:
         await self.vlog.flush()  # batches linger: write what is queued while the store is open
 
     def _factory(self) -> SrpConnection:
-        # pvp.handshake_timeout bounds the whole connection: hello, handshake and exchange.
-        conn = SrpConnection(lifetime=self.cfg.pvp.handshake_timeout, executor=self.executor,
-                             offload=self.offload)
+        # pvp.handshake_timeout bounds the whole connection: hello, handshake and exchange;
+        # pvp.limits.handshake_timeout the time until the handshake has finished.
+        return _Accepted(self)
+
+    def admit(self, host: str) -> bool:
+        """At accept: the gate's verdict; a refusal is counted and (rate-limited) logged."""
+        refusal = self.gate.admit(host)
+        if refusal is None:
+            return True
+        line = self.refusal_log.note(refusal, host, time.monotonic())
+        if line is not None:
+            log.warning("pvp server: %s", line)
+        elif self._refusal_flush is None:  # the summary of this interval, when it ends
+            self._refusal_flush = asyncio.get_running_loop().call_later(
+                self.refusal_log.interval, self._flush_refusals)
+        return False
+
+    def _flush_refusals(self) -> None:
+        self._refusal_flush = None
+        line = self.refusal_log.flush(time.monotonic())
+        if line is not None:
+            log.warning("pvp server: %s", line)
+
+    def accepted(self, conn: SrpConnection) -> None:
         t = asyncio.get_running_loop().create_task(self._serve(conn))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
-        return conn
 
     def status(self) -> dict[str, Any]:
         c = self.counters
         return {
             "listen": "{}:{}".format(*self.address) if self._server else None,
             "attempts": c.attempts, "ok": c.ok, "failed": c.failed, "refused": c.refused,
-            "rate_limited": c.rate_limited, "busy": c.busy, "burned": c.burned,
+            "rate_limited": c.rate_limited, "burned": c.burned,
             "reasons": dict(c.reasons),
+            "connections": self.gate.status(),
         }
 
     # ------------------------------------------------------------------ one connection
@@ -252,17 +343,15 @@ class PvpServer:
         return make_verifier(username, password)
 
     async def _serve(self, conn: SrpConnection) -> None:
-        self._active += 1
         try:
-            await conn.connected.wait()
             await self._serve_connected(conn)
+            await conn.close()  # close_notify after a finished handshake (RFC 5246 §7.2.1)
         except StoreError as e:
             log.error("pvp server: store error serving %s: %s", conn.peer, e)
             await self._log("failed", f"store-error {e}", number="", vcr=None, peer=conn.peer)
         except Exception:
             log.exception("pvp server: connection from %s failed", conn.peer)
         finally:
-            self._active -= 1
             conn.abort()
 
     async def _find_vcr(self, login: Login, now: float) -> Vcr | None:
@@ -278,10 +367,6 @@ class PvpServer:
         host = peer.rsplit(":", 1)[0]
         now = self.clock()
         self.counters.attempts += 1
-        if self._active > self.max_connections:
-            self.counters.busy += 1
-            await self._log("refused", "busy", number="", vcr=None, peer=peer)
-            return
         if not self.limiter.allow(host, now):
             self.counters.rate_limited += 1
             await self._log("refused", "rate-limited", number="", vcr=None, peer=peer)
@@ -310,6 +395,9 @@ class PvpServer:
         try:
             await conn.handshake_server(username, entry)
         except SrpError as e:
+            # Close before any store work: what the peer can time ends here, the same for a
+            # real VCR and a decoy (DESIGN §10); the alert went out with the failing step.
+            await conn.closed()
             reason = why or e.kind
             if e.kind == "wrong-password" and vcr is not None and vcr.id is not None:
                 after = await self.store.record_vcr_failure(vcr.id, pvp.max_vcr_failures)
@@ -318,6 +406,8 @@ class PvpServer:
                     reason += f" (VCR {vcr.id} burned after {after.failures} failures)"
                 else:
                     reason += f" (VCR {vcr.id}: {after.failures} failures)"
+            elif e.kind == "wrong-password" and login is not None:
+                await self.store.record_decoy_failure(pvp.max_vcr_failures)  # the same write
             await self._log("failed", reason, number=number, vcr=vcr, peer=peer)
             return
         if login is None or vcr is None:  # pragma: no cover - a 128-bit random password
@@ -372,4 +462,3 @@ class PvpServer:
         await self._send(conn, ValInfo(number, self.routes, ticket, int(now) + int(lifetime)))
         await self._log("ok", f"ticket for {msg.domain} (epoch {key.epoch})", number=number,
                         vcr=vcr, peer=peer)
-        await conn.close()

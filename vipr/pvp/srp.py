@@ -74,6 +74,7 @@ __all__ = [
 
 SRP_BITS = 2048
 MAX_HELLO = 32 * 1024  # bytes we buffer while looking for the ClientHello
+MAX_INBUF = 64 * 1024  # unread input bytes before the transport stops reading (backpressure)
 _REC_HANDSHAKE = 22
 _HS_CLIENT_HELLO = 1
 _EXT_SRP = 12
@@ -273,12 +274,21 @@ class SrpConnection(asyncio.Protocol):
     `connection_made`: then the transport is aborted and a waiting or later operation raises
     SrpError("timeout"). One timer per connection, not one per step: a validation is a dozen
     steps, and a timer each cost the loop more than the rest of this class's plumbing
-    (docs/benchmarks.md ## PVP, "Third round")."""
+    (docs/benchmarks.md ## PVP, "Third round"). `auth_timeout`, when given, is a second and
+    shorter deadline that only a finished handshake cancels (DESIGN §10: an unauthenticated
+    peer holds a connection for a few seconds at most).
+
+    Memory before the handshake (DESIGN §10): the tlslite connection object is created only
+    when a handshake starts, and the input buffer is bounded: over `MAX_INBUF` unread bytes
+    the transport stops reading until tlslite has taken some (a TLS record is at most
+    2^14 + 2048 bytes, RFC 5246 §6.2.3, so a step never needs more)."""
 
     def __init__(
-        self, *, lifetime: float, executor: Executor | None = None, offload: bool = False
+        self, *, lifetime: float, executor: Executor | None = None, offload: bool = False,
+        auth_timeout: float | None = None,
     ) -> None:
         self.lifetime = lifetime
+        self.auth_timeout = auth_timeout
         self.executor = executor
         self.offload = offload
         self.transport: asyncio.Transport | None = None
@@ -286,9 +296,14 @@ class SrpConnection(asyncio.Protocol):
         self.tls: TLSConnection | None = None
         self._data = asyncio.Event()
         self.connected = asyncio.Event()
+        self._lost = asyncio.Event()
         self.lost = False
         self.expired = False
+        self.authenticated = False
+        self._why = ""
         self._expiry: asyncio.TimerHandle | None = None
+        self._auth_expiry: asyncio.TimerHandle | None = None
+        self._paused = False
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -296,13 +311,22 @@ class SrpConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.bio = _Bio(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
-        self.tls = TLSConnection(self.bio)
-        self._expiry = asyncio.get_running_loop().call_later(self.lifetime, self._expire)
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(
+            self.lifetime, self._expire, f"connection older than {self.lifetime:g} s")
+        if self.auth_timeout is not None:
+            self._auth_expiry = loop.call_later(
+                self.auth_timeout, self._expire,
+                f"no finished handshake within {self.auth_timeout:g} s")
         self.connected.set()
 
     def data_received(self, data: bytes) -> None:
         with self.bio.lock:
             self.bio.inbuf += data
+            full = len(self.bio.inbuf) >= MAX_INBUF
+        if full and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
         self._data.set()
 
     def eof_received(self) -> bool | None:
@@ -313,14 +337,31 @@ class SrpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.bio.eof = True
         self.lost = True
-        if self._expiry is not None:
-            self._expiry.cancel()
+        self._cancel_timers()
         self._data.set()
+        self._lost.set()
 
-    def _expire(self) -> None:
+    def _cancel_timers(self) -> None:
+        for t in (self._expiry, self._auth_expiry):
+            if t is not None:
+                t.cancel()
+
+    def _expire(self, why: str) -> None:
         self.expired = True
+        self._why = why
         self._data.set()
         self.abort()
+
+    def _authenticated(self) -> None:
+        self.authenticated = True
+        if self._auth_expiry is not None:
+            self._auth_expiry.cancel()
+            self._auth_expiry = None
+
+    def _tls(self) -> TLSConnection:
+        if self.tls is None:
+            self.tls = TLSConnection(self.bio)
+        return self.tls
 
     # ------------------------------------------------------------ driving tlslite
 
@@ -332,7 +373,7 @@ class SrpConnection(asyncio.Protocol):
         return f"[{p[0]}]:{p[1]}" if ":" in str(p[0]) else f"{p[0]}:{p[1]}"
 
     def _timeout(self, what: str) -> SrpError:
-        return SrpError("timeout", f"{what}: connection older than {self.lifetime:g} s")
+        return SrpError("timeout", f"{what}: {self._why or 'expired'}")
 
     def _flush(self) -> None:
         out = self.bio.take_output()
@@ -343,6 +384,10 @@ class SrpConnection(asyncio.Protocol):
         self._data.clear()
         with self.bio.lock:
             ready = bool(self.bio.inbuf) or self.bio.eof
+            drained = len(self.bio.inbuf) < MAX_INBUF
+        if self._paused and drained and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
         if not ready:
             await self._data.wait()
         if self.expired:
@@ -383,11 +428,11 @@ class SrpConnection(asyncio.Protocol):
     async def handshake_client(
         self, username: str, password: str, settings: HandshakeSettings | None = None
     ) -> None:
-        assert self.tls is not None
-        gen = self.tls.handshakeClientSRP(
+        gen = self._tls().handshakeClientSRP(
             username, password, settings=settings or _CLIENT_SETTINGS, async_=True
         )
         await self._run("handshake", gen)
+        self._authenticated()
 
     async def peek_login(self) -> bytes:
         """Wait for the complete ClientHello and return its SRP login (left in the buffer)."""
@@ -401,16 +446,24 @@ class SrpConnection(asyncio.Protocol):
                 if self.expired:
                     raise self._timeout("no ClientHello")
                 raise SrpError("closed", "before the ClientHello")
-            await self._wait_data("no ClientHello")
+            # Wait for bytes beyond the incomplete hello we hold (`_wait_data` returns at once
+            # while the buffer is not empty: that spun the loop on a partial hello).
+            self._data.clear()
+            with self.bio.lock:
+                grew = len(self.bio.inbuf) != len(buf) or self.bio.eof
+            if not grew:
+                await self._data.wait()
+            if self.expired:
+                raise self._timeout("no ClientHello")
 
     async def handshake_server(
         self, username: bytes, entry: VerifierEntry, settings: HandshakeSettings | None = None
     ) -> None:
-        assert self.tls is not None
-        gen = self.tls.handshakeServerAsync(
+        gen = self._tls().handshakeServerAsync(
             verifierDB={username: entry}, settings=settings or _SERVER_SETTINGS
         )
         await self._run("handshake", gen)
+        self._authenticated()
 
     async def read(self, max_bytes: int = 16384) -> bytes:
         """Application data; b"" at a clean close."""
@@ -422,22 +475,32 @@ class SrpConnection(asyncio.Protocol):
         assert self.tls is not None
         await self._run("write", self.tls.writeAsync(bytearray(data)))
 
-    async def close(self, *, notify: bool = False) -> None:
-        """Close the TCP connection, after a close_notify when `notify` (best effort, without
-        waiting for the peer's). PVP messages are length-framed, so a truncation is always
-        detected and PVP itself skips the alert."""
+    async def close(self, *, notify: bool = True) -> None:
+        """Close the TCP connection, after a TLS close_notify once a handshake has finished
+        (RFC 5246 §7.2.1: each party sends one before closing its write side; it need not
+        wait for the peer's). Best effort: a failure to send it still closes. After a fatal
+        alert tlslite has shut the session down and no close_notify follows it."""
         try:
             if (notify and self.tls is not None and not self.tls.closed
-                    and self.tls.session is not None):
+                    and self.tls.session is not None and not self.lost):
                 await self._run("close", self.tls.closeAsync())
         except SrpError:
             pass
         finally:
             self.abort()
 
+    async def closed(self) -> None:
+        """Close now and return once the socket is closed: asyncio closes it from a callback
+        in the next loop iteration, so work done right after `abort` would still run before
+        the peer sees the TCP close. Unsent output is dropped (`transport.abort`), so a peer
+        that stops reading cannot hold this up."""
+        self._cancel_timers()
+        if self.transport is not None:
+            self.transport.abort()
+            await self._lost.wait()
+
     def abort(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
+        self._cancel_timers()
         if self.transport is not None:
             self.transport.close()
 

@@ -73,6 +73,12 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_EPOCH = 255  # ticket epochs are one byte, 0 unused (DESIGN §6)
+# One failed PVP handshake against a terminating VCR (DESIGN §5); also run by the decoy path.
+_RECORD_FAILURE = (
+    "UPDATE vcr SET failures = failures + 1,"
+    " burned = CASE WHEN failures + 1 >= ? THEN 1 ELSE burned END"
+    f" WHERE id = ? RETURNING {VCR_COLS}"
+)
 MAX_ON_LOOP_ROWS = 64  # inserts in one transaction on the loop's thread (vipr.store.loopconn)
 
 log = logging.getLogger("vipr.store")
@@ -421,16 +427,16 @@ class Store:
 
     async def record_vcr_failure(self, id: int, max_failures: int) -> Vcr:
         """Count one failed handshake against a VCR; at `max_failures` it is burned (DESIGN §5)."""
-        rows = await self._write_fetch(
-            "UPDATE vcr SET failures = failures + 1,"
-            " burned = CASE WHEN failures + 1 >= ? THEN 1 ELSE burned END"
-            f" WHERE id = ? RETURNING {VCR_COLS}",
-            (int(max_failures), id),
-            on_loop=True,
-        )
+        rows = await self._write_fetch(_RECORD_FAILURE, (int(max_failures), id), on_loop=True)
         if not rows:
             raise NotFoundError(f"no VCR with id {id}")
         return vcr_from_row(rows[0])
+
+    async def record_decoy_failure(self, max_failures: int) -> None:
+        """The PVP decoy's counterpart of `record_vcr_failure` (DESIGN §10: decoy and real VCRs
+        do the same work in the database): the same statement in the same kind of
+        transaction, on a row id that never exists (ids start at 1), so nothing changes."""
+        await self._write_fetch(_RECORD_FAILURE, (int(max_failures), 0), on_loop=True)
 
     async def mark_vcr_validated(self, id: int, when: float) -> bool:
         """Set the validated time; False when the VCR no longer exists."""
