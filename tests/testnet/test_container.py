@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import free_port_block
+from vipr.testnet.workdir import pick_base_port
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +133,7 @@ def test_image_is_non_root_without_compilers_with_healthcheck(podman: Podman) ->
 
 @pytest.mark.timeout(1200)
 def test_demo_in_the_container_passes_five_of_five_as_non_root(podman: Podman) -> None:
-    base = free_port_block(400)
+    base = pick_base_port()
     r = podman.run("podman", "run", "--rm", "--no-healthcheck", "--entrypoint", "sh", IMAGE,
                    "-c", f"id -un; exec vipr demo --json --base-port {base}", timeout=400,
                    check=False)
@@ -147,7 +147,7 @@ def test_demo_in_the_container_passes_five_of_five_as_non_root(podman: Podman) -
 @pytest.mark.timeout(1200)
 def test_compose_topology_comes_up_healthy(podman: Podman) -> None:
     project = f"viprtest{os.getpid()}"
-    env = {"VIPR_IMAGE": IMAGE, "VIPR_BASE_PORT": str(free_port_block(400))}
+    env = {"VIPR_IMAGE": IMAGE, "VIPR_BASE_PORT": str(pick_base_port())}
     compose = ("podman-compose", "--podman-path", str(podman.wrapper), "-p", project)
     try:
         podman.run(*compose, "up", "-d", env=env, timeout=300)
