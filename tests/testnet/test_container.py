@@ -11,8 +11,8 @@ service's healthcheck passes.
 
 Settings that work on these machines (issue 16): runc with the cgroupfs manager, explicit
 ulimits, host networking (a containers.conf the test writes). Debian 12's podman-compose 1.0.3
-adds `--net PROJECT_default` even with `network_mode: host`, which podman refuses: a small
-`--podman-path` wrapper drops it (later podman-compose releases do not add it). There is no
+adds `--net PROJECT_default` even with `network_mode: host`, which podman refuses:
+scripts/podman-hostnet (given as `--podman-path`, as the README says) drops it. There is no
 systemd here to run healthchecks on a timer, so the test runs each one (`podman healthcheck
 run`); podman's "unable to get systemd connection" messages are expected.
 """
@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -46,23 +45,8 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 """
-# podman-compose 1.0.3 passes "--net P_default --network-alias S" beside "--network host"
-NET_FIX = """\
-#!{python}
-import os, sys
-args = sys.argv[1:]
-if "--network" in args and args[args.index("--network") + 1] == "host":
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a in ("--net", "--network-alias"):
-            skip = True
-        else:
-            out.append(a)
-    args = out
-os.execvp("podman", ["podman", *args])
-"""
+# podman-compose 1.0.3 passes "--net P_default" beside "--network host": this drops it
+NET_FIX = REPO / "scripts" / "podman-hostnet"
 
 
 def _why_not() -> str | None:
@@ -80,9 +64,7 @@ class Podman:
         self.work = work
         conf = work / "containers.conf"
         conf.write_text(CONTAINERS_CONF)
-        self.wrapper = work / "podman-net-fix"
-        self.wrapper.write_text(NET_FIX.format(python=sys.executable))
-        self.wrapper.chmod(0o755)
+        self.wrapper = NET_FIX
         self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
 
     def run(self, *args: str, timeout: float = 300, check: bool = True,
