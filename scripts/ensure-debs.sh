@@ -9,6 +9,11 @@ declare -A pkg_of=(
   [gnutls-cli]=gnutls-bin
   [gnutls-serv]=gnutls-bin
   [systemd-analyze]=systemd
+  [unshare]=util-linux
+  [podman]=podman
+  [mmdebstrap]=mmdebstrap
+  [podman-compose]=podman-compose
+  [runc]=runc
 )
 missing=()
 for cmd in "${!pkg_of[@]}"; do
