@@ -26,7 +26,6 @@ from collections import Counter
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
-from vipr.daemon import release_memory
 from vipr.listen_error import ListenError, listen_error
 from vipr.logsetup import printable
 from vipr.proxy.admission import Admission, admit, ticket_header
@@ -60,7 +59,6 @@ from vipr.proxy.sip.transaction import new_branch
 from vipr.proxy.sip.transport import (
     BadDestination,
     Source,
-    StreamTransport,
     UdpTransport,
     ip_destination,
 )
@@ -73,9 +71,6 @@ from vipr.tickets import TicketVerifier
 log = logging.getLogger("vipr.proxy")
 
 KEY_RELOAD_INTERVAL = 5.0
-# this many accepted connections ended since the last time: give the memory back
-# (release_memory) at the next housekeeping round
-MEMORY_RELEASE_AFTER = 256
 ROUTE_RELOAD_INTERVAL = 60.0
 UNTERMINATED_SWEEP_INTERVAL = 60.0
 SWEEP_INTERVAL = 30.0
@@ -113,7 +108,6 @@ class ProxyServer:
         # set when a listener died for good: the daemon exits non-zero (DESIGN §10)
         self.failed = asyncio.Event()
         self.failure = ""
-        self._ended_at_release = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -220,21 +214,11 @@ class ProxyServer:
             except StoreError as exc:
                 log.warning("store access failed: %s", exc)
             await self._flush_route_use()
-            self._release_memory_after_flood()
             now = self.clock()
             self.tracker.expire(now)
             limit = self.cfg.proxy.max_call_duration
             for cid in [k for k, d in self.dialogs.items() if now - d.created > limit]:
                 del self.dialogs[cid]
-
-    def _release_memory_after_flood(self) -> None:
-        if self.endpoint is None:
-            return
-        ended = sum(tr.ended for tr in self.endpoint.transports.values()
-                    if isinstance(tr, StreamTransport))
-        if ended - self._ended_at_release >= MEMORY_RELEASE_AFTER:
-            self._ended_at_release = ended
-            release_memory()
 
     async def reload_keys(self) -> None:
         """Reload the ticket keys; first add a key when there is none or the newest one is
