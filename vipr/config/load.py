@@ -306,7 +306,7 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
     numbers = r.get(top, "", "numbers", r.numbers, NumberSet())
     default_run = r.base / "run" / (provider.name or "provider")
     runtime_dir = r.get(top, "", "runtime_dir", r.path, default_run)
-    database = r.get(top, "", "database", r.path, cast(Path, None))
+    database = r.get(top, "", "database", r.database, cast("Path | str", None))
 
     lm = r.mapping(top.get("logging"), "logging", _SECTION_KEYS["logging"])
     logging_sec = LoggingSection(

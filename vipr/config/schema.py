@@ -112,7 +112,7 @@ class ProviderConfig:
     provider: ProviderSection
     numbers: NumberSet
     runtime_dir: Path
-    database: Path
+    database: Path | str  # an SQLite file, or a postgresql:// URL (vipr.store, DESIGN §12)
     logging: LoggingSection = field(default_factory=LoggingSection)
     overlay: OverlaySection = field(default_factory=OverlaySection)
     pvp: PvpSection = field(default_factory=PvpSection)
