@@ -155,6 +155,24 @@ class Store(abc.ABC):
     async def row_counts(self) -> dict[str, int]:
         """Rows per table (`vipr store check`)."""
 
+    # ---------------------------------------------------------------- whole tables
+
+    @abc.abstractmethod
+    async def export_rows(self, table: str, after: object | None, limit: int
+                          ) -> list[tuple[object, ...]]:
+        """Up to `limit` rows of `table` (vipr.store.schema.TABLES), every column of
+        TABLE_COLUMNS, in key order, keys after `after` (None: from the first). For
+        `vipr store migrate`."""
+
+    @abc.abstractmethod
+    async def import_rows(self, table: str, rows: Sequence[tuple[object, ...]]) -> int:
+        """Insert exported rows as they are (ids kept) in one transaction, skipping any that
+        conflict with a stored row; how many were inserted. Later inserts get ids above."""
+
+    @abc.abstractmethod
+    async def max_key(self, table: str) -> object | None:
+        """The greatest key stored in `table`; None when it is empty."""
+
     # ---------------------------------------------------------------- VCRs
 
     @abc.abstractmethod

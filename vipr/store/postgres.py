@@ -53,7 +53,7 @@ from vipr.store.rows import (
     vcr_from_row,
     vcr_params,
 )
-from vipr.store.schema import TABLES
+from vipr.store.schema import TABLE_COLUMNS, TABLE_KEY, TABLES
 
 __all__ = ["PostgresStore", "pg"]
 
@@ -172,6 +172,44 @@ class PostgresStore(Store):
     async def row_counts(self) -> dict[str, int]:
         async with self._conn() as conn:
             return {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in TABLES}
+
+    # ---------------------------------------------------------------- whole tables
+
+    async def export_rows(self, table: str, after: object | None, limit: int
+                          ) -> list[tuple[object, ...]]:
+        cols, key = ", ".join(TABLE_COLUMNS[table]), TABLE_KEY[table]
+        if after is None:
+            rows = await self._fetch(
+                f"SELECT {cols} FROM {table} ORDER BY {key} LIMIT $1", int(limit))
+        else:
+            rows = await self._fetch(
+                f"SELECT {cols} FROM {table} WHERE {key} > $1 ORDER BY {key} LIMIT $2",
+                after, int(limit))
+        return [tuple(r) for r in rows]
+
+    async def import_rows(self, table: str, rows: Sequence[tuple[object, ...]]) -> int:
+        """COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING:
+        binary COPY is the fast way in, and the INSERT skips what is already stored."""
+        if not rows:
+            return 0
+        cols = TABLE_COLUMNS[table]
+        names = ", ".join(cols)
+        staging = f"vipr_import_{table}"
+        async with self._tx() as c:
+            await c.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging}"
+                            f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            await c.copy_records_to_table(staging, records=rows, columns=list(cols))
+            status = await c.execute(f"INSERT INTO {table} ({names}) SELECT {names}"
+                                     f" FROM {staging} ON CONFLICT DO NOTHING")
+            if TABLE_KEY[table] == "id":  # ids were given: later inserts start above them
+                await c.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                                f" (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def max_key(self, table: str) -> object | None:
+        async with self._conn() as conn:
+            got: object = await conn.fetchval(f"SELECT max({TABLE_KEY[table]}) FROM {table}")
+        return got
 
     # ---------------------------------------------------------------- VCRs
 

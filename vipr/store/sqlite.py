@@ -54,7 +54,7 @@ from vipr.store.rows import (
     vcr_from_row,
     vcr_params,
 )
-from vipr.store.schema import PRAGMAS, TABLES
+from vipr.store.schema import PRAGMAS, TABLE_COLUMNS, TABLE_KEY, TABLES
 
 __all__ = ["SqliteStore"]
 
@@ -226,6 +226,29 @@ class SqliteStore(Store):
 
     async def _write_count(self, sql: str, params: Sequence[object] = ()) -> int:
         return await self._transaction(lambda c: c.execute(sql, params).rowcount)
+
+    # ---------------------------------------------------------------- whole tables
+
+    async def export_rows(self, table: str, after: object | None, limit: int
+                          ) -> list[tuple[object, ...]]:
+        cols, key = ", ".join(TABLE_COLUMNS[table]), TABLE_KEY[table]
+        where, params = (f" WHERE {key} > ?", [after]) if after is not None else ("", [])
+        rows = await self._fetch(f"SELECT {cols} FROM {table}{where} ORDER BY {key} LIMIT ?",
+                                 [*params, int(limit)])
+        return [tuple(r) for r in rows]
+
+    async def import_rows(self, table: str, rows: Sequence[tuple[object, ...]]) -> int:
+        if not rows:
+            return 0
+        cols = TABLE_COLUMNS[table]
+        sql = (f"INSERT INTO {table} ({', '.join(cols)})"
+               f" VALUES ({', '.join('?' for _ in cols)}) ON CONFLICT DO NOTHING")
+        data = [tuple(r) for r in rows]
+        return await self._transaction(lambda c: c.executemany(sql, data).rowcount)
+
+    async def max_key(self, table: str) -> object | None:
+        rows = await self._fetch(f"SELECT max({TABLE_KEY[table]}) FROM {table}")
+        return rows[0][0] if rows else None
 
     # ---------------------------------------------------------------- VCRs
 
