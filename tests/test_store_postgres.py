@@ -6,6 +6,7 @@ tests/test_store.py and tests/test_store_open_vcr.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import asyncpg
 import pytest
@@ -14,6 +15,7 @@ import vipr.store.pg_schema as pg_schema
 from tests.conftest import requires_postgresql
 from vipr.store import Route, Store, StoreError, Vcr
 from vipr.store.api import redact_url
+from vipr.store.events import EventError, StoreEvent, decode_event, encode_event
 from vipr.store.models import CompleteVcr, OpenVcr
 
 pytestmark = requires_postgresql
@@ -137,3 +139,76 @@ async def test_closed_store_raises(pg_url: str) -> None:
     await s.close()
     with pytest.raises(StoreError, match="closed"):
         await s.list_routes()
+
+
+# ---------------------------------------------------------------- cross-host events (item 2)
+
+EVENT_BOUND = 5.0   # seconds: a bound for a lost event, not a figure the test relies on
+
+
+async def _listening(store: Store) -> asyncio.Queue[StoreEvent]:
+    got: asyncio.Queue[StoreEvent] = asyncio.Queue()
+
+    async def handler(e: StoreEvent) -> None:
+        await got.put(e)
+
+    assert await store.listen(handler)
+    return got
+
+
+async def _next(q: asyncio.Queue[StoreEvent]) -> StoreEvent:
+    return await asyncio.wait_for(q.get(), EVENT_BOUND)
+
+
+async def test_changes_on_one_host_reach_the_other(pg_url: str) -> None:
+    a, b = await _hosts(pg_url, 2)
+    try:
+        events = await _listening(b)
+        r = Route(number="+14085551234", routes=("sip:x",), ticket="t", ticket_expires=T0,
+                  expires=T0, learned_from_node="ab" * 16, learned_from_domain="b.example",
+                  validated_at=T0)
+        await a.learn_route(r, None)
+        assert await _next(events) == StoreEvent("route_learned", number="+14085551234")
+        key = await a.create_ticket_key(T0)
+        assert await _next(events) == StoreEvent("key_rotated", epoch=key.epoch)
+        # an opened VCR is not for pvp yet; its completion is
+        [vid] = await a.apply_vcr_changes([OpenVcr(opened("c1"), None)])
+        await a.apply_vcr_changes([CompleteVcr(completed("c1", T0 + 30))])
+        assert await _next(events) == StoreEvent("vcr_added", id=vid or -1)
+        # a rolled-back transaction sends nothing
+        null_caller = dataclasses.replace(completed("bad", T0 + 9), caller=None)
+        with pytest.raises(StoreError, match="null"):   # the database refuses the 2nd row
+            await a.add_vcrs([completed("c2", T0 + 9), null_caller])
+        assert await a.list_vcrs(limit=None) != [] and len(await a.list_vcrs()) == 1
+        await a.delete_route("+14085551234")
+        assert await _next(events) == StoreEvent("route_learned", number="+14085551234")
+        assert events.empty()
+    finally:
+        await _close([a, b])
+
+
+async def test_listener_reconnects_and_asks_for_a_resync(pg_url: str) -> None:
+    a, b = await _hosts(pg_url, 2)
+    try:
+        events = await _listening(b)
+        conn = await asyncpg.connect(pg_url)
+        try:   # what a failover or a restarted server does to the listening connection
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                               " WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+        finally:
+            await conn.close()
+        assert await _next(events) == StoreEvent("resync")
+        await a.create_ticket_key(T0)
+        assert (await _next(events)).kind == "key_rotated"
+    finally:
+        await _close([a, b])
+
+
+def test_event_payloads_are_checked() -> None:
+    for e in (StoreEvent("route_learned", number="+1"), StoreEvent("vcr_added", id=7),
+              StoreEvent("key_rotated", epoch=3)):
+        assert decode_event(encode_event(e)) == e
+    for bad in ("", "[]", '{"k": "resync"}', '{"k": "vcr_added", "id": true}',
+                '{"k": "route_learned"}', "x" * 2000):
+        with pytest.raises(EventError):
+            decode_event(bad)

@@ -22,6 +22,7 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
     from vipr.proxy.federation_tls import check_tls_files
     from vipr.proxy.server import ProxyError, ProxyServer
     from vipr.store import Store
+    from vipr.store.events import StoreEvent
 
     problems = check_tls_files(cfg)
     if problems:
@@ -38,6 +39,17 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
 
         async def status(params: dict[str, Any]) -> dict[str, Any]:
             return proxy.status()
+
+        async def on_store_event(e: StoreEvent) -> None:
+            # Issue 15: another host's pvp learned a route, or a key was rotated elsewhere.
+            if e.kind in ("key_rotated", "resync"):
+                await proxy.reload_keys()
+            if e.kind == "route_learned":
+                await proxy.route_learned(e.number)
+            elif e.kind == "resync":
+                await proxy.reload_routes()
+
+        await store.listen(on_store_event)   # PostgreSQL only (DESIGN §12)
 
         ipc = IpcServer(cfg.socket_path("proxy"),
                         {"route_learned": route_learned, "status": status})

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from vipr.store.errors import StoreError
+from vipr.store.events import EventHandler
 from vipr.store.models import (
     CompleteVcr,
     Direction,
@@ -146,6 +147,13 @@ class Store(abc.ABC):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    async def listen(self, handler: EventHandler) -> bool:
+        """Call `handler` for every change other hosts make (vipr.store.events) until close;
+        True when this backend has such events. SQLite: False; one host, the local sockets
+        carry them."""
+        del handler
+        return False
 
     @abc.abstractmethod
     async def schema_version(self) -> int:

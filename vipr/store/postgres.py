@@ -15,6 +15,7 @@ COMMITTED with the engine's own row locks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -26,6 +27,7 @@ import asyncpg
 
 from vipr.store.api import Store, next_epoch, redact_url, vcr_change_steps
 from vipr.store.errors import NotFoundError, StoreError
+from vipr.store.events import CHANNEL, EventHandler, StoreEvent, encode_event
 from vipr.store.models import (
     DIRECTIONS,
     UNKNOWN_CALLER,
@@ -37,6 +39,7 @@ from vipr.store.models import (
     Vcr,
     VcrChange,
 )
+from vipr.store.pg_listen import Listener
 from vipr.store.pg_schema import pg_migrate, pg_version
 from vipr.store.rows import (
     INSERT_VALIDATION,
@@ -86,6 +89,23 @@ _COMPLETE_VCR = (
     "UPDATE vcr SET stop = GREATEST($1, start), state = 'complete', dialog = NULL"
     " WHERE call_id = $2 AND direction = $3 AND state != 'complete' RETURNING id"
 )
+_NOTIFY = "SELECT pg_notify($1, $2)"
+
+
+async def _notify(c: Any, events: Sequence[StoreEvent]) -> None:
+    """Queue events in the caller's transaction: delivered at its COMMIT (vipr.store.events)."""
+    for e in events:
+        await c.execute(_NOTIFY, CHANNEL, encode_event(e))
+
+
+def _vcr_events(ids: Sequence[int | None], params: Sequence[tuple[object, ...]]
+                ) -> list[StoreEvent]:
+    """vcr_added for each new or completed originating VCR with its stop time (what pvp
+    validates); params: vcr_params order (direction first, state eleventh)."""
+    return [StoreEvent("vcr_added", id=i) for i, p in zip(ids, params, strict=True)
+            if i is not None and p[0] == "originating" and p[10] == "complete"]
+
+
 _UPSERT_ROUTE = (
     f"INSERT INTO route ({ROUTE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     " ON CONFLICT (number) DO UPDATE SET routes = excluded.routes,"
@@ -102,7 +122,9 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, pool: Any) -> None:
         self.path = redact_url(url)
+        self._url = url
         self._pool: Any = pool
+        self._listeners: list[Listener] = []
 
     @property
     def backend(self) -> str:
@@ -128,7 +150,22 @@ class PostgresStore(Store):
             raise
         return cls(url, pool)
 
+    async def listen(self, handler: EventHandler) -> bool:
+        """LISTEN on a connection of its own (vipr.store.pg_listen); returns once listening
+        (or after CONNECT_TIMEOUT, going on in the background)."""
+        if self._pool is None:
+            raise StoreError(f"store {self.path} is closed")
+        listener = Listener(self._url, self.path, handler)
+        self._listeners.append(listener)
+        listener.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listener.connected.wait(), CONNECT_TIMEOUT)
+        return True
+
     async def close(self) -> None:
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            await listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -214,9 +251,7 @@ class PostgresStore(Store):
     # ---------------------------------------------------------------- VCRs
 
     async def add_vcr(self, v: Vcr) -> int | None:
-        params = vcr_params(v)
-        rows = await self._fetch(_INSERT_VCR_ID, *params)
-        return int(rows[0][0]) if rows else None
+        return (await self.add_vcrs_ids([v]))[0]
 
     async def add_vcrs(self, vs: Iterable[Vcr]) -> int:
         return sum(i is not None for i in await self.add_vcrs_ids(list(vs)))
@@ -231,6 +266,7 @@ class PostgresStore(Store):
             for p in params:
                 got = await stmt.fetchval(*p)
                 out.append(None if got is None else int(got))
+            await _notify(c, _vcr_events(out, params))
             return out
 
     async def apply_vcr_changes(self, changes: Sequence[VcrChange]) -> list[int | None]:
@@ -248,6 +284,7 @@ class PostgresStore(Store):
                         # waited for that commit): the UPDATE now sees it.
                         got = await c.fetchval(_COMPLETE_VCR, *complete)
                 out.append(None if got is None else int(got))
+            await _notify(c, _vcr_events(out, [insert for insert, _ in steps]))
             return out
 
     async def find_open_vcrs(self, call_id: str | None = None) -> list[tuple[Vcr, str | None]]:
@@ -334,8 +371,9 @@ class PostgresStore(Store):
 
     async def upsert_route(self, r: Route) -> None:
         params = route_params(r)
-        async with self._conn() as conn:
-            await conn.execute(_UPSERT_ROUTE, *params)
+        async with self._tx() as c:
+            await c.execute(_UPSERT_ROUTE, *params)
+            await _notify(c, [StoreEvent("route_learned", number=r.number)])
 
     async def learn_route(self, r: Route, vcr_id: int | None) -> None:
         params = route_params(r)
@@ -344,6 +382,7 @@ class PostgresStore(Store):
             if vcr_id is not None:
                 await c.execute("UPDATE vcr SET validated = $1 WHERE id = $2",
                                 float(r.validated_at), int(vcr_id))
+            await _notify(c, [StoreEvent("route_learned", number=r.number)])
 
     async def get_route(self, number: str) -> Route | None:
         rows = await self._fetch(f"SELECT {ROUTE_COLS} FROM route WHERE number = $1", number)
@@ -361,6 +400,7 @@ class PostgresStore(Store):
             if failures is None or int(failures) < max_failures:
                 return False
             await c.execute("DELETE FROM route WHERE number = $1", number)
+            await _notify(c, [StoreEvent("route_learned", number=number)])
             return True
 
     async def touch_route(self, number: str, when: float) -> bool:
@@ -368,7 +408,12 @@ class PostgresStore(Store):
             "UPDATE route SET last_used = $1 WHERE number = $2", float(when), number) > 0
 
     async def delete_route(self, number: str) -> bool:
-        return await self._count("DELETE FROM route WHERE number = $1", number) > 0
+        async with self._tx() as c:
+            status = await c.execute("DELETE FROM route WHERE number = $1", number)
+            gone = str(status) != "DELETE 0"
+            if gone:
+                await _notify(c, [StoreEvent("route_learned", number=number)])
+        return gone
 
     # ---------------------------------------------------------------- published numbers
 
@@ -405,6 +450,7 @@ class PostgresStore(Store):
                 " secret = excluded.secret, created = excluded.created, retired = NULL,"
                 " serial = excluded.serial",
                 epoch, secret, float(now), serial)
+            await _notify(c, [StoreEvent("key_rotated", epoch=epoch)])
         return TicketKey(epoch=epoch, secret=secret, created=float(now), retired=None)
 
     async def current_ticket_key(self) -> TicketKey | None:
