@@ -89,7 +89,9 @@ class ProxyServer:
         self.cache = RouteCache()
         self.verifier = TicketVerifier(())
         self.tracker = CallTracker(cfg.proxy.max_call_duration)
-        self.writer = VcrWriter(store, cfg.socket_path("pvp"))
+        # Issue 15: a shared PostgreSQL may be away; VCR changes then wait in a local spool.
+        spool = cfg.runtime_dir / "vcr-spool" if store.backend == "postgresql" else None
+        self.writer = VcrWriter(store, cfg.socket_path("pvp"), spool)
         self.endpoint: SipEndpoint | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.calls: dict[tuple[str, ...], Call] = {}
@@ -243,7 +245,9 @@ class ProxyServer:
             "vcrs": {"opened": self.writer.opened, "written": self.writer.written,
                      "failed": self.writer.failed,
                      "notified": self.writer.notified,
-                     "pvp_unavailable": self.writer.pvp_unavailable},
+                     "pvp_unavailable": self.writer.pvp_unavailable,
+                     "spooled": self.writer.spooled,
+                     "spool_pending": self.writer.spool_pending},
             "counters": dict(sorted(self.counters.items())),
         }
 
