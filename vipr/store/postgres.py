@@ -81,13 +81,34 @@ def pg(sql: str) -> str:
     return re.sub(r"\?", number, sql)
 
 
-_INSERT_VCR_ID = pg(INSERT_VCR + " RETURNING id")
-_INSERT_VCR = pg(INSERT_VCR)
 _INSERT_VALIDATION = pg(INSERT_VALIDATION)
+# Each VCR statement sends its own vcr_added event (vipr.store.events) for a complete
+# originating VCR it wrote: one round trip, and the NOTIFY is part of the statement's
+# transaction (delivered at COMMIT).
+_VCR_EVENT = (
+    "CASE WHEN direction = 'originating' AND state = 'complete' THEN"
+    f" pg_notify('{CHANNEL}', json_build_object('k', 'vcr_added', 'id', id)::text) END"
+)
+_INSERT_VCR_ID = (
+    f"WITH w AS ({pg(INSERT_VCR)} RETURNING id, direction, state) SELECT id, {_VCR_EVENT}"
+    " FROM w"
+)
 # The BYE of an open (or unterminated) call: the stop time, never before the start.
 _COMPLETE_VCR = (
-    "UPDATE vcr SET stop = GREATEST($1, start), state = 'complete', dialog = NULL"
-    " WHERE call_id = $2 AND direction = $3 AND state != 'complete' RETURNING id"
+    "WITH w AS (UPDATE vcr SET stop = GREATEST($1, start), state = 'complete', dialog = NULL"
+    " WHERE call_id = $2 AND direction = $3 AND state != 'complete'"
+    f" RETURNING id, direction, state) SELECT id, {_VCR_EVENT} FROM w"
+)
+_VCR_INSERT_COLS = ("direction", "caller", "callee", "start", "stop", "call_id", "created",
+                    "validated", "failures", "burned", "state", "dialog")
+_VCR_ARRAY_TYPES = ("text", "text", "text", "float8", "float8", "text", "float8", "float8",
+                    "int4", "int4", "text", "text")
+# Many VCRs in one statement: one array per column (vcr_params order).
+_INSERT_VCRS = (
+    f"WITH w AS (INSERT INTO vcr ({', '.join(_VCR_INSERT_COLS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_VCR_ARRAY_TYPES))
+    + ") ON CONFLICT (call_id, direction) DO NOTHING RETURNING id, call_id, direction, state)"
+    f" SELECT id, call_id, direction, {_VCR_EVENT} FROM w"
 )
 _NOTIFY = "SELECT pg_notify($1, $2)"
 
@@ -96,14 +117,6 @@ async def _notify(c: Any, events: Sequence[StoreEvent]) -> None:
     """Queue events in the caller's transaction: delivered at its COMMIT (vipr.store.events)."""
     for e in events:
         await c.execute(_NOTIFY, CHANNEL, encode_event(e))
-
-
-def _vcr_events(ids: Sequence[int | None], params: Sequence[tuple[object, ...]]
-                ) -> list[StoreEvent]:
-    """vcr_added for each new or completed originating VCR with its stop time (what pvp
-    validates); params: vcr_params order (direction first, state eleventh)."""
-    return [StoreEvent("vcr_added", id=i) for i, p in zip(ids, params, strict=True)
-            if i is not None and p[0] == "originating" and p[10] == "complete"]
 
 
 _UPSERT_ROUTE = (
@@ -251,29 +264,33 @@ class PostgresStore(Store):
     # ---------------------------------------------------------------- VCRs
 
     async def add_vcr(self, v: Vcr) -> int | None:
-        return (await self.add_vcrs_ids([v]))[0]
+        rows = await self._fetch(_INSERT_VCR_ID, *vcr_params(v))
+        return int(rows[0][0]) if rows else None
 
     async def add_vcrs(self, vs: Iterable[Vcr]) -> int:
         return sum(i is not None for i in await self.add_vcrs_ids(list(vs)))
 
     async def add_vcrs_ids(self, vs: Sequence[Vcr]) -> list[int | None]:
+        """One INSERT … SELECT FROM unnest(arrays) statement (atomic by itself); the ids come
+        back with their (call_id, direction) and are put in input order."""
         params = [vcr_params(v) for v in vs]
         if not params:
             return []
-        async with self._tx() as c:
-            stmt = await c.prepare(_INSERT_VCR_ID)
-            out: list[int | None] = []
-            for p in params:
-                got = await stmt.fetchval(*p)
-                out.append(None if got is None else int(got))
-            await _notify(c, _vcr_events(out, params))
-            return out
+        columns = [list(col) for col in zip(*params, strict=True)]
+        rows = await self._fetch(_INSERT_VCRS, *columns)
+        new = {(r[1], r[2]): int(r[0]) for r in rows}
+        out: list[int | None] = []
+        for p in params:   # a duplicate within the batch: only its first row was inserted
+            out.append(new.pop((p[5], p[0]), None))
+        return out
 
     async def apply_vcr_changes(self, changes: Sequence[VcrChange]) -> list[int | None]:
         steps = vcr_change_steps(changes)
         if not steps:
             return []
-        async with self._tx() as c:
+        # One change: each statement is atomic and the retry below covers the race, so no
+        # transaction (and no BEGIN/COMMIT round trips) is needed; several: one transaction.
+        async with self._conn() if len(steps) == 1 else self._tx() as c:
             out: list[int | None] = []
             for insert, complete in steps:
                 got = await c.fetchval(_COMPLETE_VCR, *complete) if complete else None
@@ -284,7 +301,6 @@ class PostgresStore(Store):
                         # waited for that commit): the UPDATE now sees it.
                         got = await c.fetchval(_COMPLETE_VCR, *complete)
                 out.append(None if got is None else int(got))
-            await _notify(c, _vcr_events(out, [insert for insert, _ in steps]))
             return out
 
     async def find_open_vcrs(self, call_id: str | None = None) -> list[tuple[Vcr, str | None]]:
