@@ -138,6 +138,8 @@ class PostgresStore(Store):
         self._url = url
         self._pool: Any = pool
         self._listeners: list[Listener] = []
+        self._kept: Any = None   # see _quick
+        self._kept_busy = False
 
     @property
     def backend(self) -> str:
@@ -149,7 +151,7 @@ class PostgresStore(Store):
         try:
             pool = await asyncpg.create_pool(
                 url, min_size=1, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT,
-                command_timeout=COMMAND_TIMEOUT)
+                command_timeout=COMMAND_TIMEOUT, reset=_keep_session)
         except (*_DB_ERRORS, ValueError) as e:
             raise StoreError(f"cannot open database {name}: {_reason(e)}") from e
         try:
@@ -179,6 +181,7 @@ class PostgresStore(Store):
         listeners, self._listeners = self._listeners, []
         for listener in listeners:
             await listener.close()
+        await self._release_kept()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -200,18 +203,47 @@ class PostgresStore(Store):
             raise StoreError(f"{self.path}: {_reason(e)}") from e
 
     @asynccontextmanager
+    async def _quick(self) -> AsyncIterator[Any]:
+        """For one statement: the connection this store keeps out of the pool when it is free
+        (a pool hand-off costs about as much as the statement, bench/store.py), else a pooled
+        one. A broken kept connection goes back to the pool, which replaces it."""
+        if self._pool is None:
+            raise StoreError(f"store {self.path} is closed")
+        if self._kept_busy:
+            async with self._conn() as conn:
+                yield conn
+            return
+        self._kept_busy = True
+        try:
+            if self._kept is None:
+                self._kept = await self._pool.acquire(timeout=CONNECT_TIMEOUT)
+            yield self._kept
+        except _DB_ERRORS as e:
+            if self._kept is not None and _dead(self._kept):
+                await self._release_kept()
+            raise StoreError(f"{self.path}: {_reason(e)}") from e
+        finally:
+            self._kept_busy = False
+
+    async def _release_kept(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None and self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(kept, timeout=CONNECT_TIMEOUT)
+
+    @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Any]:
         """A connection inside one transaction: COMMIT at the end, ROLLBACK on any error."""
         async with self._conn() as conn, conn.transaction():
             yield conn
 
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
-        async with self._conn() as conn:
+        async with self._quick() as conn:
             return list(await conn.fetch(sql, *args))
 
     async def _count(self, sql: str, *args: object) -> int:
         """Rows an UPDATE/DELETE touched (asyncpg's status text "UPDATE n")."""
-        async with self._conn() as conn:
+        async with self._quick() as conn:
             status = await conn.execute(sql, *args)
         return int(str(status).rsplit(" ", 1)[-1])
 
@@ -290,7 +322,7 @@ class PostgresStore(Store):
             return []
         # One change: each statement is atomic and the retry below covers the race, so no
         # transaction (and no BEGIN/COMMIT round trips) is needed; several: one transaction.
-        async with self._conn() if len(steps) == 1 else self._tx() as c:
+        async with self._quick() if len(steps) == 1 else self._tx() as c:
             out: list[int | None] = []
             for insert, complete in steps:
                 got = await c.fetchval(_COMPLETE_VCR, *complete) if complete else None
@@ -516,6 +548,22 @@ class PostgresStore(Store):
 
     async def purge_validations(self, older_than: float) -> int:
         return await self._count("DELETE FROM validation WHERE at < $1", float(older_than))
+
+
+def _dead(conn: Any) -> bool:
+    """A pooled connection that is closed, or that the pool took back when it died."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release, instead of asyncpg's default (UNLISTEN *, RESET ALL, …: a
+    round trip per operation, which halved the rate of one-statement calls; bench/store.py).
+    The store leaves nothing in a session: no SET, LISTEN (its own connection), cursors or
+    session locks; an open transaction is still rolled back by the pool itself."""
+    del conn
 
 
 def _reason(e: BaseException) -> str:
