@@ -413,3 +413,20 @@ async def test_concurrent_opens_of_fresh_file(db_target: str | Path) -> None:
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_create_ticket_key_unless_a_recent_one_exists(db_target: str | Path) -> None:
+    """Hosts (or processes) that find the key due at the same moment add one key between
+    them, not one each: the check is inside the rotation's transaction."""
+    stores = await asyncio.gather(*(Store.open(db_target) for _ in range(4)))
+    try:
+        old = await stores[0].create_ticket_key(T0)
+        keys = await asyncio.gather(*(s.create_ticket_key(T0 + 100, unless_created_since=T0 + 50)
+                                      for s in stores))
+        assert len({k.epoch for k in keys}) == 1 and keys[0].epoch != old.epoch
+        assert len(await stores[0].ticket_keys()) == 2
+        same = await stores[1].create_ticket_key(T0 + 101, unless_created_since=T0 + 100)
+        assert same == keys[0]
+    finally:
+        for s in stores:
+            await s.close()

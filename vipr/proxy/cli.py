@@ -29,7 +29,6 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
         raise ProxyError("; ".join(problems))
     async with Store.open(cfg.database) as store:
         proxy = ProxyServer(cfg, store)
-        await proxy.start()
 
         async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
             number = params.get("number")
@@ -49,7 +48,9 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             elif e.kind == "resync":
                 await proxy.reload_routes()
 
+        # Listening before start: no key or route change is missed in between.
         await store.listen(on_store_event)   # PostgreSQL only (DESIGN §12)
+        await proxy.start()
 
         ipc = IpcServer(cfg.socket_path("proxy"),
                         {"route_learned": route_learned, "status": status})

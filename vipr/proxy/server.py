@@ -214,8 +214,12 @@ class ProxyServer:
         newest = await self.store.current_ticket_key()
         now = self.clock()
         if newest is None or now - newest.created >= self.cfg.tickets.rotate_interval:
-            key = await self.store.create_ticket_key(now)
-            log.info("new ticket key: epoch %d", key.epoch)
+            # Decided again inside the store's transaction: proxies on several hosts that
+            # find the key due at once add one key, not one each (issue 15).
+            key = await self.store.create_ticket_key(
+                now, unless_created_since=now - self.cfg.tickets.rotate_interval)
+            if newest is None or key.epoch != newest.epoch:
+                log.info("new ticket key: epoch %d", key.epoch)
         self.verifier = TicketVerifier(await self.store.ticket_keys())
         self._last_key_reload = time.monotonic()
 

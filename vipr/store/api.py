@@ -28,7 +28,7 @@ from vipr.store.models import (
 )
 from vipr.store.rows import vcr_params
 
-__all__ = ["MAX_EPOCH", "Store", "is_postgres_url", "next_epoch", "redact_url",
+__all__ = ["MAX_EPOCH", "Store", "is_postgres_url", "next_epoch", "recent_key", "redact_url",
            "vcr_change_steps"]
 
 MAX_EPOCH = 255  # ticket epochs are one byte, 0 unused (DESIGN §6)
@@ -66,6 +66,21 @@ def next_epoch(keys: Iterable[tuple[int, bool, int]]) -> tuple[int, int]:
         if epoch not in in_use:
             return epoch, serial
     raise StoreError(f"all {MAX_EPOCH} ticket key epochs are in use; retire one")
+
+
+def recent_key(rows: Iterable[tuple[int, bytes, float, float | None, int]],
+               since: float | None) -> TicketKey | None:
+    """Of stored keys (epoch, secret, created, retired, serial): the current one (newest not
+    retired) when it was created at or after `since`."""
+    if since is None:
+        return None
+    live = [r for r in rows if r[3] is None]
+    if not live:
+        return None
+    e, secret, created, _, _ = max(live, key=lambda r: r[4])
+    if created < since:
+        return None
+    return TicketKey(epoch=e, secret=bytes(secret), created=created, retired=None)
 
 
 def vcr_change_steps(changes: Sequence[VcrChange]) -> list[VcrStep]:
@@ -310,9 +325,12 @@ class Store(abc.ABC):
     # ---------------------------------------------------------------- ticket keys
 
     @abc.abstractmethod
-    async def create_ticket_key(self, now: float) -> TicketKey:
+    async def create_ticket_key(self, now: float, *,
+                                unless_created_since: float | None = None) -> TicketKey:
         """Add a fresh random key under the next epoch (`next_epoch`), atomically: two hosts
-        rotating at once never take the same epoch."""
+        rotating at once never take the same epoch. `unless_created_since`: when the current
+        key was created at or after that time, return it instead (decided in the same
+        transaction, so hosts that start or rotate together add one key, not one each)."""
 
     @abc.abstractmethod
     async def current_ticket_key(self) -> TicketKey | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from vipr.store.api import Store, next_epoch, redact_url, vcr_change_steps
+from vipr.store.api import Store, next_epoch, recent_key, redact_url, vcr_change_steps
 from vipr.store.errors import NotFoundError, StoreError
 from vipr.store.events import CHANNEL, EventHandler, StoreEvent, encode_event
 from vipr.store.models import (
@@ -485,13 +485,18 @@ class PostgresStore(Store):
 
     # ---------------------------------------------------------------- ticket keys
 
-    async def create_ticket_key(self, now: float) -> TicketKey:
+    async def create_ticket_key(self, now: float, *,
+                                unless_created_since: float | None = None) -> TicketKey:
         secret = secrets.token_bytes(32)
         async with self._tx() as c:
             # Self-exclusive, readers unaffected: a second rotation (another host) waits.
             await c.execute("LOCK TABLE ticket_key IN SHARE ROW EXCLUSIVE MODE")
-            rows = await c.fetch("SELECT epoch, retired, serial FROM ticket_key")
-            epoch, serial = next_epoch((int(r[0]), r[1] is not None, int(r[2])) for r in rows)
+            rows = [tuple(r) for r in await c.fetch(
+                "SELECT epoch, secret, created, retired, serial FROM ticket_key")]
+            keep = recent_key(rows, unless_created_since)
+            if keep is not None:
+                return keep
+            epoch, serial = next_epoch((int(r[0]), r[3] is not None, int(r[4])) for r in rows)
             await c.execute(
                 "INSERT INTO ticket_key (epoch, secret, created, retired, serial)"
                 " VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (epoch) DO UPDATE SET"

@@ -22,7 +22,7 @@ from typing import TypeVar, cast
 
 import aiosqlite
 
-from vipr.store.api import Store, next_epoch, vcr_change_steps
+from vipr.store.api import Store, next_epoch, recent_key, vcr_change_steps
 from vipr.store.errors import NotFoundError, StoreError
 from vipr.store.loopconn import LoopBusy, LoopConnection, immediate_transaction
 from vipr.store.models import (
@@ -496,27 +496,26 @@ class SqliteStore(Store):
 
     # ---------------------------------------------------------------- ticket keys
 
-    async def create_ticket_key(self, now: float) -> TicketKey:
-        """Add a fresh random key under the next epoch (1..255 after the newest, wrapping).
-
-        An epoch still in use (not retired) is skipped; a retired one is overwritten. When all
-        255 epochs are in use, StoreError.
-        """
+    async def create_ticket_key(self, now: float, *,
+                                unless_created_since: float | None = None) -> TicketKey:
         secret = secrets.token_bytes(32)
 
-        def body(c: sqlite3.Connection) -> int:
-            rows = c.execute("SELECT epoch, retired, serial FROM ticket_key").fetchall()
+        def body(c: sqlite3.Connection) -> TicketKey:
+            rows = c.execute(
+                "SELECT epoch, secret, created, retired, serial FROM ticket_key").fetchall()
+            keep = recent_key(rows, unless_created_since)
+            if keep is not None:
+                return keep
             epoch, serial = next_epoch(
-                (int(r[0]), r[1] is not None, int(r[2])) for r in rows)
+                (int(r[0]), r[3] is not None, int(r[4])) for r in rows)
             c.execute(
                 "INSERT OR REPLACE INTO ticket_key (epoch, secret, created, retired, serial)"
                 " VALUES (?, ?, ?, NULL, ?)",
                 (epoch, secret, float(now), serial),
             )
-            return epoch
+            return TicketKey(epoch=epoch, secret=secret, created=float(now), retired=None)
 
-        epoch = await self._transaction(body)
-        return TicketKey(epoch=epoch, secret=secret, created=float(now), retired=None)
+        return await self._transaction(body)
 
     async def current_ticket_key(self) -> TicketKey | None:
         """The newest key not retired: the one to mint tickets with."""
