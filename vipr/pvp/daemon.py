@@ -85,6 +85,8 @@ class PvpDaemon:
     async def on_store_event(self, e: StoreEvent) -> None:
         if e.kind == "vcr_added":
             await self.client.enqueue(e.id)
+        elif e.kind == "resync":   # the database is back: what failed meanwhile, at once
+            await self.client.scan()
 
     async def _vcr_added(self, params: dict[str, Any]) -> dict[str, Any]:
         vid = params.get("id")
