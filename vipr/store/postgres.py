@@ -138,7 +138,7 @@ class PostgresStore(Store):
         self._url = url
         self._pool: Any = pool
         self._listeners: list[Listener] = []
-        self._kept: Any = None   # see _quick
+        self._kept: Any = None   # an asyncpg connection of its own, see _quick
         self._kept_busy = False
 
     @property
@@ -150,7 +150,7 @@ class PostgresStore(Store):
         name = redact_url(url)
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT,
+                url, min_size=0, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT, reset=_keep_session)
         except (*_DB_ERRORS, ValueError) as e:
             raise StoreError(f"cannot open database {name}: {_reason(e)}") from e
@@ -181,7 +181,11 @@ class PostgresStore(Store):
         listeners, self._listeners = self._listeners, []
         for listener in listeners:
             await listener.close()
-        await self._release_kept()
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            with contextlib.suppress(*_DB_ERRORS):
+                await asyncio.wait_for(kept.close(), CONNECT_TIMEOUT)
+            kept.terminate()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -197,16 +201,24 @@ class PostgresStore(Store):
         if self._pool is None:
             raise StoreError(f"store {self.path} is closed")
         try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except _DB_ERRORS as e:
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                try:
+                    yield conn
+                except (*_DB_ERRORS, asyncpg.InternalClientError) as e:
+                    if not isinstance(e, asyncpg.PostgresError):
+                        # The connection may be mid-statement (a lost server, a timeout):
+                        # never hand it to the next task (the pool's reset is a no-op).
+                        conn.terminate()
+                    raise
+        except (*_DB_ERRORS, asyncpg.InternalClientError) as e:
             raise StoreError(f"{self.path}: {_reason(e)}") from e
 
     @asynccontextmanager
     async def _quick(self) -> AsyncIterator[Any]:
-        """For one statement: the connection this store keeps out of the pool when it is free
-        (a pool hand-off costs about as much as the statement, bench/store.py), else a pooled
-        one. A broken kept connection goes back to the pool, which replaces it."""
+        """For one statement: a connection of this store's own, outside the pool, when it is
+        free (a pool hand-off costs about as much as the statement, bench/store.py), else a
+        pooled one. After any driver error it is closed and made anew on the next use: it never
+        goes through the pool's hands."""
         if self._pool is None:
             raise StoreError(f"store {self.path} is closed")
         if self._kept_busy:
@@ -216,20 +228,20 @@ class PostgresStore(Store):
         self._kept_busy = True
         try:
             if self._kept is None:
-                self._kept = await self._pool.acquire(timeout=CONNECT_TIMEOUT)
+                self._kept = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT,
+                                                   command_timeout=COMMAND_TIMEOUT)
             yield self._kept
-        except _DB_ERRORS as e:
-            if self._kept is not None and _dead(self._kept):
-                await self._release_kept()
+        except (*_DB_ERRORS, asyncpg.InternalClientError) as e:
+            if not isinstance(e, asyncpg.PostgresError) or _dead(self._kept):
+                self._drop_kept()
             raise StoreError(f"{self.path}: {_reason(e)}") from e
         finally:
             self._kept_busy = False
 
-    async def _release_kept(self) -> None:
+    def _drop_kept(self) -> None:
         kept, self._kept = self._kept, None
-        if kept is not None and self._pool is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.release(kept, timeout=CONNECT_TIMEOUT)
+        if kept is not None:
+            kept.terminate()
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Any]:
@@ -556,18 +568,15 @@ class PostgresStore(Store):
 
 
 def _dead(conn: Any) -> bool:
-    """A pooled connection that is closed, or that the pool took back when it died."""
-    try:
-        return bool(conn.is_closed())
-    except asyncpg.InterfaceError:
-        return True
+    return conn is None or bool(conn.is_closed())
 
 
 async def _keep_session(conn: Any) -> None:
     """The pool's reset on release, instead of asyncpg's default (UNLISTEN *, RESET ALL, …: a
     round trip per operation, which halved the rate of one-statement calls; bench/store.py).
     The store leaves nothing in a session: no SET, LISTEN (its own connection), cursors or
-    session locks; an open transaction is still rolled back by the pool itself."""
+    session locks; an open transaction is still rolled back by the pool itself, and a
+    connection that met a driver error is terminated before it goes back (`_conn`)."""
     del conn
 
 
