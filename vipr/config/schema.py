@@ -91,6 +91,8 @@ class ProxySection:
     # DESIGN §7: an answered call with no BYE after this long gets an 'unterminated' VCR.
     max_call_duration: float = 12 * 3600.0
     limits: SipLimits = SIP_LIMITS  # per stream interface; message caps on every transport
+    # DESIGN §12: VCR changes kept on disk while a shared PostgreSQL is away (at most this many).
+    vcr_spool_max: int = 250_000
 
 
 @dataclass(frozen=True)

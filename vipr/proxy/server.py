@@ -91,7 +91,8 @@ class ProxyServer:
         self.tracker = CallTracker(cfg.proxy.max_call_duration)
         # Issue 15: a shared PostgreSQL may be away; VCR changes then wait in a local spool.
         spool = cfg.runtime_dir / "vcr-spool" if store.backend == "postgresql" else None
-        self.writer = VcrWriter(store, cfg.socket_path("pvp"), spool)
+        self.writer = VcrWriter(store, cfg.socket_path("pvp"), spool,
+                                spool_max=cfg.proxy.vcr_spool_max)
         self.endpoint: SipEndpoint | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.calls: dict[tuple[str, ...], Call] = {}

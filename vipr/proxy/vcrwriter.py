@@ -24,7 +24,7 @@ from pathlib import Path
 from vipr.ipc import IpcError, ipc_call
 from vipr.store import Store, StoreError
 from vipr.store.models import CompleteVcr, VcrChange
-from vipr.store.spool import VcrSpool
+from vipr.store.spool import DEFAULT_MAX_CHANGES, VcrSpool
 
 log = logging.getLogger("vipr.proxy.vcr")
 
@@ -34,10 +34,11 @@ SPOOL_RETRY = 1.0   # seconds between replay attempts while the database is away
 
 
 class VcrWriter:
-    def __init__(self, store: Store, pvp_socket: Path, spool_dir: Path | None = None) -> None:
+    def __init__(self, store: Store, pvp_socket: Path, spool_dir: Path | None = None, *,
+                 spool_max: int = DEFAULT_MAX_CHANGES) -> None:
         self.store = store
         self.pvp_socket = pvp_socket
-        self.spool = VcrSpool(spool_dir) if spool_dir is not None else None
+        self.spool = VcrSpool(spool_dir, spool_max) if spool_dir is not None else None
         self._spool_wake = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
         self.spooled = 0
