@@ -6,6 +6,8 @@ is the highest rate with 0 failed calls):
   federation  SIPp UAC → vipr proxy A (route + VIPR-Ticket, mutual TLS) → vipr proxy B
               (ticket admission → internal) → SIPp UAS.  SIPp has no TLS build here, so the
               TLS hop is between two vipr proxies.
+  plain_pg    plain, with the store on PostgreSQL (a throw-away cluster, tests/pg_cluster.py;
+              skipped when PostgreSQL is not installed): plain_pg_ratio = plain_pg / plain.
   kamailio    SIPp UAC → Kamailio (Debian package; record_route + t_relay, a plain stateful
               relay) → SIPp UAS: the baseline. Skipped with a message when not installed.
 Prints one JSON line last (rates in calls/s; ratios vipr / kamailio).
@@ -47,11 +49,11 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def provider_yaml(d: Path, name: str, domain: str, number: str, *, internal: int, pstn: int,
-                  target: int, gateway: int, fed: int | None, tls: tuple[Path, Path, Path] | None
-                  ) -> Path:
+                  target: int, gateway: int, fed: int | None, tls: tuple[Path, Path, Path] | None,
+                  database: str = "vipr.db") -> Path:
     lines = [
         f'provider: {{name: {name}, domain: {domain}, vservice: "000000000000000{len(name)}"}}',
-        f'numbers: ["{number}"]', "runtime_dir: run", "database: vipr.db",
+        f'numbers: ["{number}"]', "runtime_dir: run", f"database: {database}",
         "logging: {level: warning}", "proxy:", "  route_timeout: 4s", "  interfaces:",
         f'    internal: {{listen: "127.0.0.1:{internal}", target: "127.0.0.1:{target}"}}',
         f'    pstn: {{listen: "127.0.0.1:{pstn}", gateway: "127.0.0.1:{gateway}"}}',
@@ -298,6 +300,29 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                                               "plain", procs=[p])
             await stop(p)
 
+        # --- plain routing with the store on PostgreSQL (issue 15), same SIPp UAS
+        if "plain_pg" in paths:
+            cluster = throwaway_postgresql()
+            if cluster is None:
+                out["plain_pg_cps"] = "skipped: PostgreSQL not installed (Debian postgresql)"
+            else:
+                try:
+                    internal_pg = free_port()
+                    plain_pg = provider_yaml(
+                        tmp / "plain_pg", "a", "a.example.net", A_NUMBER, internal=internal_pg,
+                        pstn=free_port(), target=free_port(), gateway=uas_port, fed=None,
+                        tls=None, database=cluster.url())
+                    p = await start_proxy(plain_pg, tmp / "plain_pg.log")
+                    procs.append(p)
+                    out["plain_pg_cps"], out["plain_pg_steps"] = await ramp(
+                        internal_pg, rates, hold, tmp, "plain_pg", procs=[p])
+                    await stop(p)
+                finally:
+                    cluster.remove()
+            pg, plain_cps = out.get("plain_pg_cps"), out.get("plain_cps")
+            out["plain_pg_ratio"] = (round(pg / plain_cps, 3) if isinstance(pg, int | float)
+                                     and plain_cps else None)
+
         # --- federation: A (route + ticket, TLS) → B (admission) → SIPp UAS
         ca, ca_key = create_federation_ca(tmp / "ca")
         certs = {d: issue_federation_cert(ca, ca_key, d, tmp / d)
@@ -398,6 +423,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def throwaway_postgresql() -> Any:
+    """A throw-away PostgreSQL cluster (tests/pg_cluster.py), or None when not installed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pg_cluster import Cluster, pg_bin
+
+    bin_dir = pg_bin()
+    return Cluster(bin_dir) if bin_dir is not None else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="5 s per rate step instead of 30 s")
@@ -405,8 +439,8 @@ def main() -> None:
                     help="comma-separated call rates to step through")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     ap.add_argument("--paths", type=lambda s: s.split(","),
-                    default=["plain", "federation", "kamailio"],
-                    help="comma-separated subset of plain,federation,kamailio")
+                    default=["plain", "plain_pg", "federation", "kamailio"],
+                    help="comma-separated subset of plain,plain_pg,federation,kamailio")
     ap.add_argument("--profile", type=Path, default=None,
                     help="run the proxies under cProfile; write <log name>.prof files here")
     args = ap.parse_args()

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.pg_cluster import Cluster, drop_database, fresh_database, pg_bin
 
 # Never time things in tests: no per-example deadline (the default is 200 ms, which a loaded
 # machine misses) and no "generation too slow" health check. Every hypothesis test inherits it.
@@ -22,6 +25,7 @@ DEBIAN_PACKAGE = {
     "gnutls-cli": "gnutls-bin",
     "gnutls-serv": "gnutls-bin",
     "systemd-analyze": "systemd",
+    "initdb": "postgresql",
 }
 
 
@@ -58,3 +62,52 @@ async def until(what: str, cond: Callable[[], bool], *, timeout: float, poll: fl
             more = f": {detail()!r}" if detail is not None else ""
             raise AssertionError(f"{what}: not reached within {timeout} s{more}")
         await asyncio.sleep(poll)
+
+
+# ---------------------------------------------------------------- PostgreSQL (issue 15)
+
+requires_postgresql = pytest.mark.skipif(
+    pg_bin() is None,
+    reason="PostgreSQL not installed (Debian package postgresql: /usr/lib/postgresql/*/bin/"
+           "initdb; `make test` installs it as root)",
+)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throw-away cluster for the whole session (tests/pg_cluster.py)."""
+    bin_dir = pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL not installed (Debian package postgresql)")
+    cluster = Cluster(bin_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh, empty database in the session's cluster; dropped after the test."""
+    url = fresh_database(pg_cluster)
+    try:
+        yield url
+    finally:
+        drop_database(pg_cluster, url)
+
+
+BACKENDS = ("sqlite", pytest.param("postgresql", marks=requires_postgresql))
+
+
+@pytest.fixture(params=BACKENDS)
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a store lives, once per backend: an SQLite file, or a fresh PostgreSQL
+    database's URL (the store suite runs against both, issue 15)."""
+    if request.param == "sqlite":
+        return tmp_path / "sub" / "vipr.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def backend(db_target: str | Path) -> str:
+    return "postgresql" if isinstance(db_target, str) else "sqlite"

@@ -481,3 +481,23 @@ def test_pure_python_yaml_gives_the_same_messages(
         text = extra[1:] if extra.startswith("!") else BASE + extra
         path = write(tmp_path, text, f"p{i}.yaml")
         assert errors(path) == [f"{path}:{line}: {message}"]
+
+
+def test_database_may_be_a_postgresql_url(tmp_path: Path) -> None:
+    """Issue 15: `database: postgresql://…` selects the PostgreSQL backend, kept as written."""
+    url = "postgresql://vipr@127.0.0.1:5432/vipr"
+    cfg = load_config(write(tmp_path, BASE.replace("db.sqlite", url)))
+    assert cfg.database == url
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE.replace("db.sqlite", "mysql://h/db")))
+    assert "postgresql:// URL" in "\n".join(info.value.messages)
+
+
+def test_proxy_vcr_spool_max(tmp_path: Path) -> None:
+    """Issue 15: the bound of the proxy's on-disk VCR spool (DESIGN §12)."""
+    assert load_config(write(tmp_path, BASE)).proxy.vcr_spool_max == 250_000
+    cfg = load_config(write(tmp_path, BASE + "proxy: {vcr_spool_max: 1000}\n"))
+    assert cfg.proxy.vcr_spool_max == 1000
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE + "proxy: {vcr_spool_max: 0}\n"))
+    assert "vcr_spool_max" in "\n".join(info.value.messages)

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from vipr.store import NotFoundError, Store, StoreError
@@ -32,9 +33,24 @@ def route(number: str = "+14085551234", **kw: object) -> Route:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with Store.open(tmp_path / "sub" / "vipr.db") as s:
+async def store(db_target: str | Path) -> AsyncIterator[Store]:
+    """A fresh store on each backend (tests/conftest.py db_target)."""
+    async with Store.open(db_target) as s:
         yield s
+
+
+async def set_schema_version(target: str | Path, version: int) -> None:
+    """What a newer vipr would have left behind: the stored schema version bumped."""
+    if isinstance(target, str):
+        conn = await asyncpg.connect(target)
+        try:
+            await conn.execute("UPDATE vipr_schema SET version = $1", version)
+        finally:
+            await conn.close()
+    else:
+        c = sqlite3.connect(target)
+        c.execute(f"PRAGMA user_version = {version}")
+        c.close()
 
 
 async def test_open_sets_wal_pragmas_and_version(tmp_path: Path) -> None:
@@ -54,27 +70,22 @@ async def test_open_sets_wal_pragmas_and_version(tmp_path: Path) -> None:
         await s.list_routes()
 
 
-async def test_migrations_idempotent_on_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "vipr.db"
-    async with Store.open(path) as s:
+async def test_migrations_idempotent_on_reopen(db_target: str | Path) -> None:
+    async with Store.open(db_target) as s:
         assert await s.add_vcr(vcr("x")) == 1
     for _ in range(3):
-        async with Store.open(path) as s:
+        async with Store.open(db_target) as s:
             assert [v.call_id for v in await s.list_vcrs()] == ["x"]
-    c = sqlite3.connect(path)
-    assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    c.close()
+            assert await s.schema_version() == SCHEMA_VERSION
+            assert (await s.row_counts())["vcr"] == 1
 
 
-async def test_newer_schema_refused(tmp_path: Path) -> None:
-    path = tmp_path / "vipr.db"
-    async with Store.open(path):
+async def test_newer_schema_refused(db_target: str | Path) -> None:
+    async with Store.open(db_target):
         pass
-    c = sqlite3.connect(path)
-    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    c.close()
+    await set_schema_version(db_target, SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="newer"):
-        await Store.open(path)
+        await Store.open(db_target)
 
 
 async def test_garbage_file_gives_store_error(tmp_path: Path) -> None:
@@ -394,12 +405,28 @@ async def test_failed_migration_rolls_back(
         c.close()
 
 
-async def test_concurrent_opens_of_fresh_file(tmp_path: Path) -> None:
-    path = tmp_path / "fresh.db"
-    stores = await asyncio.gather(*(Store.open(path) for _ in range(4)))
+async def test_concurrent_opens_of_fresh_file(db_target: str | Path) -> None:
+    stores = await asyncio.gather(*(Store.open(db_target) for _ in range(4)))
     try:
         ids = await asyncio.gather(*(s.add_vcr(vcr(f"c{i}")) for i, s in enumerate(stores)))
         assert sorted(i for i in ids if i is not None) == [1, 2, 3, 4]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_create_ticket_key_unless_a_recent_one_exists(db_target: str | Path) -> None:
+    """Hosts (or processes) that find the key due at the same moment add one key between
+    them, not one each: the check is inside the rotation's transaction."""
+    stores = await asyncio.gather(*(Store.open(db_target) for _ in range(4)))
+    try:
+        old = await stores[0].create_ticket_key(T0)
+        keys = await asyncio.gather(*(s.create_ticket_key(T0 + 100, unless_created_since=T0 + 50)
+                                      for s in stores))
+        assert len({k.epoch for k in keys}) == 1 and keys[0].epoch != old.epoch
+        assert len(await stores[0].ticket_keys()) == 2
+        same = await stores[1].create_ticket_key(T0 + 101, unless_created_since=T0 + 100)
+        assert same == keys[0]
     finally:
         for s in stores:
             await s.close()

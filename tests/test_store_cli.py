@@ -22,7 +22,7 @@ from vipr.store.models import PublishedNumber, Route, Vcr
 T = 1_764_144_000.0
 
 
-def seed(db: Path) -> None:
+def seed(db: Path | str) -> None:
     async def go() -> None:
         async with Store.open(db) as s:
             await s.upsert_route(Route("+14085551234", ("sip:192.0.2.7:5061;transport=tls",),
@@ -40,17 +40,17 @@ def seed(db: Path) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "vipr.db"
-    seed(path)
-    return path
+def db(db_target: Path | str) -> Path | str:
+    """A seeded store on each backend; `--db` takes the file or the URL."""
+    seed(db_target)
+    return db_target
 
 
 def run(*args: str) -> Any:
     return CliRunner().invoke(main, list(args))
 
 
-def test_routes_list_table_and_json(db: Path) -> None:
+def test_routes_list_table_and_json(db: Path | str) -> None:
     r = run("routes", "list", "--db", str(db))
     assert r.exit_code == 0, r.output
     assert "+14085551234" in r.stdout and "b.example.net" in r.stdout
@@ -62,7 +62,7 @@ def test_routes_list_table_and_json(db: Path) -> None:
     assert data[0]["routes"] == ["sip:x", "sip:y"] and data[0]["failures"] == 2
 
 
-def test_routes_show_and_delete(db: Path) -> None:
+def test_routes_show_and_delete(db: Path | str) -> None:
     r = run("routes", "show", "+1 (408) 555-1234", "--db", str(db))
     assert r.exit_code == 0, r.output
     assert "TICKET" in r.stdout and "2025-11-26 08:00:00Z" in r.stdout
@@ -78,7 +78,7 @@ def test_routes_show_and_delete(db: Path) -> None:
     assert r.exit_code == 1
 
 
-def test_numbers_list(db: Path) -> None:
+def test_numbers_list(db: Path | str) -> None:
     r = run("numbers", "list", "--db", str(db))
     assert r.exit_code == 0 and "+16505550100" in r.stdout and "0000000000000001" in r.stdout
     r = run("numbers", "list", "--db", str(db), "--json")
@@ -86,7 +86,7 @@ def test_numbers_list(db: Path) -> None:
                                      "stored_at": T, "expires": T + 9}]
 
 
-def test_vcrs_list_filters(db: Path) -> None:
+def test_vcrs_list_filters(db: Path | str) -> None:
     r = run("vcrs", "list", "--db", str(db), "--json")
     assert [v["call_id"] for v in json.loads(r.stdout)] == ["t1", "o1"]
     r = run("vcrs", "list", "--db", str(db), "--json", "--direction", "originating")

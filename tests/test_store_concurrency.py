@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -9,25 +10,23 @@ import sys
 import textwrap
 from pathlib import Path
 
+import asyncpg
 import pytest
+
+from vipr.store import Store, Vcr
 
 ROUNDS = 40   # each process's own minimum of write rounds (about 220 rows)
 PROCS = 3
 
 WRITER = textwrap.dedent(
     """
-    import asyncio, json, sqlite3, sys, time
+    import asyncio, json, sys, time
     from vipr.store import Store
     from vipr.store.models import Vcr
 
-    def writers_seen(path: str) -> int:
-        # how many processes have rows in the file (read on a plain connection)
-        c = sqlite3.connect(path, timeout=30)
-        try:
-            return c.execute("SELECT count(DISTINCT substr(call_id, 1, instr(call_id, '-')))"
-                             " FROM vcr").fetchone()[0]
-        finally:
-            c.close()
+    async def writers_seen(store: Store) -> int:
+        # how many processes have rows in the database
+        return len({v.call_id.split("-")[0] for v in await store.list_vcrs(limit=None)})
 
     async def main(path: str, n: int, rounds: int, procs: int) -> None:
         # All processes open (and migrate) the fresh file at the same moment.
@@ -39,7 +38,7 @@ WRITER = textwrap.dedent(
             # every other process has written too, so the writers really overlapped.
             while i < rounds or seen < procs:
                 if i % 10 == 9:
-                    seen = writers_seen(path)
+                    seen = await writers_seen(store)
                 now = time.time()
                 if i % 2:
                     batch = [Vcr(None, "terminating", "+1555000%04d" % n, "+14085551234",
@@ -69,8 +68,9 @@ WRITER = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-def test_three_processes_write_one_file(tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
+def test_three_processes_write_one_database(tmp_path: Path, db_target: Path | str) -> None:
+    """On SQLite: three processes on one file. On PostgreSQL: three hosts on one database."""
+    db = db_target
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     root = Path(__file__).resolve().parents[1]
@@ -108,20 +108,36 @@ def test_three_processes_write_one_file(tmp_path: Path) -> None:
     assert all(r["seen"] == PROCS for r in results), results
     assert all(len(r["inserted"]) >= ROUNDS // 2 * 11 for r in results), [
         len(r["inserted"]) for r in results]
-    c = sqlite3.connect(db)
+    vcrs, max_serial = asyncio.run(_stored(db))
+    stored = {v.call_id for v in vcrs}
+    assert stored == expected  # no lost rows, nothing extra
+    assert len(vcrs) == len(expected)
+    # every read-modify-write landed exactly once
+    assert sum(v.failures for v in vcrs if v.direction == "originating") == sum(
+        sum(1 for cid in r["inserted"] if cid.count("-") == 1) for r in results
+    )
+    # every key creation read the newest serial and wrote the next: none lost
+    assert max_serial == sum(r["keys"] for r in results)
+    if isinstance(db, Path):
+        c = sqlite3.connect(db)
+        try:
+            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            c.close()
+
+
+async def _stored(db: Path | str) -> tuple[list[Vcr], int]:
+    """Every VCR, and the newest ticket key's serial (not part of the API: read directly)."""
+    async with Store.open(db) as s:
+        vcrs = await s.list_vcrs(limit=None)
+    if isinstance(db, Path):
+        c = sqlite3.connect(db)
+        try:
+            return vcrs, int(c.execute("SELECT max(serial) FROM ticket_key").fetchone()[0])
+        finally:
+            c.close()
+    conn = await asyncpg.connect(db)
     try:
-        stored = {row[0] for row in c.execute("SELECT call_id FROM vcr")}
-        assert stored == expected  # no lost rows, nothing extra
-        assert c.execute("SELECT count(*) FROM vcr").fetchone()[0] == len(expected)
-        # every read-modify-write landed exactly once
-        total = c.execute("SELECT sum(failures) FROM vcr WHERE direction='originating'")
-        assert total.fetchone()[0] == sum(
-            sum(1 for cid in r["inserted"] if cid.count("-") == 1) for r in results
-        )
-        # every key creation read the newest serial and wrote the next: none lost
-        assert c.execute("SELECT max(serial) FROM ticket_key").fetchone()[0] == sum(
-            r["keys"] for r in results
-        )
-        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return vcrs, int(await conn.fetchval("SELECT max(serial) FROM ticket_key"))
     finally:
-        c.close()
+        await conn.close()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from tests.conftest import requires_postgresql
 from vipr.store import Store, StoreError
 from vipr.store.models import CompleteVcr, OpenVcr, Vcr
+from vipr.store.pg_schema import PG_MIGRATIONS, PG_SCHEMA_VERSION
 from vipr.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 T0 = 1_700_000_000.0
@@ -25,8 +28,8 @@ def completed(call_id: str, start: float, stop: float) -> Vcr:
                callee="+442071234567", start=start, stop=stop, call_id=call_id, created=stop)
 
 
-async def test_open_then_complete_by_call_id(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "v.db") as s:
+async def test_open_then_complete_by_call_id(db_target: str | Path) -> None:
+    async with Store.open(db_target) as s:
         vid = await s.open_vcr(opened("c1"), '{"up": 1}')
         assert vid is not None
         assert await s.open_vcr(opened("c1")) is None          # answered twice: one row
@@ -43,8 +46,8 @@ async def test_open_then_complete_by_call_id(tmp_path: Path) -> None:
         assert len(await s.list_vcrs()) == 1
 
 
-async def test_complete_after_reopening_the_store(tmp_path: Path) -> None:
-    db = tmp_path / "v.db"
+async def test_complete_after_reopening_the_store(db_target: str | Path) -> None:
+    db = db_target
     async with Store.open(db) as s:
         vid = await s.open_vcr(opened("c2"), "legs")
     async with Store.open(db) as s:   # a restarted proxy
@@ -55,15 +58,15 @@ async def test_complete_after_reopening_the_store(tmp_path: Path) -> None:
         assert (v.id, v.state, v.duration) == (vid, "complete", 12.5)
 
 
-async def test_complete_without_open_row_inserts_it_whole(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "v.db") as s:
+async def test_complete_without_open_row_inserts_it_whole(db_target: str | Path) -> None:
+    async with Store.open(db_target) as s:
         vid = await s.complete_vcr(completed("c3", T0, T0 + 9))
         v = await s.get_vcr(vid or -1)
         assert v is not None and (v.state, v.start, v.stop) == ("complete", T0, T0 + 9)
 
 
-async def test_open_and_complete_in_one_batch_keep_order(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "v.db") as s:
+async def test_open_and_complete_in_one_batch_keep_order(db_target: str | Path) -> None:
+    async with Store.open(db_target) as s:
         ids = await s.apply_vcr_changes([OpenVcr(opened("c4")), CompleteVcr(
             completed("c4", T0, T0 + 7)), OpenVcr(opened("c5"))])
         assert ids[0] == ids[1] and ids[2] is not None
@@ -73,8 +76,8 @@ async def test_open_and_complete_in_one_batch_keep_order(tmp_path: Path) -> None
             await s.apply_vcr_changes([OpenVcr(completed("c6", T0, T0 + 1))])
 
 
-async def test_open_and_unterminated_vcrs_are_never_offered_to_pvp(tmp_path: Path) -> None:
-    async with Store.open(tmp_path / "v.db") as s:
+async def test_open_and_unterminated_vcrs_are_never_offered_to_pvp(db_target: str | Path) -> None:
+    async with Store.open(db_target) as s:
         await s.open_vcr(opened("old", T0))
         await s.open_vcr(opened("new", T0 + 3600))
         await s.open_vcr(opened("t-open", T0 + 100, "terminating"))
@@ -116,3 +119,23 @@ async def test_migration_from_v1_keeps_vcrs_as_complete(tmp_path: Path) -> None:
     c = sqlite3.connect(db)
     assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
     c.close()
+
+
+@requires_postgresql
+async def test_postgres_migration_from_v1_keeps_vcrs_as_complete(pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        for stmt in PG_MIGRATIONS[0]:
+            await conn.execute(stmt)
+        await conn.execute("CREATE TABLE vipr_schema (version INTEGER NOT NULL)")
+        await conn.execute("INSERT INTO vipr_schema VALUES (1)")
+        await conn.execute(
+            "INSERT INTO vcr (direction, caller, callee, start, stop, call_id, created)"
+            " VALUES ('originating', '+1', '+2', $1, $2, 'v1-call', $2)", T0, T0 + 20)
+    finally:
+        await conn.close()
+    async with Store.open(pg_url) as s:
+        [v] = await s.list_vcrs()
+        assert (v.call_id, v.state, v.start, v.stop) == ("v1-call", "complete", T0, T0 + 20)
+        assert await s.open_vcr(opened("after")) is not None
+        assert await s.schema_version() == PG_SCHEMA_VERSION == SCHEMA_VERSION

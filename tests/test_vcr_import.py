@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vipr.cli import main
+from vipr.store import Store, Vcr
 from vipr.store.vcrimport import (
     FIELDS,
     ImportFormatError,
@@ -60,12 +61,13 @@ JSONL_MIXED = "\n".join([
 JSONL_BAD_LINES = [2, 5, 6, 7]
 
 
-def rows(db: Path) -> list[tuple[object, ...]]:
-    c = sqlite3.connect(db)
-    try:
-        return c.execute("SELECT * FROM vcr ORDER BY id").fetchall()
-    finally:
-        c.close()
+def rows(db: Path | str) -> list[Vcr]:
+    """Every stored VCR, whole (through the store: either backend)."""
+    async def go() -> list[Vcr]:
+        async with Store.open(db) as s:
+            return await s.list_vcrs(limit=None)
+
+    return asyncio.run(go())
 
 
 def bad_lines(stderr: str, name: str) -> list[int]:
@@ -120,11 +122,11 @@ def test_csv_quoted_multiline_keeps_line_numbers() -> None:
     (JSONL_MIXED, JSONL_BAD_LINES, 2),
 ])
 def test_import_mixed_then_reimport(
-    tmp_path: Path, content: str, bad_expected: list[int], good: int
+    tmp_path: Path, db_target: Path | str, content: str, bad_expected: list[int], good: int
 ) -> None:
     src = tmp_path / "cdr.txt"
     src.write_text(content)
-    db = tmp_path / "state" / "vipr.db"
+    db = db_target
     runner = CliRunner()
     r = runner.invoke(main, ["vcrs", "import", str(src), "--db", str(db)])
     assert r.exit_code == 1, r.output

@@ -22,6 +22,7 @@ from vipr.parent_death import die_with_parent
 COMMAND_MODULES: tuple[str, ...] = (
     "vipr.config_cli",
     "vipr.store.cli",
+    "vipr.store.admin_cli",
     "vipr.reload.cli",
     "vipr.proxy.sip.cli",
     "vipr.testnet.cli",

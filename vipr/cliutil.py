@@ -64,14 +64,31 @@ def config_option(f: F) -> F:
     )(f)
 
 
+class DatabaseParam(click.ParamType):  # type: ignore[type-arg]  # generic in click >= 8.2
+    """An SQLite file (a Path) or a `postgresql://` URL (kept as text)."""
+
+    name = "FILE|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Path | str:
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        if text.startswith(("postgresql://", "postgres://")):
+            return text
+        if "://" in text:
+            self.fail(f"{text!r}: expected a file path or a postgresql:// URL", param, ctx)
+        return Path(text)
+
+
 def db_option(f: F) -> F:
-    """`--db FILE` → parameter `db: Path | None` (overrides the config's database)."""
+    """`--db FILE|URL` → parameter `db: Path | str | None` (overrides the config's database)."""
     return click.option(
         "--db",
         "db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=DatabaseParam(),
         default=None,
-        help="SQLite database (instead of the one named in --config).",
+        help="SQLite file or postgresql:// URL (instead of the database named in --config).",
     )(f)
 
 
@@ -103,7 +120,7 @@ def load_config_or_fail(
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def resolve_db(config: Path | None, db: Path | None) -> Path:
+def resolve_db(config: Path | None, db: Path | str | None) -> Path | str:
     """The database from --db, else from --config; exit 2 when neither is given."""
     if db is not None:
         return db

@@ -43,7 +43,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "logging": ("level", "format"),
     "overlay": tuple(f.name for f in dataclasses.fields(OverlaySection)),
     "pvp": tuple(f.name for f in dataclasses.fields(PvpSection)),
-    "proxy": ("interfaces", "route_timeout", "max_call_duration", "limits"),
+    "proxy": ("interfaces", "route_timeout", "max_call_duration", "limits", "vcr_spool_max"),
     "overlay.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "pvp.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "proxy.limits": tuple(f.name for f in dataclasses.fields(SipLimits)),
@@ -249,6 +249,7 @@ def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[st
         max_call_duration=r.get(m, p, "max_call_duration", r.duration(0, True),
                                 d.max_call_duration),
         limits=_read_sip_limits(r, (m or {}).get("limits"), d.limits),
+        vcr_spool_max=r.get(m, p, "vcr_spool_max", r.integer(1, 100_000_000), d.vcr_spool_max),
     )
     return sec, im
 
@@ -306,7 +307,7 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
     numbers = r.get(top, "", "numbers", r.numbers, NumberSet())
     default_run = r.base / "run" / (provider.name or "provider")
     runtime_dir = r.get(top, "", "runtime_dir", r.path, default_run)
-    database = r.get(top, "", "database", r.path, cast(Path, None))
+    database = r.get(top, "", "database", r.database, cast("Path | str", None))
 
     lm = r.mapping(top.get("logging"), "logging", _SECTION_KEYS["logging"])
     logging_sec = LoggingSection(

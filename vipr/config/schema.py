@@ -91,6 +91,8 @@ class ProxySection:
     # DESIGN §7: an answered call with no BYE after this long gets an 'unterminated' VCR.
     max_call_duration: float = 12 * 3600.0
     limits: SipLimits = SIP_LIMITS  # per stream interface; message caps on every transport
+    # DESIGN §12: VCR changes kept on disk while a shared PostgreSQL is away (at most this many).
+    vcr_spool_max: int = 250_000
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class ProviderConfig:
     provider: ProviderSection
     numbers: NumberSet
     runtime_dir: Path
-    database: Path
+    database: Path | str  # an SQLite file, or a postgresql:// URL (vipr.store, DESIGN §12)
     logging: LoggingSection = field(default_factory=LoggingSection)
     overlay: OverlaySection = field(default_factory=OverlaySection)
     pvp: PvpSection = field(default_factory=PvpSection)

@@ -261,6 +261,15 @@ class YamlReader:
         p = Path(v.strip()).expanduser()
         return Path(os.path.normpath(p if p.is_absolute() else self.base / p))
 
+    def database(self, node: Node, path: str) -> Path | str:
+        """An SQLite file path, or a `postgresql://` URL kept as written (DESIGN §12)."""
+        v = self.value(node)
+        if isinstance(v, str) and v.strip().startswith(("postgresql://", "postgres://")):
+            return v.strip()
+        if isinstance(v, str) and "://" in v:
+            raise self.expect(node, "a file path or a postgresql:// URL")
+        return self.path(node, path)
+
     def hostport(self, allow_port_zero: bool = True) -> Callable[[Node, str], HostPort]:
         def conv(node: Node, path: str) -> HostPort:
             v = self.value(node)

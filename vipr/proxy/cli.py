@@ -22,13 +22,13 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
     from vipr.proxy.federation_tls import check_tls_files
     from vipr.proxy.server import ProxyError, ProxyServer
     from vipr.store import Store
+    from vipr.store.events import StoreEvent
 
     problems = check_tls_files(cfg)
     if problems:
         raise ProxyError("; ".join(problems))
     async with Store.open(cfg.database) as store:
         proxy = ProxyServer(cfg, store)
-        await proxy.start()
 
         async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
             number = params.get("number")
@@ -43,6 +43,19 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             # `vipr tickets rotate`: reload now, not at the next periodic reload
             await proxy.reload_keys()
             return {"ticket_epochs": sorted(proxy.verifier.epochs)}
+
+        async def on_store_event(e: StoreEvent) -> None:
+            # Issue 15: another host's pvp learned a route, or a key was rotated elsewhere.
+            if e.kind in ("key_rotated", "resync"):
+                await proxy.reload_keys()
+            if e.kind == "route_learned":
+                await proxy.route_learned(e.number)
+            elif e.kind == "resync":
+                await proxy.reload_routes()
+
+        # Listening before start: no key or route change is missed in between.
+        await store.listen(on_store_event)   # PostgreSQL only (DESIGN §12)
+        await proxy.start()
 
         ipc = IpcServer(cfg.socket_path("proxy"),
                         {"route_learned": route_learned, "status": status,

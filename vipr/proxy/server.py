@@ -95,7 +95,10 @@ class ProxyServer:
         self.cache = RouteCache()
         self.verifier = TicketVerifier(())
         self.tracker = CallTracker(cfg.proxy.max_call_duration)
-        self.writer = VcrWriter(store, cfg.socket_path("pvp"))
+        # Issue 15: a shared PostgreSQL may be away; VCR changes then wait in a local spool.
+        spool = cfg.runtime_dir / "vcr-spool" if store.backend == "postgresql" else None
+        self.writer = VcrWriter(store, cfg.socket_path("pvp"), spool,
+                                spool_max=cfg.proxy.vcr_spool_max)
         self.endpoint: SipEndpoint | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.calls: dict[tuple[str, ...], Call] = {}
@@ -226,8 +229,12 @@ class ProxyServer:
         newest = await self.store.current_ticket_key()
         now = self.clock()
         if newest is None or now - newest.created >= self.cfg.tickets.rotate_interval:
-            key = await self.store.create_ticket_key(now)
-            log.info("new ticket key: epoch %d", key.epoch)
+            # Decided again inside the store's transaction: proxies on several hosts that
+            # find the key due at once add one key, not one each (issue 15).
+            key = await self.store.create_ticket_key(
+                now, unless_created_since=now - self.cfg.tickets.rotate_interval)
+            if newest is None or key.epoch != newest.epoch:
+                log.info("new ticket key: epoch %d", key.epoch)
         self.verifier = TicketVerifier(await self.store.ticket_keys())
         self._last_key_reload = time.monotonic()
 
@@ -272,7 +279,9 @@ class ProxyServer:
             "vcrs": {"opened": self.writer.opened, "written": self.writer.written,
                      "failed": self.writer.failed,
                      "notified": self.writer.notified,
-                     "pvp_unavailable": self.writer.pvp_unavailable},
+                     "pvp_unavailable": self.writer.pvp_unavailable,
+                     "spooled": self.writer.spooled,
+                     "spool_pending": self.writer.spool_pending},
             "counters": dict(sorted(self.counters.items())),
         }
 

@@ -30,7 +30,8 @@ def _ts(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-async def rotate_key(database: Path, now: float, retire_older_than: float | None) -> dict[str, Any]:
+async def rotate_key(database: Path | str, now: float,
+                     retire_older_than: float | None) -> dict[str, Any]:
     """Add a new epoch key; retire keys created before `retire_older_than` (None: keep all).
 
     Retired keys keep verifying their tickets (TicketVerifier takes every stored key); a
@@ -46,7 +47,7 @@ async def rotate_key(database: Path, now: float, retire_older_than: float | None
         return {"epoch": key.epoch, "created": key.created, "retired": retired}
 
 
-async def _verify(database: Path, token: str, number: str | None, domain: str | None,
+async def _verify(database: Path | str, token: str, number: str | None, domain: str | None,
                   now: float) -> tuple[bool, str]:
     async with Store.open(database) as store:
         verifier = TicketVerifier(await store.ticket_keys())

@@ -7,6 +7,11 @@ and the 200 OK to the BYE until it is complete: a call the caller saw answered h
 disk even if the proxy is SIGKILLed right after (WAL + synchronous=NORMAL survives a process
 crash). Changes are committed in submission order; the ones queued while a commit runs share
 the next transaction.
+
+Database outage (issue 15, DESIGN §12): with a spool directory, a batch the store refuses is
+appended to the on-disk spool (vipr.store.spool, fsync'd) and its futures complete then, so
+calls go on; later changes queue behind it in the spool, which is replayed in order, in
+batches, as soon as the store takes writes again.
 """
 
 from __future__ import annotations
@@ -20,17 +25,25 @@ from vipr.ipc import IpcError, ipc_call
 from vipr.logsetup import printable
 from vipr.store import Store, StoreError
 from vipr.store.models import CompleteVcr, VcrChange
+from vipr.store.spool import DEFAULT_MAX_CHANGES, VcrSpool
 
 log = logging.getLogger("vipr.proxy.vcr")
 
 MAX_BATCH = 500
 NOTIFY_TIMEOUT = 2.0
+SPOOL_RETRY = 1.0   # seconds between replay attempts while the database is away
 
 
 class VcrWriter:
-    def __init__(self, store: Store, pvp_socket: Path) -> None:
+    def __init__(self, store: Store, pvp_socket: Path, spool_dir: Path | None = None, *,
+                 spool_max: int = DEFAULT_MAX_CHANGES) -> None:
         self.store = store
         self.pvp_socket = pvp_socket
+        self.spool = VcrSpool(spool_dir, spool_max) if spool_dir is not None else None
+        self._spool_wake = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+        self.spooled = 0
+        self.replayed = 0
         self._queue: list[tuple[VcrChange, asyncio.Future[int | None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +58,16 @@ class VcrWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
         self._notify_task = asyncio.create_task(self._notify_loop())
+        if self.spool is not None:
+            if self.spool.pending:
+                log.warning("%d VCR change(s) spooled during a database outage: replaying",
+                            self.spool.pending)
+                self._spool_wake.set()
+            self._drain_task = asyncio.create_task(self._drain_loop())
+
+    @property
+    def spool_pending(self) -> int:
+        return self.spool.pending if self.spool is not None else 0
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
@@ -55,10 +78,11 @@ class VcrWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._notify_task is not None:
-            self._notify_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._notify_task
+        for task in (self._drain_task, self._notify_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def submit(self, change: VcrChange) -> asyncio.Future[int | None]:
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
@@ -75,9 +99,17 @@ class VcrWriter:
 
     async def _flush(self) -> None:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        if self.spool is not None and self.spool.pending:
+            self._to_spool(batch)   # behind the spooled ones: order kept
+            return
         try:
             ids = await self.store.apply_vcr_changes([ch for ch, _ in batch])
         except StoreError as exc:
+            if self.spool is not None:
+                log.error("database unavailable (%s): spooling VCR changes in %s", exc,
+                          self.spool.dir)
+                self._to_spool(batch)
+                return
             self.failed += len(batch)
             log.error("could not write %d VCR change(s): %s", len(batch), exc)
             for _, fut in batch:
@@ -87,17 +119,63 @@ class VcrWriter:
         for (ch, fut), vid in zip(batch, ids, strict=True):
             if not fut.done():
                 fut.set_result(vid)
-            v = ch.vcr
-            if vid is not None and not isinstance(ch, CompleteVcr):
-                self.opened += 1
-                log.debug("VCR %d opened %s %s→%s (call %s)", vid, v.direction,
-                          printable(v.caller or "?"), printable(v.callee), printable(v.call_id))
-            elif vid is not None:
-                self.written += 1
-                log.info("VCR %d %s %s→%s %.3f s (call %s)", vid, v.direction,
-                         printable(v.caller or "?"), printable(v.callee), v.stop - v.start,
-                         printable(v.call_id))
-                self._notify_queue.put_nowait(vid)
+            self._written(ch, vid)
+
+    def _to_spool(self, batch: list[tuple[VcrChange, asyncio.Future[int | None]]]) -> None:
+        """On disk before the futures complete (the answer is relayed then, as after a
+        commit); beyond the spool's bound a change is lost, counted and logged."""
+        assert self.spool is not None
+        try:
+            n = self.spool.append([ch for ch, _ in batch])
+        except OSError as exc:
+            log.error("cannot spool VCR changes in %s: %s", self.spool.dir, exc)
+            n = 0
+        self.spooled += n
+        if n < len(batch):
+            self.failed += len(batch) - n
+            log.error("VCR spool full (%d): %d VCR change(s) lost", self.spool.max_changes,
+                      len(batch) - n)
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+        self._spool_wake.set()
+
+    async def _drain_loop(self) -> None:
+        """Replay the spool, oldest first, one transaction per batch, when the store is back."""
+        assert self.spool is not None
+        while True:
+            await self._spool_wake.wait()
+            while self.spool.pending:
+                changes, end, lines = self.spool.peek(MAX_BATCH)
+                if not lines:
+                    self.spool.pending = 0
+                    break
+                try:
+                    ids = await self.store.apply_vcr_changes(changes) if changes else []
+                except StoreError:
+                    await asyncio.sleep(SPOOL_RETRY)
+                    continue
+                self.spool.commit(end, lines)
+                self.replayed += len(changes)
+                for ch, vid in zip(changes, ids, strict=True):
+                    self._written(ch, vid)
+                if not self.spool.pending:
+                    log.warning("database back: %d spooled VCR change(s) written",
+                                self.replayed)
+            self._spool_wake.clear()
+
+    def _written(self, ch: VcrChange, vid: int | None) -> None:
+        v = ch.vcr
+        if vid is not None and not isinstance(ch, CompleteVcr):
+            self.opened += 1
+            log.debug("VCR %d opened %s %s→%s (call %s)", vid, v.direction,
+                      printable(v.caller or "?"), printable(v.callee), printable(v.call_id))
+        elif vid is not None:
+            self.written += 1
+            log.info("VCR %d %s %s→%s %.3f s (call %s)", vid, v.direction,
+                     printable(v.caller or "?"), printable(v.callee), v.stop - v.start,
+                     printable(v.call_id))
+            self._notify_queue.put_nowait(vid)
 
     async def _notify_loop(self) -> None:
         while True:

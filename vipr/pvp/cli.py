@@ -83,10 +83,11 @@ def _ts(t: float) -> str:
 @config_option
 @db_option
 @json_option
-def validations_list(limit: int, config: Path | None, db: Path | None, as_json: bool) -> None:
+def validations_list(limit: int, config: Path | None, db: Path | str | None,
+                     as_json: bool) -> None:
     """Recent validation attempts with outcome and reason, newest first."""
     path = resolve_db(config, db)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         fail(f"no database at {path}")
 
     async def go() -> list[ValidationRecord]:

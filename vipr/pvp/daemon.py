@@ -21,6 +21,7 @@ from vipr.pvp.server import PvpServer
 from vipr.pvp.srp import gmpy2_release_gil
 from vipr.pvp.vlog import ValidationLog
 from vipr.store import Store, StoreError
+from vipr.store.events import StoreEvent
 
 __all__ = ["PvpDaemon", "pvp_main"]
 
@@ -81,6 +82,12 @@ class PvpDaemon:
         await self.vlog.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    async def on_store_event(self, e: StoreEvent) -> None:
+        if e.kind == "vcr_added":
+            await self.client.enqueue(e.id)
+        elif e.kind == "resync":   # the database is back: what failed meanwhile, at once
+            await self.client.scan()
+
     async def _vcr_added(self, params: dict[str, Any]) -> dict[str, Any]:
         vid = params.get("id")
         if not isinstance(vid, int) or isinstance(vid, bool):
@@ -106,6 +113,8 @@ async def pvp_main(cfg: ProviderConfig, stop: asyncio.Event) -> None:
         d = PvpDaemon(cfg, store)
         try:
             await d.start()
+            # Issue 15: a VCR recorded by a proxy on another host (PostgreSQL only).
+            await store.listen(d.on_store_event)
             tune_gc()
             host, port = d.server.address
             notify_ready(f"pvp server on {host}:{port}")

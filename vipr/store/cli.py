@@ -42,9 +42,10 @@ def _ts(t: float | None) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _with_store(path: Path, fn: Callable[[Store], Awaitable[T]], *, must_exist: bool = True) -> T:
+def _with_store(path: Path | str, fn: Callable[[Store], Awaitable[T]], *,
+                must_exist: bool = True) -> T:
     """Open the store at `path`, run `fn` on it, close it; StoreError → exit 1 with the reason."""
-    if must_exist and not path.exists():
+    if must_exist and isinstance(path, Path) and not path.exists():
         fail(f"no database at {path}")
 
     async def go() -> T:
@@ -104,7 +105,7 @@ def _route_json(r: Route) -> dict[str, Any]:
 @config_option
 @db_option
 @json_option
-def routes_list(config: Path | None, db: Path | None, as_json: bool) -> None:
+def routes_list(config: Path | None, db: Path | str | None, as_json: bool) -> None:
     """Every learned route."""
     rs = _with_store(resolve_db(config, db), lambda s: s.list_routes())
     if as_json:
@@ -123,7 +124,7 @@ def routes_list(config: Path | None, db: Path | None, as_json: bool) -> None:
 @config_option
 @db_option
 @json_option
-def routes_show(number: str, config: Path | None, db: Path | None, as_json: bool) -> None:
+def routes_show(number: str, config: Path | None, db: Path | str | None, as_json: bool) -> None:
     """One route in full (exit 1 when there is none; with --json it prints `null` then)."""
     num = _number(number)
     r = _with_store(resolve_db(config, db), lambda s: s.get_route(num))
@@ -149,7 +150,7 @@ def routes_show(number: str, config: Path | None, db: Path | None, as_json: bool
 @config_option
 @db_option
 @json_option
-def routes_delete(number: str, config: Path | None, db: Path | None, as_json: bool) -> None:
+def routes_delete(number: str, config: Path | None, db: Path | str | None, as_json: bool) -> None:
     """Forget a route: later calls to NUMBER go via the PSTN (and may re-learn it).
 
     With --config, the running proxy is told so that it drops its cached copy.
@@ -195,7 +196,7 @@ def vcrs() -> None:
 @db_option
 @json_option
 def vcrs_list(since: str | None, direction: str | None, limit: int, config: Path | None,
-              db: Path | None, as_json: bool) -> None:
+              db: Path | str | None, as_json: bool) -> None:
     """VCRs, newest first."""
     t = _since(since)
     d: Any = direction
@@ -220,7 +221,7 @@ def vcrs_list(since: str | None, direction: str | None, limit: int, config: Path
 @config_option
 @db_option
 @json_option
-def vcrs_import(file: Path, config: Path | None, db: Path | None, as_json: bool) -> None:
+def vcrs_import(file: Path, config: Path | None, db: Path | str | None, as_json: bool) -> None:
     """Import call records from a PBX/CDR export: CSV with a header, or JSON lines.
 
     Fields: caller, callee, direction (originating|terminating), start, stop (unix seconds
@@ -299,7 +300,7 @@ def numbers() -> None:
 @config_option
 @db_option
 @json_option
-def numbers_list(config: Path | None, db: Path | None, as_json: bool) -> None:
+def numbers_list(config: Path | None, db: Path | str | None, as_json: bool) -> None:
     """Published numbers with their VService and lifetime."""
     ps = _with_store(resolve_db(config, db), lambda s: s.list_published())
     if as_json:

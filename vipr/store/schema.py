@@ -88,6 +88,23 @@ _V2: tuple[str, ...] = (
     "CREATE INDEX vcr_open ON vcr (start) WHERE state = 'open'",
 )
 
+# The tables (`vipr store check` counts them), and for `vipr store migrate`, which copies them
+# in key order, batch by batch: each one's key column and every column of the current schema.
+TABLES: tuple[str, ...] = ("vcr", "route", "published_number", "ticket_key", "validation")
+TABLE_KEY: dict[str, str] = {
+    "vcr": "id", "route": "number", "published_number": "number", "ticket_key": "epoch",
+    "validation": "id",
+}
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "vcr": ("id", "direction", "caller", "callee", "start", "stop", "call_id", "created",
+            "validated", "failures", "burned", "state", "dialog"),
+    "route": ("number", "routes", "ticket", "ticket_expires", "expires", "learned_from_node",
+              "learned_from_domain", "validated_at", "last_used", "failures"),
+    "published_number": ("number", "vservice", "stored_at", "expires"),
+    "ticket_key": ("epoch", "secret", "created", "retired", "serial"),
+    "validation": ("id", "at", "role", "number", "vcr_id", "peer", "outcome", "reason"),
+}
+
 # MIGRATIONS[i] brings the schema from version i to version i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
