@@ -1,7 +1,7 @@
 """AES-CBC for tlslite-ng's record layer from `cryptography` (OpenSSL) instead of pure Python.
 
 tlslite-ng 0.8 looks for M2Crypto or the legacy pycrypto for AES and otherwise encrypts records
-in pure Python (research/deps.md §3: 0.3 MB/s). The PVP exchange after the handshake carries a
+in pure Python (0.3 MB/s, measured). The PVP exchange after the handshake carries a
 few hundred bytes each way, which then cost more than the handshake's own records (measured in
 bench/pvp.py). `install()` makes tlslite's `createAES` return `CryptographyAES`, a drop-in with
 the same semantics as `tlslite.utils.python_aes.Python_AES` in CBC mode (the IV chains across

@@ -1,4 +1,4 @@
-"""TLS-SRP (RFC 5054) over asyncio with tlslite-ng (DESIGN §5, research/deps.md §3).
+"""TLS-SRP (RFC 5054) over asyncio with tlslite-ng (DESIGN §5).
 
 tlslite-ng's handshake/read/write/close generators run over an in-memory "socket" (`_Bio`) that
 an `asyncio.Protocol` feeds (pattern C of deps.md §3): a yielded 0 means "wants to read", 1

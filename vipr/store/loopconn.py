@@ -6,7 +6,7 @@ the loop and two GIL transfers. With the loop busy (PVP's TLS-SRP), that costs t
 than SQLite's own work on an indexed row: bench/pvp.py measured ~0.8 ms per hop on the loop
 against tens of µs for the statement itself (docs/benchmarks.md ## PVP, "Third round").
 
-What keeps the loop safe (research/deps.md §4 rules still hold for everything else):
+What keeps the loop safe (the DESIGN §8 rules still hold for everything else):
 - `busy_timeout = 0`: this connection never waits for a lock. SQLITE_BUSY / SQLITE_LOCKED raise
   `LoopBusy` after a rollback, and `Store` runs the same work on its aiosqlite thread instead,
   which waits up to its busy_timeout. In WAL mode readers are not blocked by the writer, so

@@ -7,7 +7,7 @@ same moment migrate it exactly once. Never edit a released migration: append a n
 
 from __future__ import annotations
 
-# Connection settings every process applies on open (research/deps.md §4).
+# Connection settings every process applies on open (DESIGN §8).
 BUSY_TIMEOUT_MS = 10_000
 PRAGMAS: tuple[str, ...] = (
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",

@@ -2,7 +2,7 @@
 
 SQLite in WAL mode through aiosqlite, shared by the overlay, pvp and proxy processes of one
 provider; the hot paths' short statements run on a second connection owned by the loop's
-thread (`vipr.store.loopconn`). Rules (research/deps.md §4): `synchronous=NORMAL`,
+thread (`vipr.store.loopconn`). Rules (DESIGN §8): `synchronous=NORMAL`,
 `busy_timeout` ≥ 5 s, every write transaction starts with `BEGIN IMMEDIATE` (a deferred
 read-then-write cannot wait for the lock and fails with "database is locked" under
 contention), transactions are short, bulk inserts use `executemany` in one transaction.
