@@ -241,7 +241,7 @@ class Full:
         self.next += 1
         creds = client_credentials(CALLER, v.callee, v.start, v.stop, Q)
         host, port = self.b.server.address
-        info = await self.a.client.validate_at(host, port, creds)
+        info = await self.a.client.validate_at(host, port, creds, self.b.node)
         await self.a.client._learned(v, Claim("b" * 32, "0" * 16, "b" * 32), info,
                                      f"{host}:{port}")
 

@@ -29,6 +29,7 @@ from vipr.config import ProviderConfig
 from vipr.ipc import IpcError, ipc_call
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
+from vipr.pvp.outer import OuterTls
 from vipr.pvp.server import read_message
 from vipr.pvp.srp import SrpConnection, SrpError, default_offload
 from vipr.pvp.vlog import ValidationLog
@@ -43,7 +44,8 @@ PVP_APPLICATION = 61441  # AppAttach Application-ID of the PVP server (DESIGN §
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 # Permanent failures for one (VCR, claimant): never retried with that VCR.
-PERMANENT = frozenset({"wrong-password", "unknown-identity", "insufficient-security", "refused"})
+PERMANENT = frozenset({"wrong-password", "unknown-identity", "insufficient-security", "refused",
+                       "outer-tls", "wrong-node"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ class PvpClient:
         cfg: ProviderConfig,
         store: Store,
         *,
+        tls: OuterTls | None,
         executor: Executor | None = None,
         offload: bool | None = None,
         clock: Callable[[], float] = time.time,
@@ -132,6 +135,7 @@ class PvpClient:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.tls = tls  # None: TLS-SRP over the plain stream (profile v1; interop tests only)
         self.vlog = vlog or ValidationLog(store)
         self.executor = executor
         self.offload = default_offload() if offload is None else offload
@@ -376,10 +380,13 @@ class PvpClient:
             raise _Network(f"attach: {e}") from None
         except (KeyError, TypeError, ValueError):
             raise _Network("attach: malformed answer") from None
-        return await self.validate_at(host, port, creds), f"{host}:{port}"
+        return await self.validate_at(host, port, creds, claim.peer_id), f"{host}:{port}"
 
-    async def validate_at(self, host: str, port: int, creds: Credentials) -> ValInfo:
-        """One TLS-SRP validation against a PVP server (no retries). _Network | _Permanent."""
+    async def validate_at(self, host: str, port: int, creds: Credentials, node_id: str
+                          ) -> ValInfo:
+        """One validation against the PVP server AppAttached at Node-ID `node_id` (hex):
+        the outer TLS (profile v2, unless `tls` is None), TLS-SRP, `validate`. No retries.
+        _Network | _Permanent."""
         loop = asyncio.get_running_loop()
         timeout = self.cfg.pvp.handshake_timeout
         try:
@@ -392,6 +399,8 @@ class PvpClient:
         except (OSError, TimeoutError) as e:
             raise _Network(f"connect {host}:{port}: {e}") from None
         try:
+            if self.tls is not None:  # DESIGN §5 profile v2: no SRP byte before this is done
+                await conn.outer_connect(self.tls, node_id)
             await conn.handshake_client(creds.username, creds.password)
             dom = self.cfg.provider.domain.lower()
             await conn.write(encode_message(Validate(dom, self.cfg.provider.vservice)))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ssl
 import threading
 import time
 import weakref
@@ -38,6 +39,7 @@ from tlslite.errors import (
 from tlslite.utils import cryptomath
 
 from vipr.pvp import aes
+from vipr.pvp.outer import OuterLayer, OuterTls, PeerIdentity, protocol_version_alert, sni_name
 from vipr.pvp.verifier import VerifierEntry, make_verifier
 
 # Record-layer AES through OpenSSL (`cryptography`), not tlslite's pure Python: see vipr.pvp.aes.
@@ -83,7 +85,9 @@ _EXT_SRP = 12
 
 class SrpError(Exception):
     """A failed TLS-SRP step. `kind`: wrong-password, unknown-identity, insufficient-security,
-    timeout, closed, bad-hello, tls."""
+    timeout, closed, bad-hello, tls; for the outer TLS (profile v2): outer-tls (handshake or
+    certificate refused), wrong-node (a valid certificate for another Node-ID), v1-client (a
+    raw TLS-SRP ClientHello without the outer TLS)."""
 
     def __init__(self, kind: str, detail: str = "") -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
@@ -304,6 +308,8 @@ class SrpConnection(asyncio.Protocol):
         self._expiry: asyncio.TimerHandle | None = None
         self._auth_expiry: asyncio.TimerHandle | None = None
         self._paused = False
+        self.outer: OuterLayer | None = None  # profile v2's outer TLS, once started
+        self._outer_error = ""
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -321,6 +327,17 @@ class SrpConnection(asyncio.Protocol):
         self.connected.set()
 
     def data_received(self, data: bytes) -> None:
+        if self.outer is not None:
+            try:
+                data = self.outer.feed(data)
+            except ssl.SSLError as e:
+                self._outer_error = _ssl_reason(e)
+                self.bio.eof = True
+                self._data.set()
+                return
+            if self.outer.closed:
+                self.bio.eof = True
+            self._send_raw(self.outer.take_out())  # e.g. a KeyUpdate answer
         with self.bio.lock:
             self.bio.inbuf += data
             full = len(self.bio.inbuf) >= MAX_INBUF
@@ -375,10 +392,103 @@ class SrpConnection(asyncio.Protocol):
     def _timeout(self, what: str) -> SrpError:
         return SrpError("timeout", f"{what}: {self._why or 'expired'}")
 
-    def _flush(self) -> None:
-        out = self.bio.take_output()
+    def _send_raw(self, out: bytes) -> None:
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
+
+    def _flush(self) -> None:
+        out = self.bio.take_output()
+        if self.outer is not None and out:
+            out = self.outer.wrap(out)
+        self._send_raw(out)
+
+    # ------------------------------------------------------------ the outer TLS (profile v2)
+
+    async def _outer_wait(self, what: str) -> None:
+        """Wait for more raw input during the outer handshake."""
+        self._data.clear()
+        assert self.outer is not None
+        if not self.outer.incoming.pending and not self.bio.eof:
+            await self._data.wait()
+        if self.expired:
+            raise self._timeout(what)
+
+    async def _outer_handshake(self, what: str) -> None:
+        outer = self.outer
+        assert outer is not None
+        while True:
+            if self.expired:
+                raise self._timeout(what)
+            await _loop_slice().turn()  # an RSA signature is ~2 ms of CPU
+            try:
+                done = outer.handshake()
+            except ssl.SSLError as e:
+                self._send_raw(outer.take_out())  # our alert
+                raise SrpError("outer-tls", _ssl_reason(e)) from None
+            self._send_raw(outer.take_out())
+            if done:
+                break
+            if self.bio.eof and not outer.incoming.pending:
+                raise SrpError("closed", f"{what}: {self._outer_error or 'connection closed'}")
+            await self._outer_wait(what)
+        plain = outer.feed(b"")  # what came with the peer's last flight
+        if plain:
+            with self.bio.lock:
+                self.bio.inbuf += plain
+
+    async def outer_connect(self, tls: OuterTls, node_id: str) -> PeerIdentity:
+        """Client: the outer TLS to the server of Node-ID `node_id` (hex). Returns once the
+        server has confirmed the handshake, before any SRP byte; SrpError otherwise."""
+        p = self.bio.getpeername()
+        key = (str(p[0]) if p else "?", int(p[1]) if p else 0, node_id)
+        outer = self.outer = OuterLayer(tls.client_context, server_side=False,
+                                        server_hostname=sni_name(node_id),
+                                        session=tls.session(key))
+        try:
+            await self._outer_handshake("outer handshake")
+            try:
+                ident = tls.identify(outer.peer_der())
+            except ValueError as e:
+                raise SrpError("outer-tls", f"server certificate: {e}") from None
+            if node_id not in ident.node_ids:
+                raise SrpError("wrong-node", f"server certificate is for {ident.describe()}, "
+                                             f"not node {node_id}")
+            while not outer.has_ticket():  # the server's go-ahead (see vipr.pvp.outer)
+                if self.bio.eof:
+                    why = self._outer_error or "connection closed"
+                    raise SrpError("outer-tls", f"server refused the handshake: {why}")
+                self._data.clear()
+                await self._data.wait()
+                if self.expired:
+                    raise self._timeout("outer handshake confirmation")
+        except SrpError:
+            tls.forget(key)
+            raise
+        tls.remember(key, outer.obj.session)
+        return ident
+
+    async def outer_accept(self, tls: OuterTls) -> PeerIdentity:
+        """Server: the outer TLS from a client; its certificate's identity. A profile-v1
+        client (a raw TLS-SRP ClientHello) gets a protocol_version alert: SrpError v1-client."""
+        hello = await self.peek_hello()
+        try:
+            srp_identity(hello)
+        except SrpError:
+            pass  # no SRP extension: a TLS 1.3 ClientHello, as profile v2 wants
+        else:
+            self._send_raw(protocol_version_alert())
+            raise SrpError("v1-client", "raw TLS-SRP ClientHello without the outer TLS "
+                                        "(profile v2 wants TLS 1.3 with ALPN vipr-pvp/2)")
+        self.outer = OuterLayer(tls.server_context, server_side=True)
+        with self.bio.lock:
+            raw = bytes(self.bio.inbuf)
+            self.bio.inbuf.clear()
+        self.outer.incoming.write(raw)
+        await self._outer_handshake("outer handshake")
+        try:
+            return tls.identify(self.outer.peer_der())
+        except ValueError as e:
+            raise SrpError("outer-tls", f"client certificate: {e}") from None
 
     async def _wait_data(self, what: str) -> None:
         self._data.clear()
@@ -436,12 +546,16 @@ class SrpConnection(asyncio.Protocol):
 
     async def peek_login(self) -> bytes:
         """Wait for the complete ClientHello and return its SRP login (left in the buffer)."""
+        return srp_identity(await self.peek_hello())
+
+    async def peek_hello(self) -> bytes:
+        """Wait for the complete ClientHello and return it (left in the buffer)."""
         while True:
             with self.bio.lock:
                 buf = bytes(self.bio.inbuf)
             hello = _client_hello(buf)
             if hello is not None:
-                return srp_identity(hello)
+                return hello
             if self.bio.eof:
                 if self.expired:
                     raise self._timeout("no ClientHello")
@@ -484,6 +598,8 @@ class SrpConnection(asyncio.Protocol):
             if (notify and self.tls is not None and not self.tls.closed
                     and self.tls.session is not None and not self.lost):
                 await self._run("close", self.tls.closeAsync())
+            if notify and self.outer is not None and self.outer.established and not self.lost:
+                self._send_raw(self.outer.close_notify())
         except SrpError:
             pass
         finally:
@@ -503,6 +619,13 @@ class SrpConnection(asyncio.Protocol):
         self._cancel_timers()
         if self.transport is not None:
             self.transport.close()
+
+
+def _ssl_reason(e: ssl.SSLError) -> str:
+    """A short reason: OpenSSL's (e.g. CERTIFICATE_VERIFY_FAILED, certificate has expired)."""
+    verify = getattr(e, "verify_message", None)
+    reason = getattr(e, "reason", None) or str(e)
+    return f"{reason} ({verify})" if verify else str(reason)[:200]
 
 
 def srp_identity(hello: bytes) -> bytes:
