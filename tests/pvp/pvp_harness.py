@@ -45,9 +45,13 @@ def short_dir() -> Path:
 OVERLAY = "pvp-test.example.net"
 
 
-@functools.cache
-def test_ca(name: str = "main") -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+def overlay_ca(name: str = "main") -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     """An overlay CA per `name` (another name: "another CA"), made once per process."""
+    return _ca(name)
+
+
+@functools.cache
+def _ca(name: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     return create_ca(OVERLAY if name == "main" else f"{name}.{OVERLAY}")
 
 
@@ -66,7 +70,7 @@ def node_tls(directory: Path, node: str, *, user: str = "pvp@test.example.net",
              overlay: str = OVERLAY) -> OuterTls:
     """The outer TLS of a provider whose overlay node is `node` (hex): a certificate from the
     CA `ca` for `node_ids` (default [node]), trusting the CA `trust`."""
-    ca_cert, ca_key = test_ca(ca)
+    ca_cert, ca_key = overlay_ca(ca)
     kw: dict[str, Any] = {}
     if not_after is not None:
         kw = {"not_before": not_after - _dt.timedelta(days=30), "not_after": not_after}
@@ -74,7 +78,7 @@ def node_tls(directory: Path, node: str, *, user: str = "pvp@test.example.net",
                             [bytes.fromhex(n) for n in (node_ids or [node])],
                             key=_node_key(), **kw)
     cert, key = creds.write(directory, f"node-{node[:8]}-{ca}")
-    return OuterTls(overlay, pem(test_ca(trust)[0]), [(bytes.fromhex(node), cert, key)])
+    return OuterTls(overlay, pem(overlay_ca(trust)[0]), [(bytes.fromhex(node), cert, key)])
 
 
 def write_config(base: Path, name: str, *, pvp: dict[str, Any] | None = None,
