@@ -231,9 +231,5 @@ class OuterLayer:
             self.obj.unwrap()
         return self.take_out()
 
-    def has_ticket(self) -> bool:
-        s = self.obj.session
-        return s is not None and s.has_ticket
-
     def peer_der(self) -> bytes | None:
         return self.obj.getpeercert(binary_form=True)
