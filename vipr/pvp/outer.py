@@ -24,6 +24,7 @@ layer of one connection (`ssl.SSLObject` over two `ssl.MemoryBIO`s); `SrpConnect
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -150,11 +151,7 @@ class OuterTls:
         this overlay (OpenSSL has checked the chain and the validity period already)."""
         if not der:
             raise ValueError("no peer certificate")
-        cert = x509.load_der_x509_certificate(der)
-        ids = cert_node_ids(cert, self.overlay)
-        if not ids:
-            raise ValueError(f"certificate names no Node-ID of overlay {self.overlay}")
-        return PeerIdentity(tuple(n.hex() for n in ids), cert_user(cert) or "?")
+        return _identity(der, self.overlay)
 
     def session(self, key: tuple[str, int, str]) -> ssl.SSLSession | None:
         return self._sessions.get(key)
@@ -169,6 +166,16 @@ class OuterTls:
 
     def forget(self, key: tuple[str, int, str]) -> None:
         self._sessions.pop(key, None)
+
+
+@functools.lru_cache(maxsize=256)
+def _identity(der: bytes, overlay: str) -> PeerIdentity:
+    """Parsed once per certificate: a peer validates again and again (~0.1 ms a parse)."""
+    cert = x509.load_der_x509_certificate(der)
+    ids = cert_node_ids(cert, overlay)
+    if not ids:
+        raise ValueError(f"certificate names no Node-ID of overlay {overlay}")
+    return PeerIdentity(tuple(n.hex() for n in ids), cert_user(cert) or "?")
 
 
 class OuterLayer:
@@ -203,7 +210,7 @@ class OuterLayer:
         if not self.established or self.closed:
             return b""
         out = bytearray()
-        while True:
+        while self.incoming.pending or self.obj.pending():  # a raised WantRead costs
             try:
                 chunk = self.obj.read(65536)
             except ssl.SSLWantReadError:
