@@ -340,6 +340,10 @@ class SrpConnection(asyncio.Protocol):
             if self.outer.closed:
                 self.bio.eof = True
             self._send_raw(self.outer.take_out())  # e.g. a KeyUpdate answer
+            if (self.outer.incoming.pending >= MAX_INBUF and not self._paused
+                    and self.transport is not None):  # a handshake flight is far smaller
+                self._paused = True
+                self.transport.pause_reading()
         with self.bio.lock:
             self.bio.inbuf += data
             full = len(self.bio.inbuf) >= MAX_INBUF
@@ -406,11 +410,15 @@ class SrpConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ the outer TLS (profile v2)
 
-    async def _outer_wait(self, what: str) -> None:
-        """Wait for more raw input during the outer handshake."""
+    async def _outer_wait(self, what: str, seen: int) -> None:
+        """Wait for raw input beyond the `seen`-th chunk during the outer handshake (what is
+        buffered now, OpenSSL has taken: a partial record waits for more)."""
         self._data.clear()
         assert self.outer is not None
-        if not self.outer.incoming.pending and not self.bio.eof:
+        if self._paused and self.outer.incoming.pending < MAX_INBUF and self.transport:
+            self._paused = False
+            self.transport.resume_reading()
+        if self._received == seen and not self.bio.eof:
             await self._data.wait()
         if self.expired:
             raise self._timeout(what)
@@ -422,6 +430,7 @@ class SrpConnection(asyncio.Protocol):
             if self.expired:
                 raise self._timeout(what)
             await _loop_slice().turn()  # an RSA signature is ~2 ms of CPU
+            seen = self._received
             try:
                 done = outer.handshake()
             except ssl.SSLError as e:
@@ -432,7 +441,7 @@ class SrpConnection(asyncio.Protocol):
                 break
             if self.bio.eof and not outer.incoming.pending:
                 raise SrpError("closed", f"{what}: {self._outer_error or 'connection closed'}")
-            await self._outer_wait(what)
+            await self._outer_wait(what, seen)
         plain = outer.feed(b"")  # what came with the peer's last flight
         if plain:
             with self.bio.lock:
