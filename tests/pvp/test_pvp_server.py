@@ -199,14 +199,14 @@ def test_srp_identity_from_a_real_hello() -> None:
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300), st.integers(0, 200))
 def test_fuzz_srp_identity_only_srp_error(junk: bytes, cut: int) -> None:
-    from vipr.pvp.srp import _client_hello, srp_identity
+    from vipr.pvp.hello import client_hello, srp_identity
 
     real = _hello(b"pvp1;x")
     for data in (junk, real[:cut] + junk, real[:cut]):
         with contextlib.suppress(SrpError):
             srp_identity(data)
         with contextlib.suppress(SrpError):
-            _client_hello(b"\x16\x03\x03" + len(data).to_bytes(2, "big") + data)
+            client_hello(b"\x16\x03\x03" + len(data).to_bytes(2, "big") + data)
 
 
 async def test_ipv6_loopback(base: Path) -> None:
