@@ -36,7 +36,7 @@ from vipr.ipc import IpcServer
 from vipr.pvp.client import PvpClient
 from vipr.pvp.credentials import client_credentials
 from vipr.pvp.messages import ValInfo
-from vipr.pvp.outer import ALPN
+from vipr.pvp.outer import ALPN, OuterTls
 from vipr.pvp.srp import SrpConnection
 from vipr.store import Store
 
@@ -298,3 +298,19 @@ def test_overlay_name_is_checked() -> None:
         assert tls.identify(raw).node_ids == (NODE_A,)
     finally:
         cleanup(d)
+
+
+async def test_server_presents_the_certificate_of_the_attached_node(base: Path) -> None:
+    """A provider whose nodes hold one certificate each (`vipr ca issue --per-node`): the
+    client names the node it AppAttached to by SNI and gets that node's certificate."""
+    d = base / "pki-b"
+    node_tls(d, NODE_B)
+    node_tls(d, NODE_C)
+    two = OuterTls(OVERLAY, pem(overlay_ca()[0]), [
+        (bytes.fromhex(n), d / f"node-{n[:8]}-main.crt", d / f"node-{n[:8]}-main.key")
+        for n in (NODE_B, NODE_C)])
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B, tls=two) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        host, port = b.server.address
+        for node in (NODE_C, NODE_B):
+            assert isinstance(await a.client.validate_at(host, port, RIGHT, node), ValInfo)
