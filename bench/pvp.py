@@ -249,6 +249,7 @@ class Full:
         creds = client_credentials(CALLER, v.callee, v.start, v.stop, Q)
         host, port = self.b.server.address
         if not self.resume and self.a.tls is not None:
+            self.a.client.drop_idle()
             self.a.tls.forget((host, port, self.b.node))
         info = await self.a.client.validate_at(host, port, creds, self.b.node)
         await self.a.client._learned(v, Claim("b" * 32, "0" * 16, "b" * 32), info,

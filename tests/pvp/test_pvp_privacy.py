@@ -269,6 +269,7 @@ async def test_second_validation_resumes_and_keeps_the_identities(base: Path) ->
         assert a.tls is not None
         for _ in range(2):
             assert isinstance(await a.client.validate_at(host, port, RIGHT, NODE_B), ValInfo)
+            a.client.drop_idle()  # a new connection each time, not the idle channel
         assert a.tls.session((host, port, NODE_B)) is not None
         assert b.tls is not None and b.tls.server_context.session_stats()["hits"] >= 1
         await b.server.wait_logged(2)
@@ -314,3 +315,37 @@ async def test_server_presents_the_certificate_of_the_attached_node(base: Path) 
         host, port = b.server.address
         for node in (NODE_C, NODE_B):
             assert isinstance(await a.client.validate_at(host, port, RIGHT, node), ValInfo)
+
+
+async def test_successive_validations_share_one_outer_channel(base: Path) -> None:
+    """After a successful validation both ends close the SRP session (close_notify each way)
+    and keep the authenticated outer channel for the next validation to that server."""
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        accepted: list[object] = []
+        orig = b.server.accepted
+        b.server.accepted = lambda conn: (accepted.append(conn), orig(conn))[1]  # type: ignore
+        host, port = b.server.address
+        for _ in range(3):
+            assert isinstance(await a.client.validate_at(host, port, RIGHT, NODE_B), ValInfo)
+        assert len(accepted) == 1
+        await b.server.wait_logged(3)
+        recs = await b.store.list_validations()
+        assert [r.outcome for r in recs] == ["ok"] * 3
+        assert all(f"node {NODE_A} user pvp@a.example.net" in r.reason for r in recs)
+
+
+async def test_idle_channel_closed_by_the_server_is_replaced(base: Path) -> None:
+    """The server ends an idle channel at its pre-handshake deadline; the client's next
+    validation then opens a fresh connection, and no attempt is logged for the idle one."""
+    pvp = {"limits": "{handshake_timeout: 0.5}"}
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B, pvp=pvp) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        host, port = b.server.address
+        assert isinstance(await a.client.validate_at(host, port, RIGHT, NODE_B), ValInfo)
+        ((_, idle),) = a.client._idle[(host, port, NODE_B)]
+        await asyncio.wait_for(idle._lost.wait(), 10)  # the server's deadline closed it
+        assert not idle.reusable
+        assert isinstance(await a.client.validate_at(host, port, RIGHT, NODE_B), ValInfo)
+        await b.server.wait_logged(2)
+        assert [r.outcome for r in await b.store.list_validations()] == ["ok", "ok"]

@@ -199,6 +199,9 @@ class _Bio:
 
 _DONE = object()
 
+_REC_ALERT = 21
+_MAX_ALERT_RECORD = 256  # an encrypted 2-byte alert: MAC, IV and padding at most add ~100
+
 LOOP_SLICE = 0.002  # s of TLS work on the loop before a connection lets the loop turn
 
 
@@ -295,6 +298,7 @@ class SrpConnection(asyncio.Protocol):
         self._auth_expiry: asyncio.TimerHandle | None = None
         self._paused = False
         self.outer: OuterLayer | None = None  # profile v2's outer TLS, once started
+        self.identity: PeerIdentity | None = None  # the peer's, once the outer TLS is up
         self._outer_error = ""
         self._received = 0  # data_received calls
 
@@ -304,6 +308,10 @@ class SrpConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.bio = _Bio(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
+        self._start_timers()
+        self.connected.set()
+
+    def _start_timers(self) -> None:
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
             self.lifetime, self._expire, f"connection older than {self.lifetime:g} s")
@@ -311,7 +319,6 @@ class SrpConnection(asyncio.Protocol):
             self._auth_expiry = loop.call_later(
                 self.auth_timeout, self._expire,
                 f"no finished handshake within {self.auth_timeout:g} s")
-        self.connected.set()
 
     def data_received(self, data: bytes) -> None:
         self._received += 1
@@ -470,6 +477,7 @@ class SrpConnection(asyncio.Protocol):
             tls.forget(key)
             raise
         tls.remember(key, session)
+        self.identity = ident
         return ident
 
     async def outer_accept(self, tls: OuterTls) -> PeerIdentity:
@@ -593,6 +601,64 @@ class SrpConnection(asyncio.Protocol):
     async def write(self, data: bytes) -> None:
         assert self.tls is not None
         await self._run("write", self.tls.writeAsync(bytearray(data)))
+
+    async def next_inner(self) -> bool:
+        """Profile v2 channel reuse (DESIGN §5): end the finished SRP session both ways (our
+        close_notify, then the peer's, RFC 5246 §7.2.1) and ready this connection for another
+        SRP session in the same outer channel, with fresh deadlines. False when it cannot be
+        reused (no outer channel, a failure, the peer gone): close it then."""
+        tls = self.tls
+        if (self.outer is None or tls is None or tls.session is None or tls.closed
+                or self.lost or self.expired):
+            return False
+        try:
+            await self._run("close", tls.closeAsync())  # ours (tlslite reads nothing more)
+        except SrpError:
+            return False
+        if not await self._drop_close_notify():
+            return False
+        self.tls = None  # what follows in the buffer is the next ClientHello
+        self.authenticated = False
+        self._cancel_timers()
+        self._start_timers()
+        return True
+
+    async def _drop_close_notify(self) -> bool:
+        """Take the peer's close_notify off the input: the one record (type 21, alert, RFC
+        5246 §6.2.1; encrypted, so not read further) that ends its SRP session. The next
+        ClientHello may already follow it. False for anything else, or no input in time."""
+        while True:
+            self._data.clear()
+            with self.bio.lock:
+                buf = self.bio.inbuf
+                if len(buf) >= 5:
+                    n = int.from_bytes(buf[3:5], "big")
+                    if buf[0] != _REC_ALERT or buf[1] != 3 or n > _MAX_ALERT_RECORD:
+                        return False
+                    if len(buf) >= 5 + n:
+                        del buf[: 5 + n]
+                        return True
+            if self.bio.eof or self.expired or self.lost:
+                return False
+            await self._data.wait()
+
+    async def wait_input(self) -> bool:
+        """Wait for the next byte of input: False when the connection closes or expires first
+        (an idle channel ending, not an attempt)."""
+        while True:
+            self._data.clear()
+            with self.bio.lock:
+                if self.bio.inbuf:
+                    return True
+            if self.bio.eof or self.expired or self.lost:
+                return False
+            await self._data.wait()
+
+    @property
+    def reusable(self) -> bool:
+        """An idle outer channel that can carry another SRP session."""
+        return (self.outer is not None and self.tls is None and not self.lost
+                and not self.expired and not self.bio.eof)
 
     async def close(self, *, notify: bool = True) -> None:
         """Close the TCP connection, after a TLS close_notify once a handshake has finished
