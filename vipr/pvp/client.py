@@ -422,7 +422,7 @@ class PvpClient:
             await conn.write(encode_message(Validate(dom, self.cfg.provider.vservice)))
             msg = await read_message(conn, Framer())
             if isinstance(msg, ValInfo) and self.tls is not None:
-                keep = await conn.next_inner()  # the channel stays for the next validation
+                keep = await conn.next_inner(server=False)  # kept for the next validation
         except SrpError as e:
             if e.kind in PERMANENT:
                 raise _Permanent(f"{e.kind} {e.detail}".strip()) from None

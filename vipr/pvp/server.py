@@ -355,8 +355,7 @@ class PvpServer:
         try:
             # Profile v2: after a successful validation the client may run another SRP session
             # in the same outer channel (DESIGN §5); each is rate-limited and logged on its own.
-            while (await self._serve_connected(conn) and await conn.next_inner()
-                   and await conn.wait_input()):
+            while await self._serve_connected(conn) and await conn.next_inner(server=True):
                 pass
             await conn.close()  # close_notify after a finished handshake (RFC 5246 §7.2.1)
         except StoreError as e:

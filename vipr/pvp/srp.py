@@ -200,6 +200,7 @@ class _Bio:
 _DONE = object()
 
 _REC_ALERT = 21
+_REC_HANDSHAKE = 22
 _MAX_ALERT_RECORD = 256  # an encrypted 2-byte alert: MAC, IV and padding at most add ~100
 
 LOOP_SLICE = 0.002  # s of TLS work on the loop before a connection lets the loop turn
@@ -602,54 +603,51 @@ class SrpConnection(asyncio.Protocol):
         assert self.tls is not None
         await self._run("write", self.tls.writeAsync(bytearray(data)))
 
-    async def next_inner(self) -> bool:
-        """Profile v2 channel reuse (DESIGN §5): end the finished SRP session both ways (our
-        close_notify, then the peer's, RFC 5246 §7.2.1) and ready this connection for another
-        SRP session in the same outer channel, with fresh deadlines. False when it cannot be
-        reused (no outer channel, a failure, the peer gone): close it then."""
+    async def next_inner(self, *, server: bool) -> bool:
+        """Profile v2 channel reuse (DESIGN §5): end the finished SRP session and ready this
+        connection for another in the same outer channel, with fresh deadlines. The server
+        sends its close_notify (RFC 5246 §7.2.1) as always; the client reads it (tlslite
+        takes whatever records it finds buffered, so only tlslite may read it) and then sends
+        the next ClientHello in place of its own close_notify, which tlslite can no longer
+        send. False when the connection cannot be reused (no outer channel, a failure, the
+        peer gone): close it then."""
         tls = self.tls
         if (self.outer is None or tls is None or tls.session is None or tls.closed
                 or self.lost or self.expired):
             return False
         try:
-            await self._run("close", tls.closeAsync())  # ours (tlslite reads nothing more)
+            if server:
+                await self._run("close", tls.closeAsync())
+            elif await self.read() != b"":
+                return False
         except SrpError:
             return False
-        if not await self._drop_close_notify():
+        self._cancel_timers()
+        self._start_timers()
+        if server and not await self._next_hello():
             return False
         self.tls = None  # what follows in the buffer is the next ClientHello
         self.authenticated = False
-        self._cancel_timers()
-        self._start_timers()
         return True
 
-    async def _drop_close_notify(self) -> bool:
-        """Take the peer's close_notify off the input: the one record (type 21, alert, RFC
-        5246 §6.2.1; encrypted, so not read further) that ends its SRP session. The next
-        ClientHello may already follow it. False for anything else, or no input in time."""
+    async def _next_hello(self) -> bool:
+        """Server, on a kept channel: wait for the client's next ClientHello (a handshake
+        record, type 22; a close_notify, type 21, from a client that sent one is dropped
+        first). False for anything else, or the channel closing or expiring first (an idle
+        channel ending: not an attempt)."""
         while True:
             self._data.clear()
             with self.bio.lock:
                 buf = self.bio.inbuf
                 if len(buf) >= 5:
                     n = int.from_bytes(buf[3:5], "big")
+                    if buf[0] == _REC_HANDSHAKE and buf[1] == 3:
+                        return True
                     if buf[0] != _REC_ALERT or buf[1] != 3 or n > _MAX_ALERT_RECORD:
                         return False
                     if len(buf) >= 5 + n:
                         del buf[: 5 + n]
-                        return True
-            if self.bio.eof or self.expired or self.lost:
-                return False
-            await self._data.wait()
-
-    async def wait_input(self) -> bool:
-        """Wait for the next byte of input: False when the connection closes or expires first
-        (an idle channel ending, not an attempt)."""
-        while True:
-            self._data.clear()
-            with self.bio.lock:
-                if self.bio.inbuf:
-                    return True
+                        continue
             if self.bio.eof or self.expired or self.lost:
                 return False
             await self._data.wait()
