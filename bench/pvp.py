@@ -7,20 +7,26 @@ In one process and one event loop, over loopback TCP, interleaved in rounds:
   bare   tlslite-ng's SRP handshake only (client + server generators over an in-memory socket,
          the handshake generators driven by hand), verifier precomputed: the library's own
          cost.
-  full   a whole PVP validation: our client (TLS-SRP, `validate`, `valinfo`) against our
-         server (login parsing, VCR lookup in SQLite, verifier computation, handshake,
-         domain check, ticket minted with the current key, validation log) and the client
-         storing the route and logging (`PvpClient.validate_at` + the learn step).
+  full   a whole PVP validation (profile v2): the outer TLS 1.3 channel with overlay node
+         certificates (RSA-2048, resumed with the server's ticket after the first contact,
+         as a provider validating against the same peer again does), then our client
+         (TLS-SRP, `validate`, `valinfo`) against our server (login parsing, VCR lookup in
+         SQLite, verifier computation, handshake, domain check, ticket minted with the current
+         key, validation log) and the client storing the route and logging
+         (`PvpClient.validate_at` + the learn step).
 
 Both with 4 in flight (a server's throughput, not one client's latency); rates are medians
 over rounds, ratio = median of per-round full / bare.
 CPU time per operation (process time, all threads) is also reported: it moves much less with
 the machine's load than the rates. Both use the same crypto backends (gmpy2
 or not; record-layer AES from `cryptography` via vipr.pvp.aes).
-A diagnostic third rate, "no writes", repeats `full` with the store's writes (route + VCR
+A diagnostic rate "first contact" repeats `full` with the client's TLS session cache emptied
+before each validation: a full TLS 1.3 handshake with two RSA-2048 signatures every time.
+A diagnostic rate "no writes", repeats `full` with the store's writes (route + VCR
 mark, validation log) replaced by no-ops, to show what SQLite costs a validation.
 Then the event-loop stall: the longest gap seen by a 1 ms ticker while 20 validations run at
-once, with the big-number work on the loop (offload off) and in worker threads (offload on).
+once, with the big-number work on the loop (offload off) and in worker threads (offload on),
+and on the loop for 20 first contacts (full outer handshakes).
 Without `--no-gmpy2` a child process repeats the rate measurement with gmpy2 hidden.
 Prints a table, then one JSON line.
 """
@@ -192,6 +198,7 @@ class Full:
         self.base = base
         self.size = size
         self.next = 0
+        self.resume = True  # False: every validation is a first contact (full outer handshake)
 
     async def __aenter__(self) -> Full:
         self._a = provider(self.base, "a", "a" * 32, proxy=False)
@@ -242,7 +249,10 @@ class Full:
         self.next += 1
         creds = client_credentials(CALLER, v.callee, v.start, v.stop, Q)
         host, port = self.b.server.address
-        info = await self.a.client.validate_at(host, port, creds)
+        if not self.resume and self.a.tls is not None:
+            self.a.client.drop_idle()
+            self.a.tls.forget((host, port, self.b.node))
+        info = await self.a.client.validate_at(host, port, creds, self.b.node)
         await self.a.client._learned(v, Claim("b" * 32, "0" * 16, "b" * 32), info,
                                      f"{host}:{port}")
 
@@ -286,7 +296,7 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
             await full.rate(3, 1)  # warm-up (imports, first ticket key)
             await bare_rate(3, 1)
             tune_gc()  # as `vipr pvp` does once started (both sides, bare and full alike)
-            bare, fulls, fulls_off, nowrite, ratios = [], [], [], [], []
+            bare, fulls, fulls_off, nowrite, ratios, first = [], [], [], [], [], []
             cpu_bare: list[float] = []
             cpu_full: list[float] = []
             for _ in range(rounds):
@@ -304,6 +314,9 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 full.store_writes(False)
                 nowrite.append(await full.rate(per, CONCURRENCY))
                 full.store_writes(True)
+                full.resume = False
+                first.append(await full.rate(per, CONCURRENCY))
+                full.resume = True
                 bare.append(b)
                 fulls.append(f)
                 fulls_off.append(fo)
@@ -315,6 +328,9 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 "full_validations_per_s_offload": round(statistics.median(fulls_off), 1),
                 "ratio": round(statistics.median(ratios), 3),
                 "full_no_store_writes_per_s": round(statistics.median(nowrite), 1),
+                "first_contact_per_s": round(statistics.median(first), 1),
+                "ratio_first_contact": round(statistics.median(
+                    [f / b for f, b in zip(first, bare, strict=True)]), 3),
                 "cpu_ms_per_handshake": round(statistics.median(cpu_bare), 2),
                 "cpu_ms_per_validation": round(statistics.median(cpu_full), 2),
                 "cpu_ratio": round(statistics.median(cpu_bare) / statistics.median(cpu_full), 3),
@@ -329,6 +345,12 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                     key = "stall_ms_offload" if on else "stall_ms_on_loop"
                     out[key] = round(statistics.median(worst), 1)
                     out[key + "_max"] = round(max(worst), 1)
+                full.offload(False)
+                full.resume = False
+                worst = [await full.stall(20) for _ in range(reps)]
+                full.resume = True
+                out["stall_ms_first_contact"] = round(statistics.median(worst), 1)
+                out["stall_ms_first_contact_max"] = round(max(worst), 1)
             return out
     finally:
         cleanup(base)
@@ -361,9 +383,15 @@ def main() -> None:
               f" ratio {r['cpu_ratio']}")
     for r in (res, pure):
         name = "gmpy2" if r["gmpy2"] else "pure"
+        print(f"first contact ({name}): {r['first_contact_per_s']} val/s, ratio to bare"
+              f" {r['ratio_first_contact']}")
+    for r in (res, pure):
+        name = "gmpy2" if r["gmpy2"] else "pure"
         print(f"loop stall, 20 concurrent validations ({name}): on loop"
               f" {r['stall_ms_on_loop']} ms (max {r['stall_ms_on_loop_max']}), offloaded"
-              f" {r['stall_ms_offload']} ms (max {r['stall_ms_offload_max']})")
+              f" {r['stall_ms_offload']} ms (max {r['stall_ms_offload_max']}), first contacts"
+              f" on loop {r['stall_ms_first_contact']} ms"
+              f" (max {r['stall_ms_first_contact_max']})")
     print(json.dumps({
         "bench": "pvp", "quick": args.quick,
         "gmpy2": {k: v for k, v in res.items() if k != "gmpy2"},

@@ -1,10 +1,13 @@
 """Test harness for PVP: providers (config + store on disk), a stand-in overlay.sock and
-proxy.sock served by real `IpcServer`s, VCR helpers."""
+proxy.sock served by real `IpcServer`s, VCR helpers, and the overlay PKI of profile v2's
+outer TLS (one test CA; a node certificate per provider for its Node-ID)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as _dt
+import functools
 import shutil
 import tempfile
 import time
@@ -14,10 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from vipr.config import HostPort, Interface, ProviderConfig, load_config
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
+from vipr.pvp.outer import OuterTls
 from vipr.pvp.server import PvpServer
+from vipr.pvp.srp import SrpConnection
+from vipr.reload.ca import create_ca, generate_key, issue_node_cert
 from vipr.store import Route, Store, Vcr
 from vipr.tickets import TicketVerifier, decode_ticket
 
@@ -30,6 +40,45 @@ T0 = float(int(NOW) - 3600) + 0.250  # a call one hour ago
 def short_dir() -> Path:
     """A short directory (AF_UNIX paths are limited to 107 bytes)."""
     return Path(tempfile.mkdtemp(prefix="vp", dir="/tmp"))
+
+
+OVERLAY = "pvp-test.example.net"
+
+
+def overlay_ca(name: str = "main") -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """An overlay CA per `name` (another name: "another CA"), made once per process."""
+    return _ca(name)
+
+
+@functools.cache
+def _ca(name: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    return create_ca(OVERLAY if name == "main" else f"{name}.{OVERLAY}")
+
+
+@functools.cache
+def _node_key() -> rsa.RSAPrivateKey:
+    return generate_key()  # shared by the test node certificates: RSA key generation is slow
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def node_tls(directory: Path, node: str, *, user: str = "pvp@test.example.net",
+             ca: str = "main", node_ids: list[str] | None = None,
+             not_after: _dt.datetime | None = None, trust: str = "main",
+             overlay: str = OVERLAY) -> OuterTls:
+    """The outer TLS of a provider whose overlay node is `node` (hex): a certificate from the
+    CA `ca` for `node_ids` (default [node]), trusting the CA `trust`."""
+    ca_cert, ca_key = overlay_ca(ca)
+    kw: dict[str, Any] = {}
+    if not_after is not None:
+        kw = {"not_before": not_after - _dt.timedelta(days=30), "not_after": not_after}
+    creds = issue_node_cert(ca_cert, ca_key, overlay, user,
+                            [bytes.fromhex(n) for n in (node_ids or [node])],
+                            key=_node_key(), **kw)
+    cert, key = creds.write(directory, f"node-{node[:8]}-{ca}")
+    return OuterTls(overlay, pem(overlay_ca(trust)[0]), [(bytes.fromhex(node), cert, key)])
 
 
 def write_config(base: Path, name: str, *, pvp: dict[str, Any] | None = None,
@@ -115,6 +164,7 @@ class Provider:
     client: PvpClient
     overlay: FakeOverlay
     learned: list[str]
+    tls: OuterTls | None
 
     @property
     def node(self) -> str:
@@ -123,10 +173,14 @@ class Provider:
 
 @asynccontextmanager
 async def provider(base: Path, name: str, node: str, *, pvp: dict[str, Any] | None = None,
-                   proxy: bool = True, backoff: tuple[float, ...] = (0.05, 0.1)
-                   ) -> AsyncIterator[Provider]:
+                   proxy: bool = True, backoff: tuple[float, ...] = (0.05, 0.1),
+                   tls: OuterTls | bool | None = True) -> AsyncIterator[Provider]:
+    """`tls`: True = a node certificate for `node` from the test CA (profile v2); an OuterTls
+    as given; None = TLS-SRP over the plain stream (the API-level option)."""
     cfg = with_federation(load_config(write_config(base, name, pvp=pvp)),
                           f"sip:{name}.example.net:5061;transport=tls")
+    outer = (node_tls(base / name / "pki", node, user=f"pvp@{name}.example.net")
+             if tls is True else tls or None)
     overlay = FakeOverlay([node])
     learned: list[str] = []
 
@@ -135,8 +189,8 @@ async def provider(base: Path, name: str, node: str, *, pvp: dict[str, Any] | No
         return {"cached": True}
 
     async with Store.open(cfg.database) as store:
-        server = PvpServer(cfg, store, offload=True)
-        client = PvpClient(cfg, store, offload=True, backoff=backoff)
+        server = PvpServer(cfg, store, tls=outer, offload=True)
+        client = PvpClient(cfg, store, tls=outer, offload=True, backoff=backoff)
         ov = IpcServer(cfg.runtime_dir / "overlay.sock", overlay.handlers())
         px = IpcServer(cfg.runtime_dir / "proxy.sock", {"route_learned": route_learned})
         await server.start()
@@ -144,7 +198,7 @@ async def provider(base: Path, name: str, node: str, *, pvp: dict[str, Any] | No
         if proxy:
             await px.start()
         try:
-            yield Provider(cfg, store, server, client, overlay, learned)
+            yield Provider(cfg, store, server, client, overlay, learned, outer)
         finally:
             await client.close()
             await px.close()
@@ -157,6 +211,25 @@ def connect(a: Provider, *servers: Provider) -> None:
     for s in servers:
         a.overlay.claims.setdefault(CALLEE, []).append(claim(s.node))
         a.overlay.peers[s.node] = s.server.address
+
+
+CLIENT_NODE = "cc" * 16
+
+
+@functools.cache
+def client_tls() -> OuterTls:
+    """A client identity (Node-ID CLIENT_NODE) for tests that drive an SrpConnection by hand."""
+    return node_tls(short_dir(), CLIENT_NODE, user="pvp@client.example.net")
+
+
+async def srp_client(server: Provider, lifetime: float = 30) -> SrpConnection:
+    """A connection to `server`'s PVP listener, through the outer TLS when it has one, ready
+    for `handshake_client`."""
+    _, conn = await asyncio.get_running_loop().create_connection(
+        lambda: SrpConnection(lifetime=lifetime), *server.server.address)
+    if server.tls is not None:
+        await conn.outer_connect(client_tls(), server.node)
+    return conn
 
 
 def cleanup(base: Path) -> None:

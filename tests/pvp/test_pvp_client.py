@@ -114,7 +114,7 @@ async def test_wrong_password_is_never_retried_with_the_same_vcr(base: Path) -> 
         assert again.outcome == "failed" and "wrong-password before" in again.detail
         # a restarted client remembers it from the validation log
         await a.client.vlog.flush()
-        fresh = PvpClient(a.cfg, a.store, backoff=(0.01,))
+        fresh = PvpClient(a.cfg, a.store, tls=a.tls, backoff=(0.01,))
         await fresh.start()
         assert (await fresh.validate_vcr(v)).outcome == "failed"
         await fresh.close()
@@ -158,7 +158,7 @@ async def test_startup_scan_validates_pending_vcrs_after_a_random_delay(base: Pa
         await _orig(a)
         await _orig(a, duration=3.0, call_id="short")  # too short: not queued
         rng = _Rng()
-        client = PvpClient(a.cfg, a.store, rng=rng)
+        client = PvpClient(a.cfg, a.store, tls=a.tls, rng=rng)
         await client.start()
         await client.wait_idle()
         await client.close()
@@ -174,7 +174,7 @@ async def test_daemon_ipc_vcr_added_validate_status(base: Path) -> None:
         await b.store.add_vcr(vcr("terminating"))
         cfg = dataclasses.replace(a.cfg, pvp=dataclasses.replace(
             a.cfg.pvp, listen=HostPort("127.0.0.1", 0)))
-        d = PvpDaemon(cfg, a.store)
+        d = PvpDaemon(cfg, a.store, tls=a.tls)
         await d.start()
         try:
             sock = cfg.runtime_dir / "pvp.sock"

@@ -160,14 +160,45 @@ async def _import(a_cfg: Path, b_cfg: Path, base: Path, expect_queued: bool = Fa
             assert "pvp queued 1 of 1 originating calls" in out, out + err
 
 
+async def overlay_pki(base: Path) -> dict[str, tuple[str, str]]:
+    """`vipr ca init` + `vipr ca issue` for providers a and b: name → (Node-ID, the overlay
+    section for its provider.yaml). The PVP outer TLS (profile v2) uses these certificates."""
+    ov = base / "overlay"
+    rc, out, err = await run("ca", "init", "--overlay", "overlay.vipr-test.example", "--out",
+                             str(ov), "--bootstrap", "127.0.0.1:1")
+    assert rc == 0, out + err
+    out_map = {}
+    for name in ("a", "b"):
+        rc, out, err = await run("ca", "issue", "--config", str(ov / "overlay.xml"), "--out",
+                                 str(ov), "--user", f"node@{name}.example", "--node-ids", "1",
+                                 "--name", name)
+        assert rc == 0, out + err
+        info = json.loads(out)
+        out_map[name] = (info["node_ids"][0],
+                         f"overlay:\n  configuration: {ov / 'overlay.xml'}\n"
+                         f"  cert: {info['cert']}\n  key: {info['key']}\n")
+    return out_map
+
+
+async def pki_cfgs(base: Path, b_port: int, delay: tuple[str, str] = ("1h", "2h")
+                   ) -> tuple[Path, Path, str, str]:
+    """Configurations of a and b with overlay node certificates; (a_cfg, b_cfg, node a, b)."""
+    pki = await overlay_pki(base)
+    a_cfg = write_cfg(base, "a", 1, free_port(), pki["a"][1], delay=delay)
+    b_cfg = write_cfg(base, "b", 2, b_port, pki["b"][1])
+    return a_cfg, b_cfg, pki["a"][0], pki["b"][0]
+
+
 @contextlib.asynccontextmanager
 async def _two_pvp_daemons(
-    base: Path, a_cfg: Path, b_cfg: Path, b_port: int, route_learned: Any
+    base: Path, a_cfg: Path, b_cfg: Path, b_port: int, route_learned: Any,
+    nodes: tuple[str, str] = (NODE_A, NODE_B),
 ) -> AsyncIterator[Daemon]:
     """Provider B's and A's `vipr pvp`, A with a stand-in overlay.sock (claims: B owns CALLEE)
     and proxy.sock (`route_learned`); yields A; both must stop with exit code 0."""
-    overlay = FakeOverlay([NODE_A], claims={CALLEE: [claim(NODE_B)]},
-                          peers={NODE_B: ("127.0.0.1", b_port)})
+    node_a, node_b = nodes
+    overlay = FakeOverlay([node_a], claims={CALLEE: [claim(node_b)]},
+                          peers={node_b: ("127.0.0.1", b_port)})
     a, b = Daemon("pvp", a_cfg, base), Daemon("pvp", b_cfg, base)
     async with IpcServer(base / "a" / "run" / "overlay.sock", overlay.handlers()), \
             IpcServer(base / "a" / "run" / "proxy.sock", {"route_learned": route_learned}):
@@ -181,9 +212,8 @@ async def _two_pvp_daemons(
 
 
 async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
-    a_cfg = write_cfg(base, "a", 1, free_port())
     b_port = free_port()
-    b_cfg = write_cfg(base, "b", 2, b_port)
+    a_cfg, b_cfg, node_a, node_b = await pki_cfgs(base, b_port)
     await _import(a_cfg, b_cfg, base)
     learned: list[str] = []
 
@@ -191,7 +221,8 @@ async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
         learned.append(params["number"])
         return {"cached": True}
 
-    async with _two_pvp_daemons(base, a_cfg, b_cfg, b_port, route_learned) as a:
+    async with _two_pvp_daemons(base, a_cfg, b_cfg, b_port, route_learned,
+                                (node_a, node_b)) as a:
         rc, out, err = await run("validate", CALLEE, "--config", str(a_cfg))
         assert rc == 0, out + err + a.log.read_text()
         assert out.startswith(f"{CALLEE}: learned"), out
@@ -202,9 +233,8 @@ async def test_two_pvp_processes_with_a_standin_overlay(base: Path) -> None:
 async def test_import_into_a_running_pvp_queues_the_validation(base: Path) -> None:
     """`vipr vcrs import --config` announces new originating VCRs to the running pvp daemon
     (as the proxy does), which validates them after its delay with no `vipr validate`."""
-    a_cfg = write_cfg(base, "a", 1, free_port(), delay=("1s", "2s"))
     b_port = free_port()
-    b_cfg = write_cfg(base, "b", 2, b_port)
+    a_cfg, b_cfg, node_a, node_b = await pki_cfgs(base, b_port, delay=("1s", "2s"))
     learned = asyncio.Event()
 
     async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +242,7 @@ async def test_import_into_a_running_pvp_queues_the_validation(base: Path) -> No
         learned.set()
         return {"cached": True}
 
-    async with _two_pvp_daemons(base, a_cfg, b_cfg, b_port, route_learned):
+    async with _two_pvp_daemons(base, a_cfg, b_cfg, b_port, route_learned, (node_a, node_b)):
         await _import(a_cfg, b_cfg, base, expect_queued=True)
         async with asyncio.timeout(60):
             await learned.wait()

@@ -75,7 +75,7 @@ async def base() -> AsyncIterator[Path]:
 
 @requires_tool("gnutls-cli")
 async def test_gnutls_cli_validates_against_our_server(base: Path) -> None:
-    async with provider(base, "b", "b" * 32) as b:
+    async with provider(base, "b", "b" * 32, tls=None) as b:  # the inner layer, plain stream
         await b.store.add_vcr(vcr("terminating"))
         host, port = b.server.address
         p = await asyncio.create_subprocess_exec(
@@ -98,7 +98,7 @@ async def test_gnutls_cli_validates_against_our_server(base: Path) -> None:
 
 @requires_tool("gnutls-cli")
 async def test_gnutls_cli_wrong_password_is_refused(base: Path) -> None:
-    async with provider(base, "b", "b" * 32) as b:
+    async with provider(base, "b", "b" * 32, tls=None) as b:  # the inner layer, plain stream
         await b.store.add_vcr(vcr("terminating"))
         host, port = b.server.address
         p = await asyncio.create_subprocess_exec(

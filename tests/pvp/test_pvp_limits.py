@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pvp_harness import CALLEE, CALLER, T0, Provider, cleanup, provider, short_dir, vcr
+from pvp_harness import (
+    CALLEE,
+    CALLER,
+    T0,
+    Provider,
+    cleanup,
+    provider,
+    short_dir,
+    srp_client,
+    vcr,
+)
 
 from vipr.limits import Refusal
 from vipr.pvp.credentials import client_credentials
@@ -51,7 +61,7 @@ async def test_idle_flood_from_one_address_leaves_room_for_a_validation(base: Pa
         host, port = b.server.address
         flood = await _idle(host, port, 300)
         try:
-            info = await a.client.validate_at(host, port, RIGHT)  # from 127.0.0.1
+            info = await a.client.validate_at(host, port, RIGHT, b.node)  # from 127.0.0.1
             assert isinstance(info, ValInfo) and info.number == CALLEE
             # every attacker connection ends: refused at once, or at the pre-handshake timeout
             async with asyncio.timeout(10):
@@ -79,7 +89,7 @@ async def test_listener_cap_refuses_at_accept(base: Path) -> None:
         flood = await _idle(host, port, 2)
         try:
             with pytest.raises(Exception, match="closed"):
-                await a.client.validate_at(host, port, RIGHT)
+                await a.client.validate_at(host, port, RIGHT, b.node)
             assert b.server.status()["connections"]["refused"] == {"listener_full": 1}
         finally:
             for _, w in flood:
@@ -87,7 +97,7 @@ async def test_listener_cap_refuses_at_accept(base: Path) -> None:
         async with asyncio.timeout(10):  # the slots come back once the idle ones close
             while b.server.gate.open:
                 await asyncio.sleep(0.01)
-        assert isinstance(await a.client.validate_at(host, port, RIGHT), ValInfo)
+        assert isinstance(await a.client.validate_at(host, port, RIGHT, b.node), ValInfo)
 
 
 async def test_silent_connection_closed_at_the_pre_handshake_timeout(base: Path) -> None:
@@ -194,9 +204,7 @@ async def test_oversized_length_prefix_answered_before_any_body(base: Path) -> N
     neither waits for nor buffers the announced body."""
     async with provider(base, "b", NODE_B) as b:
         await b.store.add_vcr(vcr("terminating"))
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: SrpConnection(lifetime=30),
-                                               *b.server.address)
+        conn = await srp_client(b)
         try:
             await conn.handshake_client(RIGHT.username, RIGHT.password)
             await conn.write(struct.pack("!I", 1 << 30))
@@ -212,9 +220,7 @@ async def test_oversized_length_prefix_answered_before_any_body(base: Path) -> N
 async def test_server_ends_a_validation_with_close_notify(base: Path) -> None:
     async with provider(base, "b", NODE_B) as b:
         await b.store.add_vcr(vcr("terminating"))
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: SrpConnection(lifetime=30),
-                                               *b.server.address)
+        conn = await srp_client(b)
         try:
             await conn.handshake_client(RIGHT.username, RIGHT.password)
             await conn.write(encode_message(Validate("a.example.net", "00000000000000aa")))
@@ -229,9 +235,7 @@ async def test_server_ends_a_validation_with_close_notify(base: Path) -> None:
 async def test_server_sends_close_notify_after_an_error_answer(base: Path) -> None:
     async with provider(base, "b", NODE_B) as b:
         await b.store.add_vcr(vcr("terminating"))
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: SrpConnection(lifetime=30),
-                                               *b.server.address)
+        conn = await srp_client(b)
         try:
             await conn.handshake_client(RIGHT.username, RIGHT.password)
             body = b'{"type": "validate"}'
@@ -243,8 +247,9 @@ async def test_server_sends_close_notify_after_an_error_answer(base: Path) -> No
 
 
 async def test_client_ends_a_validation_with_close_notify(base: Path) -> None:
-    """Our client against a server written here that reads once more after its answer."""
-    async with provider(base, "a", NODE_A) as a:
+    """Our client against a server written here that reads once more after its answer (the
+    inner layer over the plain stream: the server here speaks TLS-SRP only)."""
+    async with provider(base, "a", NODE_A, tls=None) as a:
         loop = asyncio.get_running_loop()
         after: asyncio.Future[bytes | str] = loop.create_future()
 
@@ -270,7 +275,7 @@ async def test_client_ends_a_validation_with_close_notify(base: Path) -> None:
         srv = await loop.create_server(factory, "127.0.0.1", 0)
         try:
             host, port = srv.sockets[0].getsockname()[:2]
-            assert isinstance(await a.client.validate_at(host, port, RIGHT), ValInfo)
+            assert isinstance(await a.client.validate_at(host, port, RIGHT, NODE_B), ValInfo)
             assert await asyncio.wait_for(after, 10) == b""
             await asyncio.gather(*tasks)
         finally:
@@ -289,8 +294,7 @@ async def _statements(b: Provider, host: str, port: int, username: str, password
     conn.set_trace_callback(seen.append)
     try:
         n = b.server.logged
-        loop = asyncio.get_running_loop()
-        _, c = await loop.create_connection(lambda: SrpConnection(lifetime=30), host, port)
+        c = await srp_client(b)
         with pytest.raises(SrpError, match="wrong-password"):
             await c.handshake_client(username, password)
         c.abort()
@@ -331,12 +335,10 @@ async def test_failed_handshake_is_closed_before_any_store_write(base: Path) -> 
                 return await _orig(*args)
 
             setattr(b.store, name, spy)
-        host, port = b.server.address
         unknown = client_credentials(CALLER, "+4930999999", T0, T0 + 60, 10.0)
         for user, pw in ((RIGHT.username, "1;2"), (unknown.username, unknown.password)):
             n = b.server.logged
-            _, c = await asyncio.get_running_loop().create_connection(
-                lambda: SrpConnection(lifetime=30), host, port)
+            c = await srp_client(b)
             with pytest.raises(SrpError, match="wrong-password"):
                 await c.handshake_client(user, pw)
             c.abort()

@@ -142,12 +142,12 @@ async def test_burned_vcr_is_refused_even_with_the_right_password(base: Path) ->
         wrong = client_credentials(CALLER, CALLEE, T0 + 20, T0 + 60, Q)
         for _ in range(3):
             with pytest.raises(Exception, match="wrong-password"):
-                await a.client.validate_at(host, port, wrong)
+                await a.client.validate_at(host, port, wrong, b.node)
         await b.server.wait_logged(3)
         burned = await b.store.get_vcr(tid)
         assert burned is not None and burned.burned and burned.failures == 3
         with pytest.raises(Exception, match="wrong-password"):
-            await a.client.validate_at(host, port, right)
+            await a.client.validate_at(host, port, right, b.node)
         log = await _server_log(b, 4)
         assert log[0] == ("failed", "no-vcr")
         assert "burned after 3 failures" in log[1][1]
@@ -160,9 +160,9 @@ async def test_rate_limit_per_remote_address(base: Path) -> None:
         host, port = b.server.address
         right = client_credentials(CALLER, CALLEE, T0, T0 + 60, Q)
         for _ in range(2):
-            assert isinstance(await a.client.validate_at(host, port, right), ValInfo)
+            assert isinstance(await a.client.validate_at(host, port, right, b.node), ValInfo)
         with pytest.raises(Exception, match="closed"):
-            await a.client.validate_at(host, port, right)
+            await a.client.validate_at(host, port, right, b.node)
         assert b.server.counters.rate_limited == 1
         assert (await _server_log(b, 3))[0] == ("refused", "rate-limited")
 
@@ -189,7 +189,9 @@ async def test_denied_domain_gets_an_error_and_no_ticket(base: Path) -> None:
         assert out.outcome == "failed" and "refused 403" in out.detail
         assert await a.store.get_route(CALLEE) is None
         assert await b.store.ticket_keys() == []
-        assert (await _server_log(b))[0] == ("refused", "domain-denied a.example.net")
+        outcome, reason = (await _server_log(b))[0]
+        assert outcome == "refused" and reason.startswith("domain-denied a.example.net from "
+                                                          f"node {NODE_A} user pvp@a."), reason
 
 
 async def test_allow_list_admits_listed_domain_only(base: Path) -> None:
@@ -216,8 +218,8 @@ async def test_decoy_does_the_same_work_as_a_real_verifier(base: Path) -> None:
         host, port = b.server.address
         right = client_credentials(CALLER, CALLEE, T0, T0 + 60, Q)
         unknown = client_credentials(CALLER, "+4930999999", T0, T0 + 60, Q)
-        assert isinstance(await a.client.validate_at(host, port, right), ValInfo)
+        assert isinstance(await a.client.validate_at(host, port, right, b.node), ValInfo)
         with pytest.raises(Exception, match="wrong-password"):
-            await a.client.validate_at(host, port, unknown)
+            await a.client.validate_at(host, port, unknown, b.node)
         assert [bits for _, bits in seen] == [2048, 2048]
         assert [u.decode() for u, _ in seen] == [right.username, unknown.username]

@@ -14,7 +14,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pvp_harness import CALLEE, CALLER, T0, Provider, cleanup, provider, short_dir, vcr
+from pvp_harness import (
+    CALLEE,
+    CALLER,
+    T0,
+    Provider,
+    cleanup,
+    provider,
+    short_dir,
+    srp_client,
+    vcr,
+)
 
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, ValInfo
@@ -43,7 +53,7 @@ async def _reasons(p: Provider) -> list[str]:
 
 async def _still_serves(a: Provider, b: Provider) -> None:
     host, port = b.server.address
-    assert isinstance(await a.client.validate_at(host, port, RIGHT), ValInfo)
+    assert isinstance(await a.client.validate_at(host, port, RIGHT, b.node), ValInfo)
 
 
 async def _raw(b: Provider, data: bytes) -> bytes:
@@ -65,7 +75,9 @@ async def test_garbage_bytes_are_logged(base: Path) -> None:
 
 
 async def test_tls_hello_without_srp_is_refused(base: Path) -> None:
-    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+    """The inner layer alone (profile v1 server, the API-level plain option): a TLS hello
+    without the SRP extension is refused."""
+    async with provider(base, "b", NODE_B, tls=None) as b:
         await b.store.add_vcr(vcr("terminating"))
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -73,6 +85,18 @@ async def test_tls_hello_without_srp_is_refused(base: Path) -> None:
         with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
             await asyncio.open_connection(*b.server.address, ssl=ctx)
         assert (await _reasons(b))[0] == "bad-hello no SRP extension"
+
+
+async def test_v1_client_gets_a_protocol_version_alert(base: Path) -> None:
+    """Profile v2 (DESIGN §5): a v1 client's raw TLS-SRP ClientHello is answered with a TLS
+    protocol_version alert and logged as such, never dropped silently."""
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        _, conn = await asyncio.get_running_loop().create_connection(_conn, *b.server.address)
+        with pytest.raises(SrpError, match="remote alert protocol_version"):
+            await conn.handshake_client(RIGHT.username, RIGHT.password)
+        conn.abort()
+        assert (await _reasons(b))[0].startswith("v1-client raw TLS-SRP ClientHello")
         await _still_serves(a, b)
 
 
@@ -81,7 +105,7 @@ async def test_bad_login_gets_a_decoy(base: Path) -> None:
         host, port = b.server.address
         bad = Credentials(dataclasses.replace(RIGHT.login, caller="nonsense"), RIGHT.password)
         with pytest.raises(Exception, match="wrong-password"):
-            await a.client.validate_at(host, port, bad)
+            await a.client.validate_at(host, port, bad, b.node)
         assert (await _reasons(b))[0] == "bad-login malformed"
 
 
@@ -96,8 +120,7 @@ async def test_silent_client_times_out(base: Path) -> None:
 async def test_bad_message_after_handshake_gets_error_400(base: Path) -> None:
     async with provider(base, "b", NODE_B) as b:
         await b.store.add_vcr(vcr("terminating"))
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_conn, *b.server.address)
+        conn = await srp_client(b)
         await conn.handshake_client(RIGHT.username, RIGHT.password)
         body = b'{"type": "validate"}'
         await conn.write(struct.pack("!I", len(body)) + body)
@@ -176,14 +199,14 @@ def test_srp_identity_from_a_real_hello() -> None:
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300), st.integers(0, 200))
 def test_fuzz_srp_identity_only_srp_error(junk: bytes, cut: int) -> None:
-    from vipr.pvp.srp import _client_hello, srp_identity
+    from vipr.pvp.hello import client_hello, srp_identity
 
     real = _hello(b"pvp1;x")
     for data in (junk, real[:cut] + junk, real[:cut]):
         with contextlib.suppress(SrpError):
             srp_identity(data)
         with contextlib.suppress(SrpError):
-            _client_hello(b"\x16\x03\x03" + len(data).to_bytes(2, "big") + data)
+            client_hello(b"\x16\x03\x03" + len(data).to_bytes(2, "big") + data)
 
 
 async def test_ipv6_loopback(base: Path) -> None:
@@ -194,7 +217,7 @@ async def test_ipv6_loopback(base: Path) -> None:
         await b.store.add_vcr(vcr("terminating"))
         host, port = b.server.address
         assert host == "::1"
-        assert isinstance(await a.client.validate_at(host, port, RIGHT), ValInfo)
+        assert isinstance(await a.client.validate_at(host, port, RIGHT, b.node), ValInfo)
         await b.server.wait_logged(1)
         (rec,) = await b.store.list_validations()
         assert rec.outcome == "ok" and rec.peer.startswith("[::1]:")

@@ -28,7 +28,7 @@ from vipr.config.yaml_reader import YamlReader
 T = TypeVar("T")
 
 MAX_FILE_SIZE = 1 << 20  # a certificate, key or overlay document; anything larger is not one
-ROLES = ("overlay", "proxy")  # the roles whose files are checked (pvp reads none)
+ROLES = ("overlay", "proxy")  # the roles whose files are checked (pvp reads the overlay's)
 
 
 class _Bad(Exception):

@@ -29,6 +29,7 @@ from vipr.config import ProviderConfig
 from vipr.ipc import IpcError, ipc_call
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
+from vipr.pvp.outer import OuterTls
 from vipr.pvp.server import read_message
 from vipr.pvp.srp import SrpConnection, SrpError, default_offload
 from vipr.pvp.vlog import ValidationLog
@@ -44,7 +45,10 @@ PVP_APPLICATION = 61441  # AppAttach Application-ID of the PVP server (DESIGN §
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 # Permanent failures for one (VCR, claimant): never retried with that VCR.
-PERMANENT = frozenset({"wrong-password", "unknown-identity", "insufficient-security", "refused"})
+IDLE_REUSE = 2.0  # s an idle outer channel is kept for the next validation to that server
+MAX_IDLE_SERVERS = 256
+PERMANENT = frozenset({"wrong-password", "unknown-identity", "insufficient-security", "refused",
+                       "outer-tls", "wrong-node"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,7 @@ class PvpClient:
         cfg: ProviderConfig,
         store: Store,
         *,
+        tls: OuterTls | None,
         executor: Executor | None = None,
         offload: bool | None = None,
         clock: Callable[[], float] = time.time,
@@ -133,6 +138,7 @@ class PvpClient:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.tls = tls  # None: TLS-SRP over the plain stream (profile v1; interop tests only)
         self.vlog = vlog or ValidationLog(store)
         self.executor = executor
         self.offload = default_offload() if offload is None else offload
@@ -149,6 +155,8 @@ class PvpClient:
         self._wrong: set[tuple[int, str]] = set()  # (vcr id, peer id) with a wrong password
         self._rescan: asyncio.Task[None] | None = None
         self._own: tuple[float, set[str]] | None = None
+        self._idle: dict[tuple[str, int, str], list[tuple[float, SrpConnection]]] = {}
+        self._max_idle = max_concurrent
 
     def _attempt_fn(self, claim: Claim, creds: Credentials) -> Callable[[], Any]:
         return lambda: self._attempt(claim, creds)
@@ -169,6 +177,7 @@ class PvpClient:
         self._rescan = asyncio.create_task(self._rescan_loop())
 
     async def close(self) -> None:
+        self.drop_idle()
         await self.vlog.flush()
         tasks = list(self._scheduled.values())
         if self._rescan is not None:
@@ -395,10 +404,19 @@ class PvpClient:
             raise _Network(f"attach: {e}") from None
         except (KeyError, TypeError, ValueError):
             raise _Network("attach: malformed answer") from None
-        return await self.validate_at(host, port, creds), f"{host}:{port}"
+        return await self.validate_at(host, port, creds, claim.peer_id), f"{host}:{port}"
 
-    async def validate_at(self, host: str, port: int, creds: Credentials) -> ValInfo:
-        """One TLS-SRP validation against a PVP server (no retries). _Network | _Permanent."""
+    async def validate_at(self, host: str, port: int, creds: Credentials, node_id: str
+                          ) -> ValInfo:
+        """One validation against the PVP server AppAttached at Node-ID `node_id` (hex):
+        the outer TLS (profile v2, unless `tls` is None), TLS-SRP, `validate`, in the idle
+        channel kept from the last validation to that server when there is one. No retries
+        (not even when an idle channel fails: the server may have refused this attempt, and
+        `_retrying` retries network errors after a backoff). _Network | _Permanent."""
+        key = (host, port, node_id)
+        conn = self._take_idle(key)
+        if conn is not None:
+            return await self._validate_on(conn, creds, key, fresh=False)
         loop = asyncio.get_running_loop()
         timeout = self.cfg.pvp.handshake_timeout
         try:
@@ -410,11 +428,20 @@ class PvpClient:
                 )
         except (OSError, TimeoutError) as e:
             raise _Network(f"connect {host}:{port}: {e}") from None
+        return await self._validate_on(conn, creds, key, fresh=True)
+
+    async def _validate_on(self, conn: SrpConnection, creds: Credentials,
+                           key: tuple[str, int, str], *, fresh: bool) -> ValInfo:
+        keep = False
         try:
+            if fresh and self.tls is not None:  # DESIGN §5 v2: no SRP byte before this is done
+                await conn.outer_connect(self.tls, key[2])
             await conn.handshake_client(creds.username, creds.password)
             dom = self.cfg.provider.domain.lower()
             await conn.write(encode_message(Validate(dom, self.cfg.provider.vservice)))
             msg = await read_message(conn, Framer())
+            if isinstance(msg, ValInfo) and self.tls is not None:
+                keep = await conn.next_inner(server=False)  # kept for the next validation
         except SrpError as e:
             if e.kind in PERMANENT:
                 raise _Permanent(f"{e.kind} {e.detail}".strip()) from None
@@ -422,12 +449,47 @@ class PvpClient:
         except MessageError as e:
             raise _Permanent(f"bad-answer {e.reason}") from None
         finally:
-            await conn.close()
+            if keep:
+                self._put_idle(key, conn)
+            else:
+                await conn.close()
         if isinstance(msg, ErrorMsg):
             raise _Permanent(f"refused {msg.code} {msg.reason}")
         if not isinstance(msg, ValInfo):
             raise _Permanent("bad-answer not valinfo")
         return msg
+
+    # ------------------------------------------------------------------ idle outer channels
+
+    def _take_idle(self, key: tuple[str, int, str]) -> SrpConnection | None:
+        """The most recent idle channel to that server, if still usable (DESIGN §5)."""
+        now = time.monotonic()
+        idle = self._idle.get(key, [])
+        while idle:
+            at, conn = idle.pop()
+            if now - at < IDLE_REUSE and conn.reusable:
+                return conn
+            conn.abort()
+        self._idle.pop(key, None)
+        return None
+
+    def _put_idle(self, key: tuple[str, int, str], conn: SrpConnection) -> None:
+        now = time.monotonic()
+        if len(self._idle) > MAX_IDLE_SERVERS:  # forget servers not validated against lately
+            for k in [k for k, v in self._idle.items() if not v or now - v[-1][0] >= IDLE_REUSE]:
+                for _, c in self._idle.pop(k):
+                    c.abort()
+        idle = self._idle.setdefault(key, [])
+        idle.append((now, conn))
+        while len(idle) > self._max_idle:
+            idle.pop(0)[1].abort()
+
+    def drop_idle(self) -> None:
+        """Close every idle channel (the next validations start afresh)."""
+        for idle in self._idle.values():
+            for _, conn in idle:
+                conn.abort()
+        self._idle.clear()
 
     async def _learned(self, v: Vcr, claim: Claim, info: ValInfo, addr: str) -> None:
         now = self.clock()

@@ -17,6 +17,7 @@ from vipr.daemon import notify_ready, tune_gc
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
+from vipr.pvp.outer import OuterTls
 from vipr.pvp.server import PvpServer
 from vipr.pvp.srp import gmpy2_release_gil
 from vipr.pvp.vlog import ValidationLog
@@ -34,15 +35,18 @@ HOUSEKEEPING_INTERVAL = 600.0  # seconds between retention purges
 
 class PvpDaemon:
     def __init__(self, cfg: ProviderConfig, store: Store, *, offload: bool | None = None,
-                 **client_kw: Any) -> None:
+                 tls: OuterTls | None = None, **client_kw: Any) -> None:
+        """`tls`: the outer TLS (DESIGN §5 profile v2); None = from the overlay section of
+        `cfg`. The daemon has no plain mode."""
         self.cfg = cfg
         self.store = store
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="pvp-srp",
                                            initializer=gmpy2_release_gil)
         self.vlog = ValidationLog(store)
-        self.server = PvpServer(cfg, store, executor=self.executor, offload=offload,
+        tls = tls or OuterTls.from_config(cfg)  # DESIGN §5 profile v2: always
+        self.server = PvpServer(cfg, store, tls=tls, executor=self.executor, offload=offload,
                                 vlog=self.vlog)
-        self.client = PvpClient(cfg, store, executor=self.executor, offload=offload,
+        self.client = PvpClient(cfg, store, tls=tls, executor=self.executor, offload=offload,
                                 vlog=self.vlog, **client_kw)
         self._housekeeping: asyncio.Task[None] | None = None
         self.ipc = IpcServer(cfg.runtime_dir / "pvp.sock", {

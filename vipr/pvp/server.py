@@ -40,6 +40,7 @@ from vipr.pvp.messages import (
     ValInfo,
     encode_message,
 )
+from vipr.pvp.outer import OuterTls, PeerIdentity
 from vipr.pvp.srp import (
     SrpConnection,
     SrpError,
@@ -106,6 +107,12 @@ class DomainPolicy:
             elif domain == e:
                 return True
         return False
+
+    def permits_user(self, user: str) -> bool:
+        """The domain of the caller's certificate user name (rfc822Name `name@domain`,
+        profile v2) against `deny_domains`: a provider denied by domain stays denied whatever
+        domain it claims in `validate`."""
+        return not self._match(user.rsplit("@", 1)[-1].lower().rstrip("."), self.deny)
 
     def permits(self, domain: str) -> bool:
         d = domain.lower().rstrip(".")
@@ -204,6 +211,7 @@ class PvpServer:
         cfg: ProviderConfig,
         store: Store,
         *,
+        tls: OuterTls | None,
         executor: Executor | None = None,
         offload: bool | None = None,
         clock: Callable[[], float] = time.time,
@@ -214,6 +222,7 @@ class PvpServer:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.tls = tls  # None: TLS-SRP over the plain stream (profile v1; interop tests only)
         self.vlog = vlog or ValidationLog(store)
         self.executor = executor
         self.offload = default_offload() if offload is None else offload
@@ -344,7 +353,10 @@ class PvpServer:
 
     async def _serve(self, conn: SrpConnection) -> None:
         try:
-            await self._serve_connected(conn)
+            # Profile v2: after a successful validation the client may run another SRP session
+            # in the same outer channel (DESIGN §5); each is rate-limited and logged on its own.
+            while await self._serve_connected(conn) and await conn.next_inner(server=True):
+                pass
             await conn.close()  # close_notify after a finished handshake (RFC 5246 §7.2.1)
         except StoreError as e:
             log.error("pvp server: store error serving %s: %s", conn.peer, e)
@@ -361,7 +373,7 @@ class PvpServer:
         )
         return cands[0] if cands else None  # newest first: DESIGN §5 "the most recent"
 
-    async def _serve_connected(self, conn: SrpConnection) -> None:
+    async def _serve_connected(self, conn: SrpConnection) -> bool:
         pvp = self.cfg.pvp
         peer = conn.peer
         host = peer.rsplit(":", 1)[0]
@@ -370,12 +382,16 @@ class PvpServer:
         if not self.limiter.allow(host, now):
             self.counters.rate_limited += 1
             await self._log("refused", "rate-limited", number="", vcr=None, peer=peer)
-            return
+            return False
+        ident = conn.identity
         try:
+            if self.tls is not None and conn.outer is None:  # DESIGN §5 v2: the outer TLS first
+                ident = conn.identity = await conn.outer_accept(self.tls)
+                log.info("pvp server: %s authenticated as %s", peer, _esc(ident.describe()))
             username = await conn.peek_login()
         except SrpError as e:
             await self._log("failed", f"{e.kind} {e.detail}", number="", vcr=None, peer=peer)
-            return
+            return False
         login: Login | None = None
         vcr: Vcr | None = None
         why = ""
@@ -409,11 +425,11 @@ class PvpServer:
             elif e.kind == "wrong-password" and login is not None:
                 await self.store.record_decoy_failure(pvp.max_vcr_failures)  # the same write
             await self._log("failed", reason, number=number, vcr=vcr, peer=peer)
-            return
+            return False
         if login is None or vcr is None:  # pragma: no cover - a 128-bit random password
             await self._log("failed", why, number=number, vcr=vcr, peer=peer)
-            return
-        await self._exchange(conn, login, vcr, peer)
+            return False
+        return await self._exchange(conn, login, vcr, peer, ident)
 
     async def _ticket_key(self, now: float) -> TicketKey:
         """The current ticket key, re-read from the store at most every KEY_CACHE seconds (a
@@ -428,8 +444,10 @@ class PvpServer:
     async def _send(self, conn: SrpConnection, msg: ErrorMsg | ValInfo) -> None:
         await conn.write(encode_message(msg))
 
-    async def _exchange(self, conn: SrpConnection, login: Login, vcr: Vcr, peer: str) -> None:
+    async def _exchange(self, conn: SrpConnection, login: Login, vcr: Vcr, peer: str,
+                        ident: PeerIdentity | None) -> bool:
         number = login.callee
+        who = f" from {_esc(ident.describe())}" if ident is not None else ""
         try:
             msg = await read_message(conn, Framer())
         except MessageError as e:
@@ -437,28 +455,39 @@ class PvpServer:
                 await self._send(conn, ErrorMsg(400, f"bad message: {e.reason}"))
             await self._log("failed", f"bad-message {e.reason}", number=number, vcr=vcr,
                             peer=peer)
-            return
+            return False
         except SrpError as e:
             await self._log("failed", f"exchange {e.kind}", number=number, vcr=vcr, peer=peer)
-            return
+            return False
         if not isinstance(msg, Validate):
             await self._send(conn, ErrorMsg(400, "expected validate"))
             await self._log("failed", "bad-message not validate", number=number, vcr=vcr,
                             peer=peer)
-            return
+            return False
         if not self.policy.permits(msg.domain):
             await self._send(conn, ErrorMsg(403, "domain not allowed"))
-            await self._log("refused", f"domain-denied {msg.domain}", number=number, vcr=vcr,
-                            peer=peer)
-            return
+            await self._log("refused", f"domain-denied {_esc(msg.domain)}{who}", number=number,
+                            vcr=vcr, peer=peer)
+            return False
+        if ident is not None and not self.policy.permits_user(ident.user):
+            await self._send(conn, ErrorMsg(403, "domain not allowed"))
+            await self._log("refused", f"user-denied {_esc(ident.describe())}", number=number,
+                            vcr=vcr, peer=peer)
+            return False
         if not self.routes:
             await self._send(conn, ErrorMsg(503, "no federation route configured"))
             await self._log("failed", "no-route configured", number=number, vcr=vcr, peer=peer)
-            return
+            return False
         now = self.clock()
         key = await self._ticket_key(now)
         lifetime = self.cfg.tickets.lifetime
         ticket = mint_ticket(key, number, msg.domain, now, lifetime)
         await self._send(conn, ValInfo(number, self.routes, ticket, int(now) + int(lifetime)))
-        await self._log("ok", f"ticket for {msg.domain} (epoch {key.epoch})", number=number,
-                        vcr=vcr, peer=peer)
+        await self._log("ok", f"ticket for {_esc(msg.domain)} (epoch {key.epoch}){who}",
+                        number=number, vcr=vcr, peer=peer)
+
+        return True
+
+def _esc(text: str) -> str:
+    """Peer-supplied text made safe for a one-line text log (DESIGN §10)."""
+    return text.encode("unicode_escape").decode("ascii")[:300]

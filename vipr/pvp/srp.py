@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ssl
 import threading
 import time
 import weakref
@@ -38,6 +39,8 @@ from tlslite.errors import (
 from tlslite.utils import cryptomath
 
 from vipr.pvp import aes
+from vipr.pvp.hello import SrpError, client_hello, srp_identity
+from vipr.pvp.outer import OuterLayer, OuterTls, PeerIdentity, protocol_version_alert, sni_name
 from vipr.pvp.verifier import VerifierEntry, make_verifier
 
 # Record-layer AES through OpenSSL (`cryptography`), not tlslite's pure Python: see vipr.pvp.aes.
@@ -70,25 +73,12 @@ __all__ = [
     "loop_turn",
     "make_verifier",
     "server_settings",
+    "srp_identity",
 ]
 
 SRP_BITS = 2048
-MAX_HELLO = 32 * 1024  # bytes we buffer while looking for the ClientHello
 MAX_INBUF = 64 * 1024  # unread input bytes before the transport stops reading (backpressure)
-_REC_HANDSHAKE = 22
-_HS_CLIENT_HELLO = 1
-_EXT_SRP = 12
 
-
-
-class SrpError(Exception):
-    """A failed TLS-SRP step. `kind`: wrong-password, unknown-identity, insufficient-security,
-    timeout, closed, bad-hello, tls."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind
-        self.detail = detail
 
 
 def _settings() -> HandshakeSettings:
@@ -209,6 +199,10 @@ class _Bio:
 
 _DONE = object()
 
+_REC_ALERT = 21
+_REC_HANDSHAKE = 22
+_MAX_ALERT_RECORD = 256  # an encrypted 2-byte alert: MAC, IV and padding at most add ~100
+
 LOOP_SLICE = 0.002  # s of TLS work on the loop before a connection lets the loop turn
 
 
@@ -304,6 +298,10 @@ class SrpConnection(asyncio.Protocol):
         self._expiry: asyncio.TimerHandle | None = None
         self._auth_expiry: asyncio.TimerHandle | None = None
         self._paused = False
+        self.outer: OuterLayer | None = None  # profile v2's outer TLS, once started
+        self.identity: PeerIdentity | None = None  # the peer's, once the outer TLS is up
+        self._outer_error = ""
+        self._received = 0  # data_received calls
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -311,6 +309,10 @@ class SrpConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.bio = _Bio(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
+        self._start_timers()
+        self.connected.set()
+
+    def _start_timers(self) -> None:
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
             self.lifetime, self._expire, f"connection older than {self.lifetime:g} s")
@@ -318,9 +320,24 @@ class SrpConnection(asyncio.Protocol):
             self._auth_expiry = loop.call_later(
                 self.auth_timeout, self._expire,
                 f"no finished handshake within {self.auth_timeout:g} s")
-        self.connected.set()
 
     def data_received(self, data: bytes) -> None:
+        self._received += 1
+        if self.outer is not None:
+            try:
+                data = self.outer.feed(data)
+            except ssl.SSLError as e:
+                self._outer_error = _ssl_reason(e)
+                self.bio.eof = True
+                self._data.set()
+                return
+            if self.outer.closed:
+                self.bio.eof = True
+            self._send_raw(self.outer.take_out())  # e.g. a KeyUpdate answer
+            if (self.outer.incoming.pending >= MAX_INBUF and not self._paused
+                    and self.transport is not None):  # a handshake flight is far smaller
+                self._paused = True
+                self.transport.pause_reading()
         with self.bio.lock:
             self.bio.inbuf += data
             full = len(self.bio.inbuf) >= MAX_INBUF
@@ -375,10 +392,117 @@ class SrpConnection(asyncio.Protocol):
     def _timeout(self, what: str) -> SrpError:
         return SrpError("timeout", f"{what}: {self._why or 'expired'}")
 
-    def _flush(self) -> None:
-        out = self.bio.take_output()
+    def _send_raw(self, out: bytes) -> None:
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
+
+    def _flush(self) -> None:
+        out = self.bio.take_output()
+        if self.outer is not None and out:
+            out = self.outer.wrap(out)
+        self._send_raw(out)
+
+    # ------------------------------------------------------------ the outer TLS (profile v2)
+
+    async def _outer_wait(self, what: str, seen: int) -> None:
+        """Wait for raw input beyond the `seen`-th chunk during the outer handshake (what is
+        buffered now, OpenSSL has taken: a partial record waits for more)."""
+        self._data.clear()
+        assert self.outer is not None
+        if self._paused and self.outer.incoming.pending < MAX_INBUF and self.transport:
+            self._paused = False
+            self.transport.resume_reading()
+        if self._received == seen and not self.bio.eof:
+            await self._data.wait()
+        if self.expired:
+            raise self._timeout(what)
+
+    async def _outer_handshake(self, what: str) -> None:
+        outer = self.outer
+        assert outer is not None
+        while True:
+            if self.expired:
+                raise self._timeout(what)
+            await _loop_slice().turn()  # an RSA signature is ~2 ms of CPU
+            seen = self._received
+            try:
+                done = outer.handshake()
+            except ssl.SSLError as e:
+                self._send_raw(outer.take_out())  # our alert
+                raise SrpError("outer-tls", _ssl_reason(e)) from None
+            self._send_raw(outer.take_out())
+            if done:
+                break
+            if self.bio.eof and not outer.incoming.pending:
+                raise SrpError("closed", f"{what}: {self._outer_error or 'connection closed'}")
+            await self._outer_wait(what, seen)
+        plain = outer.feed(b"")  # what came with the peer's last flight
+        if plain:
+            with self.bio.lock:
+                self.bio.inbuf += plain
+
+    async def outer_connect(self, tls: OuterTls, node_id: str) -> PeerIdentity:
+        """Client: the outer TLS to the server of Node-ID `node_id` (hex). Returns once the
+        server has confirmed the handshake, before any SRP byte; SrpError otherwise."""
+        p = self.bio.getpeername()
+        key = (str(p[0]) if p else "?", int(p[1]) if p else 0, node_id)
+        outer = self.outer = OuterLayer(tls.client_context, server_side=False,
+                                        server_hostname=sni_name(node_id),
+                                        session=tls.session(key))
+        try:
+            await self._outer_handshake("outer handshake")
+            try:
+                ident = tls.identify(outer.peer_der())
+            except ValueError as e:
+                raise SrpError("outer-tls", f"server certificate: {e}") from None
+            if node_id not in ident.node_ids:
+                raise SrpError("wrong-node", f"server certificate is for {ident.describe()}, "
+                                             f"not node {node_id}")
+            # The server's go-ahead (see vipr.pvp.outer): its ticket follows our Finished, so
+            # it cannot be here yet. Reading `session` costs ~0.3 ms (CPython copies it), so
+            # it is read only after new input.
+            session: ssl.SSLSession | None = None
+            seen = self._received
+            while session is None or not session.has_ticket:
+                self._data.clear()
+                if self._received == seen and not self.bio.eof:
+                    await self._data.wait()
+                seen = self._received
+                if self.expired:
+                    raise self._timeout("outer handshake confirmation")
+                if self.bio.eof:
+                    why = self._outer_error or "connection closed"
+                    raise SrpError("outer-tls", f"server refused the handshake: {why}")
+                session = outer.obj.session
+        except SrpError:
+            tls.forget(key)
+            raise
+        tls.remember(key, session)
+        self.identity = ident
+        return ident
+
+    async def outer_accept(self, tls: OuterTls) -> PeerIdentity:
+        """Server: the outer TLS from a client; its certificate's identity. A profile-v1
+        client (a raw TLS-SRP ClientHello) gets a protocol_version alert: SrpError v1-client."""
+        hello = await self.peek_hello()
+        try:
+            srp_identity(hello)
+        except SrpError:
+            pass  # no SRP extension: a TLS 1.3 ClientHello, as profile v2 wants
+        else:
+            self._send_raw(protocol_version_alert())
+            raise SrpError("v1-client", "raw TLS-SRP ClientHello without the outer TLS "
+                                        "(profile v2 wants TLS 1.3 with ALPN vipr-pvp/2)")
+        self.outer = OuterLayer(tls.server_context, server_side=True)
+        with self.bio.lock:
+            raw = bytes(self.bio.inbuf)
+            self.bio.inbuf.clear()
+        self.outer.incoming.write(raw)
+        await self._outer_handshake("outer handshake")
+        try:
+            return tls.identify(self.outer.peer_der())
+        except ValueError as e:
+            raise SrpError("outer-tls", f"client certificate: {e}") from None
 
     async def _wait_data(self, what: str) -> None:
         self._data.clear()
@@ -436,12 +560,16 @@ class SrpConnection(asyncio.Protocol):
 
     async def peek_login(self) -> bytes:
         """Wait for the complete ClientHello and return its SRP login (left in the buffer)."""
+        return srp_identity(await self.peek_hello())
+
+    async def peek_hello(self) -> bytes:
+        """Wait for the complete ClientHello and return it (left in the buffer)."""
         while True:
             with self.bio.lock:
                 buf = bytes(self.bio.inbuf)
-            hello = _client_hello(buf)
+            hello = client_hello(buf)
             if hello is not None:
-                return srp_identity(hello)
+                return hello
             if self.bio.eof:
                 if self.expired:
                     raise self._timeout("no ClientHello")
@@ -475,6 +603,61 @@ class SrpConnection(asyncio.Protocol):
         assert self.tls is not None
         await self._run("write", self.tls.writeAsync(bytearray(data)))
 
+    async def next_inner(self, *, server: bool) -> bool:
+        """Profile v2 channel reuse (DESIGN §5): end the finished SRP session and ready this
+        connection for another in the same outer channel, with fresh deadlines. The server
+        sends its close_notify (RFC 5246 §7.2.1) as always; the client reads it (tlslite
+        takes whatever records it finds buffered, so only tlslite may read it) and then sends
+        the next ClientHello in place of its own close_notify, which tlslite can no longer
+        send. False when the connection cannot be reused (no outer channel, a failure, the
+        peer gone): close it then."""
+        tls = self.tls
+        if (self.outer is None or tls is None or tls.session is None or tls.closed
+                or self.lost or self.expired):
+            return False
+        try:
+            if server:
+                await self._run("close", tls.closeAsync())
+            elif await self.read() != b"":
+                return False
+        except SrpError:
+            return False
+        self._cancel_timers()
+        self._start_timers()
+        if server and not await self._next_hello():
+            return False
+        self.tls = None  # what follows in the buffer is the next ClientHello
+        self.authenticated = False
+        return True
+
+    async def _next_hello(self) -> bool:
+        """Server, on a kept channel: wait for the client's next ClientHello (a handshake
+        record, type 22; a close_notify, type 21, from a client that sent one is dropped
+        first). False for anything else, or the channel closing or expiring first (an idle
+        channel ending: not an attempt)."""
+        while True:
+            self._data.clear()
+            with self.bio.lock:
+                buf = self.bio.inbuf
+                if len(buf) >= 5:
+                    n = int.from_bytes(buf[3:5], "big")
+                    if buf[0] == _REC_HANDSHAKE and buf[1] == 3:
+                        return True
+                    if buf[0] != _REC_ALERT or buf[1] != 3 or n > _MAX_ALERT_RECORD:
+                        return False
+                    if len(buf) >= 5 + n:
+                        del buf[: 5 + n]
+                        continue
+            if self.bio.eof or self.expired or self.lost:
+                return False
+            await self._data.wait()
+
+    @property
+    def reusable(self) -> bool:
+        """An idle outer channel that can carry another SRP session."""
+        return (self.outer is not None and self.tls is None and not self.lost
+                and not self.expired and not self.bio.eof)
+
     async def close(self, *, notify: bool = True) -> None:
         """Close the TCP connection, after a TLS close_notify once a handshake has finished
         (RFC 5246 §7.2.1: each party sends one before closing its write side; it need not
@@ -484,6 +667,8 @@ class SrpConnection(asyncio.Protocol):
             if (notify and self.tls is not None and not self.tls.closed
                     and self.tls.session is not None and not self.lost):
                 await self._run("close", self.tls.closeAsync())
+            if notify and self.outer is not None and self.outer.established and not self.lost:
+                self._send_raw(self.outer.close_notify())
         except SrpError:
             pass
         finally:
@@ -505,61 +690,8 @@ class SrpConnection(asyncio.Protocol):
             self.transport.close()
 
 
-def srp_identity(hello: bytes) -> bytes:
-    """The SRP extension's identity (RFC 5054 §2.8.1: `opaque srp_I<1..2^8-1>`, extension type
-    12) from a complete ClientHello handshake message (RFC 5246 §7.4.1.2). SrpError otherwise.
-
-    A direct walk over the bytes: tlslite parses the message again during the handshake, and
-    its full parse costs more than this whole lookup."""
-    try:
-        pos = 4 + 2 + 32  # handshake header, client_version, random
-        pos += 1 + hello[pos]  # session_id
-        pos += 2 + int.from_bytes(hello[pos : pos + 2], "big")  # cipher_suites
-        pos += 1 + hello[pos]  # compression_methods
-        if pos == len(hello):
-            raise SrpError("bad-hello", "no SRP extension")
-        end = pos + 2 + int.from_bytes(hello[pos : pos + 2], "big")
-        if end != len(hello):
-            raise SrpError("bad-hello", "extensions length mismatch")
-        pos += 2
-        while pos + 4 <= end:
-            etype = int.from_bytes(hello[pos : pos + 2], "big")
-            elen = int.from_bytes(hello[pos + 2 : pos + 4], "big")
-            body = hello[pos + 4 : pos + 4 + elen]
-            if len(body) != elen:
-                raise SrpError("bad-hello", "truncated extension")
-            if etype == _EXT_SRP:
-                if elen < 2 or body[0] != elen - 1:
-                    raise SrpError("bad-hello", "malformed SRP extension")
-                return bytes(body[1:])
-            pos += 4 + elen
-    except IndexError:
-        raise SrpError("bad-hello", "truncated ClientHello") from None
-    raise SrpError("bad-hello", "no SRP extension")
-
-
-def _client_hello(buf: bytes) -> bytes | None:
-    """The first handshake message (type byte + 3-byte length + body) once complete, collected
-    over as many TLS records as it spans; None while incomplete. SrpError for garbage."""
-    hs = bytearray()
-    pos = 0
-    while pos + 5 <= len(buf):
-        ctype, major = buf[pos], buf[pos + 1]
-        length = int.from_bytes(buf[pos + 3 : pos + 5], "big")
-        if ctype != _REC_HANDSHAKE or major != 3 or length > 16384:
-            raise SrpError("bad-hello", "not a TLS handshake record")
-        if pos + 5 + length > len(buf):
-            break
-        hs += buf[pos + 5 : pos + 5 + length]
-        pos += 5 + length
-        if len(hs) >= 4:
-            if hs[0] != _HS_CLIENT_HELLO:
-                raise SrpError("bad-hello", "first handshake message is not a ClientHello")
-            n = int.from_bytes(hs[1:4], "big")
-            if n > MAX_HELLO:
-                raise SrpError("bad-hello", "ClientHello too large")
-            if len(hs) >= 4 + n:
-                return bytes(hs[: 4 + n])
-    if len(buf) > MAX_HELLO + 5 * 8:
-        raise SrpError("bad-hello", "ClientHello too large")
-    return None
+def _ssl_reason(e: ssl.SSLError) -> str:
+    """A short reason: OpenSSL's (e.g. CERTIFICATE_VERIFY_FAILED, certificate has expired)."""
+    verify = getattr(e, "verify_message", None)
+    reason = getattr(e, "reason", None) or str(e)
+    return f"{reason} ({verify})" if verify else str(reason)[:200]
