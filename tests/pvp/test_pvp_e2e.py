@@ -171,7 +171,7 @@ async def overlay_pki(base: Path) -> dict[str, tuple[str, str]]:
     for name in ("a", "b"):
         rc, out, err = await run("ca", "issue", "--config", str(ov / "overlay.xml"), "--out",
                                  str(ov), "--user", f"node@{name}.example", "--node-ids", "1",
-                                 "--name", name)
+                                 "--name", name, "--json")
         assert rc == 0, out + err
         info = json.loads(out)
         out_map[name] = (info["node_ids"][0],
