@@ -51,7 +51,13 @@ from vipr.proxy.legs import (
     dialog_from_text,
     dialog_text,
 )
-from vipr.proxy.routing import MAX_ROUTE_FAILURES, Decision, RouteCache, decide, number_of
+from vipr.proxy.routing import (
+    MAX_ROUTE_FAILURES,
+    Decision,
+    RouteCache,
+    decide,
+    federation_uri,
+)
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
@@ -350,15 +356,6 @@ class ProxyServer:
         domain = route.learned_from_domain or u.address
         return Leg("federation", u.address, u.port or 5061, domain)
 
-    @staticmethod
-    def _federation_uri(route: Route, number: str) -> str:
-        u = parse_uri(route.routes[0])
-        if u.user is None:
-            u.user = number
-        u.params.setdefault("user", "phone")
-        u.params.pop("lr", None)
-        return str(u)
-
     # ------------------------------------------------------------------ requests
 
     def _on_request(self, req: SipRequest, source: Source,
@@ -391,7 +388,7 @@ class ProxyServer:
         iface = source.interface
         now = self.clock()
         d = decide(iface, req.request_uri, self.cfg.numbers, self.cache, now,
-                   self.cfg.tickets.renewal_window)
+                   self.cfg.tickets.renewal_window, self.cfg.dialplan)
         if d.kind == "admission":
             if not await self._admit(req, source, d, now):
                 server.respond(403)
@@ -400,7 +397,7 @@ class ProxyServer:
         self.counters[f"route_{d.kind}_{d.reason}"] += 1
         call = Call(req.call_id, server, req, Leg(iface, source.host, source.port), d.number)
         self.calls[server.txn.key] = call
-        caller = number_of(req.from_.uri)
+        caller = self.cfg.dialplan.caller(req.headers.get)   # DESIGN §11: PAI, else From
         self.tracker.started(call.call_id, caller, d.number, now,
                              "terminating" if iface == "pstn" else None)
         if d.kind == "federation" and d.number is not None and d.route is not None:
@@ -446,7 +443,7 @@ class ProxyServer:
         uri = None
         ticket = None
         if target == "federation" and route is not None and call.number is not None:
-            uri = self._federation_uri(route, call.number)
+            uri = federation_uri(route, call.number)
             ticket = route.ticket
         fwd = prepare_request(call.request, via=self._via(leg.iface), record_route=rr,
                               uri=uri, ticket=ticket, strip_tickets=True)
