@@ -448,7 +448,8 @@ def test_check_config_json(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["errors"] == [f"{path}:6: bogus: unknown key;"
                                                    " expected one of: provider, numbers, "
                                                    "runtime_dir, database, logging, overlay, "
-                                                   "pvp, proxy, tickets, retention, dialplan"]  # fmt: skip
+                                                   "pvp, proxy, tickets, retention, "
+                                                   "dialplan"]  # fmt: skip
 
 
 def test_check_config_subprocess(tmp_path: Path) -> None:

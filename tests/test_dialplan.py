@@ -115,9 +115,9 @@ def test_config_section(tmp_path: Path) -> None:
     cfg = load_config(_cfg(tmp_path, 'dialplan: {country_code: "1", national_prefix: "1",'
                                      ' international_prefix: "011"}\n'))
     assert cfg.dialplan == NANP
-    with pytest.raises(ConfigError, match="dialplan.country_code"):
+    with pytest.raises(ConfigError, match=r"dialplan\.country_code"):
         load_config(_cfg(tmp_path, "dialplan: {country_code: uk}\n"))
     with pytest.raises(ConfigError, match="dialplan"):
         load_config(_cfg(tmp_path, "dialplan: {country_code: '0'}\n"))
-    with pytest.raises(ConfigError, match="dialplan.area"):
+    with pytest.raises(ConfigError, match=r"dialplan\.area"):
         load_config(_cfg(tmp_path, "dialplan: {area: 20}\n"))

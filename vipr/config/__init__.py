@@ -12,6 +12,7 @@ nodes → checked values with FILE:LINE errors; load: the sections read and cros
 
 from vipr.config.load import load_config
 from vipr.config.schema import (
+    HookInterface,
     Interface,
     Interfaces,
     LoggingSection,
@@ -29,6 +30,7 @@ from vipr.config.yaml_reader import ConfigError
 
 __all__ = [
     "ConfigError",
+    "HookInterface",
     "HostPort",
     "Interface",
     "Interfaces",

@@ -29,6 +29,15 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
     async with Store.open(cfg.database) as store:
         proxy = ProxyServer(cfg, store)
         await proxy.start()
+        hook = None
+        if cfg.proxy.interfaces.hook is not None:   # DESIGN §11: the edge's HTTP/JSON hook
+            from vipr.proxy.hook.server import HookServer
+            hook = HookServer(proxy, cfg.proxy.interfaces.hook)
+            try:
+                await hook.start()
+            except BaseException:
+                await proxy.close()
+                raise
 
         async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
             number = params.get("number")
@@ -37,7 +46,10 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             return {"cached": await proxy.route_learned(number)}
 
         async def status(params: dict[str, Any]) -> dict[str, Any]:
-            return proxy.status()
+            out = proxy.status()
+            if hook is not None:
+                out["hook"] = hook.status()
+            return out
 
         ipc = IpcServer(cfg.socket_path("proxy"),
                         {"route_learned": route_learned, "status": status})
@@ -56,6 +68,8 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
                 raise ProxyError(proxy.failure)
         finally:
             await ipc.close()
+            if hook is not None:
+                await hook.close()
             await proxy.close()
 
 
@@ -102,6 +116,9 @@ def register(group: click.Group) -> None:
                                                        if routes else ""))
         click.echo(f"active calls: {res.get('active_calls')}  dialogs: {res.get('dialogs')}")
         click.echo(f"ticket epochs: {res.get('ticket_epochs')}")
+        if isinstance(res.get("hook"), dict):
+            click.echo(f"hook {res['hook'].get('listen')}: requests "
+                       + json.dumps(res["hook"].get("requests", {})))
         click.echo("vcrs: " + json.dumps(res.get("vcrs", {})))
         for k, v in res.get("counters", {}).items():
             click.echo(f"  {k}: {v}")

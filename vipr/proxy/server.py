@@ -22,14 +22,13 @@ import contextlib
 import logging
 import ssl as _ssl
 import time
-from collections import Counter
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
 from vipr.daemon import release_memory
 from vipr.listen_error import ListenError, listen_error
 from vipr.logsetup import printable
-from vipr.proxy.admission import Admission, admit, ticket_header
+from vipr.proxy.admission import ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.federation_tls import client_context, server_context
 from vipr.proxy.forward import (
@@ -51,13 +50,8 @@ from vipr.proxy.legs import (
     dialog_from_text,
     dialog_text,
 )
-from vipr.proxy.routing import (
-    MAX_ROUTE_FAILURES,
-    Decision,
-    RouteCache,
-    decide,
-    federation_uri,
-)
+from vipr.proxy.policy import CallPolicy
+from vipr.proxy.routing import Decision, RouteCache, federation_uri
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
@@ -74,7 +68,6 @@ from vipr.proxy.sip.uri import URI, format_host, parse_uri
 from vipr.proxy.vcrwriter import VcrWriter
 from vipr.store import Store, StoreError
 from vipr.store.models import CompleteVcr, OpenVcr, Route
-from vipr.tickets import TicketVerifier
 
 log = logging.getLogger("vipr.proxy")
 
@@ -103,18 +96,16 @@ class ProxyServer:
                                              "pstn": cfg.proxy.interfaces.pstn}
         if cfg.proxy.interfaces.federation is not None:
             self.ifaces["federation"] = cfg.proxy.interfaces.federation
-        self.cache = RouteCache()
-        self.verifier = TicketVerifier(())
+        self.policy = CallPolicy(cfg, store, self._spawn, clock=clock)
         self.tracker = CallTracker(cfg.proxy.max_call_duration)
         self.writer = VcrWriter(store, cfg.socket_path("pvp"))
         self.endpoint: SipEndpoint | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.calls: dict[tuple[str, ...], Call] = {}
         self.dialogs: dict[str, Dialog] = {}
-        self.counters: Counter[str] = Counter()
+        self.counters = self.policy.counters
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bg: list[asyncio.Task[None]] = []
-        self._last_key_reload = 0.0
         self._route_used: dict[str, float] = {}   # number → last answered call (batched)
         # set when a listener died for good: the daemon exits non-zero (DESIGN §10)
         self.failed = asyncio.Event()
@@ -242,30 +233,23 @@ class ProxyServer:
             self._ended_at_release = ended
             release_memory()
 
+    @property
+    def cache(self) -> RouteCache:
+        return self.policy.cache
+
     async def reload_keys(self) -> None:
-        """Reload the ticket keys; first add a key when there is none or the newest one is
-        older than tickets.rotate_interval (DESIGN §6: old epochs stay valid)."""
-        newest = await self.store.current_ticket_key()
-        now = self.clock()
-        if newest is None or now - newest.created >= self.cfg.tickets.rotate_interval:
-            key = await self.store.create_ticket_key(now)
-            log.info("new ticket key: epoch %d", key.epoch)
-        self.verifier = TicketVerifier(await self.store.ticket_keys())
-        self._last_key_reload = time.monotonic()
+        await self.policy.reload_keys()
 
     async def reload_routes(self) -> None:
-        self.cache.replace_all(await self.store.list_routes())
+        await self.policy.reload_routes()
 
     async def route_learned(self, number: str) -> bool:
         """IPC `route_learned`: reload one route from the store; True when it is cached."""
-        route = await self.store.get_route(number)
-        if route is None:
-            self.cache.drop(number)
-            return False
-        self.cache.put(route)
-        log.info("route learned for %s: %s (ticket expires %.0f)", printable(number),
-                 printable(", ".join(route.routes)), route.ticket_expires)
-        return True
+        return await self.policy.route_learned(number)
+
+    def route_used(self, number: str) -> None:
+        """A call over the route to `number` was answered (last_used, written in batches)."""
+        self._route_used[number] = self.clock()
 
     def _interface_status(self, name: str, host: str, port: int) -> dict[str, Any]:
         """The listener as it is now (DESIGN §10: real socket state, connection counts)."""
@@ -290,7 +274,7 @@ class ProxyServer:
             "cached_routes": self.cache.numbers(),
             "active_calls": len(self.calls),
             "dialogs": len(self.dialogs),
-            "ticket_epochs": sorted(self.verifier.epochs),
+            "ticket_epochs": sorted(self.policy.verifier.epochs),
             "vcrs": {"opened": self.writer.opened, "written": self.writer.written,
                      "failed": self.writer.failed,
                      "notified": self.writer.notified,
@@ -387,8 +371,7 @@ class ProxyServer:
             return
         iface = source.interface
         now = self.clock()
-        d = decide(iface, req.request_uri, self.cfg.numbers, self.cache, now,
-                   self.cfg.tickets.renewal_window, self.cfg.dialplan)
+        d = self.policy.route(iface, req.request_uri, now)
         if d.kind == "admission":
             if not await self._admit(req, source, d, now):
                 server.respond(403)
@@ -413,19 +396,11 @@ class ProxyServer:
         await self._attempt(call, target, leg, None)
 
     async def _admit(self, req: SipRequest, source: Source, d: Decision, now: float) -> bool:
-        token = ticket_header(req.headers.get)
         conn = source.connection
-
-        def check() -> Admission:  # against self.verifier as it is now
-            return admit(self.verifier, token=token, number=d.number, transport=source.transport,
-                         tls_verified=source.tls_verified,
-                         peer_dns_names=conn.tls_dns_names if conn else (), now=now)
-
-        res = check()
-        if res.reason == "unknown-epoch" and time.monotonic() - self._last_key_reload > 1.0:
-            await self.reload_keys()   # a rotation since the last reload (rate-limited)
-            res = check()
-        self.counters[f"admission_{res.reason}"] += 1
+        res = await self.policy.admission(
+            ticket_header(req.headers.get), d.number, transport=source.transport,
+            tls_verified=source.tls_verified,
+            peer_dns_names=conn.tls_dns_names if conn else (), now=now)
         if res.ok:
             log.info("admitted call %s to %s from %s", printable(req.call_id),
                      printable(d.number), printable(res.peer_domain))
@@ -481,9 +456,7 @@ class ProxyServer:
         if att.client is not None and att.trying and att.client.txn.state == "proceeding":
             self._send_cancel(att)
         number = call.number or ""
-        self.counters[f"fallback_{cause}"] += 1
-        dropped = self.cache.record_failure(number, MAX_ROUTE_FAILURES)
-        self._spawn(self._store_route_failure(number))
+        dropped = self.policy.route_failed(number, cause)
         log.warning("route to %s failed (%s)%s: call %s goes via the PSTN", printable(number),
                     cause, "; route dropped" if dropped else "", printable(call.call_id))
         if call.cancelled:
@@ -494,15 +467,6 @@ class ProxyServer:
             self._finish(call, None, 503)
             return
         self._spawn(self._attempt(call, "pstn", leg, None))
-
-    async def _store_route_failure(self, number: str) -> None:
-        try:
-            if await self.store.record_route_failure(number, MAX_ROUTE_FAILURES):
-                log.warning("route to %s dropped after %d failures", printable(number),
-                            MAX_ROUTE_FAILURES)
-                self.cache.drop(number)
-        except StoreError as exc:
-            log.error("could not count the route failure of %s: %s", printable(number), exc)
 
     def _send_cancel(self, att: Attempt) -> None:
         assert self.endpoint is not None
@@ -561,7 +525,7 @@ class ProxyServer:
                 dlg = self.dialogs[call.call_id] = Dialog(call.up, att.leg)
                 self.counters[f"answered_{att.target}"] += 1
                 if att.target == "federation" and call.number is not None:
-                    self._route_used[call.number] = self.clock()
+                    self.route_used(call.number)
                 vcr = self.tracker.open_vcr(call.call_id)
                 if vcr is not None:   # DESIGN §7: the answer is on disk before the caller
                     call.vcr_opened = self.writer.submit(OpenVcr(vcr, dialog_text(dlg)))
