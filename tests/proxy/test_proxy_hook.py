@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.proxy.proxy_helpers import (
     ProxyProcess,
     add_route,
     get_route,
+    make_pki,
     mint_for,
     write_provider,
 )
@@ -233,3 +235,44 @@ async def test_bad_input_is_a_4xx_json_and_the_daemon_stays_up(
     assert "vipr_proxy_cached_routes 1.0" in text
     assert proc.proc is not None and proc.proc.returncode is None
     assert "Traceback" not in proc.log_text()
+
+
+async def test_connection_cap_and_mutual_tls(tmp_path: Path) -> None:
+    """DESIGN §10 for the hook's listener: connections over max_connections are refused at
+    accept; with tls configured, a client needs a certificate from the CA."""
+    pki = make_pki(tmp_path / "pki")
+    cert, key = pki.leaf("hook.a.example.net")
+    port = free_port()
+    hook = [f'hook: {{listen: "127.0.0.1:{port}", max_connections: 2,'
+            f' tls: {{cert: "{cert}", key: "{key}", ca: "{pki.ca}"}}}}']
+    p = write_provider(tmp_path, "a", A_DOMAIN, [B_NUMBER], None, interfaces=tuple(hook))
+    proc = await ProxyProcess(p).start()
+    held: list[asyncio.StreamWriter] = []
+    try:
+        ctx = pki.client_ctx("edge.a.example.net")
+        ctx.check_hostname = False
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"https://127.0.0.1:{port}/healthz", ssl=ctx) as r:
+                assert r.status == 200
+            bare = ssl.create_default_context(cafile=str(pki.ca))
+            bare.check_hostname = False
+            with pytest.raises(aiohttp.ClientError):   # no client certificate
+                async with s.get(f"https://127.0.0.1:{port}/healthz", ssl=bare) as r:
+                    await r.read()
+        for _ in range(2):
+            _, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                 server_hostname="hook.a.example.net")
+            held.append(w)
+        status = await proc.status()
+        assert status["hook"]["connections"]["open"] == 2   # type: ignore[index]
+        with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
+            r3, w3 = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx, server_hostname="hook.a.example.net"), 10)
+            w3.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(r3.readexactly(12), 10)
+        status = await proc.status()
+        assert sum(status["hook"]["connections"]["refused"].values()) >= 1  # type: ignore[index]
+    finally:
+        for w in held:
+            w.close()
+        await proc.stop()
