@@ -23,6 +23,7 @@ from vipr.config.schema import (
     ProviderSection,
     ProxySection,
     PvpSection,
+    RedirectInterface,
     RetentionSection,
     TicketsSection,
     TlsFiles,
@@ -49,7 +50,8 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "overlay.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "pvp.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "proxy.limits": tuple(f.name for f in dataclasses.fields(SipLimits)),
-    "proxy.interfaces": ("internal", "pstn", "federation", "hook"),
+    "proxy.interfaces": ("internal", "pstn", "federation", "hook", "redirect"),
+    "proxy.interfaces.redirect": ("listen", "transport", "gateway", "no_route_status"),
     "proxy.interfaces.hook": ("listen", "token", "tls", "max_body", "max_connections"),
     "proxy.interfaces.<name>": ("listen", "transport", "target", "gateway", "advertise", "tls"),
     "proxy.interfaces.<name>.tls": ("cert", "key", "ca"),
@@ -275,6 +277,22 @@ def _read_hook(r: YamlReader, node: Node) -> HookInterface:
     )
 
 
+def _read_redirect(r: YamlReader, node: Node) -> RedirectInterface:
+    p, d = "proxy.interfaces.redirect", RedirectInterface()
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    status = r.get(m, p, "no_route_status", r.integer(300, 699), d.no_route_status)
+    if isinstance(status, int) and 300 <= status < 400 and status != 302 and m is not None:
+        r.error(m["no_route_status"], f"{p}.no_route_status",
+                "expected 302 (redirect to the PSTN gateway) or a 4xx-6xx status")
+    return RedirectInterface(
+        listen=r.get(m, p, "listen", r.hostport(), d.listen),
+        transport=cast(Literal["udp", "tcp"],
+                       r.get(m, p, "transport", r.choice(("udp", "tcp")), str(d.transport))),
+        gateway=r.get(m, p, "gateway", r.optional(r.hostport(False)), d.gateway),
+        no_route_status=status,
+    )
+
+
 def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[str, Node]]:
     p, d = "proxy", ProxySection()
     m = r.mapping(node, p, _SECTION_KEYS[p])
@@ -296,12 +314,19 @@ def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[st
         isinstance(hook_node, ScalarNode) and r.value(hook_node) is None
     ):
         hook = _read_hook(r, hook_node)
+    redirect_node = im.get("redirect")
+    redirect = None
+    if redirect_node is not None and not (
+        isinstance(redirect_node, ScalarNode) and r.value(redirect_node) is None
+    ):
+        redirect = _read_redirect(r, redirect_node)
     sec = ProxySection(
         interfaces=Interfaces(
             internal=_read_interface(r, im.get("internal"), "internal", d.interfaces.internal),
             pstn=_read_interface(r, im.get("pstn"), "pstn", d.interfaces.pstn),
             federation=federation,
             hook=hook,
+            redirect=redirect,
         ),
         route_timeout=r.get(m, p, "route_timeout", r.duration(0, True), d.route_timeout),
         max_call_duration=r.get(m, p, "max_call_duration", r.duration(0, True),
@@ -437,6 +462,9 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
         nodes_at["pvp.listen"] = vm["listen"]
     if proxy.interfaces.hook is not None and isinstance(proxy.interfaces.hook.listen, HostPort):
         listeners.append(("tcp", "proxy.interfaces.hook.listen", proxy.interfaces.hook.listen, 1))
+    redir = proxy.interfaces.redirect
+    if redir is not None and isinstance(redir.listen, HostPort):
+        listeners.append((redir.transport, "proxy.interfaces.redirect.listen", redir.listen, 1))
     for name in ("internal", "pstn", "federation"):
         iface = getattr(proxy.interfaces, name)
         if iface is None:

@@ -90,11 +90,23 @@ class HookInterface:
 
 
 @dataclass(frozen=True)
+class RedirectInterface:
+    """`proxy.interfaces.redirect`: INVITE → 302 with the learned route (DESIGN §11)."""
+
+    listen: HostPort = HostPort("127.0.0.1", 5070)
+    transport: Literal["udp", "tcp"] = "udp"
+    gateway: HostPort | None = None   # the PSTN gateway's Contact (default: pstn.gateway)
+    # no route: 302 to the PSTN gateway alone, or this final status ("use your PSTN route")
+    no_route_status: int = 302
+
+
+@dataclass(frozen=True)
 class Interfaces:
     internal: Interface = Interface(HostPort("127.0.0.1", 5060))
     pstn: Interface = Interface(HostPort("127.0.0.1", 5062))
     federation: Interface | None = None
     hook: HookInterface | None = None
+    redirect: RedirectInterface | None = None
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,24 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
         if cfg.proxy.interfaces.hook is not None:   # DESIGN §11: the edge's HTTP/JSON hook
             from vipr.proxy.hook.server import HookServer
             hook = HookServer(proxy, cfg.proxy.interfaces.hook)
-            try:
+        redirect = None
+        rcfg = cfg.proxy.interfaces.redirect
+        try:
+            if hook is not None:
                 await hook.start()
-            except BaseException:
-                await proxy.close()
-                raise
+            if rcfg is not None:   # DESIGN §11: INVITE → 302 with the learned route
+                from vipr.proxy.redirect import RedirectServer
+                gw = rcfg.gateway or cfg.proxy.interfaces.pstn.gateway
+                redirect = RedirectServer(proxy.policy, rcfg,
+                                          (gw.host, gw.port) if gw else None, proxy.clock)
+                await redirect.start(cfg.proxy.limits)
+        except BaseException:
+            if hook is not None:
+                await hook.close()
+            if redirect is not None:
+                await redirect.close()
+            await proxy.close()
+            raise
 
         async def route_learned(params: dict[str, Any]) -> dict[str, Any]:
             number = params.get("number")
@@ -49,6 +62,8 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             out = proxy.status()
             if hook is not None:
                 out["hook"] = hook.status()
+            if redirect is not None and redirect.address is not None:
+                out["redirect"] = {"listen": f"{redirect.address[0]}:{redirect.address[1]}"}
             return out
 
         ipc = IpcServer(cfg.socket_path("proxy"),
@@ -70,6 +85,8 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             await ipc.close()
             if hook is not None:
                 await hook.close()
+            if redirect is not None:
+                await redirect.close()
             await proxy.close()
 
 
