@@ -9,10 +9,16 @@ declare -A pkg_of=(
   [gnutls-cli]=gnutls-bin
   [gnutls-serv]=gnutls-bin
   [systemd-analyze]=systemd
+  [kamailio]=kamailio
 )
+# deploy/kamailio needs modules from these (http_client; jansson and acc_json; tls)
+kamailio_modules=(kamailio-utils-modules kamailio-extra-modules kamailio-tls-modules)
 missing=()
 for cmd in "${!pkg_of[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
+done
+for p in "${kamailio_modules[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

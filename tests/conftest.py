@@ -22,6 +22,7 @@ DEBIAN_PACKAGE = {
     "gnutls-cli": "gnutls-bin",
     "gnutls-serv": "gnutls-bin",
     "systemd-analyze": "systemd",
+    "kamailio": "kamailio, kamailio-utils-modules, kamailio-extra-modules, kamailio-tls-modules",
 }
 
 

@@ -310,8 +310,10 @@ class FederationPeer:
             return
         if req.method == "INVITE":
             self.invites.append((req, source))
-            if self.status is not None:
-                server.respond(self.status, to_tag=secrets.token_hex(4))
+            if self.status is not None:   # RFC 3261 §12.1.1: a 2xx carries a Contact
+                contact = (("Contact", f"<sip:peer@127.0.0.1:{self.port};transport=tls>"),)
+                server.respond(self.status, to_tag=secrets.token_hex(4),
+                               headers=contact if 200 <= self.status < 300 else ())
         elif self.status is not None:
             server.respond(200)
 

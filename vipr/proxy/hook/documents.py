@@ -94,6 +94,15 @@ def number(dialplan: Dialplan, doc: dict[str, Any], key: str) -> str:
     return n
 
 
+def caller_number(dialplan: Dialplan, doc: dict[str, Any], key: str) -> str | None:
+    """The caller field normalised, or None when absent or no number (anonymous, a name):
+    the caller is unknown then, as on the SIP path."""
+    s = text(doc, key, required=False)
+    if not s:
+        return None
+    return dialplan.number_of_uri(s) if ":" in s else dialplan.number(s)
+
+
 # ------------------------------------------------------------------ route / admit requests
 
 
@@ -198,15 +207,15 @@ def _native(doc: dict[str, Any], dp: Dialplan, fallback: str | None) -> CallEven
     cid = cast(str, text(doc, "call_id"))
     d = _dir_of(doc.get("direction"), fallback)
     if event == "answered":
-        return CallEvent("answered", cid, d, number(dp, doc, "caller") if doc.get("caller")
-                         else None, number(dp, doc, "callee"), _time(doc, "time"))
+        return CallEvent("answered", cid, d, caller_number(dp, doc, "caller"),
+                         number(dp, doc, "callee"), _time(doc, "time"))
     if event == "ended":
-        caller = number(dp, doc, "caller") if doc.get("caller") else None
+        caller = caller_number(dp, doc, "caller")
         callee = number(dp, doc, "callee") if doc.get("callee") else None
         return CallEvent("ended", cid, d, caller, callee, _time(doc, "answered", required=False),
                          _time(doc, "time"))
     if event == "call":
-        return _whole(cid, d, number(dp, doc, "caller") if doc.get("caller") else None,
+        return _whole(cid, d, caller_number(dp, doc, "caller"),
                       number(dp, doc, "callee"), _time(doc, "answered", required=False),
                       _time(doc, "ended"))
     raise HookInputError("event: expected answered, ended or call")
@@ -240,7 +249,7 @@ def _freeswitch(doc: dict[str, Any], dp: Dialplan, fallback: str | None) -> Call
     d = _dir_of(v.get("vipr_direction"), fallback)
     caller_doc = {"n": v.get("sip_from_user") or v.get("caller_id_number")}
     callee_doc = {"n": v.get("sip_to_user") or v.get("destination_number")}
-    caller = number(dp, caller_doc, "n") if caller_doc["n"] else None
+    caller = caller_number(dp, caller_doc, "n")
     try:
         callee = number(dp, callee_doc, "n")
     except HookInputError:
@@ -252,7 +261,7 @@ def _freeswitch(doc: dict[str, Any], dp: Dialplan, fallback: str | None) -> Call
 def _kamailio(doc: dict[str, Any], dp: Dialplan, fallback: str | None) -> CallEvent:
     cid = cast(str, text(doc, "callid"))
     d = _dir_of(doc.get("direction"), fallback)
-    caller = number(dp, doc, "src_user") if doc.get("src_user") else None
+    caller = caller_number(dp, doc, "src_user")
     if "start_time" in doc:   # a dialog CDR (acc cdr_enable)
         return _whole(cid, d, caller, number(dp, doc, "dst_user"), _time(doc, "start_time"),
                       _time(doc, "end_time"))

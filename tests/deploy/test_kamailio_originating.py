@@ -1,0 +1,170 @@
+"""deploy/kamailio/vipr-originating.cfg with Debian's Kamailio 5.6 and the VIPR hook (DESIGN §11):
+SIPp phones → Kamailio → (hook decides) → a learned route over TLS with the ticket, or the PSTN
+(SIPp) with an originating VCR from the hook's call events; a failing route falls back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import requires_tool
+from tests.ports import free_port
+from tests.proxy.proxy_helpers import (
+    B_NUMBER,
+    FederationPeer,
+    Pki,
+    ProxyProcess,
+    add_route,
+    finish,
+    get_route,
+    make_pki,
+    mint_for,
+    run,
+    sipp_cmd,
+    write_provider,
+)
+from vipr.store import Store
+from vipr.store.models import Vcr
+from vipr.tickets import TICKET_HEADER
+
+CFG = Path(__file__).resolve().parents[2] / "deploy" / "kamailio" / "vipr-originating.cfg"
+FR = "+33140000000"          # a learned route
+FR_DOWN = "+33140000001"     # a learned route whose edge is down
+DE = "+4930123456"           # no route: the PSTN
+UAC = Path(__file__).with_name("uac_rr.xml")   # SIPp's uac, ACK/BYE along the Record-Route
+UAS = Path(__file__).with_name("uas_rr.xml")   # SIPp's uas, answers with the Record-Route
+
+pytestmark = [requires_tool("kamailio"), requires_tool("sipp")]
+
+
+@dataclass
+class Edge:
+    pki: Pki
+    vipr: ProxyProcess
+    kam: asyncio.subprocess.Process
+    kport: int
+    pstn: int
+    peer: FederationPeer
+    dir: Path
+
+
+def _tls_cfg(d: Path, pki: Pki) -> Path:
+    cert, key = pki.leaf("a.example.net")
+    p = d / "tls.cfg"
+    p.write_text(
+        "[server:default]\nmethod = TLSv1.2+\n"
+        f"certificate = {cert}\nprivate_key = {key}\nca_list = {pki.ca}\n"
+        "verify_certificate = yes\nrequire_certificate = yes\n\n"
+        "[client:default]\nmethod = TLSv1.2+\n"
+        f"certificate = {cert}\nprivate_key = {key}\nca_list = {pki.ca}\n"
+        "verify_certificate = yes\nrequire_certificate = yes\n")
+    return p
+
+
+async def _kamailio(d: Path, kport: int, tport: int, hook: int, pstn: int,
+                    tls: Path) -> asyncio.subprocess.Process:
+    log = open(d / "kamailio.log", "ab")  # noqa: SIM115 - closed below, the child keeps it
+    (d / "krun").mkdir(exist_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        "kamailio", "-f", str(CFG), "-DD", "-E", "-m", "32", "-M", "4", "-Y", str(d / "krun"),
+        "-w", str(d), "-A", f"LISTEN=udp:127.0.0.1:{kport}",
+        "-A", f"TLS_LISTEN=tls:127.0.0.1:{tport}", "-A", f'TLS_CFG="{tls}"',
+        "-A", f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"',
+        "-A", f'PSTN="sip:127.0.0.1:{pstn}"',
+        stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 15
+    while b"INFO: <core> [core/tcp_main.c" not in (d / "kamailio.log").read_bytes() \
+            and b"main.c" not in (d / "kamailio.log").read_bytes():
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError("kamailio did not start: "
+                               + (d / "kamailio.log").read_text(errors="replace")[-3000:])
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)   # its UDP receivers fork after the main process logs
+    return proc
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
+    pki = make_pki(tmp_path / "pki")
+    peer = await FederationPeer(pki, "b.example.net", 200).start()
+    hook, kport, tport, pstn = free_port(), free_port(), free_port(), free_port()
+    p = write_provider(tmp_path, "a", "a.example.net", [B_NUMBER], None,
+                       interfaces=(f'hook: {{listen: "127.0.0.1:{hook}"}}',),
+                       extra=("dialplan: {country_code: 44}",))
+    ticket = await mint_for(p.db, FR, "a.example.net")
+    await add_route(p.db, FR, f"sip:127.0.0.1:{peer.port};transport=tls", ticket,
+                    "b.example.net")
+    down = free_port()
+    await add_route(p.db, FR_DOWN, f"sip:127.0.0.1:{down};transport=tls", ticket,
+                    "b.example.net")
+    vipr = await ProxyProcess(p).start()
+    kam = await _kamailio(tmp_path, kport, tport, hook, pstn, _tls_cfg(tmp_path, pki))
+    try:
+        yield Edge(pki, vipr, kam, kport, pstn, peer, tmp_path)
+    finally:
+        if kam.returncode is None:
+            os.killpg(kam.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(kam.wait(), 10)
+            except TimeoutError:
+                os.killpg(kam.pid, signal.SIGKILL)
+                await kam.wait()
+        await peer.close()
+        await vipr.stop()
+
+
+async def _call(e: Edge, number: str, *, uas: bool) -> tuple[int, str]:
+    server = None
+    if uas:
+        server = await run(sipp_cmd(UAS, e.pstn), e.dir)
+        await asyncio.sleep(0.3)
+    client = await run(sipp_cmd(UAC, free_port(), remote=f"127.0.0.1:{e.kport}",
+                                service=number, duration_ms=200), e.dir)
+    rc, err = await finish(client, 40)
+    if server is not None:
+        await finish(server, 10)
+    return rc, err
+
+
+async def _vcrs(db: Path) -> list[Vcr]:
+    async with Store.open(db) as store:
+        return await store.list_vcrs()
+
+
+async def test_learned_route_goes_over_tls_with_the_ticket(edge: Edge) -> None:
+    rc, err = await _call(edge, FR, uas=False)
+    assert rc == 0, err + (edge.dir / "kamailio.log").read_text(errors="replace")[-3000:]
+    [(req, src)] = [(r, s) for r, s in edge.peer.invites]
+    assert src.transport == "tls"
+    route = await get_route(edge.vipr.p.db, FR)
+    assert route is not None and req.headers.get(TICKET_HEADER) == route.ticket
+    assert str(req.request_uri).startswith(f"sip:{FR}@127.0.0.1:{edge.peer.port}")
+    assert await _vcrs(edge.vipr.p.db) == []   # no PSTN leg, no VCR
+
+
+async def test_no_route_goes_to_the_pstn_with_an_originating_vcr(edge: Edge) -> None:
+    t0 = time.time()
+    rc, err = await _call(edge, "00" + DE[1:], uas=True)   # international prefix
+    assert rc == 0, err + (edge.dir / "kamailio.log").read_text(errors="replace")[-3000:]
+    [v] = await _vcrs(edge.vipr.p.db)
+    assert (v.direction, v.caller, v.callee, v.state) == ("originating", "+442071230000", DE,
+                                                          "complete")
+    assert t0 < v.start <= v.stop < time.time() and v.stop - v.start >= 0.15
+    assert edge.peer.invites == []
+
+
+async def test_a_route_whose_edge_is_down_falls_back_to_the_pstn(edge: Edge) -> None:
+    rc, err = await _call(edge, FR_DOWN, uas=True)
+    assert rc == 0, err + (edge.dir / "kamailio.log").read_text(errors="replace")[-3000:]
+    [v] = await _vcrs(edge.vipr.p.db)
+    assert (v.direction, v.callee) == ("originating", FR_DOWN)
+    route = await get_route(edge.vipr.p.db, FR_DOWN)
+    assert route is not None and route.failures == 1   # counted as on the SIP path
