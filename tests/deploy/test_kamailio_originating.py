@@ -5,8 +5,6 @@ SIPp phones → Kamailio → (hook decides) → a learned route over TLS with th
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import requires_tool
+from tests.deploy.kamailio_helpers import UAC, UAS, log_tail, start_kamailio, stop_kamailio, tls_cfg
 from tests.ports import free_port
 from tests.proxy.proxy_helpers import (
     B_NUMBER,
@@ -34,12 +33,9 @@ from vipr.store import Store
 from vipr.store.models import Vcr
 from vipr.tickets import TICKET_HEADER
 
-CFG = Path(__file__).resolve().parents[2] / "deploy" / "kamailio" / "vipr-originating.cfg"
 FR = "+33140000000"          # a learned route
 FR_DOWN = "+33140000001"     # a learned route whose edge is down
 DE = "+4930123456"           # no route: the PSTN
-UAC = Path(__file__).with_name("uac_rr.xml")   # SIPp's uac, ACK/BYE along the Record-Route
-UAS = Path(__file__).with_name("uas_rr.xml")   # SIPp's uas, answers with the Record-Route
 
 pytestmark = [requires_tool("kamailio"), requires_tool("sipp")]
 
@@ -53,42 +49,6 @@ class Edge:
     pstn: int
     peer: FederationPeer
     dir: Path
-
-
-def _tls_cfg(d: Path, pki: Pki) -> Path:
-    cert, key = pki.leaf("a.example.net")
-    p = d / "tls.cfg"
-    p.write_text(
-        "[server:default]\nmethod = TLSv1.2+\n"
-        f"certificate = {cert}\nprivate_key = {key}\nca_list = {pki.ca}\n"
-        "verify_certificate = yes\nrequire_certificate = yes\n\n"
-        "[client:default]\nmethod = TLSv1.2+\n"
-        f"certificate = {cert}\nprivate_key = {key}\nca_list = {pki.ca}\n"
-        "verify_certificate = yes\nrequire_certificate = yes\n")
-    return p
-
-
-async def _kamailio(d: Path, kport: int, tport: int, hook: int, pstn: int,
-                    tls: Path) -> asyncio.subprocess.Process:
-    log = open(d / "kamailio.log", "ab")  # noqa: SIM115 - closed below, the child keeps it
-    (d / "krun").mkdir(exist_ok=True)
-    proc = await asyncio.create_subprocess_exec(
-        "kamailio", "-f", str(CFG), "-DD", "-E", "-m", "32", "-M", "4", "-Y", str(d / "krun"),
-        "-w", str(d), "-A", f"LISTEN=udp:127.0.0.1:{kport}",
-        "-A", f"TLS_LISTEN=tls:127.0.0.1:{tport}", "-A", f'TLS_CFG="{tls}"',
-        "-A", f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"',
-        "-A", f'PSTN="sip:127.0.0.1:{pstn}"',
-        stdout=log, stderr=log, start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + 15
-    while b"INFO: <core> [core/tcp_main.c" not in (d / "kamailio.log").read_bytes() \
-            and b"main.c" not in (d / "kamailio.log").read_bytes():
-        if proc.returncode is not None or time.monotonic() > deadline:
-            raise RuntimeError("kamailio did not start: "
-                               + (d / "kamailio.log").read_text(errors="replace")[-3000:])
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)   # its UDP receivers fork after the main process logs
-    return proc
 
 
 @pytest.fixture
@@ -106,17 +66,14 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     await add_route(p.db, FR_DOWN, f"sip:127.0.0.1:{down};transport=tls", ticket,
                     "b.example.net")
     vipr = await ProxyProcess(p).start()
-    kam = await _kamailio(tmp_path, kport, tport, hook, pstn, _tls_cfg(tmp_path, pki))
+    kam = await start_kamailio(tmp_path, "vipr-originating.cfg", [
+        f"LISTEN=udp:127.0.0.1:{kport}", f"TLS_LISTEN=tls:127.0.0.1:{tport}",
+        f'TLS_CFG="{tls_cfg(tmp_path, pki, "a.example.net")}"',
+        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'PSTN="sip:127.0.0.1:{pstn}"'])
     try:
         yield Edge(pki, vipr, kam, kport, pstn, peer, tmp_path)
     finally:
-        if kam.returncode is None:
-            os.killpg(kam.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(kam.wait(), 10)
-            except TimeoutError:
-                os.killpg(kam.pid, signal.SIGKILL)
-                await kam.wait()
+        await stop_kamailio(kam)
         await peer.close()
         await vipr.stop()
 
@@ -141,7 +98,7 @@ async def _vcrs(db: Path) -> list[Vcr]:
 
 async def test_learned_route_goes_over_tls_with_the_ticket(edge: Edge) -> None:
     rc, err = await _call(edge, FR, uas=False)
-    assert rc == 0, err + (edge.dir / "kamailio.log").read_text(errors="replace")[-3000:]
+    assert rc == 0, err + log_tail(edge.dir)
     [(req, src)] = [(r, s) for r, s in edge.peer.invites]
     assert src.transport == "tls"
     route = await get_route(edge.vipr.p.db, FR)
@@ -153,7 +110,7 @@ async def test_learned_route_goes_over_tls_with_the_ticket(edge: Edge) -> None:
 async def test_no_route_goes_to_the_pstn_with_an_originating_vcr(edge: Edge) -> None:
     t0 = time.time()
     rc, err = await _call(edge, "00" + DE[1:], uas=True)   # international prefix
-    assert rc == 0, err + (edge.dir / "kamailio.log").read_text(errors="replace")[-3000:]
+    assert rc == 0, err + log_tail(edge.dir)
     [v] = await _vcrs(edge.vipr.p.db)
     assert (v.direction, v.caller, v.callee, v.state) == ("originating", "+442071230000", DE,
                                                           "complete")
@@ -163,7 +120,7 @@ async def test_no_route_goes_to_the_pstn_with_an_originating_vcr(edge: Edge) -> 
 
 async def test_a_route_whose_edge_is_down_falls_back_to_the_pstn(edge: Edge) -> None:
     rc, err = await _call(edge, FR_DOWN, uas=True)
-    assert rc == 0, err + (edge.dir / "kamailio.log").read_text(errors="replace")[-3000:]
+    assert rc == 0, err + log_tail(edge.dir)
     [v] = await _vcrs(edge.vipr.p.db)
     assert (v.direction, v.callee) == ("originating", FR_DOWN)
     route = await get_route(edge.vipr.p.db, FR_DOWN)
