@@ -7,7 +7,7 @@ thread (`vipr.store.loopconn`). Rules (research/deps.md §4): `synchronous=NORMA
 read-then-write cannot wait for the lock and fails with "database is locked" under
 contention), transactions are short, bulk inserts use `executemany` in one transaction.
 Callers see only the dataclasses in `vipr.store.models` and `StoreError`; nothing
-SQLite-specific crosses this API (DESIGN §11: a PostgreSQL backend may sit behind it later).
+SQLite-specific crosses this API (DESIGN §12: a PostgreSQL backend may sit behind it later).
 """
 
 from __future__ import annotations
