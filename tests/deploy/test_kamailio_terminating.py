@@ -5,7 +5,6 @@ rings the phone and leaves a terminating VCR from the hook's call events."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -147,4 +146,3 @@ async def test_a_pstn_call_rings_the_phone_and_leaves_a_terminating_vcr(edge: Ed
     assert (v.direction, v.callee, v.state) == ("terminating", B_NUMBER, "complete")
     assert v.caller == "+442071230000" or v.caller == A_NUMBER or v.caller == ""
     assert t0 < v.start <= v.stop < time.time()
-    await asyncio.sleep(0)
