@@ -284,7 +284,8 @@ BAD = [
         "listen: '127.0.0.1:1'\n",
         6,
         "listen: unknown key here; it belongs under overlay or under pvp or under "
-        "proxy.interfaces.hook or under proxy.interfaces.<name>",
+        "proxy.interfaces.redirect or under proxy.interfaces.hook or under "
+        "proxy.interfaces.<name>",
     ),
     ("logging:\n  format: xml\n", 7, "logging.format: expected one of text|json (got 'xml')"),
     (
