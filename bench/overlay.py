@@ -1,9 +1,10 @@
 """Overlay benchmark: CHORD-RELOAD hops, Store/Fetch latency, Fetch after killing 30 % of nodes.
 
 For N = 16 and 64 RELOAD nodes in one process (real TLS links, RSA-2048 signatures, the VIPR
-Kind): mean/max overlay hops of a Fetch vs the ideal ½·log2 N − 0.6 of the research digest
-(C.1), Store and Fetch p50/p95, then 30 % of the nodes are stopped without a Leave and every
-number is looked up again (COPY fallback allowed): success rate and p95.
+Kind): mean/max overlay hops of a Fetch vs the ½·log2 N − 0.6 of an idealised Chord
+simulation (full successor knowledge; docs/benchmarks.md), Store and Fetch p50/p95, then 30 %
+of the nodes are stopped without a Leave and every number is looked up again (COPY fallback
+allowed): success rate and p95.
 Baseline in the same run: the PyPI `kademlia` package (k=20, α=3) with the same N:
 set/get p50/p95, get after 30 % stopped.
 

@@ -5,7 +5,8 @@
 In one process and one event loop, over loopback TCP, interleaved in rounds:
 
   bare   tlslite-ng's SRP handshake only (client + server generators over an in-memory socket,
-         pattern C of research/deps.md §3), verifier precomputed: the library's own cost.
+         the handshake generators driven by hand), verifier precomputed: the library's own
+         cost.
   full   a whole PVP validation: our client (TLS-SRP, `validate`, `valinfo`) against our
          server (login parsing, VCR lookup in SQLite, verifier computation, handshake,
          domain check, ticket minted with the current key, validation log) and the client

@@ -9,6 +9,11 @@ declare -A pkg_of=(
   [gnutls-cli]=gnutls-bin
   [gnutls-serv]=gnutls-bin
   [systemd-analyze]=systemd
+  [unshare]=util-linux
+  [podman]=podman
+  [mmdebstrap]=mmdebstrap
+  [podman-compose]=podman-compose
+  [runc]=runc
   [kamailio]=kamailio
 )
 # deploy/kamailio needs modules from these (http_client; jansson and acc_json; tls)

@@ -26,6 +26,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from vipr.testnet.workdir import port_free
+
 LEASE_RANGE = range(10000, 20000)
 LEASE_DIR = Path(tempfile.gettempdir()) / "vipr-test-ports"
 
@@ -33,14 +35,6 @@ _held: dict[int, int] = {}   # port -> the open lock file's descriptor (never cl
 _lock = threading.Lock()
 
 
-def _binds(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
 
 
 def _try_lease(port: int) -> bool:
@@ -54,7 +48,7 @@ def _try_lease(port: int) -> bool:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             return False
         raise
-    if not _binds(port):
+    if not port_free(port):
         os.close(fd)   # closing releases the flock
         return False
     _held[port] = fd

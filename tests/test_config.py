@@ -69,9 +69,9 @@ def test_provider_a_values() -> None:
     assert len(cfg.numbers) == 1001
     assert "+14085550999" in cfg.numbers and "+14085551234" in cfg.numbers
     assert "+14085551235" not in cfg.numbers
-    assert cfg.runtime_dir == base / "run" / "a"
-    assert cfg.socket_path("pvp") == base / "run" / "a" / "pvp.sock"
-    assert cfg.database == base / "state" / "a" / "vipr.db"
+    assert cfg.runtime_dir == base / "run" / "provider-a"
+    assert cfg.socket_path("pvp") == base / "run" / "provider-a" / "pvp.sock"
+    assert cfg.database == base / "state" / "provider-a" / "vipr.db"
     assert cfg.overlay.configuration == base / "overlay" / "overlay.xml"
     assert cfg.overlay.listen == HostPort("127.0.0.1", 6084)
     assert cfg.overlay.record_lifetime == 86400.0
@@ -83,7 +83,7 @@ def test_provider_a_values() -> None:
     assert ifs.internal.target == HostPort("127.0.0.1", 5090)
     assert ifs.pstn.gateway == HostPort("127.0.0.1", 5080)
     assert ifs.federation is not None and ifs.federation.tls is not None
-    assert ifs.federation.tls.ca == base / "tls" / "federation-ca.crt"
+    assert ifs.federation.tls.ca == base / "fed" / "ca.pem"
     assert cfg.proxy.route_timeout == 4.0
     assert cfg.proxy.max_call_duration == 12 * 3600.0
     assert cfg.tickets.lifetime == 90 * 86400.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vipr.daemon import notify_ready, notify_status, notify_stopping, sd_notify
+from vipr.daemon import MemoryReleaser, notify_ready, notify_status, notify_stopping, sd_notify
 
 SCRIPT = """\
 import asyncio, sys
@@ -158,3 +159,26 @@ def test_notify_without_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert not sd_notify("READY=1")  # unreachable: a warning, never an exception
     monkeypatch.setenv("NOTIFY_SOCKET", "vsock:2:1234")
     assert not sd_notify("READY=1")
+
+
+async def test_memory_releaser_gives_memory_back_every_n_and_after_a_burst() -> None:
+    """DESIGN §10: a flood's ended handshakes are released every `every` connections, and the
+    tail of a burst `settle` seconds after its last connection."""
+    released = asyncio.Event()
+    calls: list[int] = []
+
+    class Counted(MemoryReleaser):
+        def release(self) -> None:
+            calls.append(self.ended_total)
+            super().release()
+            released.set()
+
+    r = Counted(every=3, settle=0.05)
+    for _ in range(3):
+        r.ended()
+    assert calls == [3]  # the third ended connection released at once
+    released.clear()
+    r.ended()  # the tail of a burst: released by the timer
+    async with asyncio.timeout(10):
+        await released.wait()
+    assert calls == [3, 4]

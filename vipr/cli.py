@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vipr.proxy.cli",
     "vipr.reload.overlay_cli",
     "vipr.pvp.cli",
+    "vipr.health",
 )
 
 

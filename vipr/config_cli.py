@@ -104,5 +104,54 @@ def check_config(file: Path, allow_missing_files: bool, as_json: bool) -> None:
         click.echo(f"warning: {key}: file not found (yet): {path}", err=True)
 
 
+@click.command("init-provider")
+@click.option("--name", required=True, help="Provider name (also the node certificate's "
+              "file stem: `vipr ca issue --name NAME`).")
+@click.option("--domain", required=True, help="SIP domain (the federation certificate's "
+              "dNSName: `vipr tls issue --domain DOMAIN`).")
+@click.option("--number", "numbers", multiple=True, required=True, metavar="E164",
+              help="A number or block (\"+1408555[0000-0999]\") this provider serves; "
+                   "repeatable.")
+@click.option("--create", is_flag=True,
+              help="This provider's node creates a new overlay (the first one; "
+                   "overlay.create: true); without it the node joins through the bootstrap "
+                   "nodes of overlay.xml.")
+@click.option("--vservice", default=None, help="16 hex digits (default: random).")
+@click.option("--runtime-dir", default=None, metavar="DIR",
+              help="runtime_dir (default: run/NAME beside the file; systemd: /run/vipr/NAME).")
+@click.option("--database", default=None, metavar="FILE",
+              help="database (default: state/NAME/vipr.db beside the file; systemd: "
+                   "/var/lib/vipr/NAME/vipr.db).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Config file to write (default: NAME.yaml); never overwritten.")
+def init_provider(name: str, domain: str, numbers: tuple[str, ...], create: bool,
+                  vservice: str | None, runtime_dir: str | None, database: str | None,
+                  out: Path | None) -> None:
+    """Write a commented provider configuration naming the files the README's `vipr ca` and
+    `vipr tls` commands write (overlay/NAME.crt, tls/DOMAIN.pem, fed/ca.pem, …)."""
+    from vipr.config.example import render_example
+
+    out = out if out is not None else Path(f"{name}.yaml")
+    text = render_example(name, domain, list(numbers), create=create, vservice=vservice,
+                          runtime_dir=runtime_dir, database=database)
+    if out.exists() or out.is_symlink():
+        raise click.ClickException(f"{out} exists; refusing to overwrite")
+    tmp = out.with_name(f".{out.name}.new")
+    tmp.write_text(text)
+    try:        # the operator's values must make a valid config, else nothing is left behind
+        cfg = load_config(tmp, allow_missing=True)
+    except ConfigError as exc:
+        tmp.unlink()
+        for line in exc.messages:
+            click.echo(line.replace(str(tmp), "init-provider"), err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    tmp.rename(out)
+    click.echo(f"wrote {out}: {cfg.provider.name}, {_plural(len(cfg.numbers), 'number', 'numbers')}"
+               f", overlay.create {'true' if create else 'false'}")
+    for key, path in missing_files(load_config(out, allow_missing=True)):
+        click.echo(f"  still to make: {key}: {path}")
+
+
 def register(group: click.Group) -> None:
     group.add_command(check_config)
+    group.add_command(init_provider)

@@ -33,8 +33,8 @@ from vipr.logsetup import setup_logging
 from vipr.private_files import private_dir, warn_if_exposed
 
 __all__ = [
-    "notify_ready", "notify_status", "notify_stopping", "release_memory", "run_daemon",
-    "sd_notify", "tune_gc",
+    "MemoryReleaser", "notify_ready", "notify_status", "notify_stopping", "release_memory",
+    "run_daemon", "sd_notify", "tune_gc",
 ]
 
 log = logging.getLogger("vipr.daemon")
@@ -66,6 +66,35 @@ def release_memory() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class MemoryReleaser:
+    """`release_memory()` once every `every` ended connections, and `settle` seconds after the
+    last of a burst: a listener under a flood of refused or failed handshakes gives their memory
+    back while the flood goes on and once it is over (DESIGN §10)."""
+
+    def __init__(self, every: int = 256, settle: float = 2.0) -> None:
+        self.every = every
+        self.settle = settle
+        self.ended_total = 0
+        self._since = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def ended(self) -> None:
+        """Count one ended connection (call on the event loop)."""
+        self.ended_total += 1
+        self._since += 1
+        if self._since >= self.every:
+            self.release()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.settle, self.release)
+
+    def release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._since = 0
+        release_memory()
 
 
 def sd_notify(state: str) -> bool:

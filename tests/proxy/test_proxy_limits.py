@@ -278,7 +278,7 @@ async def test_refused_and_timed_out_connections_release_their_slots(env: Env) -
         if env.stream("tls").gate.open == 0:
             break
         await asyncio.sleep(0.02)
-    assert env.stream("tls").gate.open == 0 and env.stream("tls").ended == 3 * 3 + 1
+    assert env.stream("tls").gate.open == 0 and env.stream("tls").memory.ended_total == 3 * 3 + 1
 
 
 async def test_request_in_the_same_segment_as_the_tls_finished_is_served(env: Env) -> None:

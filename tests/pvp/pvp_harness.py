@@ -3,6 +3,7 @@ proxy.sock served by real `IpcServer`s, VCR helpers."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 import tempfile
@@ -74,6 +75,7 @@ class FakeOverlay:
     claims: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     peers: dict[str, tuple[str, int]] = field(default_factory=dict)
     unreachable: dict[str, int] = field(default_factory=dict)  # peer → attaches to fail first
+    silent: set[str] = field(default_factory=set)  # peers whose attach never answers
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     async def lookup(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +86,8 @@ class FakeOverlay:
     async def attach(self, params: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("attach", params))
         peer = params["peer_id"]
+        if peer in self.silent:
+            await asyncio.Event().wait()  # until the caller's IPC timeout gives up
         if self.unreachable.get(peer, 0) > 0:
             self.unreachable[peer] -= 1
             raise IpcError("unreachable", f"no route to {peer}")

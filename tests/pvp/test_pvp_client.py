@@ -231,6 +231,24 @@ async def test_several_claims_of_one_peer_are_tried_once(base: Path) -> None:
             ("attach", {"peer_id": NODE_B, "application": 61441})]
 
 
+async def test_claims_whose_peers_never_answer_do_not_hold_the_owner_back(base: Path) -> None:
+    """Issue 13 (squatting): a member stores claims for B's number whose peers never answer
+    AppAttach, listed before B's. Tried one after another, each cost an attach timeout (15 s,
+    retried): the owner's validation came too late. All claimants are tried at once."""
+    squatters = [f"{i:x}" * 32 for i in range(4)]
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        a.overlay.claims[CALLEE] = [claim(s) for s in squatters]
+        a.overlay.silent.update(squatters)
+        connect(a, b)
+        await b.store.add_vcr(vcr("terminating"))
+        async with asyncio.timeout(12):  # one squatter's attach timeout alone is 15 s
+            out = await a.client.validate_vcr(await _orig(a))
+        assert out.outcome == "learned", out
+        await assert_learned(a, b)
+        attached = {c[1]["peer_id"] for c in a.overlay.calls if c[0] == "attach"}
+        assert attached == {*squatters, NODE_B}
+
+
 async def test_open_or_unterminated_vcr_is_never_validated(base: Path) -> None:
     """DESIGN §7: no real stop time, so no password can be made from it (issue 13 defect 6)."""
     async with provider(base, "a", NODE_A) as a:

@@ -240,7 +240,7 @@ async def test_two_providers_real_overlay_and_pvp_daemons(base: Path) -> None:
     for i, (name, numbers) in enumerate((("a", ()), ("b", (CALLEE,)))):
         rc, out, err = await run("ca", "issue", "--config", str(ov / "overlay.xml"), "--out",
                                  str(ov), "--user", f"node@{name}.example", "--node-ids", "1",
-                                 "--name", name)
+                                 "--name", name, "--json")
         assert rc == 0, out + err
         info = json.loads(out)
         extra = (f"overlay:\n  configuration: {ov / 'overlay.xml'}\n  cert: {info['cert']}\n"

@@ -28,7 +28,7 @@ def make_overlay(tmp: Path, providers: list[tuple[str, list[str], int]],
     for i, (name, numbers, nodes) in enumerate(providers):
         r = CliRunner().invoke(main, ["ca", "issue", "--config", str(ov / "overlay.xml"),
                                       "--out", str(ov), "--user", f"node@{name}.example",
-                                      "--node-ids", str(nodes), "--name", name,
+                                      "--node-ids", str(nodes), "--name", name, "--json",
                                       *(["--per-node"] if per_node else [])])
         assert r.exit_code == 0, r.output
         info = json.loads(r.output)

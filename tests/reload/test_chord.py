@@ -144,7 +144,7 @@ def test_next_hop_strictly_closer_and_reaches_owner(ids: list[int], key: int,
 
 
 def test_mean_hops_near_ideal() -> None:
-    """C.1 of the research digest: ideal tables give ≈ ½·log2 N − 0.6 hops."""
+    """Ideal tables give ≈ ½·log2 N − 0.6 hops (an idealised Chord simulation)."""
     rnd = random.Random(7)
     ids = [rnd.getrandbits(128) for _ in range(64)]
     ring = ideal_ring(ids)

@@ -32,7 +32,7 @@ class FakeReloadNode(MemNode):
     async def start(self) -> None:
         self.ring.add(self)
 
-    async def stop(self, *, leave: bool = True) -> None:
+    async def stop(self, *, leave: bool = True, leave_timeout: float | None = None) -> None:
         self.ring.kill(self.node_id)
         self.ring.changed()
 

@@ -108,7 +108,7 @@ def test_ca_init_issue_and_use(tmp_path: Path) -> None:
     assert conf.bootstrap_nodes == (BootstrapNode("127.0.0.1", 7001),)
     res = r.invoke(main, ["ca", "issue", "--config", str(tmp_path / "ca" / "overlay.xml"),
                           "--out", str(tmp_path / "n1"), "--user", "n1@p.example",
-                          "--node-ids", "2"])
+                          "--node-ids", "2", "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
     assert len(info["node_ids"]) == 2

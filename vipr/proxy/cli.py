@@ -66,8 +66,14 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
                 out["redirect"] = {"listen": f"{redirect.address[0]}:{redirect.address[1]}"}
             return out
 
+        async def ticket_keys_changed(params: dict[str, Any]) -> dict[str, Any]:
+            # `vipr tickets rotate`: reload now, not at the next periodic reload
+            await proxy.reload_keys()
+            return {"ticket_epochs": sorted(proxy.policy.verifier.epochs)}
+
         ipc = IpcServer(cfg.socket_path("proxy"),
-                        {"route_learned": route_learned, "status": status})
+                        {"route_learned": route_learned, "status": status,
+                         "ticket_keys_changed": ticket_keys_changed})
         try:
             await ipc.start()
             tune_gc()

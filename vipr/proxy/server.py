@@ -25,7 +25,6 @@ import time
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
-from vipr.daemon import release_memory
 from vipr.listen_error import ListenError, listen_error
 from vipr.logsetup import printable
 from vipr.proxy.admission import ticket_header
@@ -60,7 +59,6 @@ from vipr.proxy.sip.transaction import new_branch
 from vipr.proxy.sip.transport import (
     BadDestination,
     Source,
-    StreamTransport,
     UdpTransport,
     ip_destination,
 )
@@ -72,9 +70,6 @@ from vipr.store.models import CompleteVcr, OpenVcr, Route
 log = logging.getLogger("vipr.proxy")
 
 KEY_RELOAD_INTERVAL = 5.0
-# this many accepted connections ended since the last time: give the memory back
-# (release_memory) at the next housekeeping round
-MEMORY_RELEASE_AFTER = 256
 ROUTE_RELOAD_INTERVAL = 60.0
 UNTERMINATED_SWEEP_INTERVAL = 60.0
 SWEEP_INTERVAL = 30.0
@@ -110,7 +105,6 @@ class ProxyServer:
         # set when a listener died for good: the daemon exits non-zero (DESIGN §10)
         self.failed = asyncio.Event()
         self.failure = ""
-        self._ended_at_release = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -217,21 +211,11 @@ class ProxyServer:
             except StoreError as exc:
                 log.warning("store access failed: %s", exc)
             await self._flush_route_use()
-            self._release_memory_after_flood()
             now = self.clock()
             self.tracker.expire(now)
             limit = self.cfg.proxy.max_call_duration
             for cid in [k for k, d in self.dialogs.items() if now - d.created > limit]:
                 del self.dialogs[cid]
-
-    def _release_memory_after_flood(self) -> None:
-        if self.endpoint is None:
-            return
-        ended = sum(tr.ended for tr in self.endpoint.transports.values()
-                    if isinstance(tr, StreamTransport))
-        if ended - self._ended_at_release >= MEMORY_RELEASE_AFTER:
-            self._ended_at_release = ended
-            release_memory()
 
     @property
     def cache(self) -> RouteCache:

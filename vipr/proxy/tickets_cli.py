@@ -15,6 +15,17 @@ from vipr.store import Store, StoreError
 from vipr.tickets import TicketError, TicketVerifier, decode_ticket
 
 
+def _notify_proxy(sock: Path) -> bool:
+    """Tell a running proxy to reload its ticket keys now; False when none answers."""
+    from vipr.ipc import IpcError, ipc_call
+
+    try:
+        asyncio.run(ipc_call(sock, "ticket_keys_changed", {}, timeout=5.0))
+    except IpcError:
+        return False
+    return True
+
+
 def _ts(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
@@ -71,12 +82,15 @@ def register(group: click.Group) -> None:
             res = asyncio.run(rotate_key(cfg.database, now, cut))
         except StoreError as exc:
             fail(str(exc))
+        res["proxy_notified"] = _notify_proxy(cfg.socket_path("proxy"))
         if as_json:
             print_json(res)
             return
         click.echo(f"new ticket key: epoch {res['epoch']} (created {_ts(res['created'])})")
         if res["retired"]:
             click.echo("retired epochs: " + ", ".join(str(e) for e in res["retired"]))
+        if not res["proxy_notified"]:
+            click.echo("proxy not running (or not reachable): it loads the key when it starts")
 
     @tickets.command("inspect")
     @click.argument("ticket")

@@ -7,6 +7,17 @@ from pathlib import Path
 
 import click
 
+from vipr.cliutil import json_option, print_json
+
+
+def _report(info: dict[str, str], as_json: bool) -> None:
+    """What a `tls` command wrote: "key: value" lines, or JSON with --json (like `vipr ca`)."""
+    if as_json:
+        print_json(info)
+        return
+    for k, v in info.items():
+        click.echo(f"{k.replace('_', ' ')}: {v}")
+
 
 def register(group: click.Group) -> None:
     """Add the `tls` command group."""
@@ -19,8 +30,9 @@ def register(group: click.Group) -> None:
     @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
                   help="Directory for ca.pem and ca.key.")
     @click.option("--name", default="VIPR federation CA", show_default=True)
-    def ca_cmd(out: Path, name: str) -> None:
-        """Create a federation CA; prints the certificate and key paths.
+    @json_option
+    def ca_cmd(out: Path, name: str, as_json: bool) -> None:
+        """Create a federation CA (OUT/ca.pem, OUT/ca.key 0600); prints the paths.
 
         Refuses to replace an existing CA (every certificate it issued would stop verifying),
         like `vipr ca init`."""
@@ -34,16 +46,17 @@ def register(group: click.Group) -> None:
             if existing.exists() or existing.is_symlink():
                 raise click.ClickException(f"{existing} exists; refusing to overwrite")
         cert, key = create_federation_ca(out, name)
-        click.echo(f"ca cert: {cert}")
-        click.echo(f"ca key:  {key}")
+        _report({"ca_cert": str(cert), "ca_key": str(key)}, as_json)
 
     @tls.command("issue")
     @click.option("--ca-dir", required=True, type=click.Path(path_type=Path),
                   help="Directory holding ca.pem and ca.key (from `vipr tls ca`).")
     @click.option("--domain", required=True, help="The provider's SIP domain (dNSName).")
     @click.option("--out", "out", required=True, type=click.Path(path_type=Path))
-    def issue_cmd(ca_dir: Path, domain: str, out: Path) -> None:
-        """Issue a leaf certificate for DOMAIN; prints the certificate and key paths."""
+    @json_option
+    def issue_cmd(ca_dir: Path, domain: str, out: Path, as_json: bool) -> None:
+        """Issue a leaf certificate for DOMAIN (OUT/DOMAIN.pem, OUT/DOMAIN.key 0600); prints
+        the paths."""
         from vipr.proxy.federation_tls import (
             CA_CERT_NAME,
             CA_KEY_NAME,
@@ -57,5 +70,4 @@ def register(group: click.Group) -> None:
         except FederationTlsError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        click.echo(f"cert: {cert}")
-        click.echo(f"key:  {key}")
+        _report({"cert": str(cert), "key": str(key), "domain": domain}, as_json)

@@ -46,6 +46,7 @@ __all__ = ["Claim", "Outcome", "PvpClient", "PVP_APPLICATION"]
 log = logging.getLogger("vipr.pvp.client")
 
 OWN_NODES_TTL = 60.0
+MAX_PARALLEL_CLAIMANTS = 16  # claimants validated at once for one VCR
 PVP_APPLICATION = 61441  # AppAttach Application-ID of the PVP server (DESIGN §4)
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -390,31 +391,49 @@ class PvpClient:
             return Outcome("no-claims", "", v.callee)
         creds = client_credentials(v.caller, v.callee, v.start, v.stop, self.cfg.pvp.quantum)
         reasons: list[str] = []
-        for claim in others:
+        gate = asyncio.Semaphore(MAX_PARALLEL_CLAIMANTS)
+
+        async def attempt(claim: Claim) -> tuple[Claim, ValInfo, str] | None:
             if v.id is not None and (v.id, claim.peer_id) in self._wrong:
                 reasons.append(f"{claim.peer_id[:8]}: wrong-password before")
-                continue
-            try:
-                info, addr = await self._retrying(
-                    f"validate {v.callee} at {claim.peer_id[:8]}",
-                    self._attempt_fn(claim, creds),
-                )
-            except _Network as e:
-                reasons.append(f"{claim.peer_id[:8]}: {e}")
-                await self._log(v, claim.peer_id, "failed", f"network {e}")
-                continue
-            except _Permanent as e:
-                reasons.append(f"{claim.peer_id[:8]}: {e.reason}")
-                if v.id is not None:
-                    self._wrong.add((v.id, claim.peer_id))
-                await self._log(v, claim.peer_id, "failed", e.reason)
-                continue
+                return None
+            async with gate:
+                try:
+                    info, addr = await self._retrying(
+                        f"validate {v.callee} at {claim.peer_id[:8]}",
+                        self._attempt_fn(claim, creds),
+                    )
+                except _Network as e:
+                    reasons.append(f"{claim.peer_id[:8]}: {e}")
+                    await self._log(v, claim.peer_id, "failed", f"network {e}")
+                    return None
+                except _Permanent as e:
+                    reasons.append(f"{claim.peer_id[:8]}: {e.reason}")
+                    if v.id is not None:
+                        self._wrong.add((v.id, claim.peer_id))
+                    await self._log(v, claim.peer_id, "failed", e.reason)
+                    return None
             if info.number != v.callee:
                 reasons.append(f"{claim.peer_id[:8]}: valinfo for {info.number}")
                 await self._log(v, claim.peer_id, "failed", f"number-mismatch {info.number}")
-                continue
-            await self._learned(v, claim, info, addr)
-            return Outcome("learned", f"{info.routes[0]} via {claim.peer_id}", v.callee)
+                return None
+            return claim, info, addr
+
+        # DESIGN §5/§10: every claimant at once, the first that proves the call wins. Tried one
+        # after another, a member storing claims whose peers never answer AppAttach would hold
+        # the real owner's validation back by one attach timeout (and its retries) per claim.
+        tasks = [asyncio.create_task(attempt(c)) for c in others]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                won = await next_done
+                if won is not None:
+                    claim, info, addr = won
+                    await self._learned(v, claim, info, addr)
+                    return Outcome("learned", f"{info.routes[0]} via {claim.peer_id}", v.callee)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         return Outcome("failed", "; ".join(reasons), v.callee)
 
     async def _attempt(self, claim: Claim, creds: Credentials) -> tuple[ValInfo, str]:

@@ -11,6 +11,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from vipr.cliutil import json_option, print_json
 from vipr.private_files import write_private
 from vipr.reload.codec import ReloadDecodeError
 from vipr.reload.storage_codec import DEFAULT_MODELS, DataModel
@@ -100,9 +101,11 @@ def _hostport(s: str) -> tuple[str, int]:
 @click.option("--bootstrap", multiple=True, help="Bootstrap node HOST[:PORT]; repeatable.")
 @click.option("--self-signed-permitted", is_flag=True, help="Allow §13.4 self-signed nodes.")
 @click.option("--days", default=3650, show_default=True, help="CA validity in days.")
+@json_option
 def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_permitted: bool,
-            days: int) -> None:
-    """Create an overlay CA and the RFC 6940 XML overlay configuration document."""
+            days: int, as_json: bool) -> None:
+    """Create an overlay CA and the RFC 6940 XML overlay configuration document; prints the
+    paths (JSON with --json)."""
     from vipr.reload.ca import create_ca
     from vipr.reload.overlay_config import (
         BootstrapNode,
@@ -120,8 +123,19 @@ def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_per
     conf = vipr_overlay_configuration(overlay, [cert], boots,
                                       self_signed_permitted=self_signed_permitted)
     (out / "overlay.xml").write_bytes(write_overlay_document([conf]))
-    click.echo(json.dumps({"ca_cert": str(out / "ca.crt"), "ca_key": str(out / "ca.key"),
-                           "configuration": str(out / "overlay.xml")}))
+    _report({"ca_cert": str(out / "ca.crt"), "ca_key": str(out / "ca.key"),
+             "configuration": str(out / "overlay.xml")}, as_json)
+
+
+def _report(info: dict[str, object], as_json: bool) -> None:
+    """What a `ca` command wrote: "key: value" lines, or one JSON object with --json (the
+    same as the `tls` commands)."""
+    if as_json:
+        print_json(info)
+        return
+    for k, v in info.items():
+        shown = ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+        click.echo(f"{k.replace('_', ' ')}: {shown}")
 
 
 @ca_group.command("issue")
@@ -138,9 +152,11 @@ def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_per
 @click.option("--per-node", is_flag=True,
               help="With --node-ids N: N certificates of one Node-ID each (one key): NAME.crt, "
                    "NAME-1.crt … (what `vipr overlay` uses for node i when present).")
+@json_option
 def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: int, name: str,
-             days: int, per_node: bool) -> None:
-    """Issue an RSA-2048 node certificate with reload:// URIs for N random Node-IDs."""
+             days: int, per_node: bool, as_json: bool) -> None:
+    """Issue an RSA-2048 node certificate with reload:// URIs for N random Node-IDs: writes
+    OUT/NAME.crt and OUT/NAME.key (0600) and prints them (JSON with --json)."""
     from vipr.cliutil import one_line_error
     from vipr.reload.ca import issue_node_cert
     from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
@@ -173,13 +189,13 @@ def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: 
                                 days=days)
             (out / f"{name}-{i}.crt").write_bytes(c.cert_pem())
             ids.append(c.node_id)
-        click.echo(json.dumps({"cert": str(cp), "key": str(kp), "user": user,
-                               "node_ids": [n.hex() for n in ids]}))
+        _report({"cert": str(cp), "key": str(kp), "user": user,
+                 "node_ids": [n.hex() for n in ids]}, as_json)
         return
     creds = issue_node_cert(ca_cert, ca_key, conf.instance_name, user, node_ids, days=days)
     cp, kp = creds.write(out, name)
-    click.echo(json.dumps({"cert": str(cp), "key": str(kp), "user": user,
-                           "node_ids": [n.hex() for n in cert_node_ids(creds.cert)]}))
+    _report({"cert": str(cp), "key": str(kp), "user": user,
+             "node_ids": [n.hex() for n in cert_node_ids(creds.cert)]}, as_json)
 
 
 def register(group: click.Group) -> None:

@@ -11,12 +11,14 @@ import contextlib
 import logging
 import ssl
 import struct
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 
+from vipr.daemon import MemoryReleaser
 from vipr.limits import OVERLAY_LIMITS, ConnectionGate, ListenerLimits, Refusal
 from vipr.reload.codec import Reader, ReloadDecodeError
 from vipr.reload.forwarding import ForwardingHeader
@@ -433,6 +435,8 @@ class Listener:
         self.limits = limits
         self.gate = ConnectionGate(limits)
         self.members = 0
+        self.closed: Counter[str] = Counter()  # unauthenticated connections closed, by reason
+        self.memory = MemoryReleaser()  # handshakes that failed or timed out
 
     def admit(self, source: str) -> Refusal | None:
         if self.gate.open + self.members >= self.limits.max_connections:
@@ -441,7 +445,7 @@ class Listener:
         return self.gate.admit(source)
 
     def status(self) -> dict[str, object]:
-        return {**self.gate.status(), "members": self.members}
+        return {**self.gate.status(), "members": self.members, "closed": dict(self.closed)}
 
 
 async def serve(
@@ -482,8 +486,19 @@ async def serve(
             finally:
                 lst.gate.release(source)
         except (ReloadSecurityError, ValueError, ssl.SSLError, ConnectionError, OSError) as e:
-            log.info("rejecting a link from %s: %r", source, e)
+            # asyncio aborts a handshake past ssl_handshake_timeout with ConnectionAbortedError:
+            # under a flood those are many, so they are counted in status, not logged at info
+            timeout = isinstance(e, ConnectionAbortedError)
+            lst.closed[("handshake_timeout" if timeout else "handshake_failed")] += 1
+            log.log(logging.DEBUG if timeout else logging.INFO,
+                    "rejecting a link from %s: %r", source, e)
+            # the traceback holds start_tls's frame, which holds the future holding the
+            # exception: a cycle keeping the SSL object and its buffers until the (tuned,
+            # rare) cyclic GC. Broken here so that a failed handshake frees its memory.
+            e.__traceback__ = None
+            del e
             writer.transport.abort()
+            lst.memory.ended()
             return
         except asyncio.CancelledError:  # the loop is shutting down
             writer.transport.abort()

@@ -95,13 +95,14 @@ def lookup_cmd(number: str, config: Path | None, as_json: bool) -> None:
     try:
         n = normalize_e164(number)
     except E164Error as e:
-        fail(f"{number!r}: {e}", 2)
+        fail(str(e), 2)     # the message names the value already
     ans = _call(config, "lookup", {"number": n}, 60.0)
     if as_json:
         print_json(ans)
         return
     claims = ans.get("claims", [])
-    title = f"{ans.get('number', n)}: {len(claims)} claim(s) (from {ans.get('resource')})"
+    # which replica answered ("N", "COPY1N", …) is for --json readers, not the table
+    title = f"{ans.get('number', n)}: {len(claims)} claim(s)"
     print_table(["node_id", "vservice", "peer_id"],
                 [[c["node_id"], c["vservice"], c["peer_id"]] for c in claims], title=title)
 

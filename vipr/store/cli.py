@@ -135,10 +135,12 @@ def routes_list(config: Path | None, db: Path | None, as_json: bool) -> None:
 @db_option
 @json_option
 def routes_show(number: str, config: Path | None, db: Path | None, as_json: bool) -> None:
-    """One route in full (exit 1 when there is none)."""
+    """One route in full (exit 1 when there is none; with --json it prints `null` then)."""
     num = _number(number)
     r = _with_store(resolve_db(config, db), lambda s: s.get_route(num))
     if r is None:
+        if as_json:
+            print_json(None)    # machines always get a JSON document on stdout
         fail(f"no route for {num}")
     if as_json:
         print_json(_route_json(r))

@@ -27,12 +27,11 @@ UNSERVED = "+15559990000"  # a number nobody serves: a parsed INVITE ends in 404
 
 
 def torture_dir() -> Path | None:
-    """The shared RFC 4475 corpus (same lookup as tests/test_sip_torture.py), or None."""
+    """The RFC 4475/5118 corpus: `$VIPR_SIP_TORTURE`, else the repository's test vectors
+    (tests/vectors/sip-torture, as tests/test_sip_torture.py reads them); None if neither."""
     env = os.environ.get("VIPR_SIP_TORTURE")
-    here = Path(__file__).resolve()
-    for d in ([Path(env)] if env else []) + [here.parents[3] / "shared" / "testdata" /
-                                             "sip-torture",
-                                             Path("/work/shared/testdata/sip-torture")]:
+    repo = Path(__file__).resolve().parents[2] / "tests" / "vectors" / "sip-torture"
+    for d in ([Path(env)] if env else []) + [repo]:
         if (d / "INDEX.tsv").is_file():
             return d
     return None

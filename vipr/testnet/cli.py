@@ -35,13 +35,16 @@ def pstn_cmd(config: Path, log_level: str) -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object with each step's outcome (no timeline).")
 @click.option("--keep", is_flag=True, help="Keep the temporary workdir (logs) afterwards.")
-def demo_cmd(workdir: Path | None, as_json: bool, keep: bool) -> None:
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=None,
+              help="First loopback port (default: a free block); the network uses 400, "
+                   "as `vipr testnet init --base-port`.")
+def demo_cmd(workdir: Path | None, as_json: bool, keep: bool, base_port: int | None) -> None:
     """Run the whole VIPR test network on loopback and play the five-step story.
 
     Exit 0 only if every step behaved as stated."""
     from vipr.testnet.demo import run_demo
 
-    raise SystemExit(run_demo(workdir, as_json=as_json, keep=keep))
+    raise SystemExit(run_demo(workdir, as_json=as_json, keep=keep, base_port=base_port))
 
 
 @click.group("testnet")

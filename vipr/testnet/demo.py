@@ -412,11 +412,12 @@ async def play_story(net: TestNetwork, tl: Timeline) -> list[Step]:
 # ---------------------------------------------------------------------- entry point
 
 
-async def _demo(root: Path, as_json: bool, ephemeral: bool = False) -> dict[str, Any]:
+async def _demo(root: Path, as_json: bool, ephemeral: bool = False,
+                base_port: int | None = None) -> dict[str, Any]:
     tl = Timeline(as_json)
     out: dict[str, Any] = {"ok": False, "workdir": str(root), "steps": []}
     tl.say(f"workdir {root}: overlay CA, node certificates, federation CA, TLS certificates")
-    layout = await asyncio.to_thread(make_workdir, root)
+    layout = await asyncio.to_thread(make_workdir, root, base_port=base_port)
     names = ", ".join(p.name for p in layout.providers)
     tl.say(f"configs for {names} and the PSTN (gateway 127.0.0.1:{layout.pstn_port})")
     net = TestNetwork(layout)
@@ -450,15 +451,18 @@ async def _demo(root: Path, as_json: bool, ephemeral: bool = False) -> dict[str,
     return out
 
 
-def run_demo(workdir: Path | None, *, as_json: bool = False, keep: bool = False) -> int:
-    """Run the demo; 0 when all five steps passed. Ctrl-C/SIGTERM stop every process."""
+def run_demo(workdir: Path | None, *, as_json: bool = False, keep: bool = False,
+             base_port: int | None = None) -> int:
+    """Run the demo; 0 when all five steps passed. Ctrl-C/SIGTERM stop every process.
+    `base_port`: the first of the 400 loopback ports the network uses (None: a free block)."""
     tmp = None
     if workdir is None:
         tmp = Path(tempfile.mkdtemp(prefix="vipr-demo-"))
         workdir = tmp
     result: dict[str, Any] = {"ok": False}
     try:
-        result = asyncio.run(_main_with_signals(workdir, as_json, tmp is not None and not keep))
+        result = asyncio.run(_main_with_signals(workdir, as_json, tmp is not None and not keep,
+                                                base_port))
     except KeyboardInterrupt:
         result = {"ok": False, "error": "interrupted"}
     finally:
@@ -469,9 +473,10 @@ def run_demo(workdir: Path | None, *, as_json: bool = False, keep: bool = False)
     return 0 if result.get("ok") else 1
 
 
-async def _main_with_signals(workdir: Path, as_json: bool, ephemeral: bool) -> dict[str, Any]:
+async def _main_with_signals(workdir: Path, as_json: bool, ephemeral: bool,
+                             base_port: int | None = None) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(_demo(workdir, as_json, ephemeral))
+    task = asyncio.ensure_future(_demo(workdir, as_json, ephemeral, base_port))
 
     def on_signal(signum: int) -> None:
         print(f"\n{signal.Signals(signum).name}: stopping every process", file=sys.stderr)

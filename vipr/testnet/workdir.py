@@ -129,7 +129,8 @@ class Layout:
 # ---------------------------------------------------------------------- ports
 
 
-def _free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:`port` binds for both TCP and UDP right now."""
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as s:
             try:
@@ -144,7 +145,7 @@ def pick_base_port(span: int = 400, tries: int = 50) -> int:
     rng = random.SystemRandom()
     for _ in range(tries):
         base = rng.randrange(20000, 32000 - span, 100)   # below the ephemeral range
-        if all(_free(base + off) for off in _offsets(span)):
+        if all(port_free(base + off) for off in _offsets(span)):
             return base
     raise OSError("no free block of loopback ports found")
 

@@ -12,6 +12,7 @@ import ssl as _ssl
 import time
 from collections import Counter
 
+from vipr.daemon import MemoryReleaser
 from vipr.limits import SIP_LIMITS, ConnectionGate, SipLimits
 from vipr.logsetup import printable
 from vipr.proxy.sip.errors import SipParseError
@@ -156,7 +157,7 @@ class Connection(asyncio.Protocol):
         self.owner.unauthenticated.pop(self, None)
         if self._gate_host is not None:
             self.owner.gate.release(self._gate_host)
-            self.owner.ended += 1
+            self.owner.memory.ended()
             self._gate_host = None
 
     def _finished(self) -> None:
@@ -279,7 +280,8 @@ class StreamTransport:
         # accepted connections not yet authenticated (TLS handshake / first message), oldest
         # first: the ones a full listener evicts
         self.unauthenticated: dict[Connection, None] = {}
-        self.ended = 0   # admitted connections that have ended (for memory housekeeping)
+        # admitted connections that ended: their memory is given back in bursts (DESIGN §10)
+        self.memory = MemoryReleaser()
         self.closed_by: Counter[str] = Counter()
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
