@@ -14,7 +14,10 @@ declare -A pkg_of=(
   [mmdebstrap]=mmdebstrap
   [podman-compose]=podman-compose
   [runc]=runc
+  [kamailio]=kamailio
 )
+# deploy/kamailio needs modules from these (http_client; jansson and acc_json; tls)
+kamailio_modules=(kamailio-utils-modules kamailio-extra-modules kamailio-tls-modules)
 missing=()
 for cmd in "${!pkg_of[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
@@ -22,6 +25,9 @@ done
 # PostgreSQL's server tools are not on PATH on Debian: the store tests' throw-away cluster
 # (tests/pg_cluster.py) runs /usr/lib/postgresql/VERSION/bin/initdb and pg_ctl.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+for p in "${kamailio_modules[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

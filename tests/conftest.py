@@ -26,6 +26,7 @@ DEBIAN_PACKAGE = {
     "gnutls-serv": "gnutls-bin",
     "systemd-analyze": "systemd",
     "initdb": "postgresql",
+    "kamailio": "kamailio, kamailio-utils-modules, kamailio-extra-modules, kamailio-tls-modules",
 }
 
 

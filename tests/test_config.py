@@ -284,6 +284,7 @@ BAD = [
         "listen: '127.0.0.1:1'\n",
         6,
         "listen: unknown key here; it belongs under overlay or under pvp or under "
+        "proxy.interfaces.redirect or under proxy.interfaces.hook or under "
         "proxy.interfaces.<name>",
     ),
     ("logging:\n  format: xml\n", 7, "logging.format: expected one of text|json (got 'xml')"),
@@ -448,7 +449,8 @@ def test_check_config_json(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["errors"] == [f"{path}:6: bogus: unknown key;"
                                                    " expected one of: provider, numbers, "
                                                    "runtime_dir, database, logging, overlay, "
-                                                   "pvp, proxy, tickets, retention"]  # fmt: skip
+                                                   "pvp, proxy, tickets, retention, "
+                                                   "dialplan"]  # fmt: skip
 
 
 def test_check_config_subprocess(tmp_path: Path) -> None:

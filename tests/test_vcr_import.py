@@ -147,8 +147,9 @@ def test_import_all_good_exits_zero_and_json(tmp_path: Path) -> None:
     db = tmp_path / "vipr.db"
     r = CliRunner().invoke(main, ["vcrs", "import", str(src), "--db", str(db), "--json"])
     assert r.exit_code == 0, r.output
+    # --db: pvp not asked
     assert json.loads(r.stdout) == {"imported": 1, "duplicates": 0, "bad": 0, "bad_rows": [],
-                                    "queued_for_validation": None}  # --db: pvp not asked
+                                    "unanswered": 0, "queued_for_validation": None}
 
 
 def test_import_bad_header(tmp_path: Path) -> None:

@@ -91,7 +91,8 @@ class Provider:
 def write_provider(tmp: Path, name: str, domain: str, numbers: list[str], pki: Pki | None, *,
                    target: int | None = None, gateway: int | None = None,
                    route_timeout: str = "1s", renewal_window: str = "30d",
-                   rotate_interval: str = "30d") -> Provider:
+                   rotate_interval: str = "30d", interfaces: tuple[str, ...] = (),
+                   extra: tuple[str, ...] = ()) -> Provider:
     d = tmp / name
     d.mkdir(parents=True, exist_ok=True)
     internal, pstn = free_port(), free_port()
@@ -115,8 +116,9 @@ def write_provider(tmp: Path, name: str, domain: str, numbers: list[str], pki: P
             f"      advertise: \"sip:127.0.0.1:{fed};transport=tls\"",
             f"      tls: {{cert: \"{cert}\", key: \"{key}\", ca: \"{pki.ca}\"}}",
         ]
+    lines += [f"    {line}" for line in interfaces]
     lines += ["tickets: {lifetime: 90d, renewal_window: " + renewal_window
-              + ", rotate_interval: " + rotate_interval + "}"]
+              + ", rotate_interval: " + rotate_interval + "}", *extra]
     cfg = d / "provider.yaml"
     cfg.write_text("\n".join(lines) + "\n")
     return Provider(name, domain, d, cfg, internal, pstn, fed, target, gateway)
@@ -308,8 +310,10 @@ class FederationPeer:
             return
         if req.method == "INVITE":
             self.invites.append((req, source))
-            if self.status is not None:
-                server.respond(self.status, to_tag=secrets.token_hex(4))
+            if self.status is not None:   # RFC 3261 §12.1.1: a 2xx carries a Contact
+                contact = (("Contact", f"<sip:peer@127.0.0.1:{self.port};transport=tls>"),)
+                server.respond(self.status, to_tag=secrets.token_hex(4),
+                               headers=contact if 200 <= self.status < 300 else ())
         elif self.status is not None:
             server.respond(200)
 

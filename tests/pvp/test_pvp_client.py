@@ -266,3 +266,50 @@ async def test_open_or_unterminated_vcr_is_never_validated(base: Path) -> None:
         stored = await a.store.get_vcr(oid)
         assert stored is not None and stored.state == "unterminated"
         assert (await a.client.validate_vcr(stored)).outcome == "skipped"
+
+
+async def test_late_terminating_vcr_is_learned_on_a_late_retry(base: Path) -> None:
+    """DESIGN §11: the terminating VCR arrives (CDR import) after the first attempt failed as
+    a decoy; the claimant is tried again on the late schedule and the route is learned."""
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        client = PvpClient(a.cfg, a.store, backoff=(0.01,), late_retries=(0.5, 30.0))
+        await client.start()
+        try:
+            v = await _orig(a)
+            client._schedule(v, 0.0)
+            first = client._scheduled[v.id or 0]
+            assert (await first).outcome == "failed"     # b has no VCR yet: a decoy answer
+            assert b.server.counters.attempts == 1
+            await b.store.add_vcr(vcr("terminating"))   # the hourly CDR import
+            retry = client._scheduled[v.id or 0]             # scheduled by the failure
+            assert retry is not first
+            assert (await asyncio.wait_for(retry, 10)).outcome == "learned"
+            assert client.counters.late_retries == 1
+            await assert_learned(a, b)
+        finally:
+            await client.close()
+
+
+async def test_late_retries_stop_at_the_schedule_and_the_retention(base: Path) -> None:
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        connect(a, b)
+        client = PvpClient(a.cfg, a.store, backoff=(0.01,), late_retries=(0.05, 0.1))
+        await client.start()
+        try:
+            v = await _orig(a)
+            client._schedule(v, 0.0)
+            while v.id in client._scheduled:   # first attempt + 2 late retries, all decoys
+                await asyncio.wait_for(client._scheduled[v.id or 0], 10)
+            assert client.counters.late_retries == 2
+            assert b.server.counters.attempts == 3
+            assert v.id in client._finished
+            # a retry that would fall after the VCR's retention is not scheduled
+            now = client.clock()
+            client._late_done.clear()
+            client._first_wrong[v.id or 0] = now
+            assert client._next_late(v) is not None
+            old = dataclasses.replace(v, start=now - a.cfg.retention.vcr + 0.01)
+            assert client._next_late(old) is None   # 0.05 s from now is past its retention
+        finally:
+            await client.close()

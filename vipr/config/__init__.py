@@ -12,6 +12,7 @@ nodes → checked values with FILE:LINE errors; load: the sections read and cros
 
 from vipr.config.load import load_config
 from vipr.config.schema import (
+    HookInterface,
     Interface,
     Interfaces,
     LoggingSection,
@@ -20,6 +21,7 @@ from vipr.config.schema import (
     ProviderSection,
     ProxySection,
     PvpSection,
+    RedirectInterface,
     RetentionSection,
     TicketsSection,
     TlsFiles,
@@ -29,6 +31,7 @@ from vipr.config.yaml_reader import ConfigError
 
 __all__ = [
     "ConfigError",
+    "HookInterface",
     "HostPort",
     "Interface",
     "Interfaces",
@@ -38,6 +41,7 @@ __all__ = [
     "ProviderSection",
     "ProxySection",
     "PvpSection",
+    "RedirectInterface",
     "RetentionSection",
     "TicketsSection",
     "TlsFiles",

@@ -91,6 +91,14 @@ tickets:
 retention:
   vcr: 48h
   validation_log: 30d
+
+# DESIGN §11: numbers from a PBX or an edge (R-URI, To, P-Asserted-Identity, From, hook fields,
+# imported CDR columns) are normalised to E.164 before routing or storing. Without a dialplan
+# only "+…" and "00…" are numbers; uncomment for national numbers (NANP values shown).
+# dialplan:
+#   country_code: "1"              # national numbers get this country code
+#   national_prefix: "1"           # trunk prefix of national numbers ("0" in most countries)
+#   international_prefix: "011"    # exit code ("00" in most countries)
 """)
 
 _COMMENT_COLUMN = 35

@@ -14,6 +14,7 @@ from vipr.config.files import check_files
 from vipr.config.schema import (
     MAX_NODES,
     MAX_SOCKET_PATH,
+    HookInterface,
     Interface,
     Interfaces,
     LoggingSection,
@@ -22,19 +23,21 @@ from vipr.config.schema import (
     ProviderSection,
     ProxySection,
     PvpSection,
+    RedirectInterface,
     RetentionSection,
     TicketsSection,
     TlsFiles,
     node_count,
 )
 from vipr.config.values import HostPort, format_duration
-from vipr.config.yaml_reader import YamlReader, read_yaml
+from vipr.config.yaml_reader import BadValue, YamlReader, read_yaml
+from vipr.dialplan import Dialplan, DialplanError
 from vipr.e164 import NumberSet
 from vipr.limits import ListenerLimits, SipLimits
 
 _TOP_KEYS = (
     "provider", "numbers", "runtime_dir", "database", "logging",
-    "overlay", "pvp", "proxy", "tickets", "retention",
+    "overlay", "pvp", "proxy", "tickets", "retention", "dialplan",
 )  # fmt: skip
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 # Where each section key lives, to point at the right section for a misplaced key.
@@ -47,11 +50,14 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "overlay.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "pvp.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "proxy.limits": tuple(f.name for f in dataclasses.fields(SipLimits)),
-    "proxy.interfaces": ("internal", "pstn", "federation"),
+    "proxy.interfaces": ("internal", "pstn", "federation", "hook", "redirect"),
+    "proxy.interfaces.redirect": ("listen", "transport", "gateway", "no_route_status"),
+    "proxy.interfaces.hook": ("listen", "token", "tls", "max_body", "max_connections"),
     "proxy.interfaces.<name>": ("listen", "transport", "target", "gateway", "advertise", "tls"),
     "proxy.interfaces.<name>.tls": ("cert", "key", "ca"),
     "tickets": tuple(f.name for f in dataclasses.fields(TicketsSection)),
     "retention": tuple(f.name for f in dataclasses.fields(RetentionSection)),
+    "dialplan": ("country_code", "national_prefix", "international_prefix"),
 }
 
 
@@ -224,6 +230,69 @@ def _read_interface(r: YamlReader, node: Node | None, name: str, d: Interface) -
     return iface
 
 
+def _digits(node: Node, path: str) -> str:
+    """A digit string; YAML integers (`country_code: 44`) are accepted too."""
+    v = node.value if isinstance(node, ScalarNode) else None
+    if not isinstance(v, str) or not (v == "" or (v.isascii() and v.isdigit())):
+        raise BadValue(f"expected digits, like \"44\" (got {v!r})")
+    return v
+
+
+def _read_dialplan(r: YamlReader, node: Node | None) -> Dialplan:
+    p, d = "dialplan", Dialplan()
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    cc = r.get(m, p, "country_code", _digits, d.country_code)
+    np = r.get(m, p, "national_prefix", _digits, d.national_prefix)
+    ip = r.get(m, p, "international_prefix", _digits, d.international_prefix)
+    if cc is None and m is not None and "country_code" in m:
+        return d   # the bad value is already recorded
+    try:
+        return Dialplan(country_code=cc or None, national_prefix=np or "",
+                        international_prefix=ip or d.international_prefix)
+    except DialplanError as exc:
+        r.error(node if node is not None else 1, p, str(exc))
+        return d
+
+
+def _read_hook(r: YamlReader, node: Node) -> HookInterface:
+    p, d = "proxy.interfaces.hook", HookInterface()
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    tls = None
+    if m is not None and "tls" in m:
+        tp = f"{p}.tls"
+        tm = r.mapping(m["tls"], tp, _TLS_KEYS, required=_TLS_KEYS)
+        if tm is not None and all(k in tm for k in _TLS_KEYS):
+            tls = TlsFiles(
+                cert=r.get(tm, tp, "cert", r.path, Path()),
+                key=r.get(tm, tp, "key", r.path, Path()),
+                ca=r.get(tm, tp, "ca", r.path, Path()),
+            )
+    return HookInterface(
+        listen=r.get(m, p, "listen", r.hostport(), d.listen),
+        token=r.get(m, p, "token", r.optional(r.string), d.token),
+        tls=tls,
+        max_body=r.get(m, p, "max_body", r.integer(1024, 1 << 26), d.max_body),
+        max_connections=r.get(m, p, "max_connections", r.integer(1, 1_000_000),
+                              d.max_connections),
+    )
+
+
+def _read_redirect(r: YamlReader, node: Node) -> RedirectInterface:
+    p, d = "proxy.interfaces.redirect", RedirectInterface()
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+    status = r.get(m, p, "no_route_status", r.integer(300, 699), d.no_route_status)
+    if isinstance(status, int) and 300 <= status < 400 and status != 302 and m is not None:
+        r.error(m["no_route_status"], f"{p}.no_route_status",
+                "expected 302 (redirect to the PSTN gateway) or a 4xx-6xx status")
+    return RedirectInterface(
+        listen=r.get(m, p, "listen", r.hostport(), d.listen),
+        transport=cast(Literal["udp", "tcp"],
+                       r.get(m, p, "transport", r.choice(("udp", "tcp")), str(d.transport))),
+        gateway=r.get(m, p, "gateway", r.optional(r.hostport(False)), d.gateway),
+        no_route_status=status,
+    )
+
+
 def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[str, Node]]:
     p, d = "proxy", ProxySection()
     m = r.mapping(node, p, _SECTION_KEYS[p])
@@ -239,11 +308,25 @@ def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[st
         federation = _read_interface(
             r, fed_node, "federation", Interface(HostPort("0.0.0.0", 5061))
         )
+    hook_node = im.get("hook")
+    hook = None
+    if hook_node is not None and not (
+        isinstance(hook_node, ScalarNode) and r.value(hook_node) is None
+    ):
+        hook = _read_hook(r, hook_node)
+    redirect_node = im.get("redirect")
+    redirect = None
+    if redirect_node is not None and not (
+        isinstance(redirect_node, ScalarNode) and r.value(redirect_node) is None
+    ):
+        redirect = _read_redirect(r, redirect_node)
     sec = ProxySection(
         interfaces=Interfaces(
             internal=_read_interface(r, im.get("internal"), "internal", d.interfaces.internal),
             pstn=_read_interface(r, im.get("pstn"), "pstn", d.interfaces.pstn),
             federation=federation,
+            hook=hook,
+            redirect=redirect,
         ),
         route_timeout=r.get(m, p, "route_timeout", r.duration(0, True), d.route_timeout),
         max_call_duration=r.get(m, p, "max_call_duration", r.duration(0, True),
@@ -378,7 +461,12 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
     listeners.append(("tcp", "pvp.listen", pvp.listen, 1))
     if "listen" in vm:
         nodes_at["pvp.listen"] = vm["listen"]
-    for name in _SECTION_KEYS["proxy.interfaces"]:
+    if proxy.interfaces.hook is not None and isinstance(proxy.interfaces.hook.listen, HostPort):
+        listeners.append(("tcp", "proxy.interfaces.hook.listen", proxy.interfaces.hook.listen, 1))
+    redir = proxy.interfaces.redirect
+    if redir is not None and isinstance(redir.listen, HostPort):
+        listeners.append((redir.transport, "proxy.interfaces.redirect.listen", redir.listen, 1))
+    for name in ("internal", "pstn", "federation"):
         iface = getattr(proxy.interfaces, name)
         if iface is None:
             continue
@@ -404,4 +492,5 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
         proxy=proxy,
         tickets=tickets,
         retention=retention,
+        dialplan=_read_dialplan(r, top.get("dialplan")),
     )

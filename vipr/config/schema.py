@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from vipr.config.values import HostPort
+from vipr.dialplan import Dialplan
 from vipr.e164 import NumberSet
 from vipr.limits import OVERLAY_LIMITS, PVP_LIMITS, SIP_LIMITS, ListenerLimits, SipLimits
 
@@ -78,10 +79,34 @@ class Interface:
 
 
 @dataclass(frozen=True)
+class HookInterface:
+    """`proxy.interfaces.hook`: the HTTP/JSON hook for an existing edge (DESIGN §11)."""
+
+    listen: HostPort = HostPort("127.0.0.1", 8061)
+    token: str | None = None          # bearer token every request must carry
+    tls: TlsFiles | None = None       # mutual TLS: clients need a certificate from `ca`
+    max_body: int = 65536             # bytes per request body (413 above)
+    max_connections: int = 256        # open HTTP connections (refused above)
+
+
+@dataclass(frozen=True)
+class RedirectInterface:
+    """`proxy.interfaces.redirect`: INVITE → 302 with the learned route (DESIGN §11)."""
+
+    listen: HostPort = HostPort("127.0.0.1", 5070)
+    transport: Literal["udp", "tcp"] = "udp"
+    gateway: HostPort | None = None   # the PSTN gateway's Contact (default: pstn.gateway)
+    # no route: 302 to the PSTN gateway alone, or this final status ("use your PSTN route")
+    no_route_status: int = 302
+
+
+@dataclass(frozen=True)
 class Interfaces:
     internal: Interface = Interface(HostPort("127.0.0.1", 5060))
     pstn: Interface = Interface(HostPort("127.0.0.1", 5062))
     federation: Interface | None = None
+    hook: HookInterface | None = None
+    redirect: RedirectInterface | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +146,7 @@ class ProviderConfig:
     proxy: ProxySection = field(default_factory=ProxySection)
     tickets: TicketsSection = field(default_factory=TicketsSection)
     retention: RetentionSection = field(default_factory=RetentionSection)
+    dialplan: Dialplan = field(default_factory=Dialplan)
 
     def socket_path(self, role: str) -> Path:
         """The Unix socket of `role` ("overlay", "pvp", "proxy")."""

@@ -37,12 +37,17 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             return {"cached": await proxy.route_learned(number)}
 
         async def status(params: dict[str, Any]) -> dict[str, Any]:
-            return proxy.status()
+            out = proxy.status()
+            if hook is not None:
+                out["hook"] = hook.status()
+            if redirect is not None and redirect.address is not None:
+                out["redirect"] = {"listen": f"{redirect.address[0]}:{redirect.address[1]}"}
+            return out
 
         async def ticket_keys_changed(params: dict[str, Any]) -> dict[str, Any]:
             # `vipr tickets rotate`: reload now, not at the next periodic reload
             await proxy.reload_keys()
-            return {"ticket_epochs": sorted(proxy.verifier.epochs)}
+            return {"ticket_epochs": sorted(proxy.policy.verifier.epochs)}
 
         async def on_store_event(e: StoreEvent) -> None:
             # Issue 15: another host's pvp learned a route, or a key was rotated elsewhere.
@@ -56,6 +61,28 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
         # Listening before start: no key or route change is missed in between.
         await store.listen(on_store_event)   # PostgreSQL only (DESIGN §12)
         await proxy.start()
+        hook = None
+        if cfg.proxy.interfaces.hook is not None:   # DESIGN §11: the edge's HTTP/JSON hook
+            from vipr.proxy.hook.server import HookServer
+            hook = HookServer(proxy, cfg.proxy.interfaces.hook)
+        redirect = None
+        rcfg = cfg.proxy.interfaces.redirect
+        try:
+            if hook is not None:
+                await hook.start()
+            if rcfg is not None:   # DESIGN §11: INVITE → 302 with the learned route
+                from vipr.proxy.redirect import RedirectServer
+                gw = rcfg.gateway or cfg.proxy.interfaces.pstn.gateway
+                redirect = RedirectServer(proxy.policy, rcfg,
+                                          (gw.host, gw.port) if gw else None, proxy.clock)
+                await redirect.start(cfg.proxy.limits)
+        except BaseException:
+            if hook is not None:
+                await hook.close()
+            if redirect is not None:
+                await redirect.close()
+            await proxy.close()
+            raise
 
         ipc = IpcServer(cfg.socket_path("proxy"),
                         {"route_learned": route_learned, "status": status,
@@ -75,6 +102,10 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
                 raise ProxyError(proxy.failure)
         finally:
             await ipc.close()
+            if hook is not None:
+                await hook.close()
+            if redirect is not None:
+                await redirect.close()
             await proxy.close()
 
 
@@ -121,6 +152,9 @@ def register(group: click.Group) -> None:
                                                        if routes else ""))
         click.echo(f"active calls: {res.get('active_calls')}  dialogs: {res.get('dialogs')}")
         click.echo(f"ticket epochs: {res.get('ticket_epochs')}")
+        if isinstance(res.get("hook"), dict):
+            click.echo(f"hook {res['hook'].get('listen')}: requests "
+                       + json.dumps(res["hook"].get("requests", {})))
         click.echo("vcrs: " + json.dumps(res.get("vcrs", {})))
         for k, v in res.get("counters", {}).items():
             click.echo(f"  {k}: {v}")

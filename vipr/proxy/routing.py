@@ -11,9 +11,8 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from vipr.e164 import E164Error, normalize_e164
-from vipr.proxy.sip.errors import SipParseError
-from vipr.proxy.sip.uri import URI, parse_uri, unescape
+from vipr.dialplan import DEFAULT_DIALPLAN, Dialplan
+from vipr.proxy.sip.uri import URI, parse_uri
 from vipr.store.models import Route
 
 Kind = Literal["internal", "pstn", "federation", "admission"]
@@ -21,26 +20,21 @@ INTERFACES = ("internal", "pstn", "federation")
 MAX_ROUTE_FAILURES = 3  # DESIGN §6: after 3 failures the route is dropped
 
 
-def number_of(uri: URI | str) -> str | None:
-    """The E.164 number a Request-URI (or To/From URI) names, or None.
+def number_of(uri: URI | str, dialplan: Dialplan = DEFAULT_DIALPLAN) -> str | None:
+    """The E.164 number a Request-URI (or To/From URI) names, or None (`Dialplan.number_of_uri`:
+    tel: or sip user part, visual separators, `;phone-context`, national/international
+    prefixes of the provider's dialplan; DESIGN §11)."""
+    return dialplan.number_of_uri(uri)
 
-    `tel:+1...` (RFC 3966) or the user part of a sip/sips URI (`sip:+1...@host`, visual
-    separators allowed, `;phone-context`/`;user=phone` parameters ignored)."""
-    try:
-        u = parse_uri(uri) if isinstance(uri, str) else uri
-    except SipParseError:
-        return None
-    if u.scheme == "tel":
-        text = u.user if u.user is not None else (u.opaque or "")
-    elif u.is_sip:
-        text = u.user or ""
-    else:
-        return None
-    text = unescape(text.split(";", 1)[0])
-    try:
-        return normalize_e164(text)
-    except E164Error:
-        return None
+
+def federation_uri(route: Route, number: str) -> str:
+    """The Request-URI of a call over a learned route: its first URI, the number as user."""
+    u = parse_uri(route.routes[0])
+    if u.user is None:
+        u.user = number
+    u.params.setdefault("user", "phone")
+    u.params.pop("lr", None)
+    return str(u)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +101,11 @@ def route_state(route: Route | None, now: float, renewal_window: float) -> str:
 
 
 def decide(interface: str, request_uri: URI | str, our_numbers: Container[str],
-           cache: RouteCache, now: float, renewal_window: float) -> Decision:
-    """The route of a new (out-of-dialog) INVITE that arrived on `interface` (DESIGN §7)."""
-    number = number_of(request_uri)
+           cache: RouteCache, now: float, renewal_window: float,
+           dialplan: Dialplan = DEFAULT_DIALPLAN) -> Decision:
+    """The route of a new (out-of-dialog) INVITE that arrived on `interface` (DESIGN §7);
+    the inline SIP path, the hook and the redirect interface all decide here (DESIGN §11)."""
+    number = number_of(request_uri, dialplan)
     if interface == "pstn":
         return Decision("internal", number, "from-pstn")
     if interface == "federation":

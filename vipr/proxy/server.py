@@ -22,13 +22,12 @@ import contextlib
 import logging
 import ssl as _ssl
 import time
-from collections import Counter
 from typing import Any
 
 from vipr.config import Interface, ProviderConfig
 from vipr.listen_error import ListenError, listen_error
 from vipr.logsetup import printable
-from vipr.proxy.admission import Admission, admit, ticket_header
+from vipr.proxy.admission import ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.federation_tls import client_context, server_context
 from vipr.proxy.forward import (
@@ -50,7 +49,8 @@ from vipr.proxy.legs import (
     dialog_from_text,
     dialog_text,
 )
-from vipr.proxy.routing import MAX_ROUTE_FAILURES, Decision, RouteCache, decide, number_of
+from vipr.proxy.policy import CallPolicy
+from vipr.proxy.routing import Decision, RouteCache, federation_uri
 from vipr.proxy.sip.endpoint import ServerHandle, SipEndpoint
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.headers import Via
@@ -66,7 +66,6 @@ from vipr.proxy.sip.uri import URI, format_host, parse_uri
 from vipr.proxy.vcrwriter import VcrWriter
 from vipr.store import Store, StoreError
 from vipr.store.models import CompleteVcr, OpenVcr, Route
-from vipr.tickets import TicketVerifier
 
 log = logging.getLogger("vipr.proxy")
 
@@ -92,8 +91,7 @@ class ProxyServer:
                                              "pstn": cfg.proxy.interfaces.pstn}
         if cfg.proxy.interfaces.federation is not None:
             self.ifaces["federation"] = cfg.proxy.interfaces.federation
-        self.cache = RouteCache()
-        self.verifier = TicketVerifier(())
+        self.policy = CallPolicy(cfg, store, self._spawn, clock=clock)
         self.tracker = CallTracker(cfg.proxy.max_call_duration)
         # Issue 15: a shared PostgreSQL may be away; VCR changes then wait in a local spool.
         spool = cfg.runtime_dir / "vcr-spool" if store.backend == "postgresql" else None
@@ -103,10 +101,9 @@ class ProxyServer:
         self.addresses: dict[str, tuple[str, int]] = {}
         self.calls: dict[tuple[str, ...], Call] = {}
         self.dialogs: dict[str, Dialog] = {}
-        self.counters: Counter[str] = Counter()
+        self.counters = self.policy.counters
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bg: list[asyncio.Task[None]] = []
-        self._last_key_reload = 0.0
         self._route_used: dict[str, float] = {}   # number → last answered call (batched)
         # set when a listener died for good: the daemon exits non-zero (DESIGN §10)
         self.failed = asyncio.Event()
@@ -223,34 +220,23 @@ class ProxyServer:
             for cid in [k for k, d in self.dialogs.items() if now - d.created > limit]:
                 del self.dialogs[cid]
 
+    @property
+    def cache(self) -> RouteCache:
+        return self.policy.cache
+
     async def reload_keys(self) -> None:
-        """Reload the ticket keys; first add a key when there is none or the newest one is
-        older than tickets.rotate_interval (DESIGN §6: old epochs stay valid)."""
-        newest = await self.store.current_ticket_key()
-        now = self.clock()
-        if newest is None or now - newest.created >= self.cfg.tickets.rotate_interval:
-            # Decided again inside the store's transaction: proxies on several hosts that
-            # find the key due at once add one key, not one each (issue 15).
-            key = await self.store.create_ticket_key(
-                now, unless_created_since=now - self.cfg.tickets.rotate_interval)
-            if newest is None or key.epoch != newest.epoch:
-                log.info("new ticket key: epoch %d", key.epoch)
-        self.verifier = TicketVerifier(await self.store.ticket_keys())
-        self._last_key_reload = time.monotonic()
+        await self.policy.reload_keys()
 
     async def reload_routes(self) -> None:
-        self.cache.replace_all(await self.store.list_routes())
+        await self.policy.reload_routes()
 
     async def route_learned(self, number: str) -> bool:
         """IPC `route_learned`: reload one route from the store; True when it is cached."""
-        route = await self.store.get_route(number)
-        if route is None:
-            self.cache.drop(number)
-            return False
-        self.cache.put(route)
-        log.info("route learned for %s: %s (ticket expires %.0f)", printable(number),
-                 printable(", ".join(route.routes)), route.ticket_expires)
-        return True
+        return await self.policy.route_learned(number)
+
+    def route_used(self, number: str) -> None:
+        """A call over the route to `number` was answered (last_used, written in batches)."""
+        self._route_used[number] = self.clock()
 
     def _interface_status(self, name: str, host: str, port: int) -> dict[str, Any]:
         """The listener as it is now (DESIGN §10: real socket state, connection counts)."""
@@ -275,7 +261,7 @@ class ProxyServer:
             "cached_routes": self.cache.numbers(),
             "active_calls": len(self.calls),
             "dialogs": len(self.dialogs),
-            "ticket_epochs": sorted(self.verifier.epochs),
+            "ticket_epochs": sorted(self.policy.verifier.epochs),
             "vcrs": {"opened": self.writer.opened, "written": self.writer.written,
                      "failed": self.writer.failed,
                      "notified": self.writer.notified,
@@ -343,15 +329,6 @@ class ProxyServer:
         domain = route.learned_from_domain or u.address
         return Leg("federation", u.address, u.port or 5061, domain)
 
-    @staticmethod
-    def _federation_uri(route: Route, number: str) -> str:
-        u = parse_uri(route.routes[0])
-        if u.user is None:
-            u.user = number
-        u.params.setdefault("user", "phone")
-        u.params.pop("lr", None)
-        return str(u)
-
     # ------------------------------------------------------------------ requests
 
     def _on_request(self, req: SipRequest, source: Source,
@@ -383,8 +360,7 @@ class ProxyServer:
             return
         iface = source.interface
         now = self.clock()
-        d = decide(iface, req.request_uri, self.cfg.numbers, self.cache, now,
-                   self.cfg.tickets.renewal_window)
+        d = self.policy.route(iface, req.request_uri, now)
         if d.kind == "admission":
             if not await self._admit(req, source, d, now):
                 server.respond(403)
@@ -393,7 +369,7 @@ class ProxyServer:
         self.counters[f"route_{d.kind}_{d.reason}"] += 1
         call = Call(req.call_id, server, req, Leg(iface, source.host, source.port), d.number)
         self.calls[server.txn.key] = call
-        caller = number_of(req.from_.uri)
+        caller = self.cfg.dialplan.caller(req.headers.get)   # DESIGN §11: PAI, else From
         self.tracker.started(call.call_id, caller, d.number, now,
                              "terminating" if iface == "pstn" else None)
         if d.kind == "federation" and d.number is not None and d.route is not None:
@@ -409,19 +385,11 @@ class ProxyServer:
         await self._attempt(call, target, leg, None)
 
     async def _admit(self, req: SipRequest, source: Source, d: Decision, now: float) -> bool:
-        token = ticket_header(req.headers.get)
         conn = source.connection
-
-        def check() -> Admission:  # against self.verifier as it is now
-            return admit(self.verifier, token=token, number=d.number, transport=source.transport,
-                         tls_verified=source.tls_verified,
-                         peer_dns_names=conn.tls_dns_names if conn else (), now=now)
-
-        res = check()
-        if res.reason == "unknown-epoch" and time.monotonic() - self._last_key_reload > 1.0:
-            await self.reload_keys()   # a rotation since the last reload (rate-limited)
-            res = check()
-        self.counters[f"admission_{res.reason}"] += 1
+        res = await self.policy.admission(
+            ticket_header(req.headers.get), d.number, transport=source.transport,
+            tls_verified=source.tls_verified,
+            peer_dns_names=conn.tls_dns_names if conn else (), now=now)
         if res.ok:
             log.info("admitted call %s to %s from %s", printable(req.call_id),
                      printable(d.number), printable(res.peer_domain))
@@ -439,7 +407,7 @@ class ProxyServer:
         uri = None
         ticket = None
         if target == "federation" and route is not None and call.number is not None:
-            uri = self._federation_uri(route, call.number)
+            uri = federation_uri(route, call.number)
             ticket = route.ticket
         fwd = prepare_request(call.request, via=self._via(leg.iface), record_route=rr,
                               uri=uri, ticket=ticket, strip_tickets=True)
@@ -477,9 +445,7 @@ class ProxyServer:
         if att.client is not None and att.trying and att.client.txn.state == "proceeding":
             self._send_cancel(att)
         number = call.number or ""
-        self.counters[f"fallback_{cause}"] += 1
-        dropped = self.cache.record_failure(number, MAX_ROUTE_FAILURES)
-        self._spawn(self._store_route_failure(number))
+        dropped = self.policy.route_failed(number, cause)
         log.warning("route to %s failed (%s)%s: call %s goes via the PSTN", printable(number),
                     cause, "; route dropped" if dropped else "", printable(call.call_id))
         if call.cancelled:
@@ -490,15 +456,6 @@ class ProxyServer:
             self._finish(call, None, 503)
             return
         self._spawn(self._attempt(call, "pstn", leg, None))
-
-    async def _store_route_failure(self, number: str) -> None:
-        try:
-            if await self.store.record_route_failure(number, MAX_ROUTE_FAILURES):
-                log.warning("route to %s dropped after %d failures", printable(number),
-                            MAX_ROUTE_FAILURES)
-                self.cache.drop(number)
-        except StoreError as exc:
-            log.error("could not count the route failure of %s: %s", printable(number), exc)
 
     def _send_cancel(self, att: Attempt) -> None:
         assert self.endpoint is not None
@@ -557,7 +514,7 @@ class ProxyServer:
                 dlg = self.dialogs[call.call_id] = Dialog(call.up, att.leg)
                 self.counters[f"answered_{att.target}"] += 1
                 if att.target == "federation" and call.number is not None:
-                    self._route_used[call.number] = self.clock()
+                    self.route_used(call.number)
                 vcr = self.tracker.open_vcr(call.call_id)
                 if vcr is not None:   # DESIGN §7: the answer is on disk before the caller
                     call.vcr_opened = self.writer.submit(OpenVcr(vcr, dialog_text(dlg)))

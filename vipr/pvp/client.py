@@ -7,8 +7,15 @@ claims, AppAttach (`attach`) to each claimant and validate with TLS-SRP; on the 
 store the route and tell the proxy (`route_learned` on proxy.sock).
 
 No claim → the VCR is dropped (deleted) silently. Every claimant failed → the VCR stays. Network
-errors are retried with backoff; a wrong password is never retried with the same VCR and peer
-(also across restarts: the client-side validation log remembers it).
+errors are retried with backoff; a wrong password is not retried at once with the same VCR and
+peer (also across restarts: the client-side validation log remembers it).
+
+Late call records (DESIGN §11): the terminating side's VCR may arrive after the first attempt
+(an hourly CDR import), and a validation against a VCR that does not exist yet fails as a decoy.
+So a VCR whose claimants failed with a wrong password is tried again LATE_RETRIES after that
+first failure (1 h, 6 h, 24 h), while it is within `retention.vcr` of its call. Each retry
+against a VCR that does exist still counts toward that VCR's burn limit on the server (DESIGN
+§5), so the schedule gives a guesser no more than `pvp.max_vcr_failures` tries.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ IDLE_REUSE = 2.0  # s an idle outer channel is kept for the next validation to t
 MAX_IDLE_SERVERS = 256
 PERMANENT = frozenset({"wrong-password", "unknown-identity", "insufficient-security", "refused",
                        "outer-tls", "wrong-node"})
+# Seconds after the first wrong-password failure of a VCR at which it is tried again.
+LATE_RETRIES = (3600.0, 6 * 3600.0, 24 * 3600.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,7 @@ class ClientCounters:
     no_claims: int = 0
     skipped: int = 0
     retries: int = 0
+    late_retries: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -135,6 +145,7 @@ class PvpClient:
         overlay_sock: Path | None = None,
         proxy_sock: Path | None = None,
         vlog: ValidationLog | None = None,
+        late_retries: Sequence[float] = LATE_RETRIES,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -153,6 +164,9 @@ class PvpClient:
         self._scheduled: dict[int, asyncio.Task[Outcome]] = {}
         self._finished: set[int] = set()  # failed in this process: not rescheduled by rescans
         self._wrong: set[tuple[int, str]] = set()  # (vcr id, peer id) with a wrong password
+        self.late_retries = tuple(sorted(late_retries))
+        self._first_wrong: dict[int, float] = {}   # vcr id → its first wrong-password failure
+        self._late_done: dict[int, int] = {}       # vcr id → late retries already made
         self._rescan: asyncio.Task[None] | None = None
         self._own: tuple[float, set[str]] | None = None
         self._idle: dict[tuple[str, int, str], list[tuple[float, SrpConnection]]] = {}
@@ -166,11 +180,17 @@ class PvpClient:
     async def start(self) -> None:
         """Remember past wrong passwords, queue every pending VCR, start the periodic rescan."""
         since = self.clock() - self.cfg.retention.vcr
+        tries: dict[tuple[int, str], int] = {}
         try:
             for rec in await self.store.list_validations(limit=None, since=since):
                 if (rec.role == "client" and rec.reason.startswith("wrong-password")
                         and rec.vcr_id is not None):
                     self._wrong.add((rec.vcr_id, rec.peer))
+                    first = self._first_wrong.get(rec.vcr_id, rec.at)
+                    self._first_wrong[rec.vcr_id] = min(first, rec.at)
+                    tries[rec.vcr_id, rec.peer] = tries.get((rec.vcr_id, rec.peer), 0) + 1
+            for (vid, _peer), n in tries.items():   # attempts beyond the first were retries
+                self._late_done[vid] = max(self._late_done.get(vid, 0), n - 1)
         except StoreError as e:
             log.warning("cannot read the validation log: %s", e)
         await self.scan()
@@ -220,32 +240,64 @@ class PvpClient:
             return False
         return self._schedule(v)
 
-    def _schedule(self, v: Vcr, delay: float | None = None) -> bool:
+    def _schedule(self, v: Vcr, delay: float | None = None, *, late: bool = False) -> bool:
         assert v.id is not None
-        if v.id in self._scheduled or v.id in self._finished:
+        if not late and (v.id in self._scheduled or v.id in self._finished):
             return False
         if delay is None:
             delay = self.rng.uniform(self.cfg.pvp.min_delay, self.cfg.pvp.max_delay)
         self.counters.queued += 1
-        task = asyncio.create_task(self._delayed(v.id, delay))
+        task = asyncio.create_task(self._delayed(v.id, delay, late))
         self._scheduled[v.id] = task
         vid = v.id
-        task.add_done_callback(lambda _t: self._scheduled.pop(vid, None))
+
+        def done(t: asyncio.Task[Outcome]) -> None:
+            if self._scheduled.get(vid) is t:   # not a late retry scheduled by this task
+                del self._scheduled[vid]
+
+        task.add_done_callback(done)
         return True
 
-    async def _delayed(self, vcr_id: int, delay: float) -> Outcome:
+    def _next_late(self, v: Vcr) -> float | None:
+        """Seconds until the next late retry of `v` (DESIGN §11), or None when there is none:
+        no claimant failed with a wrong password, the schedule is used up, or the VCR would be
+        purged (retention.vcr) before then."""
+        vid = v.id
+        if vid is None or not any(w[0] == vid for w in self._wrong):
+            return None
+        now = self.clock()
+        first = self._first_wrong.setdefault(vid, now)
+        k = self._late_done.get(vid, 0)
+        if k >= len(self.late_retries):
+            return None
+        at = first + self.late_retries[k]
+        if at >= v.start + self.cfg.retention.vcr:
+            return None
+        return max(at - now, 0.0)
+
+    async def _delayed(self, vcr_id: int, delay: float, late: bool = False) -> Outcome:
         await asyncio.sleep(delay)
         try:
             v = await self.store.get_vcr(vcr_id)
             if v is None or v.validated is not None or v.burned:
                 return Outcome("no-vcr", "gone or already validated")
+            if late:   # the claimants that failed with a wrong password get one more try
+                self._late_done[vcr_id] = self._late_done.get(vcr_id, 0) + 1
+                self._wrong = {w for w in self._wrong if w[0] != vcr_id}
+                self.counters.late_retries += 1
             out = await self.validate_vcr(v)
         except StoreError as e:
             log.error("validation of VCR %d: store error %s (retried at the next rescan)",
                       vcr_id, e)
             return Outcome("failed", f"store error {e}")
         if out.outcome != "learned":
-            self._finished.add(vcr_id)
+            nxt = self._next_late(v)
+            if nxt is not None:
+                log.info("VCR %d: validation failed; tried again in %.0f s (late call record?)",
+                         vcr_id, nxt)
+                self._schedule(v, nxt, late=True)
+            else:
+                self._finished.add(vcr_id)
         return out
 
     async def validate_number(self, number: str) -> Outcome:
@@ -516,5 +568,5 @@ class PvpClient:
         return {
             "queued": c.queued, "scheduled": len(self._scheduled), "learned": c.learned,
             "failed": c.failed, "no_claims": c.no_claims, "skipped": c.skipped,
-            "retries": c.retries,
+            "retries": c.retries, "late_retries": c.late_retries,
         }

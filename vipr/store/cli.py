@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from vipr.cliutil import (
+    EXIT_CONFIG,
     LIMIT,
     config_option,
     db_option,
@@ -24,11 +25,21 @@ from vipr.cliutil import (
     print_table,
     resolve_db,
 )
+from vipr.dialplan import Dialplan
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, ipc_call
 from vipr.store import Store, StoreError
-from vipr.store.models import DIRECTIONS, Route
-from vipr.store.vcrimport import ImportFormatError, RowError, parse_time, parse_vcr_file
+from vipr.store.models import DIRECTIONS, Direction, Route
+from vipr.store.vcrimport import (
+    FIELDS,
+    FORMATS,
+    ImportFormatError,
+    ImportOptions,
+    RowError,
+    parse_export,
+    parse_time,
+    parse_utc_offset,
+)
 
 T = TypeVar("T")
 
@@ -218,18 +229,32 @@ def vcrs_list(since: str | None, direction: str | None, limit: int, config: Path
 @vcrs.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True,
                                         path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto",
+              show_default=True, help="The export's format (presets for Asterisk Master.csv "
+              "and FreeSWITCH mod_json_cdr).")
+@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
+              help="Read FIELD (caller, callee, direction, start, stop, call_id) from the "
+              "export's COLUMN; repeatable.")
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
+              help="Direction of every record when the export has no direction column.")
+@click.option("--utc-offset", default=None, metavar="UTC|+HH:MM",
+              help="Offset of times written without one (presets: UTC).")
 @config_option
 @db_option
 @json_option
-def vcrs_import(file: Path, config: Path | None, db: Path | str | None, as_json: bool) -> None:
+def vcrs_import(file: Path, fmt: str, mapping: tuple[str, ...], direction: str | None,
+                utc_offset: str | None, config: Path | None, db: Path | str | None,
+                as_json: bool) -> None:
     """Import call records from a PBX/CDR export: CSV with a header, or JSON lines.
 
     Fields: caller, callee, direction (originating|terminating), start, stop (unix seconds
-    or ISO-8601 with offset), call_id. Records already stored (same call_id and direction)
-    are skipped, so importing a file twice changes nothing. Bad rows are reported on stderr
-    with their line numbers; the good rows are stored in one transaction. Exit 0 when every
-    row was good, 1 otherwise.
+    or ISO-8601 with offset), call_id; start is the answer time. Numbers go through the
+    config's dialplan. Records already stored (same call_id and direction) are skipped, so
+    importing a file twice changes nothing. Bad rows are reported on stderr with their line
+    numbers; the good rows are stored in one transaction. Exit 0 when every row was good, 1
+    otherwise.
     """
+    opts = _import_options(fmt, mapping, direction, utc_offset, config)
     path = resolve_db(config, db)
     name = "<stdin>" if str(file) == "-" else str(file)
     try:
@@ -241,9 +266,10 @@ def vcrs_import(file: Path, config: Path | None, db: Path | str | None, as_json:
     except (OSError, UnicodeDecodeError) as e:
         fail(f"{name}: cannot read: {e}")
     try:
-        good, bad = parse_vcr_file(text, now=time.time())
+        res = parse_export(text, time.time(), opts)
     except ImportFormatError as e:
         fail(f"{name}:{e.line}: {e.reason}")
+    good, bad = res.good, res.bad
     for b in bad:
         click.echo(f"{name}:{b.line}: {b.reason}", err=True)
     ids = _with_store(path, lambda s: s.add_vcrs_ids(good), must_exist=False) if good else []
@@ -254,15 +280,40 @@ def vcrs_import(file: Path, config: Path | None, db: Path | str | None, as_json:
     queued = _announce_to_pvp(config, originating) if config is not None and db is None else None
     if as_json:
         print_json({"imported": inserted, "duplicates": dup, "bad": len(bad),
+                    "unanswered": res.unanswered,
                     "bad_rows": [{"line": b.line, "reason": b.reason} for b in bad],
                     "queued_for_validation": queued})
     else:
-        click.echo(f"imported {inserted}, skipped {dup} duplicates, {len(bad)} bad")
+        click.echo(f"imported {inserted}, skipped {dup} duplicates, {len(bad)} bad"
+                   + (f", {res.unanswered} unanswered" if res.unanswered else ""))
         if queued is not None and originating:
             click.echo(f"pvp queued {queued} of {len(originating)} originating calls "
                        "for validation")
     if bad:
         raise SystemExit(1)
+
+
+def _import_options(fmt: str, mapping: tuple[str, ...], direction: str | None,
+                    utc_offset: str | None, config: Path | None) -> ImportOptions:
+    fields: dict[str, str] = {}
+    for m in mapping:
+        f, eq, col = m.partition("=")
+        if not eq or f.strip() not in FIELDS or not col.strip():
+            fail(f"--map {m!r}: expected FIELD=COLUMN with FIELD one of {', '.join(FIELDS)}",
+                 EXIT_CONFIG)
+        fields[f.strip()] = col.strip()
+    tz = None
+    if utc_offset is not None:
+        try:
+            tz = parse_utc_offset(utc_offset)
+        except ValueError as e:
+            fail(f"--utc-offset: {e}", EXIT_CONFIG)
+    dialplan = load_config_or_fail(config).dialplan if config is not None else Dialplan()
+    dirn: Direction | None = None
+    for d in DIRECTIONS:
+        if d == direction:
+            dirn = d
+    return ImportOptions(fmt, fields, dirn, dialplan, tz)
 
 
 def _announce_to_pvp(config: Path, ids: list[int]) -> int | None:

@@ -1,0 +1,65 @@
+"""Start and stop Debian's Kamailio with a deploy/kamailio config (tests of DESIGN §11)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.proxy.proxy_helpers import Pki
+
+KITS = Path(__file__).resolve().parents[2] / "deploy" / "kamailio"
+UAC = Path(__file__).with_name("uac_rr.xml")   # SIPp's uac, ACK/BYE along the Record-Route
+UAS = Path(__file__).with_name("uas_rr.xml")   # SIPp's uas, answers with the Record-Route
+
+
+def tls_cfg(d: Path, pki: Pki, domain: str) -> Path:
+    """The tls module's file: mutual TLS both ways with `domain`'s certificate."""
+    cert, key = pki.leaf(domain)
+    p = d / f"tls-{domain}.cfg"
+    both = (f"method = TLSv1.2+\ncertificate = {cert}\nprivate_key = {key}\n"
+            f"ca_list = {pki.ca}\nverify_certificate = yes\nrequire_certificate = yes\n")
+    p.write_text(f"[server:default]\n{both}\n[client:default]\n{both}")
+    return p
+
+
+async def start_kamailio(d: Path, cfg: str, defines: list[str]) -> asyncio.subprocess.Process:
+    """`kamailio -f KITS/cfg -DD -E` with `-A` defines; returns once it listens."""
+    d.mkdir(parents=True, exist_ok=True)
+    logf = d / "kamailio.log"
+    log = open(logf, "ab")  # noqa: SIM115 - closed below, the child keeps it
+    (d / "krun").mkdir(exist_ok=True)
+    args = ["kamailio", "-f", str(KITS / cfg), "-DD", "-E", "-m", "32", "-M", "4",
+            "-Y", str(d / "krun"), "-w", str(d)]
+    for x in defines:
+        args += ["-A", x]
+    proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log,
+                                                start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 15
+    # the attendant logs this once every receiver process is forked
+    while b"tcp_main" not in logf.read_bytes() and b"main.c" not in logf.read_bytes():
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError("kamailio did not start: "
+                               + logf.read_text(errors="replace")[-3000:])
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)   # its UDP receivers fork after the main process logs
+    return proc
+
+
+async def stop_kamailio(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+def log_tail(d: Path) -> str:
+    p = d / "kamailio.log"
+    return p.read_text(errors="replace")[-3000:] if p.exists() else ""
