@@ -30,6 +30,7 @@ numbers:
 $numbers
 runtime_dir: $runtime_dir$run_pad# Unix sockets overlay.sock, pvp.sock, proxy.sock
 database: $database$db_pad# SQLite (WAL), shared by all roles of this provider
+# database: postgresql://vipr@db.example.net/vipr   # several hosts: one PostgreSQL (DESIGN §12)
 
 logging:
   level: info                      # debug|info|warning|error
@@ -82,6 +83,14 @@ proxy:
         ca: fed/ca.pem             # the CA of the federation's certificates (vipr tls ca)
   route_timeout: 4s                # no final answer from a learned route in this time → PSTN
   max_call_duration: 12h           # answered, no BYE this long → VCR "unterminated" (no PVP)
+  vcr_spool_max: 250000            # PostgreSQL away: VCR changes kept on disk, at most this many
+  limits:                          # what an unauthenticated peer may hold (DESIGN §10)
+    max_connections: 512           # per TCP/TLS interface; more are closed at accept
+    max_connections_per_address: 32   # from one source (IPv4 address, IPv6 /64)
+    handshake_timeout: 5s          # TLS handshake, or (TCP) first whole message, within this
+    max_message_size: 65535        # bytes; a larger request → 513, then the stream closes
+    max_headers: 256               # header fields in one message; more → 400
+    max_vias: 70                   # Via entries in one message; more → 400
 
 tickets:
   lifetime: 90d                    # route and ticket lifetime (numbers get reassigned)
