@@ -13,11 +13,11 @@ import pytest
 from node_harness import FAST, OVERLAY, Overlay, make_overlay, true_owner
 
 from vipr.reload import ca
-from vipr.reload import messages as m
-from vipr.reload.api import Received
-from vipr.reload.forwarding import ForwardingHeader, ResourceDestination
-from vipr.reload.node import ReloadJoinError, ReloadRequestError
-from vipr.reload.storage_codec import FetchAns, FetchReq
+from vipr.reload.aio.node import ReloadJoinError, ReloadRequestError
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.context import Received
+from vipr.reload.wire.forwarding import ForwardingHeader, ResourceDestination
+from vipr.reload.wire.storage_bodies import FetchAns, FetchReq
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from node_harness import FAST, Overlay, make_overlay, true_owner
 
-from vipr.reload import messages as m
+from vipr.reload.wire import bodies as m
 
 pytestmark = pytest.mark.timeout(240)
 # Repair is awaited as an event (every live node has its true neighbours) with a generous bound;

@@ -13,7 +13,7 @@ from overlay_net import make_overlay
 from tests.conftest import stop_all
 from vipr.config import load_config
 from vipr.ipc import IpcError, ipc_call
-from vipr.reload.overlayd import OverlayDaemon
+from vipr.reload.aio.daemon import OverlayDaemon
 from vipr.store import Store
 
 
@@ -32,7 +32,7 @@ class FakeReloadNode(MemNode):
     async def start(self) -> None:
         self.ring.add(self)
 
-    async def stop(self, *, leave: bool = True) -> None:
+    async def stop(self, *, leave: bool = True, leave_timeout: float | None = None) -> None:
         self.ring.kill(self.node_id)
         self.ring.changed()
 

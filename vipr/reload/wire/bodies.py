@@ -8,12 +8,14 @@ all but the storage ones.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from vipr.reload.codec import ReloadDecodeError, ReloadEncodeError
-from vipr.reload.error_response import ErrorCode, ErrorResponse, error_info_json
-from vipr.reload.link_bodies import (
+from vipr.reload.wire.codec import ReloadDecodeError, ReloadEncodeError
+from vipr.reload.wire.codes import MessageCode
+from vipr.reload.wire.error_bodies import ErrorCode, ErrorResponse
+from vipr.reload.wire.link_bodies import (
     CAND_HOST,
     CAND_PRFLX,
     CAND_RELAY,
@@ -33,8 +35,19 @@ from vipr.reload.link_bodies import (
     PingAns,
     PingReq,
 )
-from vipr.reload.message_codes import MessageCode
-from vipr.reload.topology_bodies import (
+from vipr.reload.wire.storage_bodies import (
+    STORAGE_BODIES,
+    DataModel,
+    FetchAns,
+    FetchReq,
+    FindAns,
+    FindReq,
+    StatAns,
+    StatReq,
+    StoreAns,
+    StoreReq,
+)
+from vipr.reload.wire.topology_bodies import (
     CHORD_FULL,
     CHORD_NEIGHBORS,
     CHORD_PEER_READY,
@@ -97,14 +110,11 @@ __all__ = [
     "ProbeInformation",
     "ProbeReq",
     "RouteQueryReq",
+    "WithCertificates",
     "body_code",
     "decode_body",
     "error_info_json",
 ]
-
-
-class Body(Protocol):
-    def encode(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +131,30 @@ class EmptyBody:
         return cls()
 
 
-_SIMPLE_BODIES: dict[int, Any] = {
+Body = (ProbeReq | ProbeAns | AttachReqAns | JoinReq | JoinAns | LeaveReq | ChordUpdate
+        | RouteQueryReq | ChordRouteQueryAns | PingReq | PingAns | AppAttachReqAns
+        | ConfigUpdateReq | EmptyBody | ErrorResponse | StoreReq | StoreAns | FetchReq
+        | FetchAns | StatReq | StatAns | FindReq | FindAns)
+"""Every message body this implementation decodes (RFC 6940 §6.3.3, §6.4.2, §6.5, §7)."""
+
+
+@dataclass(frozen=True)
+class WithCertificates:
+    """A body plus extra DER certificates for the security block (§6.3.4: the certificates
+    needed to verify stored-data signatures travel with Store requests and Fetch answers).
+    `ReloadContext.request/answer` unwrap it; `encode()` delegates so callers may pass it on."""
+
+    body: Body
+    certificates: tuple[bytes, ...] = ()
+
+    def encode(self) -> bytes:
+        return self.body.encode()
+
+
+OutgoingBody = Body | WithCertificates
+
+
+_SIMPLE_BODIES: dict[int, type[Body]] = {
     MessageCode.PROBE_REQ: ProbeReq,
     MessageCode.PROBE_ANS: ProbeAns,
     MessageCode.ATTACH_REQ: AttachReqAns,
@@ -144,27 +177,40 @@ _SIMPLE_BODIES: dict[int, Any] = {
 }
 
 
-def decode_body(code: int, body: bytes, models: Any = None) -> Any:
-    """Decode a message body by its code. `models` maps Kind-ID → DataModel for storage bodies."""
-    from vipr.reload import storage_codec as sc
 
-    if code in sc.STORAGE_BODIES:
-        return sc.STORAGE_BODIES[code].decode(body, models)
+def decode_body(code: int, body: bytes,
+                models: Mapping[int, DataModel] | None = None) -> Body:
+    """Decode a message body by its code. `models` maps Kind-ID → DataModel for storage bodies."""
+    if code in STORAGE_BODIES:
+        return STORAGE_BODIES[code].decode(body, models)
     cls = _SIMPLE_BODIES.get(code)
     if cls is None:
         raise ReloadDecodeError(f"unknown message code 0x{code:04x}")
-    return cls.decode(body)
+    return cls.decode(body)  # type: ignore[attr-defined,no-any-return]
 
 
-def body_code(body: Any, *, answer: bool = False) -> int:
+def body_code(body: OutgoingBody, *, answer: bool = False) -> int:
     """The message code for a body object (for ReqAns types pass `answer`)."""
-    from vipr.reload import storage_codec as sc
-
-    body = getattr(body, "body", body) if type(body).__name__ == "WithCertificates" else body
-    bodies = [*_SIMPLE_BODIES.items(), *sc.STORAGE_BODIES.items()]
-    codes = sorted(code for code, cls in bodies if isinstance(body, cls))
+    inner = body.body if isinstance(body, WithCertificates) else body
+    bodies = [*_SIMPLE_BODIES.items(), *STORAGE_BODIES.items()]
+    codes = sorted(code for code, cls in bodies if isinstance(inner, cls))
     if len(codes) == 2 and codes[1] == codes[0] + 1:  # one layout for request and answer
         return codes[1] if answer else codes[0]
     if len(codes) != 1:
-        raise ReloadEncodeError(f"no message code for {type(body).__name__} (EmptyBody needs one)")
+        raise ReloadEncodeError(f"no message code for {type(inner).__name__} (EmptyBody needs one)")
     return codes[0]
+
+
+def error_info_json(err: ErrorResponse) -> Any:
+    """Best-effort decoded view of error_info (binary for the codes the RFC defines)."""
+    if err.error_code == ErrorCode.UNKNOWN_KIND:
+        try:
+            return {"unknown_kinds": list(err.decode_unknown_kinds())}
+        except ReloadDecodeError:
+            return err.error_info.hex()
+    if err.error_code == ErrorCode.GENERATION_COUNTER_TOO_LOW:
+        try:
+            return StoreAns.decode(err.error_info)
+        except ReloadDecodeError:
+            return err.error_info.hex()
+    return err.info_text()

@@ -16,18 +16,18 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from vipr.reload.api import Received, WithCertificates
-from vipr.reload.messages import ErrorCode, ErrorResponse
-from vipr.reload.replication import DEFAULT_HOLD_DOWN, ReplicaAction, ReplicationPlanner
-from vipr.reload.security import message_certificates
-from vipr.reload.storage import DataStore, StorageError
-from vipr.reload.storage_codec import FetchReq, FindReq, StatReq, StoreReq
+from vipr.reload.core.replication import DEFAULT_HOLD_DOWN, ReplicaAction, ReplicationPlanner
+from vipr.reload.core.storage import DataStore, StorageError
+from vipr.reload.wire.bodies import ErrorCode, ErrorResponse, WithCertificates
+from vipr.reload.wire.context import Received
+from vipr.reload.wire.security import message_certificates
+from vipr.reload.wire.storage_bodies import FetchReq, FindReq, StatReq, StoreReq
 
-log = logging.getLogger("vipr.reload.storage")
+log = logging.getLogger("vipr.reload.core.storage")
 
 
 class StorageNode(Protocol):
-    """What the service needs from its node (vipr/reload/node.py ReloadNode)."""
+    """What the service needs from its node (vipr/reload/aio/node.py ReloadNode)."""
 
     node_id: bytes
 

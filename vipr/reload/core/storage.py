@@ -16,18 +16,19 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from vipr.reload.forwarding import resource_id
-from vipr.reload.message import Signature
-from vipr.reload.messages import ErrorCode, ErrorResponse
+from vipr.reload.errors import ReloadError
 from vipr.reload.overlay_config import VIPR_POLICY, KindDef
-from vipr.reload.security import (
+from vipr.reload.wire.bodies import ErrorCode, ErrorResponse
+from vipr.reload.wire.envelope import Signature
+from vipr.reload.wire.forwarding import resource_id
+from vipr.reload.wire.security import (
     ReloadSecurityError,
     TrustStore,
     VerifiedSigner,
     cert_der,
     verify_stored_data,
 )
-from vipr.reload.storage_codec import (
+from vipr.reload.wire.storage_bodies import (
     ARRAY_APPEND,
     ArrayEntry,
     ArrayEntryMeta,
@@ -57,14 +58,14 @@ from vipr.reload.storage_codec import (
     StoreReq,
     metadata_for,
 )
-from vipr.reload.vipr_kind import MAX_ENTRIES_PER_SIGNER, node_prefix_allows
+from vipr.reload.wire.vipr_kind import MAX_ENTRIES_PER_SIGNER, node_prefix_allows
 
 __all__ = ["DataStore", "Entry", "KindRecord", "StorageError", "policy_allows"]
 
 EntryKey = bytes | int  # dictionary key, array index, b"" for single values
 
 
-class StorageError(Exception):
+class StorageError(ReloadError):
     """A request the store refuses; `response()` is the Error to send back (§6.3.3.1)."""
 
     def __init__(self, code: ErrorCode, message: str, info: bytes | None = None) -> None:

@@ -14,23 +14,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vipr.reload import messages as m
-from vipr.reload.api import Received, ReloadContext
-from vipr.reload.chord import ChordTopology, to_id, to_int
-from vipr.reload.codec import Reader, ReloadDecodeError
-from vipr.reload.forwarding import (
+from vipr.reload.aio.link import Link, Tap, connect
+from vipr.reload.aio.transactions import AsyncTransactions, RequestTimeout
+from vipr.reload.core.node_api import ChordTimers, ReloadRequestError
+from vipr.reload.core.topology import ChordTopology, to_id, to_int
+from vipr.reload.core.transactions import AnswerCache
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.codec import Reader, ReloadDecodeError
+from vipr.reload.wire.context import Received, ReloadContext
+from vipr.reload.wire.envelope import encode_message
+from vipr.reload.wire.forwarding import (
     Destination,
     ForwardingHeader,
     NodeDestination,
     ResourceDestination,
 )
-from vipr.reload.link import Link, Tap, connect
-from vipr.reload.message import encode_message
-from vipr.reload.node_types import ChordTimers, ReloadRequestError
-from vipr.reload.security import ReloadSecurityError
-from vipr.reload.transactions import AnswerCache, AsyncTransactions, RequestTimeout
+from vipr.reload.wire.security import ReloadSecurityError
 
-log = logging.getLogger("vipr.reload.node")
+log = logging.getLogger("vipr.reload.aio.node")
 
 C = m.MessageCode
 # Requests that the node responsible for a Node-ID answers when that node is absent (§10.5:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,20 @@ from vipr.config import ProviderConfig
 from vipr.daemon import notify_ready, notify_status
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
-from vipr.reload.api import ReloadContext
-from vipr.reload.messages import PVP_APPLICATION_ID
-from vipr.reload.node import ChordTimers, ReloadNode
+from vipr.reload.aio.node import ChordTimers, ReloadNode
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
+from vipr.reload.core.storage import DataStore
+from vipr.reload.errors import ReloadError
 from vipr.reload.overlay_config import (
     OverlayConfigError,
     OverlayConfiguration,
     check_answers_fit,
     load_overlay_config,
 )
-from vipr.reload.security import NodeCredentials, ReloadSecurityError, cert_node_ids
-from vipr.reload.storage import DataStore
-from vipr.reload.storage_service import StorageService
-from vipr.reload.usage import ViprPublisher, lookup
+from vipr.reload.wire.bodies import PVP_APPLICATION_ID
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.security import NodeCredentials, ReloadSecurityError, cert_node_ids
 
 log = logging.getLogger("vipr.overlay")
 
@@ -49,7 +51,14 @@ STOP_LEAVE = 0.5  # seconds for the Leave answers (§10.9; the peers also detect
 LOOKUP_TIMEOUT = 4.0  # per copy: N, COPY1N, COPY2N stay under the 15 s callers allow
 
 
-class OverlayError(Exception):
+class DaemonState(StrEnum):
+    """What `status` reports as "state"."""
+
+    JOINING = "joining"
+    RUNNING = "running"
+
+
+class OverlayError(ReloadError):
     """The daemon cannot start (configuration, certificate)."""
 
 
@@ -80,7 +89,7 @@ class OverlayDaemon:
         self._publish_lock = asyncio.Lock()
         self._ipc: IpcServer | None = None
         self._rr = 0
-        self.state = "joining"  # → "running" once every node has joined or given up
+        self.state = DaemonState.JOINING  # → RUNNING once every node joined or gave up
 
     def _identities(self, base: NodeCredentials, cert: Path, key: Path, want: int
                     ) -> tuple[list[NodeCredentials], list[tuple[Path, Path]]]:
@@ -210,7 +219,7 @@ class OverlayDaemon:
             for i in range(len(self.creds)):
                 if not await self._start_node(i, stop) and (i == 0 or stop.is_set()):
                     return
-            self.state = "running"
+            self.state = DaemonState.RUNNING
             notify_ready(f"{len(self.nodes)} RELOAD nodes")
             publisher = asyncio.create_task(self._publish_loop(stop))
             await stop.wait()
@@ -294,7 +303,7 @@ class OverlayDaemon:
 
     def _node(self) -> ReloadNode:
         if not self.nodes:
-            if self.state == "joining":
+            if self.state is DaemonState.JOINING:
                 raise IpcError("joining", "the overlay is joining: no RELOAD node has joined yet")
             raise IpcError("unavailable", "no RELOAD node is running")
         self._rr = (self._rr + 1) % len(self.nodes)
@@ -334,12 +343,12 @@ class OverlayDaemon:
             st = dict(node.status())
             st["stored"] = svc.store.entry_count()
             nodes.append(st)
-        if self.state == "joining":  # the identities still joining (pvp reads own Node-IDs)
+        if self.state is DaemonState.JOINING:  # identities still joining (pvp reads own Node-IDs)
             listen = self.cfg.overlay.listen
             nodes += [{"node_id": cr.node_id.hex(), "joined": False,
                        "listen": f"{listen.host}:{listen.port + i}"}
                       for i, cr in enumerate(self.creds) if i >= len(self.nodes)]
-        return {"state": self.state, "nodes": nodes, "published": self.published}
+        return {"state": self.state.value, "nodes": nodes, "published": self.published}
 
 
 def run_overlay(cfg: ProviderConfig) -> None:

@@ -6,7 +6,13 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from vipr.reload.codec import NODE_ID_LENGTH, Reader, ReloadDecodeError, ReloadEncodeError, Writer
+from vipr.reload.wire.codec import (
+    NODE_ID_LENGTH,
+    Reader,
+    ReloadDecodeError,
+    ReloadEncodeError,
+    Writer,
+)
 
 RELO_TOKEN = 0xD2454C4F  # §6.3.2: "RELO" with the high bit of the first byte set
 VERSION = 0x0A  # §6.3.2: version 1.0; draft-era 0x01 MUST be rejected
@@ -202,3 +208,13 @@ class ForwardingHeader:
             length=length,
             max_response_length=mrl,
         )
+
+
+def response_destinations(request: ForwardingHeader,
+                          previous_hop: bytes | None = None) -> tuple[Destination, ...]:
+    """§6.3.2.1/§6.2.2: a response's destination list is the request's via list reversed,
+    preceded by the node the request arrived from (which pops itself on receipt)."""
+    dests = list(reversed(request.via_list))
+    if previous_hop is not None:
+        dests.insert(0, NodeDestination(previous_hop))
+    return tuple(dests)

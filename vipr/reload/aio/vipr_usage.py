@@ -14,17 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from vipr.reload.api import Received, ReloadContext
-from vipr.reload.messages import PVP_APPLICATION_ID, ErrorCode
-from vipr.reload.node_types import ReloadRequestError
-from vipr.reload.security import (
+from vipr.reload.aio.storage_service import StorageNode
+from vipr.reload.core.node_api import ReloadRequestError
+from vipr.reload.wire.bodies import PVP_APPLICATION_ID, ErrorCode
+from vipr.reload.wire.context import Received, ReloadContext
+from vipr.reload.wire.security import (
     ReloadSecurityError,
     TrustStore,
     message_certificates,
     sign_stored_data,
     verify_stored_data,
 )
-from vipr.reload.storage_codec import (
+from vipr.reload.wire.storage_bodies import (
     DataValue,
     DictionaryEntry,
     DictionaryEntryMeta,
@@ -38,8 +39,7 @@ from vipr.reload.storage_codec import (
     StoreKindData,
     StoreReq,
 )
-from vipr.reload.storage_service import StorageNode
-from vipr.reload.vipr_kind import (
+from vipr.reload.wire.vipr_kind import (
     KIND_VIPR,
     RESOURCE_LABELS,
     Claim,
@@ -51,7 +51,7 @@ from vipr.reload.vipr_kind import (
 
 __all__ = ["LookupResult", "PVP_APPLICATION_ID", "ViprPublisher", "lookup", "verified_values"]
 
-log = logging.getLogger("vipr.reload.usage")
+log = logging.getLogger("vipr.reload.aio.vipr_usage")
 
 
 class UsageNode(StorageNode, Protocol):

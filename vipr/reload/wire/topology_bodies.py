@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vipr.reload.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
-from vipr.reload.forwarding import Destination, decode_destination, encode_destination
-from vipr.reload.message_codes import MessageCode
+from vipr.reload.wire.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
+from vipr.reload.wire.codes import MessageCode
+from vipr.reload.wire.forwarding import Destination, decode_destination, encode_destination
 
 # ProbeInformationType (§6.4.2.5.1)
 PROBE_RESPONSIBLE_SET = 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import struct
 
+from vipr.reload.errors import ReloadError
+
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
@@ -14,11 +16,11 @@ _U64 = struct.Struct("!Q")
 NODE_ID_LENGTH = 16  # DESIGN §4: 128-bit Node-IDs (RFC 6940 §11.1 node-id-length default)
 
 
-class ReloadDecodeError(ValueError):
+class ReloadDecodeError(ReloadError, ValueError):
     """Input bytes are not a valid RELOAD structure."""
 
 
-class ReloadEncodeError(ValueError):
+class ReloadEncodeError(ReloadError, ValueError):
     """A value cannot be encoded (out of range, too long)."""
 
 

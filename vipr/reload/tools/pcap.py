@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from vipr.reload import messages as m
-from vipr.reload import storage_codec as sc
-from vipr.reload.api import ReloadContext
-from vipr.reload.forwarding import NodeDestination, ResourceDestination, resource_id
-from vipr.reload.link import FramingState
-from vipr.reload.message import decode_message
-from vipr.reload.security import NodeCredentials, TrustStore, sign_stored_data
+from vipr.reload.core.framing import FramingState
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire import storage_bodies as sc
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.envelope import decode_message
+from vipr.reload.wire.forwarding import NodeDestination, ResourceDestination, resource_id
+from vipr.reload.wire.security import NodeCredentials, TrustStore, sign_stored_data
 
 RELOAD_PORT = 6084
 MSS = 1400

@@ -5,16 +5,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-from vipr.reload.codec import ReloadDecodeError
-from vipr.reload.link import FramingState
-from vipr.reload.message import decode_header, decode_message
-from vipr.reload.messages import (
+from vipr.reload.core.framing import FramingState
+from vipr.reload.wire.bodies import (
     ChordLeaveData,
     ErrorResponse,
     MessageCode,
     decode_body,
 )
-from vipr.reload.storage_codec import DataModel
+from vipr.reload.wire.codec import ReloadDecodeError
+from vipr.reload.wire.envelope import decode_header, decode_message
+from vipr.reload.wire.storage_bodies import DataModel
 
 FUZZ_MODELS = {1: DataModel.SINGLE, 2: DataModel.ARRAY, 3: DataModel.DICTIONARY,
                0xF0000101: DataModel.DICTIONARY}

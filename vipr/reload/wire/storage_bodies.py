@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
 
-from vipr.reload.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
-from vipr.reload.message import Signature
-from vipr.reload.messages import MessageCode
+from vipr.reload.wire.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
+from vipr.reload.wire.codes import MessageCode
+from vipr.reload.wire.envelope import Signature
 
 
 class DataModel(IntEnum):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vipr.reload.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
-from vipr.reload.forwarding import ForwardingHeader
+from vipr.reload.wire.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
+from vipr.reload.wire.forwarding import ForwardingHeader
 
 # SignerIdentityType (§6.3.4)
 IDENTITY_CERT_HASH = 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vipr.reload.messages import CHORD_FULL, CHORD_NEIGHBORS, ChordUpdate
+from vipr.reload.wire.bodies import CHORD_FULL, CHORD_NEIGHBORS, ChordUpdate
 
 ID_BITS = 128
 RING = 1 << ID_BITS

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
-from vipr.reload.codec import ReloadDecodeError
-from vipr.reload.message import Message, decode_message
-from vipr.reload.messages import ErrorCode, ErrorResponse, LeaveReq, MessageCode, decode_body
-from vipr.reload.messages import error_info_json as _error_info
-from vipr.reload.storage_codec import DataModel
+from vipr.reload.wire.bodies import ErrorCode, ErrorResponse, LeaveReq, MessageCode, decode_body
+from vipr.reload.wire.bodies import error_info_json as _error_info
+from vipr.reload.wire.codec import ReloadDecodeError
+from vipr.reload.wire.envelope import Message, decode_message
+from vipr.reload.wire.storage_bodies import DataModel
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -19,18 +19,10 @@ from typing import Any
 
 from vipr.limits import OVERLAY_LIMITS, ListenerLimits
 from vipr.listen_error import listen_error
-from vipr.reload import messages as m
-from vipr.reload.api import Received, ReloadContext
-from vipr.reload.chord import TableChange, finger_target, to_id, to_int
-from vipr.reload.codec import ReloadDecodeError
-from vipr.reload.forwarding import (
-    Destination,
-    NodeDestination,
-    ResourceDestination,
-)
-from vipr.reload.link import DEFAULT_MAX_MESSAGE_SIZE, Link, Listener, serve
-from vipr.reload.node_transport import NodeTransport, key_of
-from vipr.reload.node_types import (
+from vipr.reload.aio.link import Link, Listener, serve
+from vipr.reload.aio.transport import NodeTransport, key_of
+from vipr.reload.core.framing import DEFAULT_MAX_MESSAGE_SIZE
+from vipr.reload.core.node_api import (
     DEFAULT_TIMERS,
     AppAttachCallback,
     ChordTimers,
@@ -40,13 +32,22 @@ from vipr.reload.node_types import (
     StorageHandler,
     TopologyListener,
 )
-from vipr.reload.security import ReloadSecurityError
-from vipr.reload.storage_codec import STORAGE_BODIES
+from vipr.reload.core.topology import TableChange, finger_target, to_id, to_int
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.codec import ReloadDecodeError
+from vipr.reload.wire.context import Received, ReloadContext
+from vipr.reload.wire.forwarding import (
+    Destination,
+    NodeDestination,
+    ResourceDestination,
+)
+from vipr.reload.wire.security import ReloadSecurityError
+from vipr.reload.wire.storage_bodies import STORAGE_BODIES
 
 __all__ = ["AppAttachCallback", "ChordTimers", "HostPort", "ReloadJoinError", "ReloadNode",
            "ReloadRequestError", "StorageHandler", "TopologyListener"]
 
-log = logging.getLogger("vipr.reload.node")
+log = logging.getLogger("vipr.reload.aio.node")
 
 
 class ReloadNode(NodeTransport):

@@ -1,4 +1,4 @@
-"""Public types of the RELOAD node API (vipr/reload/node.py): errors, timers, plug-in protocols."""
+"""Public types of the RELOAD node API (aio/node.py): errors, timers, plug-in protocols."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vipr.reload.api import Received
+from vipr.reload.errors import ReloadError
 from vipr.reload.overlay_config import OverlayConfiguration
+from vipr.reload.wire.bodies import Body
+from vipr.reload.wire.context import Received
 
 HostPort = tuple[str, int]
 
 
-class ReloadRequestError(Exception):
+class ReloadRequestError(ReloadError):
     """A request got an Error answer (error_code from §14.9) or no answer (REQUEST_TIMEOUT)."""
 
     def __init__(self, error_code: int, info: str = "") -> None:
@@ -21,7 +23,7 @@ class ReloadRequestError(Exception):
         self.info = info
 
 
-class ReloadJoinError(Exception):
+class ReloadJoinError(ReloadError):
     """The node could not join the overlay (no bootstrap reachable, refused, timed out)."""
 
 
@@ -49,12 +51,13 @@ class ChordTimers:
 
 
 class StorageHandler(Protocol):
-    """Storage plug-in (vipr/reload/storage.py). The node calls `handle` for every StoreReq,
+    """Storage plug-in (vipr/reload/core/storage.py). The node calls `handle` for every StoreReq,
     FetchReq, StatReq and FindReq delivered to it (it is responsible for the Resource-ID, or the
     request names this node, e.g. a replica Store). `handle` returns the answer body (StoreAns,
     FetchAns, …) or an `ErrorResponse`; it may be a coroutine function."""
 
-    def handle(self, received: Received, now: float) -> Any | Awaitable[Any]: ...
+    def handle(self, received: Received,
+               now: float) -> Body | Awaitable[Body | None] | None: ...
 
 
 AppAttachCallback = Callable[[int], "HostPort | None"]

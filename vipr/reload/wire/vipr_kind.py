@@ -14,9 +14,10 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vipr.reload.codec import NODE_ID_LENGTH
-from vipr.reload.forwarding import resource_id
-from vipr.reload.storage_codec import KIND_VIPR, DataValue, DictionaryEntry, StoredData
+from vipr.reload.errors import ReloadError
+from vipr.reload.wire.codec import NODE_ID_LENGTH
+from vipr.reload.wire.forwarding import resource_id
+from vipr.reload.wire.storage_bodies import KIND_VIPR, DataValue, DictionaryEntry, StoredData
 
 __all__ = [
     "KIND_VIPR",
@@ -43,7 +44,7 @@ RESOURCE_LABELS = ("N", "COPY1N", "COPY2N")
 _KEY_RE = re.compile(rb"^([0-9a-f]{32})\+([0-9a-f]{16})$")
 
 
-class ViprValueError(ValueError):
+class ViprValueError(ReloadError, ValueError):
     """A VIPR dictionary key or value is malformed."""
 
 

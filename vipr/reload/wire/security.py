@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from vipr.private_files import write_private
-from vipr.reload.codec import NODE_ID_LENGTH, Writer
-from vipr.reload.forwarding import ForwardingHeader
-from vipr.reload.message import (
+from vipr.reload.errors import ReloadError
+from vipr.reload.wire.codec import NODE_ID_LENGTH, Writer
+from vipr.reload.wire.envelope import (
     CERT_X509,
     HASH_SHA256,
     IDENTITY_CERT_HASH,
@@ -35,10 +35,11 @@ from vipr.reload.message import (
     Signature,
     SignerIdentity,
 )
-from vipr.reload.storage_codec import ArrayEntry, StoredData, StoredDataValue, value_bytes
+from vipr.reload.wire.forwarding import ForwardingHeader
+from vipr.reload.wire.storage_bodies import ArrayEntry, StoredData, StoredDataValue, value_bytes
 
 
-class ReloadSecurityError(Exception):
+class ReloadSecurityError(ReloadError):
     """A signature, certificate or identity check failed."""
 
 

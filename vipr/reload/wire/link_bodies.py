@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from vipr.reload.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
+from vipr.reload.wire.codec import Reader, ReloadDecodeError, ReloadEncodeError, Writer
 
 # OverlayLinkType (§6.5.1.1) and CandType (§6.5.1.1)
 LINK_DTLS_UDP_SR = 1

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
-from vipr.reload.codec import Reader, ReloadDecodeError, Writer
+from vipr.reload.wire.codec import Reader, Writer
 
 
 class ErrorCode(IntEnum):
@@ -74,20 +73,3 @@ class ErrorResponse:
 
     def info_text(self) -> str:
         return self.error_info.decode("utf-8", "replace")
-
-
-def error_info_json(err: ErrorResponse) -> Any:
-    """Best-effort decoded view of error_info (binary for the codes the RFC defines)."""
-    if err.error_code == ErrorCode.UNKNOWN_KIND:
-        try:
-            return {"unknown_kinds": list(err.decode_unknown_kinds())}
-        except ReloadDecodeError:
-            return err.error_info.hex()
-    if err.error_code == ErrorCode.GENERATION_COUNTER_TOO_LOW:
-        from vipr.reload.storage_codec import StoreAns
-
-        try:
-            return StoreAns.decode(err.error_info)
-        except ReloadDecodeError:
-            return err.error_info.hex()
-    return err.info_text()

@@ -6,28 +6,42 @@ import os
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography import x509
 
-from vipr.reload.codec import ReloadDecodeError, Writer
-from vipr.reload.forwarding import (
+from vipr.reload.wire.bodies import (
+    Body,
+    ErrorCode,
+    ErrorResponse,
+    MessageCode,
+    OutgoingBody,
+    WithCertificates,
+    body_code,
+    decode_body,
+)
+from vipr.reload.wire.codec import ReloadDecodeError, Writer
+from vipr.reload.wire.envelope import (
+    CERT_X509,
+    Message,
+    MessageContents,
+    decode_message,
+    encode_message,
+)
+from vipr.reload.wire.forwarding import (
     DEFAULT_TTL,
     Destination,
     ForwardingHeader,
     overlay_hash,
+    response_destinations,
 )
-from vipr.reload.message import CERT_X509, Message, MessageContents, decode_message, encode_message
-from vipr.reload.messages import ErrorCode, ErrorResponse, MessageCode, body_code, decode_body
-from vipr.reload.security import (
+from vipr.reload.wire.security import (
     NodeCredentials,
     TrustStore,
     VerifiedSigner,
     message_signature_input,
     verify_message,
 )
-from vipr.reload.storage_codec import DataModel
-from vipr.reload.transactions import response_destinations
+from vipr.reload.wire.storage_bodies import DataModel
 
 
 def new_transaction_id() -> int:
@@ -40,24 +54,11 @@ class Received:
     """A decoded message with its typed body and (when verified) the signer."""
 
     message: Message
-    body: Any
+    body: Body
     signer: VerifiedSigner | None
 
 
-@dataclass(frozen=True)
-class WithCertificates:
-    """A body plus extra DER certificates for the security block (§6.3.4: the certificates
-    needed to verify stored-data signatures travel with Store requests and Fetch answers).
-    `ReloadContext.request/answer` unwrap it; `encode()` delegates so callers may pass it on."""
-
-    body: Any
-    certificates: tuple[bytes, ...] = ()
-
-    def encode(self) -> bytes:
-        return bytes(self.body.encode())
-
-
-def unwrap_body(body: Any) -> tuple[Any, tuple[bytes, ...]]:
+def unwrap_body(body: OutgoingBody) -> tuple[Body, tuple[bytes, ...]]:
     if isinstance(body, WithCertificates):
         return body.body, body.certificates
     return body, ()
@@ -137,7 +138,7 @@ class ReloadContext:
             self._sec_cache[key] = pre
         return pre
 
-    def request(self, body: Any, destinations: tuple[Destination, ...], *,
+    def request(self, body: OutgoingBody, destinations: tuple[Destination, ...], *,
                 transaction_id: int | None = None, code: int | None = None,
                 via: tuple[Destination, ...] = (), max_response_length: int = 0,
                 ) -> tuple[int, bytes]:
@@ -148,7 +149,7 @@ class ReloadContext:
         return txid, self.encode(c, body.encode(), destinations, txid, via=via,
                                  max_response_length=max_response_length, extra_certs=extra)
 
-    def answer(self, request: Message, body: Any, *, previous_hop: bytes | None = None,
+    def answer(self, request: Message, body: OutgoingBody, *, previous_hop: bytes | None = None,
                code: int | None = None) -> bytes:
         """Build, sign and encode the answer to `request` (code = request code + 1)."""
         body, extra = unwrap_body(body)
