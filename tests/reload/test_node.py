@@ -180,7 +180,7 @@ async def test_lost_request_is_retransmitted_end_to_end(overlay: Overlay) -> Non
         owner = true_owner(overlay.nodes, key)
         src = next(n for n in overlay.nodes if n is not owner)
         dropped: list[int] = []
-        deliver = owner._deliver
+        deliver = owner.transport._deliver
 
         async def lossy(link: object, header: ForwardingHeader, data: bytes,
                         is_request: bool) -> None:
@@ -190,7 +190,7 @@ async def test_lost_request_is_retransmitted_end_to_end(overlay: Overlay) -> Non
                 return
             await deliver(link, header, data, is_request)  # type: ignore[arg-type]
 
-        owner._deliver = lossy  # type: ignore[method-assign]
+        owner.transport._deliver = lossy  # type: ignore[method-assign]
         ans = await src.request(key, m.PingReq(), timeout=10)
         assert ans.message.transaction_id == dropped[0]
         assert ans.signer is not None and ans.signer.node_id == owner.node_id

@@ -228,8 +228,12 @@ class Link:
         self.close_reason = self.close_reason or reason
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception as e:  # the reader's own failure: logged, the close goes on
+                log.info("link to %s: reader ended with %r", self.peer_node_id.hex()[:8], e)
         await self._finish(reason)
 
     async def receive(self, timeout: float = 5.0) -> bytes:

@@ -1,16 +1,16 @@
 """asyncio RELOAD peer over CHORD-RELOAD (RFC 6940 §10) and TLS-TCP-FH-NO-ICE links (§6.6).
 
-`ChordTopology` (chord.py) is the sans-I/O core, `NodeTransport` (node_transport.py) the links
-and routing; this adds join/update/leave (§10.5–§10.9), failure repair, and dispatch
-of Store/Fetch/Stat/Find to a storage plug-in and of AppAttach (§6.5.2) to a callback.
+The protocol (join, Update, Leave, repair, Attach, Probe, Ping, routing) is decided by the
+sans-I/O `ChordProtocol` (core/chord_protocol.py); this shell feeds it link events, requests,
+answers and timer firings and carries out the actions it returns over a `NodeTransport`
+(transport.py, held by composition). Store/Fetch/Stat/Find go to a storage plug-in and
+AppAttach (§6.5.2) to a callback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -19,8 +19,19 @@ from typing import Any
 
 from vipr.limits import OVERLAY_LIMITS, ListenerLimits
 from vipr.listen_error import listen_error
-from vipr.reload.aio.link import Link, Listener, serve
-from vipr.reload.aio.transport import NodeTransport, key_of
+from vipr.reload.aio.link import Link, Listener, Tap, serve
+from vipr.reload.aio.transport import NodeTransport
+from vipr.reload.core.chord_protocol import (
+    Action,
+    ChordProtocol,
+    CloseLinks,
+    Connect,
+    JoinDone,
+    SendRequest,
+    SetTimer,
+    TimerKind,
+    TopologyChanged,
+)
 from vipr.reload.core.framing import DEFAULT_MAX_MESSAGE_SIZE
 from vipr.reload.core.node_api import (
     DEFAULT_TIMERS,
@@ -32,15 +43,11 @@ from vipr.reload.core.node_api import (
     StorageHandler,
     TopologyListener,
 )
-from vipr.reload.core.topology import TableChange, finger_target, to_id, to_int
+from vipr.reload.core.topology import ChordTopology, to_id, to_int
 from vipr.reload.wire import bodies as m
-from vipr.reload.wire.codec import ReloadDecodeError
+from vipr.reload.wire.bodies import OutgoingBody
 from vipr.reload.wire.context import Received, ReloadContext
-from vipr.reload.wire.forwarding import (
-    Destination,
-    NodeDestination,
-    ResourceDestination,
-)
+from vipr.reload.wire.forwarding import NodeDestination, ResourceDestination
 from vipr.reload.wire.security import ReloadSecurityError
 from vipr.reload.wire.storage_bodies import STORAGE_BODIES
 
@@ -50,7 +57,7 @@ __all__ = ["AppAttachCallback", "ChordTimers", "HostPort", "ReloadJoinError", "R
 log = logging.getLogger("vipr.reload.aio.node")
 
 
-class ReloadNode(NodeTransport):
+class ReloadNode:
     """One RELOAD peer. Several may run in one event loop (each has its own port and links)."""
 
     def __init__(
@@ -68,26 +75,56 @@ class ReloadNode(NodeTransport):
         prune: bool = True,
         advertise_host: str | None = None,
         limits: ListenerLimits = OVERLAY_LIMITS,
+        rng: random.Random | None = None,
     ) -> None:
-        super().__init__(context, creds_files, timers, max_message_size)
+        self.context = context
+        self.node_id: bytes = context.node_id
+        self.creds_files = creds_files
+        self.timers = timers
+        self.max_message_size = max_message_size
         self.listener = Listener(limits)  # DESIGN §10: caps of this node's listener
         self.listen = listen
         self.bootstrap = tuple(bootstrap)
         self.create = create
         self.storage = storage
         self.app_attach_cb = app_attach
-        self._ready_events: dict[bytes, asyncio.Event] = {}
+        self.advertise_host = advertise_host
+        self.protocol = ChordProtocol(self.node_id, timers, rng or random.Random(),
+                                      bootstrap=self.bootstrap, create=create, prune=prune)
+        self.transport = NodeTransport(context, creds_files, timers, max_message_size,
+                                       protocol=self.protocol, handler=self._handle,
+                                       link_up=self._link_up, link_down=self._link_down)
         self._server: asyncio.Server | None = None
         self._address: HostPort | None = None
-        self._attaching: dict[int, asyncio.Task[Any]] = {}
         self._listeners: list[TopologyListener] = []
-        self._replied: dict[bytes, float] = {}
-        self._update_pending = False
-        self._started = time.monotonic()
-        self._had_peers = False
-        self._peer_addrs: dict[bytes, HostPort] = {}  # listen addresses learned from Attach
-        self.prune = prune
-        self.advertise_host = advertise_host
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._join_waiter: asyncio.Future[JoinDone] | None = None
+        self._stopping = False
+
+    # --- views for callers and tests ----------------------------------------------------------
+
+    @property
+    def topo(self) -> ChordTopology:
+        return self.protocol.topo
+
+    @property
+    def hop_counts(self) -> dict[int, int]:
+        return self.transport.hop_counts
+
+    @property
+    def tap(self) -> Tap | None:
+        return self.transport.tap
+
+    @tap.setter
+    def tap(self, tap: Tap | None) -> None:
+        self.transport.tap = tap
+
+    @property
+    def _links(self) -> dict[bytes, list[Link]]:
+        return self.transport._links
+
+    def _link(self, peer: bytes) -> Link | None:
+        return self.transport.link(peer)
 
     # --- public API --------------------------------------------------------------------------
 
@@ -100,84 +137,100 @@ class ReloadNode(NodeTransport):
 
     @property
     def joined(self) -> bool:
-        return self._joined
+        return self.protocol.joined
 
     async def start(self) -> None:
         """Listen; join through a bootstrap node unless `create`; returns when joined."""
-        self._started = time.monotonic()
+        self.protocol.bootstrap = tuple(self.bootstrap)  # callers may set these after __init__
+        self.protocol.create = self.create
+        self._run(self.protocol.start(self._now()))
         try:
             self._server = await serve(self.listen[0], self.listen[1], self.creds_files,
-                                       self.context.trust, self._add_link,
-                                       listener=self.listener, **self._link_kwargs())
+                                       self.context.trust, self.transport.add_link,
+                                       listener=self.listener, **self.transport.link_kwargs())
         except OSError as exc:
             raise listen_error("overlay link", self.listen[0], self.listen[1], exc) from exc
         sock = self._server.sockets[0].getsockname()
         self._address = (sock[0], sock[1])
+        host = self.advertise_host or sock[0]  # a wildcard listen address is no candidate
+        self.protocol.candidate = m.IceCandidate(m.IpAddressPort(host, sock[1]))  # §6.5.1.1
         if self.create:
             if self.bootstrap:  # a restarted creator re-joins the overlay that still runs
                 try:
-                    await asyncio.wait_for(self._join(), min(self.timers.join_timeout,
-                                                             2 * self.timers.attach_timeout))
-                except Exception as e:  # nobody there: we create the ring (below)
-                    log.info("%s: no overlay to re-join (%r): creating it",
+                    await self._join(min(self.timers.join_timeout, 2 * self.timers.attach_timeout))
+                except ReloadJoinError as e:  # nobody there: we create the ring (below)
+                    log.info("%s: no overlay to re-join (%s): creating it",
                              self.node_id.hex()[:8], e)
-            if not self._joined:  # §11.4: nobody reachable: the first node owns the ring
-                self._joined = True
-                self._changed(TableChange(True))
+            if not self.protocol.joined:  # §11.4: nobody reachable: the first node owns the ring
+                self._run(self.protocol.create_ring(self._now()))
         else:
             try:
-                await asyncio.wait_for(self._join(), self.timers.join_timeout)
+                await self._join(self.timers.join_timeout)
             except ReloadJoinError:
                 await self.stop(leave=False)
                 raise
-            except Exception as e:  # timeout, Error answer, TLS refused, …
-                await self.stop(leave=False)
-                raise ReloadJoinError(f"join failed: {e!r}") from e
-        self._spawn(self._maintenance())
+        self._run(self.protocol.start_maintenance(self._now()))
+
+    async def _join(self, timeout: float) -> None:
+        fut: asyncio.Future[JoinDone] = asyncio.get_running_loop().create_future()
+        self._join_waiter = fut
+        self._run(self.protocol.start_join(self._now(), timeout))
+        try:  # the protocol's own deadline ends the join; this bound only guards the shell
+            done = await asyncio.wait_for(fut, timeout + 1.0)
+        except TimeoutError as e:
+            raise ReloadJoinError("join failed: timed out") from e
+        finally:
+            self._join_waiter = None
+        if not done.ok:
+            raise ReloadJoinError(f"join failed: {done.reason}")
 
     async def stop(self, *, leave: bool = True, leave_timeout: float | None = None) -> None:
         """Leave (§10.9) unless `leave=False` (simulated crash), close links and the listener.
         The Leave waits at most `leave_timeout` (default: the attach timeout)."""
         if self._stopping:
             return
-        if leave and self._joined:
+        if leave and self.protocol.joined:
             wait = self.timers.attach_timeout if leave_timeout is None else leave_timeout
-            try:
-                await asyncio.wait_for(self._leave(), wait)
-            except TimeoutError:
-                log.info("%s: Leave not answered within %.3g s", self.node_id.hex()[:8], wait)
+            leaves = [self.transport.spawn(self._send(a)) for a in self.protocol.leave()]
+            if leaves:
+                _done, pending = await asyncio.wait(leaves, timeout=wait)
+                if pending:
+                    log.info("%s: Leave not answered within %.3g s", self.node_id.hex()[:8],
+                             wait)
         self._stopping = True
-        self._joined = False
+        self.protocol.stopping = True
+        self.protocol.joined = False
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        if self._join_waiter is not None and not self._join_waiter.done():
+            self._join_waiter.set_result(JoinDone(False, "node stopped"))
         if self._server is not None:
             self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*(link.close("node stopped") for links in list(self._links.values())
-                               for link in list(links)), return_exceptions=True)
-        await self._tx.close()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.transport.close()
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             except TimeoutError:
                 log.warning("%s: listener did not close within 2 s", self.node_id.hex()[:8])
 
-    async def request(self, destination: bytes, body: Any, *,
+    async def request(self, destination: bytes, body: OutgoingBody, *,
                       timeout: float | None = None) -> Received:
         """Route `body` to the node responsible for the 16-byte Resource-ID `destination`."""
-        return await self._request((ResourceDestination(destination),), body, timeout)
+        return await self.transport.request((ResourceDestination(destination),), body, timeout)
 
-    async def request_direct(self, node_id: bytes, body: Any, *,
+    async def request_direct(self, node_id: bytes, body: OutgoingBody, *,
                              timeout: float | None = None) -> Received:
         """Send `body` to the peer `node_id` (a Node-ID destination; routed if not linked)."""
-        return await self._request((NodeDestination(node_id),), body, timeout)
+        return await self.transport.request((NodeDestination(node_id),), body, timeout)
 
     async def app_attach(self, peer_id: bytes, application: int, *,
                          timeout: float | None = None) -> HostPort:
         """§6.5.2 AppAttach to `peer_id`; returns the answer's host candidate address."""
-        body = m.AppAttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
+        rnd = self.protocol.rng.getrandbits
+        body = m.AppAttachReqAns(f"{rnd(32):08x}".encode(), f"{rnd(64):016x}".encode(),
                                  application, b"passive", (self._candidate(),))
-        rx = await self._request((NodeDestination(peer_id),), body, timeout)
+        rx = await self.transport.request((NodeDestination(peer_id),), body, timeout)
         ans = rx.body
         if not isinstance(ans, m.AppAttachReqAns) or not ans.candidates:
             raise ReloadRequestError(m.ErrorCode.INVALID_MESSAGE, "AppAttachAns without candidate")
@@ -186,7 +239,7 @@ class ReloadNode(NodeTransport):
 
     def is_responsible(self, resource_id: bytes) -> bool:
         """True if this node owns `resource_id` (in (predecessor, self])."""
-        return self._joined and self.topo.responsible(to_int(resource_id[:16]))
+        return self.protocol.owns(to_int(resource_id[:16]))
 
     def successors(self) -> list[bytes]:
         return [to_id(p) for p in self.topo.successors()]
@@ -210,7 +263,7 @@ class ReloadNode(NodeTransport):
         return {
             "node_id": self.node_id.hex(),
             "listen": f"{self._address[0]}:{self._address[1]}" if self._address else None,
-            "joined": self._joined,
+            "joined": self.protocol.joined,
             "predecessors": [p.hex() for p in self.predecessors()],
             "successors": [p.hex() for p in self.successors()],
             "fingers": [p.hex() for p in self.fingers()],
@@ -224,35 +277,27 @@ class ReloadNode(NodeTransport):
         host = self.advertise_host or host  # a wildcard listen address is no candidate
         return m.IceCandidate(m.IpAddressPort(host, port))  # §6.5.1.1 No-ICE host candidate
 
-    # --- request handlers --------------------------------------------------------------------
+    # --- requests for this node ---------------------------------------------------------------
 
-    async def _handle(self, link: Link | None, rx: Received) -> Any:
+    async def _handle(self, link: Link | None, rx: Received) -> m.Body | None:
         body = rx.body
         code = rx.message.code
         if code in STORAGE_BODIES:
             if self.storage is None:
                 return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "this node stores nothing")
             r = self.storage.handle(rx, time.time())
-            return await r if asyncio.iscoroutine(r) else r
-        if isinstance(body, m.PingReq):
-            return m.PingAns(random.getrandbits(64), int(time.time() * 1000))
-        if isinstance(body, m.ProbeReq):
-            return self._probe(body)
-        if isinstance(body, m.AttachReqAns):
-            return self._on_attach(rx, body)
+            return await r if asyncio.iscoroutine(r) else r  # type: ignore[return-value]
         if isinstance(body, m.AppAttachReqAns):
             return self._on_app_attach(body)
-        if isinstance(body, m.RouteQueryReq):
-            return self._on_route_query(link, body)
-        if isinstance(body, m.ChordUpdate):
-            return self._on_update(link, rx, body)
-        if isinstance(body, m.JoinReq):
-            return self._on_join(link, rx, body)
-        if isinstance(body, m.LeaveReq):
-            return self._on_leave(link, rx, body)
-        if isinstance(body, m.ConfigUpdateReq):
-            return m.EmptyBody()
-        return m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "unexpected request")
+        if isinstance(body, m.ProbeReq):
+            self.protocol.resource_count = int(getattr(self.storage, "resource_count", 0) or 0)
+        signer = rx.signer.node_id if rx.signer is not None else None
+        answer, actions = self.protocol.on_request(
+            body, signer=signer, direct_peer=self._direct_peer(link, rx),
+            link_peer=None if link is None else link.peer_node_id, now=self._now(),
+            wall=time.time())
+        self._run(actions)
+        return answer
 
     def _direct_peer(self, link: Link | None, rx: Received) -> bytes | None:
         """The peer that signed a request sent straight over `link` (Join/Leave/Update)."""
@@ -260,284 +305,90 @@ class ReloadNode(NodeTransport):
             return None
         return link.peer_node_id if link.peer_node_id in rx.signer.node_ids else None
 
-    def _probe(self, body: m.ProbeReq) -> m.ProbeAns:
-        vals = {m.PROBE_RESPONSIBLE_SET: self.topo.responsible_ppb(),
-                m.PROBE_NUM_RESOURCES: int(getattr(self.storage, "resource_count", 0) or 0),
-                m.PROBE_UPTIME: self._uptime()}
-        return m.ProbeAns(tuple(m.ProbeInformation(t, vals[t]) for t in body.requested_info
-                                if t in vals))
-
-    def _on_attach(self, rx: Received, body: m.AttachReqAns) -> Any:
-        peer = rx.signer.node_id if rx.signer is not None else None
-        cand = next((c for c in body.candidates
-                     if c.overlay_link == m.LINK_TLS_TCP_FH_NO_ICE), None)
-        if peer is not None:
-            self._wanted_by.add(peer)  # it wants a connection to us: never prune it
-        if peer is None or cand is None:
-            return m.ErrorResponse.text(m.ErrorCode.INCOMPATIBLE_WITH_OVERLAY,
-                                        "need a TLS-TCP-FH-NO-ICE host candidate")
-        if peer == self.node_id:
-            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "attach to self")
-        # §6.5.1: we answer "active" and open the TLS connection to the offered candidate.
-        self._peer_addrs[peer] = (cand.addr_port.host, cand.addr_port.port)
-        self._spawn(self._attach_back(peer, cand.addr_port.host, cand.addr_port.port,
-                                      body.send_update))
-        return m.AttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
-                              b"active", (self._candidate(),), body.send_update)
-
-    async def _attach_back(self, peer: bytes, host: str, port: int, send_update: bool) -> None:
-        if self._link(peer) is None:
-            try:
-                await self._connect(host, port, peer)
-            except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
-                log.info("%s: attach-back to %s failed: %s", self.node_id.hex()[:8],
-                         peer.hex()[:8], e)
-                return
-        if send_update:
-            await self._send_update(peer)
-
-    def _on_app_attach(self, body: m.AppAttachReqAns) -> Any:
+    def _on_app_attach(self, body: m.AppAttachReqAns) -> m.Body:
         addr = self.app_attach_cb(body.application) if self.app_attach_cb else None
         if addr is None:
             return m.ErrorResponse.text(m.ErrorCode.NOT_FOUND,
                                         f"no application {body.application}")
-        return m.AppAttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
+        rnd = self.protocol.rng.getrandbits
+        return m.AppAttachReqAns(f"{rnd(32):08x}".encode(), f"{rnd(64):016x}".encode(),
                                  body.application, b"active",
                                  (m.IceCandidate(m.IpAddressPort(addr[0], addr[1])),))
 
-    def _on_route_query(self, link: Link | None, body: m.RouteQueryReq) -> Any:
-        key = key_of(body.destination)
-        if key is None:
-            return m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "bad destination")
-        hop = None if self._owns(key) else self.topo.next_hop(key)
-        if body.send_update and link is not None:  # §10.8: a full Update right after
-            self._spawn(self._send_update(link.peer_node_id))
-        return m.ChordRouteQueryAns(self.node_id if hop is None else to_id(hop))
+    # --- carrying out the protocol's actions --------------------------------------------------
 
-    def _on_update(self, link: Link | None, rx: Received, upd: m.ChordUpdate) -> Any:
-        peer = self._direct_peer(link, rx)
-        if peer is None:
-            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "Update must come from the peer")
-        now = self._now()
-        self._changed(self.topo.add_ready(to_int(peer)))
-        ev = self._ready_events.pop(peer, None)
-        if ev is not None:
-            ev.set()
-        for c in self.topo.candidates_from_update(upd, now):
-            self._start_attach(c, via=peer)
-        # A peer that is not our neighbor has a view of our region that may be wrong (after
-        # failures): answer with our tables so it can repair itself (§10.7.4.1 "pull").
-        if (self._joined and to_int(peer) not in self.topo.neighbors()
-                and now - self._replied.get(peer, -1e9) > self.timers.update_interval / 4):
-            self._replied[peer] = now
-            self._spawn(self._send_update(peer))
-        return m.EmptyBody()
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
-    def _on_join(self, link: Link | None, rx: Received, body: m.JoinReq) -> Any:
-        peer = self._direct_peer(link, rx)
-        if peer is None or peer != body.joining_peer_id or not self._joined:
-            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "Join must come from the joiner")
-        self._changed(self.topo.add_ready(to_int(peer)))  # §10.5: JN becomes our predecessor
-        return m.JoinAns()
+    def _run(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, SendRequest):
+                self.transport.spawn(self._send(a))
+            elif isinstance(a, Connect):
+                self.transport.spawn(self._connect(a))
+            elif isinstance(a, CloseLinks):
+                self.transport.close_links(a.peer, a.reason)
+            elif isinstance(a, SetTimer):
+                if not self._stopping:
+                    self._arm(a)
+            elif isinstance(a, TopologyChanged):
+                for cb in list(self._listeners):
+                    try:
+                        cb()
+                    except Exception:
+                        log.exception("topology listener failed")
+            elif isinstance(a, JoinDone):
+                self._join_done(a)
 
-    def _on_leave(self, link: Link | None, rx: Received, body: m.LeaveReq) -> Any:
-        peer = self._direct_peer(link, rx)
-        if peer is None or peer != body.leaving_peer_id:
-            return m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "Leave must come from the peer")
-        now = self._now()
-        self._changed(self.topo.remove(to_int(peer), now))  # §10.9: like a failure
-        with contextlib.suppress(ReloadDecodeError):
-            for c in self.topo.candidates(body.leave_data().node_ids, now):
-                self._start_attach(c, via=None)
-        return m.EmptyBody()
-
-    # --- topology maintenance ----------------------------------------------------------------
-
-    def _changed(self, ch: TableChange) -> None:
-        if ch.added or ch.removed:
-            self._had_peers = self._had_peers or bool(self.topo.ready)
-        if not ch.neighbors_changed:
-            return
-        for cb in list(self._listeners):
-            try:
-                cb()
-            except Exception:
-                log.exception("topology listener failed")
-        if self._joined and not self._update_pending:  # §10.7.2 reactive recovery
-            self._update_pending = True
-            self._spawn(self._reactive_update())
-
-    async def _reactive_update(self) -> None:
-        await asyncio.sleep(0)  # coalesce the changes of this loop iteration
-        self._update_pending = False
-        # §10.7.2 says "every member of the Connection Table"; the neighbors are the ones whose
-        # tables depend on ours (fingers are refreshed separately), which keeps a join O(log N).
-        await self._update_all(self.topo.neighbors())
-
-    async def _update_all(self, peers: set[int]) -> None:
-        await asyncio.gather(*(self._send_update(to_id(p)) for p in peers))
-
-    async def _send_update(self, peer: bytes) -> None:
-        if self._stopping:
-            return
-        upd = self.topo.make_update(self._uptime())
-        with contextlib.suppress(ReloadRequestError):
-            await self._request((NodeDestination(peer),), upd, self.timers.attach_timeout)
-
-    def _start_attach(self, peer: int, via: bytes | None) -> None:
-        if peer in self._attaching or self._stopping:
-            return
-        dests: tuple[Destination, ...] = (NodeDestination(to_id(peer)),)
-        if via is not None and self._link(to_id(peer)) is None:
-            dests = (NodeDestination(via), *dests)  # §10.5: source-routed via the informant
-        task = self._spawn(self._attach(dests))
-        self._attaching[peer] = task
-        task.add_done_callback(lambda _t: self._attaching.pop(peer, None))
-
-    async def _attach(self, dests: tuple[Destination, ...]) -> bytes | None:
-        """§6.5.1 Attach (No-ICE): the answerer connects to us; we fall back to connecting."""
-        body = m.AttachReqAns(os.urandom(4).hex().encode(), os.urandom(8).hex().encode(),
-                              b"passive", (self._candidate(),), True)
-        try:
-            rx = await self._request(dests, body, self.timers.attach_timeout)
-        except ReloadRequestError as e:
-            log.debug("%s: attach failed: %s", self.node_id.hex()[:8], e)
-            return None
-        peer = rx.signer.node_id if rx.signer is not None else None
-        ans = rx.body
-        if peer is None or peer == self.node_id or not isinstance(ans, m.AttachReqAns):
-            return None
-        if ans.candidates:
-            ap = ans.candidates[0].addr_port
-            self._peer_addrs[peer] = (ap.host, ap.port)
-        link = await self._wait_link(peer, min(2.0, self.timers.attach_timeout))
-        if link is None and ans.candidates:
-            ap = ans.candidates[0].addr_port
-            with contextlib.suppress(OSError, TimeoutError, ReloadSecurityError, ValueError):
-                await self._connect(ap.host, ap.port, peer)
-        return peer
-
-    async def _settle(self) -> None:
-        while self._attaching:
-            await asyncio.wait(list(self._attaching.values()))
-
-    async def _join(self) -> None:
-        """§10.5 / §11.4: bootstrap link, Attach to n+1, neighbors, fingers, Join, Updates."""
-        boot_errors = []
-        # §11.4: configured bootstrap nodes, then peers we were attached to (on re-join)
-        cached = [a for a in self._peer_addrs.values() if a not in self.bootstrap][:10]
-        for host, port in [*self.bootstrap, *cached]:
-            try:
-                link = await self._connect(host, port, None)
-            except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
-                boot_errors.append(f"{host}:{port}: {e!r}")
-                continue
-            if link.peer_node_id != self.node_id:
-                break
-        else:
-            raise ReloadJoinError(f"no bootstrap node reachable: {boot_errors}")
-        me = to_int(self.node_id)
-        ap = None
-        for _ in range(3):  # the whole transaction may time out on a loaded overlay: retry
-            ap = await self._attach((ResourceDestination(to_id(me + 1)),))
-            if ap is not None or not self._links:  # answered, or the bootstrap link is gone
-                break
-        if ap is None:
-            raise ReloadJoinError("no admitting peer answered the Attach")
-        if to_int(ap) not in self.topo.ready:  # its Update (send_update) makes it ready
-            ev = self._ready_events.setdefault(ap, asyncio.Event())
-            try:
-                await asyncio.wait_for(ev.wait(), self.timers.attach_timeout)
-            except TimeoutError as e:
-                raise ReloadJoinError("admitting peer sent no Update") from e
-        await self._settle()
-        await self._attach_fingers()
-        await self._settle()
-        succ = self.topo.successors()
-        if succ:  # another peer may have joined between us and the first admitting peer
-            ap = to_id(succ[0])
-        for attempt in range(3):
-            try:
-                await self._request((NodeDestination(ap),), m.JoinReq(self.node_id),
-                                    self.timers.attach_timeout)
-                break
-            except ReloadRequestError as e:
-                if attempt == 2 or e.error_code != m.ErrorCode.REQUEST_TIMEOUT:
-                    raise
-        self._joined = True
-        self._changed(TableChange(True))  # listeners + Update to every connection
-
-    async def _attach_fingers(self, *, limit: int | None = None) -> None:
-        """§10.7.4.3: Attach toward finger targets beyond our successor range."""
-        if not self.topo.ready:
-            return
-        me = to_int(self.node_id)
-        succ = self.topo.successors()
-        span = (succ[-1] - me) % (1 << 128) if succ else 0
-        idx = [i for i in self.topo.invalid_fingers()
-               if (finger_target(me, i) - me) % (1 << 128) > span]
-        if limit is not None:
-            random.shuffle(idx)
-            idx = idx[:limit]
-        await asyncio.gather(*(self._attach((ResourceDestination(to_id(finger_target(me, i))),))
-                               for i in idx))
-
-    async def _leave(self) -> None:
-        """§10.9: from_succ (our successors) to predecessors, from_pred to successors."""
-        succ, pred = self.successors(), self.predecessors()
-        reqs = [self._request((NodeDestination(p),), m.LeaveReq.chord(
-            self.node_id, m.ChordLeaveData(m.LEAVE_FROM_SUCC, tuple(succ))), None) for p in pred]
-        reqs += [self._request((NodeDestination(s),), m.LeaveReq.chord(
-            self.node_id, m.ChordLeaveData(m.LEAVE_FROM_PRED, tuple(pred))), None)
-            for s in succ if s not in pred]
-        await asyncio.gather(*reqs, return_exceptions=True)
-
-    async def _maintenance(self) -> None:
-        """Periodic Update to the neighbors (§10.7.1), finger refresh, re-join when alone."""
+    def _arm(self, a: SetTimer) -> None:
         loop = asyncio.get_running_loop()
-        next_ping = loop.time() + self.timers.ping_interval
-        while not self._stopping:
-            await asyncio.sleep(self.timers.update_interval * random.uniform(0.9, 1.1))
-            if not self.topo.ready and self._had_peers and (self.bootstrap or self._peer_addrs):
-                try:  # §10.7.4.1: lost everyone: re-join
-                    self._joined = False
-                    self.topo.forget_failures()
-                    await asyncio.wait_for(self._join(), self.timers.join_timeout)
-                except Exception as e:
-                    log.info("%s: re-join failed: %r", self.node_id.hex()[:8], e)
-                if not self._joined:
-                    self._joined = self.create
-                continue
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            if self._stopping:
+                return
             try:
-                await self._update_all(self.topo.neighbors())
-                await self._prune()
-                if loop.time() >= next_ping:
-                    next_ping = loop.time() + self.timers.ping_interval
-                    await self._attach_fingers(limit=2)
+                self._run(self.protocol.on_timer(a.kind, a.key, loop.time()))
             except Exception:  # a bug in one round must not end the maintenance for good
-                log.exception("%s: maintenance round failed", self.node_id.hex()[:8])
+                log.exception("%s: timer %s failed", self.node_id.hex()[:8], a.kind.name)
+                if a.kind is TimerKind.MAINTENANCE:
+                    self._run(self.protocol.start_maintenance(loop.time()))
 
-    async def _prune(self) -> None:
-        """Close links we opened for peers that left our routing table (the Connection Table
-        may hold more, §10.1, but unused links only cost descriptors and keep-alive traffic).
-        Links a peer asked for with Attach stay: it may use us as neighbor or finger."""
-        if not self._joined or not self.prune:
+        handle = loop.call_at(a.at, fire)
+        self._timers.add(handle)
+
+    def _join_done(self, done: JoinDone) -> None:
+        if self._join_waiter is not None and not self._join_waiter.done():
+            self._join_waiter.set_result(done)
             return
-        keep = self.topo.routing_table()
-        now = self._now()
-        for peer, links in list(self._links.items()):
-            if (to_int(peer) in keep or peer in self._wanted_by
-                    or now - self._link_born.get(peer, now) < 2 * self.timers.update_interval):
-                continue
-            self._pruned.add(peer)
-            for link in list(links):
-                await link.close("pruned: not in the routing table")
+        if not done.ok:  # a re-join from the maintenance timer (§10.7.4.1)
+            log.info("%s: re-join failed: %s", self.node_id.hex()[:8], done.reason)
+            self.protocol.rejoin_failed()
 
-    # --- helpers -----------------------------------------------------------------------------
+    async def _send(self, a: SendRequest) -> None:
+        try:
+            rx = await self.transport.request(a.dests, a.body, a.timeout)
+        except ReloadRequestError as e:
+            log.debug("%s: %s request failed: %s", self.node_id.hex()[:8], a.purpose.name, e)
+            self._run(self.protocol.on_request_failed(a.token, e.error_code, e.info,
+                                                      self._now()))
+            return
+        signer = rx.signer.node_id if rx.signer is not None else None
+        self._run(self.protocol.on_answer(a.token, signer, rx.body, self._now()))
 
-    def _link_lost(self, peer: bytes, pruned: bool) -> None:
-        # §10.7.4.1 failure (a link we pruned ourselves is no failure: no tombstone)
-        self._changed(self.topo.remove(to_int(peer), self._now(), failed=not pruned))
+    async def _connect(self, a: Connect) -> None:
+        try:
+            link = await self.transport.connect(a.host, a.port, a.peer)
+        except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
+            log.info("%s: %s connection to %s:%d failed: %s", self.node_id.hex()[:8],
+                     a.purpose.name, a.host, a.port, e)
+            self._run(self.protocol.on_connect_failed(a.token, f"{a.host}:{a.port}: {e!r}",
+                                                      self._now()))
+            return
+        self._run(self.protocol.on_connected(a.token, link.peer_node_id, self._now()))
 
-    def _uptime(self) -> int:
-        return int(time.monotonic() - self._started) & 0xFFFFFFFF
+    def _link_up(self, peer: bytes) -> None:
+        self._run(self.protocol.on_link_up(peer, self._now()))
+
+    def _link_down(self, peer: bytes) -> None:
+        self._run(self.protocol.on_link_down(peer, self._now()))

@@ -1,25 +1,26 @@
-"""The transport half of a RELOAD peer: TLS links, symmetric recursive routing (RFC 6940 §6.2),
-end-to-end transactions (§6.2.1) and the answer cache (§6.2.2). `ReloadNode` (node.py) adds the
-CHORD-RELOAD protocol (join, updates, leave, repair) and the request handlers on top.
+"""The transport of a RELOAD peer: TLS links, symmetric recursive routing (RFC 6940 §6.2),
+end-to-end transactions (§6.2.1) and the answer cache (§6.2.2). Where a message goes is decided
+by the sans-I/O `ChordProtocol` (core/chord_protocol.py); `ReloadNode` (node.py) holds one
+`NodeTransport` and tells it how to answer requests and what to do when links come and go.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vipr.reload.aio.link import Link, Tap, connect
 from vipr.reload.aio.transactions import AsyncTransactions, RequestTimeout
+from vipr.reload.core.chord_protocol import ChordProtocol, Deliver, Forward
 from vipr.reload.core.node_api import ChordTimers, ReloadRequestError
-from vipr.reload.core.topology import ChordTopology, to_id, to_int
 from vipr.reload.core.transactions import AnswerCache
 from vipr.reload.wire import bodies as m
+from vipr.reload.wire.bodies import OutgoingBody
 from vipr.reload.wire.codec import Reader, ReloadDecodeError
 from vipr.reload.wire.context import Received, ReloadContext
 from vipr.reload.wire.envelope import encode_message
@@ -33,10 +34,8 @@ from vipr.reload.wire.security import ReloadSecurityError
 
 log = logging.getLogger("vipr.reload.aio.node")
 
-C = m.MessageCode
-# Requests that the node responsible for a Node-ID answers when that node is absent (§10.5:
-# "Attach to Node-ID n+1" reaches n's future successor).
-_ANSWER_FOR_ABSENT = {C.ATTACH_REQ, C.PING_REQ, C.ROUTE_QUERY_REQ, C.PROBE_REQ}
+Handler = Callable[["Link | None", Received], Awaitable[m.Body | None]]
+LinkEvent = Callable[[bytes], None]
 
 
 def _split(data: bytes) -> tuple[ForwardingHeader, bytes]:
@@ -45,48 +44,34 @@ def _split(data: bytes) -> tuple[ForwardingHeader, bytes]:
     return header, data[r.pos :]
 
 
-def key_of(d: Destination) -> int | None:
-    if isinstance(d, NodeDestination):
-        return to_int(d.node_id)
-    if isinstance(d, ResourceDestination):
-        return int.from_bytes(d.resource_id[:16].rjust(16, b"\0"), "big")
-    return None
-
-
 class NodeTransport:
-    """Links and the message path of one peer; subclasses answer requests (`_handle`)."""
+    """Links and the message path of one peer. `protocol` decides routes; `handler` answers the
+    requests for this node; `link_up` / `link_down` hear of the first / last link to a peer."""
 
     def __init__(self, context: ReloadContext, creds_files: tuple[Path, Path],
-                 timers: ChordTimers, max_message_size: int) -> None:
+                 timers: ChordTimers, max_message_size: int, *, protocol: ChordProtocol,
+                 handler: Handler, link_up: LinkEvent, link_down: LinkEvent) -> None:
+        self.protocol = protocol
+        self.handler = handler
+        self.link_up = link_up
+        self.link_down = link_down
         self.context = context
         self.node_id: bytes = context.node_id
         self.creds_files = creds_files
         self.timers = timers
         self.max_message_size = max_message_size  # §11.1 max-message-size
         self.tap: Tap | None = None  # sees every link's stream bytes (pcaps in tests)
-        self.topo = ChordTopology(self.node_id, tombstone=timers.tombstone)
         self._links: dict[bytes, list[Link]] = {}
         self._link_events: dict[bytes, asyncio.Event] = {}
         self._tx = AsyncTransactions(timers.reliability_timer, timers.max_transmissions)
         self._cache = AnswerCache()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._joined = False
-        self._stopping = False
-        self._wanted_by: set[bytes] = set()  # peers that attached to us
-        self._pruned: set[bytes] = set()
-        self._link_born: dict[bytes, float] = {}
+        self.stopping = False
         self.hop_counts: dict[int, int] = {}  # hops of Resource-ID requests answered here
-
-    async def _handle(self, link: Link | None, rx: Received) -> Any:
-        """Answer body (or ErrorResponse, or None for no answer) to a request for this node."""
-        raise NotImplementedError
-
-    def _link_lost(self, peer: bytes, pruned: bool) -> None:
-        """The last link to `peer` closed (`pruned`: we closed it on purpose)."""
 
     # --- links -------------------------------------------------------------------------------
 
-    def _link_kwargs(self) -> dict[str, Any]:
+    def link_kwargs(self) -> dict[str, Any]:
         return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
                 "max_message_size": self.max_message_size, "on_too_large": self._too_large,
                 "tap": self.tap}
@@ -96,17 +81,16 @@ class NodeTransport:
         return self.context.error_to(header, m.ErrorCode.MESSAGE_TOO_LARGE,
                                      previous_hop=link.peer_node_id)
 
-    def _add_link(self, link: Link) -> None:
+    def add_link(self, link: Link) -> None:
         peer = link.peer_node_id
-        if self._stopping or peer == self.node_id:
+        if self.stopping or peer == self.node_id:
             self._spawn(link.close("unwanted"))
             return
+        first = not self._links.get(peer)
         self._links.setdefault(peer, []).append(link)
-        self._link_born.setdefault(peer, self._now())
-        ev = self._link_events.pop(peer, None)
-        if ev is not None:
-            ev.set()
         self._spawn(self._watch_link(link))
+        if first:
+            self.link_up(peer)
 
     async def _watch_link(self, link: Link) -> None:
         await link.closed.wait()
@@ -114,36 +98,23 @@ class NodeTransport:
         ls = self._links.get(peer, [])
         if link in ls:
             ls.remove(link)
-        if ls or self._stopping:
+        if ls or self.stopping:
             return
         self._links.pop(peer, None)
-        self._wanted_by.discard(peer)
-        self._link_born.pop(peer, None)
-        pruned = peer in self._pruned
-        self._pruned.discard(peer)
         log.info("%s: lost %s (%s)", self.node_id.hex()[:8], peer.hex()[:8], link.close_reason)
-        self._link_lost(peer, pruned)
+        self.link_down(peer)
 
-    def _link(self, peer: bytes) -> Link | None:
+    def link(self, peer: bytes) -> Link | None:
         for link in self._links.get(peer, ()):
             if not link.closed.is_set():
                 return link
         return None
 
-    async def _wait_link(self, peer: bytes, timeout: float) -> Link | None:
-        link = self._link(peer)
-        if link is not None:
-            return link
-        ev = self._link_events.setdefault(peer, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), timeout)
-        return self._link(peer)
-
-    async def _connect(self, host: str, port: int, expected: bytes | None) -> Link:
+    async def connect(self, host: str, port: int, expected: bytes | None) -> Link:
         link = await connect(host, port, self.creds_files, self.context.trust,
                              expected_node_id=expected, timeout=self.timers.attach_timeout,
-                             **self._link_kwargs())
-        self._add_link(link)
+                             **self.link_kwargs())
+        self.add_link(link)
         self._spawn(self._hello(link))
         return link
 
@@ -163,21 +134,6 @@ class NodeTransport:
     def _on_message(self, link: Link, data: bytes) -> None:
         self._spawn(self._process(link, data))
 
-    def _owns(self, key: int) -> bool:
-        return self._joined and self.topo.responsible(key)
-
-    def _route(self, key: int) -> Link | None:
-        """The link toward `key` (§10.3), or None when this node is responsible / has no route."""
-        linked = {to_int(p) for p, ls in self._links.items() if ls}
-        hop = self.topo.next_hop(key, linked)
-        if hop is None and not self._joined:
-            ready = self.topo.ready
-            if ready:  # not in the ring yet: hand it to the closest known peer after key
-                hop = min(ready, key=lambda p: (p - key) % (1 << 128))
-            else:
-                return next((lk for p in self._links for lk in [self._link(p)] if lk), None)
-        return None if hop is None else self._link(to_id(hop))
-
     async def _process(self, link: Link | None, data: bytes) -> None:
         """Deliver locally or forward one message (`link` None: we originated it)."""
         try:
@@ -189,27 +145,12 @@ class NodeTransport:
         while (len(dests) > 1 and isinstance(dests[0], NodeDestination)
                and dests[0].node_id == self.node_id):
             dests.pop(0)  # §6.3.2.2: strip ourselves from the front of the list
-        is_request = code != C.ERROR and code % 2 == 1
-        first = dests[0] if dests else None
-        key = None if first is None else key_of(first)
-        if first is None:
-            local = not is_request
-        elif key is None:
-            local = False
-        elif isinstance(first, NodeDestination):
-            local = first.node_id == self.node_id or (
-                is_request and code in _ANSWER_FOR_ABSENT and self._link(first.node_id) is None
-                and self._owns(key))
-        else:
-            local = is_request and self._owns(key)
-        if local:
+        is_request = code != m.MessageCode.ERROR and code % 2 == 1
+        decision = self.protocol.route(dests[0] if dests else None, code)
+        if isinstance(decision, Deliver):
             await self._deliver(link, header, data, is_request)
             return
-        out_link: Link | None = None
-        if isinstance(first, NodeDestination):
-            out_link = self._link(first.node_id)
-        if out_link is None and key is not None:
-            out_link = self._route(key)
+        out_link = self.link(decision.peer) if isinstance(decision, Forward) else None
         if out_link is None or (link is not None and header.ttl <= 1):
             if is_request and link is not None:
                 err = m.ErrorCode.TTL_EXCEEDED if header.ttl <= 1 else m.ErrorCode.NOT_FOUND
@@ -257,7 +198,7 @@ class NodeTransport:
             hops = len(header.via_list) + (link is not None)
             self.hop_counts[hops] = self.hop_counts.get(hops, 0) + 1
         try:
-            body = await self._handle(link, rx)
+            body = await self.handler(link, rx)
         except Exception:
             log.exception("request handler failed")
             body = m.ErrorResponse.text(m.ErrorCode.INVALID_MESSAGE, "internal error")
@@ -284,8 +225,8 @@ class NodeTransport:
         self._cache.store(header.transaction_id, ans, now)
         await self._process(None, ans)
 
-    async def _request(self, dests: tuple[Destination, ...], body: Any,
-                       timeout: float | None) -> Received:
+    async def request(self, dests: tuple[Destination, ...], body: OutgoingBody,
+                      timeout: float | None) -> Received:
         txid, data = self.context.request(body, dests)
         if len(data) > self.max_message_size:  # §6.6: no link would carry it
             raise ReloadRequestError(m.ErrorCode.MESSAGE_TOO_LARGE,
@@ -306,6 +247,23 @@ class NodeTransport:
         if isinstance(rx.body, m.ErrorResponse):
             raise ReloadRequestError(rx.body.error_code, rx.body.info_text())
         return rx
+
+    def close_links(self, peer: bytes, reason: str) -> None:
+        for link in list(self._links.get(peer, ())):
+            self._spawn(link.close(reason))
+
+    async def close(self) -> None:
+        """Close every link, fail the open transactions, end the tasks."""
+        self.stopping = True
+        await asyncio.gather(*(link.close("node stopped") for links in list(self._links.values())
+                               for link in list(links)), return_exceptions=True)
+        await self._tx.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self._spawn(coro)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

@@ -9,6 +9,7 @@ Updates and carries out what comes back (attach to candidates, send Updates).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -77,26 +78,27 @@ class ChordTopology:
     # --- tables ---------------------------------------------------------------------------
 
     def _recompute(self) -> None:
-        me = self.me
-        by_succ = sorted(self.ready, key=lambda p: dist(me, p))
+        by_succ = self._by_succ(self.ready)
         self._succ = by_succ[: self.n_succ]
-        self._pred = sorted(self.ready, key=lambda p: dist(p, me))[: self.n_pred]
-        fingers: list[int] = []
-        for i in range(1, self.n_fingers + 1):
-            f = self._closest_at_or_after(finger_target(me, i), by_succ)
-            if f is not None:
-                fingers.append(f)
-        self._fingers = fingers
+        self._pred = by_succ[::-1][: self.n_pred]  # dist(p, me) = RING - dist(me, p)
+        self._fingers = self._finger_entries(by_succ)
 
-    def _closest_at_or_after(self, target: int, by_succ: list[int]) -> int | None:
-        if not by_succ:
-            return None
+    def _by_succ(self, pool: Iterable[int]) -> list[int]:
+        """`pool` in ascending clockwise distance from us."""
         me = self.me
-        dt = dist(me, target)
-        for p in by_succ:  # ascending clockwise distance from me
-            if dist(me, p) >= dt:
-                return p
-        return by_succ[0]  # wrapped: the first peer after me
+        return sorted(pool, key=lambda p: (p - me) & MASK)
+
+    def _finger_entries(self, by_succ: list[int]) -> list[int]:
+        """Finger i = the first peer at or after n + 2^(128-i), wrapping round (§10.3)."""
+        if not by_succ:
+            return []
+        me = self.me
+        ds = [(p - me) & MASK for p in by_succ]
+        out = []
+        for i in range(1, self.n_fingers + 1):
+            j = bisect_left(ds, 1 << (ID_BITS - i))
+            out.append(by_succ[j] if j < len(ds) else by_succ[0])
+        return out
 
     def successors(self) -> list[int]:
         return list(self._succ)
@@ -168,15 +170,9 @@ class ChordTopology:
             new.append(p)
         if not new:
             return []
-        me = self.me
-        pool = self.ready | set(new)
-        by_succ = sorted(pool, key=lambda p: dist(me, p))
-        keep = set(by_succ[: self.n_succ])
-        keep |= set(sorted(pool, key=lambda p: dist(p, me))[: self.n_pred])
-        for i in range(1, self.n_fingers + 1):
-            f = self._closest_at_or_after(finger_target(me, i), by_succ)
-            if f is not None:
-                keep.add(f)
+        by_succ = self._by_succ(self.ready | set(new))
+        keep = set(by_succ[: self.n_succ]) | set(by_succ[::-1][: self.n_pred])
+        keep.update(self._finger_entries(by_succ))
         return [p for p in new if p in keep]
 
     def candidates_from_update(self, upd: ChordUpdate, now: float) -> list[int]:
