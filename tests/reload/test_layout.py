@@ -49,3 +49,13 @@ def test_reload_has_no_flat_protocol_modules() -> None:
     top = sorted(p.name for p in RELOAD.glob("*.py"))
     assert top == ["__init__.py", "ca.py", "cli.py", "errors.py", "overlay_cli.py",
                    "overlay_config.py"]
+
+
+def test_simulator_is_deterministic_by_construction() -> None:
+    """The simulator runs the core in simulated time: no event loop, clock or socket."""
+    sim = sorted(RELOAD.glob("sim/*.py"))
+    assert sim
+    io = ("asyncio", "time", "socket", "ssl", "vipr.reload.aio")
+    bad = {p.name: [n for n in _imports(p) if any(n == f or n.startswith(f + ".") for f in io)]
+           for p in sim}
+    assert {k: v for k, v in bad.items() if v} == {}
