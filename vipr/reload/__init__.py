@@ -19,7 +19,12 @@ wire/   the wire format, pure (bytes in, objects out; no I/O, clock or randomnes
   context          `ReloadContext`: build + sign + encode, decode + verify (`Received`).
                    Transaction ids come from `os.urandom` (§6.3.2).
 
-core/   the protocol state, pure (ids, messages and `now` in, decisions out):
+core/   the protocol, pure (events, messages and `now` in, actions out; randomness injected):
+  chord_protocol   `ChordProtocol`: join (§10.5, §11.4), reactive and periodic Update
+                   (§10.7), Leave (§10.9), repair and finger refresh, the No-ICE Attach
+                   exchange (§6.5.1), Probe/Ping/RouteQuery answers, the routing decision.
+                   Returns `SendRequest`/`Connect`/`CloseLinks`/`SetTimer`/`TopologyChanged`/
+                   `JoinDone` actions.
   topology         `ChordTopology`: Neighbor and Finger Tables, `next_hop`, `responsible`,
                    Update contents and candidates (§10.3, §10.7).
   storage          `DataStore`: the stored data and the access-control policies (§7).
@@ -32,11 +37,15 @@ aio/    the asyncio shell (sockets, TLS, clocks, tasks), carrying out what core/
   link             `Link`, `connect`, `serve`, `Listener` (TLS 1.2+, mutual authentication).
   transactions     `AsyncTransactions` over `ClientTransactions`.
   transport        `NodeTransport`: links, symmetric recursive routing (§6.2), answer cache.
-  node             `ReloadNode`: join, Update, Leave, repair, request handlers (§10.5-§10.9).
-                   NOTE: this protocol sequencing still runs as coroutines here (issue 17).
+  node             `ReloadNode`: holds a `ChordProtocol` and a `NodeTransport`, carries out
+                   the protocol's actions (tasks, timers); storage and AppAttach plug-ins.
   storage_service  `StorageService`: Store/Fetch/Stat/Find and replication over a node.
   vipr_usage       `ViprPublisher`, `lookup`: the VIPR usage (publish and find numbers).
   daemon           `vipr-overlayd`: nodes of one provider, IPC, systemd notify.
+  (The storage service and the VIPR usage still decide in the shell, over the pure
+  `DataStore` and `ReplicationPlanner`; they are not yet actions of `ChordProtocol`.)
+
+sim/    the simulator: N `ChordProtocol`s over an in-memory network in simulated time.
 
 tools/  development tools: jsonview (JSON view of a message), pcap (tshark captures), fuzz.
 
