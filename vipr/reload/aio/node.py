@@ -279,7 +279,7 @@ class ReloadNode:
 
     # --- requests for this node ---------------------------------------------------------------
 
-    async def _handle(self, link: Link | None, rx: Received) -> m.Body | None:
+    async def _handle(self, link: Link | None, rx: Received) -> OutgoingBody | None:
         body = rx.body
         code = rx.message.code
         if code in STORAGE_BODIES:

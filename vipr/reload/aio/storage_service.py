@@ -14,16 +14,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from vipr.reload.core.replication import DEFAULT_HOLD_DOWN, ReplicaAction, ReplicationPlanner
 from vipr.reload.core.storage import DataStore, StorageError
-from vipr.reload.wire.bodies import ErrorCode, ErrorResponse, WithCertificates
+from vipr.reload.wire.bodies import ErrorCode, ErrorResponse, OutgoingBody, WithCertificates
 from vipr.reload.wire.context import Received
 from vipr.reload.wire.security import message_certificates
 from vipr.reload.wire.storage_bodies import FetchReq, FindReq, StatReq, StoreReq
 
-log = logging.getLogger("vipr.reload.core.storage")
+log = logging.getLogger("vipr.reload.aio.storage_service")
 
 
 class StorageNode(Protocol):
@@ -31,10 +31,10 @@ class StorageNode(Protocol):
 
     node_id: bytes
 
-    async def request(self, destination: bytes, body: Any, *,
+    async def request(self, destination: bytes, body: OutgoingBody, *,
                       timeout: float | None = None) -> Received: ...
 
-    async def request_direct(self, node_id: bytes, body: Any, *,
+    async def request_direct(self, node_id: bytes, body: OutgoingBody, *,
                              timeout: float | None = None) -> Received: ...
 
     def is_responsible(self, resource_id: bytes) -> bool: ...
@@ -76,7 +76,7 @@ class StorageService:
 
     # ----------------------------------------------------------------- StorageHandler
 
-    def handle(self, received: Received, now: float) -> Any:
+    def handle(self, received: Received, now: float) -> OutgoingBody:
         body = received.body
         try:
             if isinstance(body, StoreReq):
@@ -115,7 +115,7 @@ class StorageService:
             return 0
         return len(via) + 1
 
-    def _store(self, received: Received, req: StoreReq, now: float) -> Any:
+    def _store(self, received: Received, req: StoreReq, now: float) -> OutgoingBody:
         node = self.node
         responsible = node.is_responsible(req.resource) if node is not None else True
         succ = [s for s in node.successors() if s != node.node_id][:2] if node else []

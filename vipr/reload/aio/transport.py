@@ -34,7 +34,7 @@ from vipr.reload.wire.security import ReloadSecurityError
 
 log = logging.getLogger("vipr.reload.aio.node")
 
-Handler = Callable[["Link | None", Received], Awaitable[m.Body | None]]
+Handler = Callable[["Link | None", Received], Awaitable[OutgoingBody | None]]
 LinkEvent = Callable[[bytes], None]
 
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from vipr.reload.errors import ReloadError
 from vipr.reload.overlay_config import OverlayConfiguration
-from vipr.reload.wire.bodies import Body
+from vipr.reload.wire.bodies import OutgoingBody
 from vipr.reload.wire.context import Received
 
 HostPort = tuple[str, int]
@@ -57,7 +57,7 @@ class StorageHandler(Protocol):
     FetchAns, …) or an `ErrorResponse`; it may be a coroutine function."""
 
     def handle(self, received: Received,
-               now: float) -> Body | Awaitable[Body | None] | None: ...
+               now: float) -> OutgoingBody | Awaitable[OutgoingBody | None] | None: ...
 
 
 AppAttachCallback = Callable[[int], "HostPort | None"]
