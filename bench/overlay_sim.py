@@ -54,7 +54,7 @@ def build(n: int, seed: int) -> tuple[Simulation, dict[str, float]]:
     last = sim.now
     msgs = sim.messages
     while sim.ring_correct() < 1.0 and sim.now - last < 3600:
-        sim.run(sim.now + 5.0)
+        sim.run(sim.now + 1.0)
     joined = sum(nd.join_done is not None for nd in sim.nodes.values())
     return sim, {"joined": joined, "msgs_per_join": round(msgs / n, 1),
                  "ring_stable_after_last_join_s": round(sim.now - last, 1),

@@ -12,6 +12,7 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 from reload_pki import OVERLAY, Pki
 
 from tests.conftest import stop_all, until
@@ -22,6 +23,9 @@ from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
 from vipr.reload.core.storage import DataStore
 from vipr.reload.overlay_config import vipr_kind
 from vipr.reload.wire.context import ReloadContext
+
+# 20 real TLS nodes: the simulator covers mass failure deterministically (test_sim.py).
+pytestmark = pytest.mark.slow
 
 N = 20
 UPDATE = 2.0
