@@ -110,6 +110,8 @@ class Link:
             raise ValueError(f"message of {len(message)} bytes exceeds max-message-size")
         loop = asyncio.get_running_loop()
         async with self._lock:
+            if self._writer.transport.is_closing():  # TLS writes after close fail oddly (3.11)
+                raise ConnectionError("link closing")
             self._write(self.state.send_data(message, loop.time()))
             await self._writer.drain()
 
