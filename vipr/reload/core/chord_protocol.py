@@ -598,11 +598,10 @@ class ChordProtocol:
                 and to_int(self._join_peer) in self.topo.ready):
             self.phase = JoinPhase.SETTLE
         if self.phase is JoinPhase.SETTLE and not self._attaching and not self._attaches:
+            # §10.5 step 5 makes the finger Attaches optional before the Join: they follow it
+            # (`_joined_now`), so a join waits for its neighbors only.
             self.phase = JoinPhase.FINGERS
-            acts = self._finger_attaches(None)
-            if acts:
-                return acts
-        if self.phase is JoinPhase.FINGERS and not self._attaching and not self._attaches:
+        if self.phase is JoinPhase.FINGERS:
             succ = self.topo.successors()
             if succ:  # another peer may have joined between us and the first admitting peer
                 self._join_peer = to_id(succ[0])
@@ -619,7 +618,8 @@ class ChordProtocol:
     def _joined_now(self, now: float) -> list[Action]:
         self.phase = JoinPhase.JOINED
         self.joined = True
-        return [JoinDone(True), *self._changed(TableChange(True), now)]
+        return [JoinDone(True), *self._changed(TableChange(True), now),
+                *self._finger_attaches(None)]  # §10.7.4.3
 
     def _join_failed(self, reason: str) -> list[Action]:
         self.phase = JoinPhase.IDLE
