@@ -373,13 +373,18 @@ class ReloadNode:
             self._run(self.protocol.on_request_failed(a.token, e.error_code, e.info,
                                                       self._now()))
             return
+        except Exception as e:  # a bug here must not leave the protocol waiting for ever
+            log.exception("%s: %s request failed", self.node_id.hex()[:8], a.purpose.name)
+            self._run(self.protocol.on_request_failed(a.token, m.ErrorCode.INVALID_MESSAGE,
+                                                      repr(e), self._now()))
+            return
         signer = rx.signer.node_id if rx.signer is not None else None
         self._run(self.protocol.on_answer(a.token, signer, rx.body, self._now()))
 
     async def _connect(self, a: Connect) -> None:
         try:
             link = await self.transport.connect(a.host, a.port, a.peer)
-        except (OSError, TimeoutError, ReloadSecurityError, ValueError) as e:
+        except (OSError, TimeoutError, ReloadSecurityError, ValueError, ConnectionError) as e:
             log.info("%s: %s connection to %s:%d failed: %s", self.node_id.hex()[:8],
                      a.purpose.name, a.host, a.port, e)
             self._run(self.protocol.on_connect_failed(a.token, f"{a.host}:{a.port}: {e!r}",

@@ -16,7 +16,7 @@ from typing import Any
 
 from vipr.reload.aio.link import Link, Tap, connect
 from vipr.reload.aio.transactions import AsyncTransactions, RequestTimeout
-from vipr.reload.core.chord_protocol import ChordProtocol, Deliver, Forward
+from vipr.reload.core.chord_protocol import ChordProtocol, Deliver, Forward, key_of
 from vipr.reload.core.node_api import ChordTimers, ReloadRequestError
 from vipr.reload.core.transactions import AnswerCache
 from vipr.reload.wire import bodies as m
@@ -151,6 +151,12 @@ class NodeTransport:
             await self._deliver(link, header, data, is_request)
             return
         out_link = self.link(decision.peer) if isinstance(decision, Forward) else None
+        if out_link is None and isinstance(decision, Forward):
+            # the named peer's link is closing (its loss not yet reported): route by key
+            key = key_of(dests[0])
+            hop = None if key is None else self.protocol.next_hop(key)
+            if hop is not None and hop != decision.peer:
+                out_link = self.link(hop)
         if out_link is None or (link is not None and header.ttl <= 1):
             if is_request and link is not None:
                 err = m.ErrorCode.TTL_EXCEEDED if header.ttl <= 1 else m.ErrorCode.NOT_FOUND

@@ -206,6 +206,8 @@ class ChordProtocol:
     _join_peer: bytes | None = None
     _join_epoch: int = 0
     _next_ping: float = 0.0
+    _round: set[int] = field(default_factory=set)  # requests of the maintenance round
+    _round_id: int = 0
 
     def __post_init__(self) -> None:
         self.topo = ChordTopology(self.node_id, tombstone=self.timers.tombstone)
@@ -436,7 +438,7 @@ class ChordProtocol:
             return []
         if st.candidate_key is not None and self._attaching.get(st.candidate_key) == token:
             del self._attaching[st.candidate_key]
-        out: list[Action] = []
+        out: list[Action] = self._round_done(token, now)
         if st.for_join:
             out += self._join_admitted(peer, now)
         return out + self._advance_join(now)
@@ -449,6 +451,8 @@ class ChordProtocol:
         purpose = self._purpose.pop(token, None)
         if purpose is Purpose.ATTACH and token in self._attaches:
             return self._attach_answered(token, signer, body, now)
+        if purpose is Purpose.UPDATE:
+            return self._round_done(token, now)
         if purpose is Purpose.JOIN and self.phase is JoinPhase.JOIN_REQ:
             return self._joined_now(now)
         return []
@@ -459,6 +463,8 @@ class ChordProtocol:
         purpose = self._purpose.pop(token, None)
         if purpose is Purpose.ATTACH:
             return self._attach_done(token, None, now)
+        if purpose is Purpose.UPDATE:
+            return self._round_done(token, now)
         if purpose is Purpose.JOIN and self.phase is JoinPhase.JOIN_REQ:
             self._join_tries += 1
             if self._join_tries >= 3 or error_code != m.ErrorCode.REQUEST_TIMEOUT:
@@ -545,7 +551,7 @@ class ChordProtocol:
                 return self._join_failed("join timed out")
             return []
         if kind is TimerKind.MAINTENANCE:
-            return self._maintenance(now)
+            return self._maintenance(now) if key == self._round_id else []
         return []
 
     # --- join (§10.5, §11.4) ------------------------------------------------------------------
@@ -636,7 +642,7 @@ class ChordProtocol:
         return self._changed(TableChange(True), now)
 
     def start_maintenance(self, now: float) -> list[Action]:
-        return [SetTimer(TimerKind.MAINTENANCE, 0,
+        return [SetTimer(TimerKind.MAINTENANCE, self._round_id,
                          now + self.timers.update_interval * self.rng.uniform(0.9, 1.1))]
 
     # --- maintenance (§10.7) ------------------------------------------------------------------
@@ -658,6 +664,8 @@ class ChordProtocol:
         """Periodic Update to the neighbors (§10.7.1), prune, finger refresh."""
         if self.stopping:
             return []
+        self._round.clear()
+        self._round_id += 1  # timers of earlier rounds are stale now
         out = self.start_maintenance(now)
         if self.phase not in (JoinPhase.IDLE, JoinPhase.JOINED):
             return out  # a (re-)join is in progress
@@ -666,12 +674,25 @@ class ChordProtocol:
             self.joined = False
             self.topo.forget_failures()
             return out + self.start_join(now)
-        out += self._updates(self.topo.neighbors(), now)
-        out += self._prune(now)
+        work: list[Action] = self._updates(self.topo.neighbors(), now)
+        work += self._prune(now)
         if now >= self._next_ping:
             self._next_ping = now + self.timers.ping_interval
-            out += self._finger_attaches(2)
-        return out
+            work += self._finger_attaches(2)
+        # The next round is timed from the end of this one (its Updates and Attaches answered
+        # or failed), so a loaded node does not pile rounds on rounds.
+        self._round = {a.token for a in work if isinstance(a, SendRequest)}
+        if not self._round:
+            return [*out, *work]
+        # a watchdog, should an outcome never be reported: the round ends by then anyway
+        late = now + 1.1 * self.timers.update_interval + 2 * self.timers.attach_timeout
+        return [*work, SetTimer(TimerKind.MAINTENANCE, self._round_id, late)]
+
+    def _round_done(self, token: int, now: float) -> list[Action]:
+        if token not in self._round:
+            return []
+        self._round.discard(token)
+        return [] if self._round or self.stopping else self.start_maintenance(now)
 
     def rejoin_failed(self) -> None:
         """A re-join ended without success: a creator keeps owning its ring."""
