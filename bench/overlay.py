@@ -29,19 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from vipr.reload import ca
-from vipr.reload.api import ReloadContext
-from vipr.reload.node import ChordTimers, ReloadJoinError, ReloadNode
+from vipr.reload.aio.node import ChordTimers, ReloadJoinError, ReloadNode
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
+from vipr.reload.core.storage import DataStore
 from vipr.reload.overlay_config import vipr_kind
-from vipr.reload.security import TrustStore
-from vipr.reload.storage import DataStore
-from vipr.reload.storage_codec import (
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.security import TrustStore
+from vipr.reload.wire.storage_bodies import (
     DictionarySpecifier,
     FetchReq,
     StoredDataSpecifier,
 )
-from vipr.reload.storage_service import StorageService
-from vipr.reload.usage import ViprPublisher, lookup
-from vipr.reload.vipr_kind import KIND_VIPR, resource_ids
+from vipr.reload.wire.vipr_kind import KIND_VIPR, resource_ids
 
 OVERLAY = "bench-overlay.example.org"
 KILL_FRACTION = 0.3
@@ -156,7 +156,7 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
 
 
 def _claim(pub: ViprPublisher) -> Any:
-    from vipr.reload.vipr_kind import claim_entry
+    from vipr.reload.wire.vipr_kind import claim_entry
 
     return claim_entry(pub.node.node_id, pub.vservice, pub.peer_id)
 

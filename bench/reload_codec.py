@@ -19,18 +19,18 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from vipr.reload import messages as m
-from vipr.reload import storage_codec as sc
-from vipr.reload.api import ReloadContext
 from vipr.reload.ca import create_ca, issue_node_cert
-from vipr.reload.forwarding import (
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire import storage_bodies as sc
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.envelope import MessageContents, decode_message, encode_message
+from vipr.reload.wire.forwarding import (
     ForwardingHeader,
     NodeDestination,
     ResourceDestination,
     resource_id,
 )
-from vipr.reload.message import MessageContents, decode_message, encode_message
-from vipr.reload.security import TrustStore, sign_stored_data
+from vipr.reload.wire.security import TrustStore, sign_stored_data
 
 OVERLAY = "bench.example.org"
 
@@ -123,11 +123,11 @@ def main() -> int:
     }
     res["signed_target_met"] = res["signed_ratio"] >= 0.8
     if args.fuzz:
-        from vipr.reload.fuzz import entry_points, fuzz
+        from vipr.reload.tools.fuzz import entry_points, fuzz
 
         t = time.perf_counter()
-        from vipr.reload.link import encode_data_frame
-        from vipr.reload.pcap import sample_messages
+        from vipr.reload.core.framing import encode_data_frame
+        from vipr.reload.tools.pcap import sample_messages
 
         msgs = [data for _, data in sample_messages(ctx, rx)]
         bodies: dict[int, list[bytes]] = {}

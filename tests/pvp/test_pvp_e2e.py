@@ -2,7 +2,7 @@
 with `vipr vcrs import`, a validation triggered with `vipr validate`, the route and a ticket
 that verifies at the terminating side, `vipr validations list` on both sides.
 
-Overlay: real `vipr overlay` daemons when this tree has them (vipr.reload.overlayd), and in
+Overlay: real `vipr overlay` daemons when this tree has them (vipr.reload.aio.daemon), and in
 any case a variant where the originating provider's overlay.sock is served by a stand-in
 IpcServer in the test (lookup → B's claim, attach → B's PVP address).
 """
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 VIPR = str(Path(sys.executable).parent / "vipr")
 NODE_A, NODE_B = "a" * 32, "b" * 32
-HAVE_OVERLAYD = importlib.util.find_spec("vipr.reload.overlayd") is not None
+HAVE_OVERLAYD = importlib.util.find_spec("vipr.reload.aio.daemon") is not None
 
 
 def write_cfg(base: Path, name: str, vservice: int, pvp_port: int, extra: str = "",

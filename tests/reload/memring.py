@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vipr.reload.api import Received, ReloadContext
-from vipr.reload.forwarding import NodeDestination
-from vipr.reload.messages import ErrorResponse, MessageCode
-from vipr.reload.storage_service import StorageService
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.wire.bodies import ErrorResponse, MessageCode
+from vipr.reload.wire.context import Received, ReloadContext
+from vipr.reload.wire.forwarding import NodeDestination
 
 MOD = 1 << 128
 

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import stop_all
 from vipr.reload import ca
-from vipr.reload.api import ReloadContext
-from vipr.reload.chord import dist, to_int
-from vipr.reload.node import ChordTimers, ReloadNode
-from vipr.reload.security import NodeCredentials, TrustStore
+from vipr.reload.aio.node import ChordTimers, ReloadNode
+from vipr.reload.core.topology import dist, to_int
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.security import NodeCredentials, TrustStore
 
 OVERLAY = "vipr-test.example.org"
 

@@ -10,8 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vipr.reload import ca
-from vipr.reload.api import ReloadContext
-from vipr.reload.security import NodeCredentials, TrustStore
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.security import NodeCredentials, TrustStore
 
 OVERLAY = "vipr-test.example.org"
 

@@ -6,23 +6,23 @@ import ipaddress
 
 from hypothesis import strategies as st
 
-from vipr.reload import messages as m
-from vipr.reload import storage_codec as sc
-from vipr.reload.forwarding import (
-    CompactDestination,
-    ForwardingHeader,
-    ForwardingOption,
-    NodeDestination,
-    OpaqueDestination,
-    ResourceDestination,
-)
-from vipr.reload.message import (
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire import storage_bodies as sc
+from vipr.reload.wire.envelope import (
     GenericCertificate,
     MessageContents,
     MessageExtension,
     SecurityBlock,
     Signature,
     SignerIdentity,
+)
+from vipr.reload.wire.forwarding import (
+    CompactDestination,
+    ForwardingHeader,
+    ForwardingOption,
+    NodeDestination,
+    OpaqueDestination,
+    ResourceDestination,
 )
 
 u8 = st.integers(0, 0xFF)

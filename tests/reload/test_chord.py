@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vipr.reload.chord import (
+from vipr.reload.core.topology import (
     MASK,
     RING,
     ChordTopology,
@@ -17,7 +17,7 @@ from vipr.reload.chord import (
     to_id,
     to_int,
 )
-from vipr.reload.messages import CHORD_FULL, ChordUpdate
+from vipr.reload.wire.bodies import CHORD_FULL, ChordUpdate
 
 ids_st = st.integers(min_value=0, max_value=MASK)
 
@@ -159,7 +159,7 @@ def test_mean_hops_near_ideal() -> None:
 
 
 def test_timers_from_overlay_configuration() -> None:
-    from vipr.reload.node import ChordTimers
+    from vipr.reload.aio.node import ChordTimers
     from vipr.reload.overlay_config import vipr_overlay_configuration
 
     conf = vipr_overlay_configuration("o.example", [])

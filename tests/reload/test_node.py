@@ -13,11 +13,11 @@ import pytest
 from node_harness import FAST, OVERLAY, Overlay, make_overlay, true_owner
 
 from vipr.reload import ca
-from vipr.reload import messages as m
-from vipr.reload.api import Received
-from vipr.reload.forwarding import ForwardingHeader, ResourceDestination
-from vipr.reload.node import ReloadJoinError, ReloadRequestError
-from vipr.reload.storage_codec import FetchAns, FetchReq
+from vipr.reload.aio.node import ReloadJoinError, ReloadRequestError
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.context import Received
+from vipr.reload.wire.forwarding import ForwardingHeader, ResourceDestination
+from vipr.reload.wire.storage_bodies import FetchAns, FetchReq
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -180,7 +180,7 @@ async def test_lost_request_is_retransmitted_end_to_end(overlay: Overlay) -> Non
         owner = true_owner(overlay.nodes, key)
         src = next(n for n in overlay.nodes if n is not owner)
         dropped: list[int] = []
-        deliver = owner._deliver
+        deliver = owner.transport._deliver
 
         async def lossy(link: object, header: ForwardingHeader, data: bytes,
                         is_request: bool) -> None:
@@ -190,7 +190,7 @@ async def test_lost_request_is_retransmitted_end_to_end(overlay: Overlay) -> Non
                 return
             await deliver(link, header, data, is_request)  # type: ignore[arg-type]
 
-        owner._deliver = lossy  # type: ignore[method-assign]
+        owner.transport._deliver = lossy  # type: ignore[method-assign]
         ans = await src.request(key, m.PingReq(), timeout=10)
         assert ans.message.transaction_id == dropped[0]
         assert ans.signer is not None and ans.signer.node_id == owner.node_id

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from node_harness import Overlay, make_overlay
 
-from vipr.reload import messages as m
-from vipr.reload.api import Received
-from vipr.reload.node import ReloadRequestError
-from vipr.reload.storage_codec import FetchReq, FindReq, StatReq
+from vipr.reload.aio.node import ReloadRequestError
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.context import Received
+from vipr.reload.wire.storage_bodies import FetchReq, FindReq, StatReq
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from node_harness import Overlay, make_overlay
 
-from vipr.reload.link import Link
-from vipr.reload.messages import MessageCode as C
-from vipr.reload.pcap import PcapTap
+from vipr.reload.aio.link import Link
+from vipr.reload.tools.pcap import PcapTap
+from vipr.reload.wire.bodies import MessageCode as C
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")]

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from node_harness import Overlay, make_overlay, true_owner
 
-from vipr.reload import messages as m
-from vipr.reload.node import ReloadNode, ReloadRequestError
+from vipr.reload.aio.node import ReloadNode, ReloadRequestError
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
+from vipr.reload.core.storage import DataStore
 from vipr.reload.overlay_config import (
     OverlayConfigError,
     check_answers_fit,
@@ -23,18 +25,16 @@ from vipr.reload.overlay_config import (
     vipr_kind,
     vipr_overlay_configuration,
 )
-from vipr.reload.security import sign_stored_data
-from vipr.reload.storage import DataStore
-from vipr.reload.storage_codec import (
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.security import sign_stored_data
+from vipr.reload.wire.storage_bodies import (
     DictionarySpecifier,
     FetchReq,
     StoredDataSpecifier,
     StoreKindData,
     StoreReq,
 )
-from vipr.reload.storage_service import StorageService
-from vipr.reload.usage import ViprPublisher, lookup
-from vipr.reload.vipr_kind import KIND_VIPR, MAX_ENTRIES_PER_SIGNER, claim_entry, resource_ids
+from vipr.reload.wire.vipr_kind import KIND_VIPR, MAX_ENTRIES_PER_SIGNER, claim_entry, resource_ids
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -146,10 +146,10 @@ def test_document_whose_answers_cannot_fit_is_refused() -> None:
 def test_storing_peer_answers_the_cap_with_data_too_large(pool: Overlay) -> None:
     """Sans-I/O: the fifth entry of one signer is refused, deletions count, other signers
     are unaffected."""
-    from vipr.reload.security import NodeCredentials
-    from vipr.reload.storage import StorageError
-    from vipr.reload.storage_codec import DataValue, DictionaryEntry
-    from vipr.reload.vipr_kind import dictionary_key
+    from vipr.reload.core.storage import StorageError
+    from vipr.reload.wire.security import NodeCredentials
+    from vipr.reload.wire.storage_bodies import DataValue, DictionaryEntry
+    from vipr.reload.wire.vipr_kind import dictionary_key
 
     store = DataStore([vipr_kind()], pool.trust())
     res = resource_ids(NUMBER)[0]

@@ -12,16 +12,20 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 from reload_pki import OVERLAY, Pki
 
 from tests.conftest import stop_all, until
 from vipr.reload import ca
-from vipr.reload.api import ReloadContext
-from vipr.reload.node import ChordTimers, ReloadNode
+from vipr.reload.aio.node import ChordTimers, ReloadNode
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
+from vipr.reload.core.storage import DataStore
 from vipr.reload.overlay_config import vipr_kind
-from vipr.reload.storage import DataStore
-from vipr.reload.storage_service import StorageService
-from vipr.reload.usage import ViprPublisher, lookup
+from vipr.reload.wire.context import ReloadContext
+
+# 20 real TLS nodes: the simulator covers mass failure deterministically (test_sim.py).
+pytestmark = pytest.mark.slow
 
 N = 20
 UPDATE = 2.0
@@ -135,7 +139,7 @@ async def test_handoff_on_join_and_leave_real_nodes(pki: Pki, tmp_path: Path) ->
         for i in range(4, 8):
             await add(i)
         await converge(nodes)
-        from vipr.reload.vipr_kind import KIND_VIPR, resource_ids
+        from vipr.reload.wire.vipr_kind import KIND_VIPR, resource_ids
 
         def missing() -> list[tuple[str, str, str]]:
             """(number, newcomer, Resource-ID) for each record a newcomer is responsible for

@@ -11,12 +11,13 @@ import pytest
 from node_harness import Overlay, make_overlay
 
 from vipr.limits import ListenerLimits
-from vipr.reload.link import FRAME_DATA, connect
-from vipr.reload.node import ReloadNode
+from vipr.reload.aio.link import connect
+from vipr.reload.aio.node import ReloadNode
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
+from vipr.reload.core.framing import FRAME_DATA
+from vipr.reload.core.storage import DataStore
 from vipr.reload.overlay_config import vipr_kind
-from vipr.reload.storage import DataStore
-from vipr.reload.storage_service import StorageService
-from vipr.reload.usage import ViprPublisher, lookup
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,7 @@ from overlay_net import make_overlay
 from tests.conftest import stop_all
 from vipr.config import load_config
 from vipr.ipc import IpcError, ipc_call
-from vipr.reload.overlayd import OverlayDaemon
+from vipr.reload.aio.daemon import OverlayDaemon
 from vipr.store import Store
 
 

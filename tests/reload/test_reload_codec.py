@@ -10,23 +10,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reload_strategies import BODIES, KINDS, contents, header, security_block
 
-from vipr.reload import messages as m
-from vipr.reload import storage_codec as sc
-from vipr.reload.codec import Reader, ReloadDecodeError
-from vipr.reload.forwarding import (
-    ForwardingHeader,
-    NodeDestination,
-    ResourceDestination,
-    overlay_hash,
-    resource_id,
-)
-from vipr.reload.jsonview import decode_to_json
-from vipr.reload.message import (
+from vipr.reload.tools.jsonview import decode_to_json
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire import storage_bodies as sc
+from vipr.reload.wire.codec import Reader, ReloadDecodeError
+from vipr.reload.wire.envelope import (
     Message,
     MessageContents,
     SecurityBlock,
     decode_message,
     encode_message,
+)
+from vipr.reload.wire.forwarding import (
+    ForwardingHeader,
+    NodeDestination,
+    ResourceDestination,
+    overlay_hash,
+    resource_id,
 )
 
 VECTORS = Path(__file__).parent / "vectors" / "b2.txt"
@@ -189,7 +189,7 @@ def test_unknown_kinds_error_info_roundtrip(kinds: list[int]) -> None:
 @FAST
 @given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 50))
 def test_framing_roundtrip_any_split(msgs: list[bytes], cut: int) -> None:
-    from vipr.reload.link import DataFrame, FramingState
+    from vipr.reload.core.framing import DataFrame, FramingState
 
     tx, rx = FramingState(), FramingState()
     stream = b"".join(tx.send_data(x, 0.0) for x in msgs)

@@ -10,8 +10,6 @@ from click.testing import CliRunner
 from reload_pki import OVERLAY, Pki
 
 from vipr.cli import main
-from vipr.reload import messages as m
-from vipr.reload.forwarding import NodeDestination
 from vipr.reload.overlay_config import (
     BootstrapNode,
     OverlayConfigError,
@@ -21,8 +19,10 @@ from vipr.reload.overlay_config import (
     vipr_overlay_configuration,
     write_overlay_document,
 )
-from vipr.reload.security import NodeCredentials, load_certificate
-from vipr.reload.storage_codec import KIND_VIPR, DataModel
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.forwarding import NodeDestination
+from vipr.reload.wire.security import NodeCredentials, load_certificate
+from vipr.reload.wire.storage_bodies import KIND_VIPR, DataModel
 
 RFC_STYLE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <overlay xmlns="urn:ietf:params:xml:ns:p2p:config-base"

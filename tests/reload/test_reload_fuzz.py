@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reload_pki import Pki
 
-from vipr.reload.codec import ReloadDecodeError
-from vipr.reload.fuzz import entry_points, fuzz
-from vipr.reload.link import encode_ack_frame, encode_data_frame
-from vipr.reload.message import decode_message
-from vipr.reload.pcap import sample_messages
+from vipr.reload.core.framing import encode_ack_frame, encode_data_frame
+from vipr.reload.tools.fuzz import entry_points, fuzz
+from vipr.reload.tools.pcap import sample_messages
+from vipr.reload.wire.codec import ReloadDecodeError
+from vipr.reload.wire.envelope import decode_message
 
 N = int(os.environ.get("RELOAD_FUZZ_N", "150"))
 VECTORS = Path(__file__).parent / "vectors" / "b2.txt"
@@ -51,7 +51,7 @@ def test_fuzz_entry_point(name: str, body_seeds: dict[int, list[bytes]]) -> None
     fn = entry_points()[name]
     seeds = list(SEEDS)
     if name.startswith("body_"):
-        from vipr.reload.messages import MessageCode
+        from vipr.reload.wire.bodies import MessageCode
 
         code = MessageCode[name[5:].upper()]
         seeds = body_seeds.get(code, []) or [b""]
@@ -71,7 +71,7 @@ def test_fuzz_entry_point(name: str, body_seeds: dict[int, list[bytes]]) -> None
 @given(st.binary(max_size=300))
 def test_message_decoder_random(data: bytes) -> None:
     try:
-        from vipr.reload.message import decode_message
+        from vipr.reload.wire.envelope import decode_message
 
         decode_message(data)
     except ReloadDecodeError:

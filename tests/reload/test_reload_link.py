@@ -11,21 +11,13 @@ from pathlib import Path
 import pytest
 from reload_pki import Pki
 
-from vipr.reload import messages as m
-from vipr.reload.codec import ReloadDecodeError
-from vipr.reload.forwarding import ForwardingHeader, NodeDestination
-from vipr.reload.link import (
-    AckFrame,
-    DataFrame,
-    FramingState,
-    Link,
-    TooLarge,
-    connect,
-    encode_data_frame,
-    serve,
-)
-from vipr.reload.pcap import PcapTap
-from vipr.reload.security import ReloadSecurityError
+from vipr.reload.aio.link import Link, connect, serve
+from vipr.reload.core.framing import AckFrame, DataFrame, FramingState, TooLarge, encode_data_frame
+from vipr.reload.tools.pcap import PcapTap
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.codec import ReloadDecodeError
+from vipr.reload.wire.forwarding import ForwardingHeader, NodeDestination
+from vipr.reload.wire.security import ReloadSecurityError
 
 
 async def _server(pki: Pki, links: asyncio.Queue[Link], **kw: object) -> tuple[asyncio.Server,
@@ -163,7 +155,8 @@ def test_framing_errors() -> None:
 async def test_transactions_over_real_link_with_answer_cache(pki: Pki) -> None:
     """A lost first copy is retransmitted with the same transaction id; the server answers a
     retransmission of an answered request from its cache, byte-identical (§6.2.1, §6.2.2)."""
-    from vipr.reload.transactions import AnswerCache, AsyncTransactions
+    from vipr.reload.aio.transactions import AsyncTransactions
+    from vipr.reload.core.transactions import AnswerCache
 
     a, b = pki.context(pki.node_a), pki.context(pki.node_b)
     cache = AnswerCache()

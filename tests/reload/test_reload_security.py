@@ -8,12 +8,12 @@ import pytest
 from reload_pki import OVERLAY, Pki
 
 from vipr.reload import ca
-from vipr.reload import messages as m
-from vipr.reload import storage_codec as sc
-from vipr.reload.api import ReloadContext
-from vipr.reload.forwarding import NodeDestination, resource_id
-from vipr.reload.message import decode_message
-from vipr.reload.security import (
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire import storage_bodies as sc
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.envelope import decode_message
+from vipr.reload.wire.forwarding import NodeDestination, resource_id
+from vipr.reload.wire.security import (
     ReloadSecurityError,
     TrustStore,
     cert_node_ids,

@@ -7,18 +7,12 @@ import asyncio
 import pytest
 from reload_pki import Pki
 
-from vipr.reload import messages as m
-from vipr.reload.api import response_destinations
-from vipr.reload.forwarding import ForwardingHeader, NodeDestination
-from vipr.reload.message import decode_message
-from vipr.reload.transactions import (
-    AnswerCache,
-    AsyncTransactions,
-    ClientTransactions,
-    Failed,
-    RequestTimeout,
-    Retransmit,
-)
+from vipr.reload.aio.transactions import AsyncTransactions, RequestTimeout
+from vipr.reload.core.transactions import AnswerCache, ClientTransactions, Failed, Retransmit
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.context import response_destinations
+from vipr.reload.wire.envelope import decode_message
+from vipr.reload.wire.forwarding import ForwardingHeader, NodeDestination
 
 
 def test_retransmits_three_seconds_five_times_then_fails() -> None:

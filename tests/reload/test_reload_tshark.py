@@ -8,8 +8,8 @@ from pathlib import Path
 from reload_pki import Pki
 
 from tests.conftest import requires_tool
-from vipr.reload.messages import MessageCode
-from vipr.reload.pcap import TSHARK_KIND_UAT, sample_messages, write_frames
+from vipr.reload.tools.pcap import TSHARK_KIND_UAT, sample_messages, write_frames
+from vipr.reload.wire.bodies import MessageCode
 
 BAD = "_ws.malformed || _ws.expert.severity == error"
 
@@ -45,8 +45,8 @@ def test_every_message_type_decodes_cleanly(pki: Pki, tmp_path: Path) -> None:
 def test_tshark_flags_a_broken_message(tmp_path: Path, pki: Pki) -> None:
     """The check can fail: a truncated body is reported as malformed/error."""
     a = pki.context(pki.node_a)
-    from vipr.reload.forwarding import NodeDestination
-    from vipr.reload.messages import ProbeReq
+    from vipr.reload.wire.bodies import ProbeReq
+    from vipr.reload.wire.forwarding import NodeDestination
 
     _, good = a.request(ProbeReq((1, 2)), (NodeDestination(pki.node_b.node_id),))
     body_at = good.index(bytes([0, 1, 0, 0, 0, 3, 2, 1, 2]))

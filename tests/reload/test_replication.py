@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vipr.reload.replication import ReplicaAction, ReplicationPlanner
+from vipr.reload.core.replication import ReplicaAction, ReplicationPlanner
 
 
 def nid(x: int) -> bytes:

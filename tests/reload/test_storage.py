@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 from reload_pki import Pki
 
-from vipr.reload.forwarding import resource_id
-from vipr.reload.message import Signature
-from vipr.reload.messages import ErrorCode
+from vipr.reload.core.storage import DataStore, StorageError
 from vipr.reload.overlay_config import KindDef, vipr_kind
-from vipr.reload.security import NodeCredentials, sign_stored_data, verify_stored_data
-from vipr.reload.storage import DataStore, StorageError
-from vipr.reload.storage_codec import (
+from vipr.reload.wire.bodies import ErrorCode
+from vipr.reload.wire.envelope import Signature
+from vipr.reload.wire.forwarding import resource_id
+from vipr.reload.wire.security import NodeCredentials, sign_stored_data, verify_stored_data
+from vipr.reload.wire.storage_bodies import (
     ARRAY_APPEND,
     ArrayEntry,
     ArrayRange,
@@ -31,7 +31,7 @@ from vipr.reload.storage_codec import (
     StoreKindData,
     StoreReq,
 )
-from vipr.reload.vipr_kind import (
+from vipr.reload.wire.vipr_kind import (
     KIND_VIPR,
     claim_entry,
     claims_from,
@@ -221,7 +221,7 @@ def test_replica_request_round_trip(pki: Pki) -> None:
     req, certs = out
     assert len(certs) == 2
     d2 = ds(pki)
-    from vipr.reload.security import cert_from_der
+    from vipr.reload.wire.security import cert_from_der
 
     wire = StoreReq.decode(req.encode())
     d2.store(wire, [cert_from_der(c) for c in certs], NOW + 100, responsible=False)
@@ -277,7 +277,7 @@ def test_fetch_missing_key_and_stat(pki: Pki) -> None:
 
 
 def test_find_closest_resource(pki: Pki) -> None:
-    from vipr.reload.storage_codec import FindReq
+    from vipr.reload.wire.storage_bodies import FindReq
 
     d = ds(pki)
     r1, r2 = sorted(resource_ids(NUMBER)[:2])

@@ -12,13 +12,13 @@ from memring import MemNode, MemRing
 from reload_pki import OVERLAY, Pki
 
 from vipr.reload import ca
-from vipr.reload.api import ReloadContext
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
+from vipr.reload.core.storage import DataStore, Entry
 from vipr.reload.overlay_config import vipr_kind
-from vipr.reload.security import NodeCredentials, cert_node_ids
-from vipr.reload.storage import DataStore, Entry
-from vipr.reload.storage_service import StorageService
-from vipr.reload.usage import ViprPublisher, lookup
-from vipr.reload.vipr_kind import KIND_VIPR, claim_entry, resource_ids
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.security import NodeCredentials, cert_node_ids
+from vipr.reload.wire.vipr_kind import KIND_VIPR, claim_entry, resource_ids
 
 VS_A = "00000000000000a1"
 VS_B = "00000000000000b2"

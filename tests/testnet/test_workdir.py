@@ -7,7 +7,7 @@ from pathlib import Path
 from vipr.config import load_config
 from vipr.config_cli import missing_files
 from vipr.reload.overlay_config import load_overlay_config
-from vipr.reload.security import cert_node_ids, load_certificate
+from vipr.reload.wire.security import cert_node_ids, load_certificate
 from vipr.testnet.numberplan import load_pstn_config
 from vipr.testnet.workdir import make_workdir
 

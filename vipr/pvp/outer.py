@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from vipr.reload.security import cert_node_ids, cert_user
+from vipr.reload.wire.security import cert_node_ids, cert_user
 
 if TYPE_CHECKING:
     from vipr.config import ProviderConfig

@@ -1,69 +1,54 @@
-"""RELOAD (RFC 6940) for VIPR.
+"""RELOAD (RFC 6940) with CHORD-RELOAD (§10) for VIPR. Package map (what is pure is marked):
 
-Part 1 (this branch, reload1) — wire codec, security, configuration, link, transactions:
+wire/   the wire format, pure (bytes in, objects out; no I/O, clock or randomness source):
+  codec            `Reader`/`Writer` (bounded), `ReloadDecodeError`, `ReloadEncodeError`.
+  forwarding       `ForwardingHeader`, destinations, `overlay_hash`, `resource_id`,
+                   `response_destinations` (§6.3.2.1: previous hop + reversed via list).
+  envelope         `Message`, `MessageContents`, `SecurityBlock`, `Signature`,
+                   `decode_message`, `decode_header`, `encode_message` (§6.3).
+  codes            `MessageCode` (§14.8).
+  bodies           `Body` (the union of every body class), `WithCertificates`,
+                   `decode_body(code, bytes, models)`, `body_code(body)`, `error_info_json`;
+                   re-exports the body classes of:
+  topology_bodies  Probe, Join, Leave, Update (`ChordUpdate`), RouteQuery (§6.4.2, §10).
+  link_bodies      Attach, AppAttach, Ping, ConfigUpdate, ICE candidates (§6.5).
+  error_bodies     `ErrorCode`, `ErrorResponse` (§6.3.3.1).
+  storage_bodies   `StoredData`, `DataModel`, Store/Fetch/Stat/Find (§7), `STORAGE_BODIES`.
+  vipr_kind        the VIPR Kind's value (number prefix → provider entry).
+  security         `NodeCredentials`, `TrustStore`, sign/verify messages and stored data (§13).
+  context          `ReloadContext`: build + sign + encode, decode + verify (`Received`).
+                   Transaction ids come from `os.urandom` (§6.3.2).
 
-Codec (sans-I/O; every decoder raises only `codec.ReloadDecodeError`):
-  codec          `Reader`/`Writer` (bounded), `ReloadDecodeError`, `ReloadEncodeError`,
-                 `NODE_ID_LENGTH` = 16.
-  forwarding     `ForwardingHeader(overlay, transaction_id, destination_list, via_list, options,
-                 configuration_sequence, version, ttl, fragment, length, max_response_length)`,
-                 destinations `NodeDestination`, `ResourceDestination`, `OpaqueDestination`,
-                 `CompactDestination`, `ForwardingOption`; `overlay_hash(name)` (last 4 bytes of
-                 SHA-1), `resource_id(name)` (first 16 bytes of SHA-1), `WILDCARD_NODE_ID`.
-  message        `Message(header, contents, security)`, `MessageContents(code, body bytes,
-                 extensions)`, `SecurityBlock`, `Signature`, `SignerIdentity`,
-                 `decode_message(bytes)`, `decode_header(bytes)`, `encode_message(...)`.
-  messages       `decode_body(code, body, models)`, `body_code(body, answer=False)`,
-                 EmptyBody (LeaveAns/UpdateAns/ConfigUpdateAns); re-exports every name below.
-                 Bodies have `.encode()` / `Cls.decode(bytes)`:
-  message_codes  `MessageCode`.
-  topology_bodies  ProbeReq/ProbeAns, JoinReq/JoinAns, LeaveReq (+ChordLeaveData),
-                 ChordUpdate (UpdateReq), RouteQueryReq, ChordRouteQueryAns.
-  link_bodies    AttachReqAns, AppAttachReqAns, `IceCandidate`, `IpAddressPort`,
-                 PingReq/PingAns, ConfigUpdateReq; `PVP_APPLICATION_ID` = 61441.
-  error_response `ErrorCode`, ErrorResponse (`.text()`, `.unknown_kinds()`),
-                 `error_info_json`.
-  storage_codec  `DataModel`, `KIND_VIPR` = 0xF0000101, `DEFAULT_MODELS`, `DataValue`,
-                 `ArrayEntry`, `DictionaryEntry`, `RawStoredValue` (unknown Kind), `StoredData`,
-                 `StoreReq`/`StoreKindData`/`StoreAns`/`StoreKindResponse`, `FetchReq`/`FetchAns`/
-                 `FetchKindResponse`, `StoredDataSpecifier` with `SingleSpecifier`,
-                 `ArraySpecifier`, `DictionarySpecifier(())` (= wildcard, length 2),
-                 `StatReq`/`StatAns`/`StoredMetaData`/`MetaData`, `FindReq`/`FindAns`.
-                 Decoders take `models: Mapping[KindId, DataModel]` (None → DEFAULT_MODELS).
-  jsonview       `to_jsonable(obj)`, `decode_to_json(bytes)`.
+core/   the protocol, pure (events, messages and `now` in, actions out; randomness injected):
+  chord_protocol   `ChordProtocol`: join (§10.5, §11.4), reactive and periodic Update
+                   (§10.7), Leave (§10.9), repair and finger refresh, the No-ICE Attach
+                   exchange (§6.5.1), Probe/Ping/RouteQuery answers, the routing decision.
+                   Returns `SendRequest`/`Connect`/`CloseLinks`/`SetTimer`/`TopologyChanged`/
+                   `JoinDone` actions.
+  topology         `ChordTopology`: Neighbor and Finger Tables, `next_hop`, `responsible`,
+                   Update contents and candidates (§10.3, §10.7).
+  storage          `DataStore`: the stored data and the access-control policies (§7).
+  replication      `ReplicationPlanner`: which replica goes where after a change (§10.7.4).
+  transactions     `ClientTransactions` (3 s x 5 transmissions), `AnswerCache` (§6.2.1-2).
+  framing          `FramingState`: TLS-TCP-FH-NO-ICE frames, ACK bitmaps, RTT/RTO (§6.6).
+  node_api         `ChordTimers`, `ReloadRequestError`, `ReloadJoinError`, plug-in protocols.
 
-Security (raises `security.ReloadSecurityError`):
-  security       `NodeCredentials(cert, key, node_id)` (`.load(cert_path, key_path)`,
-                 `.write(dir)`), `TrustStore(roots, overlay=, self_signed_permitted=)`
-                 (`.validate(cert, now) -> node_ids`), `sign_message`, `verify_message(msg,
-                 trust, now, extra_certs, expected_node_id) -> VerifiedSigner`,
-                 `sign_stored_data(creds, resource_id, kind, storage_time, lifetime, value)`,
-                 `verify_stored_data(...)`, `cert_node_ids`, `cert_user`, `reload_uri`,
-                 `parse_reload_uri` (RFC and bare-hex forms), `self_signed_node_id` (§13.4).
-  ca             `create_ca(overlay)`, `issue_node_cert(ca_cert, ca_key, overlay, user, n)`,
-                 `self_signed_node_cert(overlay, user)`, `random_node_id()`.
-  overlay_config `OverlayConfiguration` (RFC 6940 §11.1 defaults), `KindDef`, `BootstrapNode`,
-                 `load_overlay_config(path)`, `parse_overlay_document(bytes)`,
-                 `write_overlay_document([conf])`, `vipr_overlay_configuration(...)`,
-                 `vipr_kind()`, `OverlayConfigError`; `conf.trust_store()`, `conf.models()`.
+aio/    the asyncio shell (sockets, TLS, clocks, tasks), carrying out what core/ decides:
+  link             `Link`, `connect`, `serve`, `Listener` (TLS 1.2+, mutual authentication).
+  transactions     `AsyncTransactions` over `ClientTransactions`.
+  transport        `NodeTransport`: links, symmetric recursive routing (§6.2), answer cache.
+  node             `ReloadNode`: holds a `ChordProtocol` and a `NodeTransport`, carries out
+                   the protocol's actions (tasks, timers); storage and AppAttach plug-ins.
+  storage_service  `StorageService`: Store/Fetch/Stat/Find and replication over a node.
+  vipr_usage       `ViprPublisher`, `lookup`: the VIPR usage (publish and find numbers).
+  daemon           `vipr-overlayd`: nodes of one provider, IPC, systemd notify.
+  (The storage service and the VIPR usage still decide in the shell, over the pure
+  `DataStore` and `ReplicationPlanner`; they are not yet actions of `ChordProtocol`.)
 
-High level (use these rather than assembling messages by hand):
-  api            `ReloadContext(overlay, creds, trust, configuration_sequence=, models=)`:
-                 `.request(body, destinations) -> (txid, bytes)` (built, signed, encoded),
-                 `.answer(request_msg, body, previous_hop=)` (destination = previous hop +
-                 reversed via list), `.error(request_msg, code, info, previous_hop=)`,
-                 `.error_to(header, code, info)`, `.decode(bytes, verify=True,
-                 expected_node_id=) -> Received(message, body, signer)`.
-                 `new_transaction_id()`; `response_destinations` is re-exported from transactions.
+sim/    the simulator: N `ChordProtocol`s over an in-memory network in simulated time.
 
-Link and transactions:
-  link           `FramingState` (sans-I/O framing: data 0x80 / ack 0x81, ACK bitmaps, RTT/RTO
-                 per RFC 6298, `suspect()`/`dead()`), `connect(host, port, (cert, key) files,
-                 trust, expected_node_id=, on_message=, on_too_large=)`, `serve(...)` →
-                 `Link` (`.send(bytes)`, `.receive()`, `.peer_node_id`, `.closed`, `.close()`).
-  transactions   `ClientTransactions` (3 s x 5 transmissions, sans-I/O), `AnswerCache` (15 s),
-                 `response_destinations(header, previous_hop)` (previous hop + reversed via),
-                 `AsyncTransactions` (`await request(txid, data, send)`, `deliver(txid, data)`).
-  pcap           `PcapWriter`, `write_frames(path, [(from_client, message)])`,
-                 `sample_messages(ctx_a, ctx_b)`, `TSHARK_KIND_UAT`.
+tools/  development tools: jsonview (JSON view of a message), pcap (tshark captures), fuzz.
+
+Top level: errors (`ReloadError`, the base of every RELOAD exception), overlay_config
+(§11.1 configuration document), ca (test certificates), cli and overlay_cli (commands).
 """

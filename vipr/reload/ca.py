@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from vipr.pki import self_signed_ca, validity_window
-from vipr.reload.codec import NODE_ID_LENGTH
-from vipr.reload.security import NodeCredentials, reload_uri, self_signed_node_id
+from vipr.reload.wire.codec import NODE_ID_LENGTH
+from vipr.reload.wire.security import NodeCredentials, reload_uri, self_signed_node_id
 
 RSA_BITS = 2048  # DESIGN §4
 

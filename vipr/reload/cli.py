@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vipr.cliutil import json_option, print_json
 from vipr.private_files import write_private
-from vipr.reload.codec import ReloadDecodeError
-from vipr.reload.storage_codec import DEFAULT_MODELS, DataModel
+from vipr.reload.wire.codec import ReloadDecodeError
+from vipr.reload.wire.storage_bodies import DEFAULT_MODELS, DataModel
 
 _HEX_RE = re.compile(rb"^[0-9a-fA-F\s]+$")
 
@@ -49,7 +49,7 @@ def reload_group() -> None:
               help="Data model of a Kind (e.g. 0xf0000001=DICTIONARY); repeatable.")
 def decode_cmd(message: str, kinds: tuple[str, ...]) -> None:
     """Decode a RELOAD message (HEX or @FILE, optionally framed) and print it as JSON."""
-    from vipr.reload.jsonview import decode_to_json
+    from vipr.reload.tools.jsonview import decode_to_json
 
     models = dict(DEFAULT_MODELS)
     try:
@@ -71,7 +71,7 @@ def decode_cmd(message: str, kinds: tuple[str, ...]) -> None:
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 def pcap_cmd(out: Path) -> None:
     """Write a pcap with one framed instance of every message type this code emits."""
-    from vipr.reload.pcap import write_sample_pcap
+    from vipr.reload.tools.pcap import write_sample_pcap
 
     n = write_sample_pcap(out)
     click.echo(f"wrote {n} frames to {out}")
@@ -160,7 +160,7 @@ def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: 
     from vipr.cliutil import one_line_error
     from vipr.reload.ca import issue_node_cert
     from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
-    from vipr.reload.security import ReloadSecurityError, cert_node_ids, load_certificate
+    from vipr.reload.wire.security import ReloadSecurityError, cert_node_ids, load_certificate
 
     try:
         conf = load_overlay_config(config)

@@ -55,7 +55,7 @@ def overlay_group(ctx: click.Context, config: Path | None) -> None:
     """Run the overlay daemon: RELOAD nodes, number publishing, lookups, AppAttach."""
     if ctx.invoked_subcommand is not None:
         return
-    from vipr.reload.overlayd import run_overlay
+    from vipr.reload.aio.daemon import run_overlay
 
     run_overlay(load_config_or_fail(config, files_of=("overlay",)))
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from vipr.reload.security import TrustStore, cert_der
-from vipr.reload.storage_codec import KIND_VIPR, DataModel
+from vipr.reload.errors import ReloadError
+from vipr.reload.wire.security import TrustStore, cert_der
+from vipr.reload.wire.storage_bodies import KIND_VIPR, DataModel
 
 NS = "urn:ietf:params:xml:ns:p2p:config-base"
 NS_CHORD = "urn:ietf:params:xml:ns:p2p:config-chord"
@@ -32,7 +33,7 @@ KIND_NAMES = {
 }
 
 
-class OverlayConfigError(ValueError):
+class OverlayConfigError(ReloadError, ValueError):
     """The overlay configuration document is malformed or inconsistent."""
 
 

@@ -15,8 +15,8 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from vipr.reload.fuzz import mutations as reload_mutations
-from vipr.reload.link import FRAME_ACK, encode_data_frame
+from vipr.reload.core.framing import FRAME_ACK, encode_data_frame
+from vipr.reload.tools.fuzz import mutations as reload_mutations
 
 __all__ = [
     "crash_datagrams", "invite", "oversized_requests", "reload_frames", "sip_mutations",

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vipr.ipc import IpcError
 from vipr.reload.ca import issue_node_cert, random_node_id
-from vipr.reload.security import load_certificate
+from vipr.reload.wire.security import load_certificate
 from vipr.testnet.network import TestNetwork
 from vipr.testnet.workdir import OVERLAY_NAME, Layout, default_providers, make_workdir
 

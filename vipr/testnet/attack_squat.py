@@ -16,15 +16,16 @@ import time
 from typing import Any
 
 from vipr.ipc import IpcError
-from vipr.reload.api import ReloadContext
-from vipr.reload.chord import to_int
-from vipr.reload.node import ChordTimers, ReloadNode
+from vipr.reload.aio.node import ReloadNode
+from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.aio.vipr_usage import ViprPublisher
+from vipr.reload.core.node_api import ChordTimers
+from vipr.reload.core.storage import DataStore
+from vipr.reload.core.topology import to_int
 from vipr.reload.overlay_config import load_overlay_config
-from vipr.reload.security import NodeCredentials, cert_node_ids, load_certificate
-from vipr.reload.storage import DataStore
-from vipr.reload.storage_service import StorageService
-from vipr.reload.usage import ViprPublisher
-from vipr.reload.vipr_kind import resource_ids
+from vipr.reload.wire.context import ReloadContext
+from vipr.reload.wire.security import NodeCredentials, cert_node_ids, load_certificate
+from vipr.reload.wire.vipr_kind import resource_ids
 from vipr.testnet.attack_flood import ATTACK_SOURCES
 from vipr.testnet.attack_net import AttackNet
 

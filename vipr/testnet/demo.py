@@ -32,7 +32,7 @@ from typing import Any
 from vipr.ipc import IpcError
 from vipr.proxy.sip.endpoint import SipEndpoint
 from vipr.proxy.sip.message import Headers, SipRequest
-from vipr.reload.security import cert_node_ids, load_certificate
+from vipr.reload.wire.security import cert_node_ids, load_certificate
 from vipr.testnet.dialog import LocalAddress, new_tag
 from vipr.testnet.network import TestNetwork
 from vipr.testnet.sdp import phone_offer
