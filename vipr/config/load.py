@@ -195,16 +195,7 @@ def _read_interface(r: YamlReader, node: Node | None, name: str, d: Interface) -
     transport: str = r.get(m, p, "transport", r.choice(("udp", "tcp", "tls")), str(d.transport))
     if name == "federation" and m is not None and "transport" not in m:
         transport = "tls"
-    tls = None
-    if m is not None and "tls" in m:
-        tp = f"{p}.tls"
-        tm = r.mapping(m["tls"], tp, _TLS_KEYS, required=_TLS_KEYS)
-        if tm is not None and all(k in tm for k in _TLS_KEYS):
-            tls = TlsFiles(
-                cert=r.get(tm, tp, "cert", r.path, Path()),
-                key=r.get(tm, tp, "key", r.path, Path()),
-                ca=r.get(tm, tp, "ca", r.path, Path()),
-            )
+    tls = _read_tls_files(r, m, p)
     iface = Interface(
         listen=r.get(m, p, "listen", r.hostport(), d.listen),
         transport=cast(Literal["udp", "tcp", "tls"], transport),
@@ -254,19 +245,25 @@ def _read_dialplan(r: YamlReader, node: Node | None) -> Dialplan:
         return d
 
 
+def _read_tls_files(r: YamlReader, m: dict[str, Node] | None, p: str) -> TlsFiles | None:
+    """`<p>.tls`: cert, key and ca files (all three required), or None when absent."""
+    if m is None or "tls" not in m:
+        return None
+    tp = f"{p}.tls"
+    tm = r.mapping(m["tls"], tp, _TLS_KEYS, required=_TLS_KEYS)
+    if tm is None or not all(k in tm for k in _TLS_KEYS):
+        return None
+    return TlsFiles(
+        cert=r.get(tm, tp, "cert", r.path, Path()),
+        key=r.get(tm, tp, "key", r.path, Path()),
+        ca=r.get(tm, tp, "ca", r.path, Path()),
+    )
+
+
 def _read_hook(r: YamlReader, node: Node) -> HookInterface:
     p, d = "proxy.interfaces.hook", HookInterface()
     m = r.mapping(node, p, _SECTION_KEYS[p])
-    tls = None
-    if m is not None and "tls" in m:
-        tp = f"{p}.tls"
-        tm = r.mapping(m["tls"], tp, _TLS_KEYS, required=_TLS_KEYS)
-        if tm is not None and all(k in tm for k in _TLS_KEYS):
-            tls = TlsFiles(
-                cert=r.get(tm, tp, "cert", r.path, Path()),
-                key=r.get(tm, tp, "key", r.path, Path()),
-                ca=r.get(tm, tp, "ca", r.path, Path()),
-            )
+    tls = _read_tls_files(r, m, p)
     return HookInterface(
         listen=r.get(m, p, "listen", r.hostport(), d.listen),
         token=r.get(m, p, "token", r.optional(r.string), d.token),
