@@ -273,7 +273,7 @@ async def test_late_terminating_vcr_is_learned_on_a_late_retry(base: Path) -> No
     a decoy; the claimant is tried again on the late schedule and the route is learned."""
     async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
         connect(a, b)
-        client = PvpClient(a.cfg, a.store, backoff=(0.01,), late_retries=(0.5, 30.0))
+        client = PvpClient(a.cfg, a.store, tls=a.tls, backoff=(0.01,), late_retries=(0.5, 30.0))
         await client.start()
         try:
             v = await _orig(a)
@@ -294,7 +294,7 @@ async def test_late_terminating_vcr_is_learned_on_a_late_retry(base: Path) -> No
 async def test_late_retries_stop_at_the_schedule_and_the_retention(base: Path) -> None:
     async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
         connect(a, b)
-        client = PvpClient(a.cfg, a.store, backoff=(0.01,), late_retries=(0.05, 0.1))
+        client = PvpClient(a.cfg, a.store, tls=a.tls, backoff=(0.01,), late_retries=(0.05, 0.1))
         await client.start()
         try:
             v = await _orig(a)
