@@ -259,20 +259,17 @@ class SqliteStore(Store):
     # ---------------------------------------------------------------- VCRs
 
     async def add_vcr(self, v: Vcr) -> int | None:
-        """Insert one VCR; its id, or None when a VCR with that call_id and direction exists."""
         params = vcr_params(v)
         rows = await self._write_fetch(INSERT_VCR + " RETURNING id", params)
         return int(rows[0][0]) if rows else None
 
     async def add_vcrs(self, vs: Iterable[Vcr]) -> int:
-        """Insert many VCRs in one transaction; the number inserted (duplicates are skipped)."""
         params = [vcr_params(v) for v in vs]
         if not params:
             return 0
         return await self._transaction(lambda c: c.executemany(INSERT_VCR, params).rowcount)
 
     async def add_vcrs_ids(self, vs: Sequence[Vcr]) -> list[int | None]:
-        """Insert many VCRs in one transaction; each one's id, None for a duplicate."""
         if not vs:
             return []
         params = [vcr_params(v) for v in vs]
@@ -287,14 +284,6 @@ class SqliteStore(Store):
         return await self._transaction(body)
 
     async def apply_vcr_changes(self, changes: Sequence[VcrChange]) -> list[int | None]:
-        """Open and complete VCRs in one transaction, in order (DESIGN §7; the proxy's
-        `VcrWriter` batches them); each change's VCR id, None when it changed nothing.
-
-        OpenVcr: insert the answered call (state 'open'); None when that Call-ID and direction
-        already has a VCR. CompleteVcr: set the stop time of the open or unterminated VCR of
-        that Call-ID and direction (found in the store, so after a restart too); when there is
-        none, insert the VCR whole; None when it was already complete.
-        """
         steps = vcr_change_steps(changes)
         if not steps:
             return []
@@ -312,8 +301,6 @@ class SqliteStore(Store):
         return await self._transaction(body, on_loop=len(steps) <= MAX_ON_LOOP_ROWS)
 
     async def find_open_vcrs(self, call_id: str | None = None) -> list[tuple[Vcr, str | None]]:
-        """Open VCRs with their dialog text, oldest first: those of one Call-ID, or all (the
-        proxy loads them when it starts, so a BYE after a restart completes its VCR)."""
         where, params = ("call_id = ? AND ", (call_id,)) if call_id is not None else ("", ())
         rows = await self._fetch(
             f"SELECT {VCR_COLS}, dialog FROM vcr WHERE {where}state = 'open'"
@@ -321,9 +308,6 @@ class SqliteStore(Store):
         return [(vcr_from_row(r), r[12]) for r in rows]
 
     async def close_unterminated(self, started_before: float) -> int:
-        """DESIGN §7: open VCRs of calls answered before `started_before` (now − the
-        proxy's max_call_duration) that never saw a BYE become 'unterminated'. Their stop stays
-        equal to their start: the hang-up time is unknown, so PVP never uses them. The count."""
         return await self._write_count(
             "UPDATE vcr SET state = 'unterminated', dialog = NULL"
             " WHERE state = 'open' AND start < ?", (float(started_before),))
@@ -336,7 +320,6 @@ class SqliteStore(Store):
         self, since: float | None = None, direction: Direction | None = None,
         limit: int | None = 100,
     ) -> list[Vcr]:
-        """VCRs whose call started at or after `since`, newest first."""
         where, params = ["1"], []  # type: list[str], list[object]
         if since is not None:
             where.append("start >= ?")
@@ -358,11 +341,6 @@ class SqliteStore(Store):
         self, callee: str, caller: str, start_from: float, start_to: float, now: float,
         max_age: float,
     ) -> list[Vcr]:
-        """Terminating VCRs a PVP server may validate against (DESIGN §5), newest first.
-
-        callee equal; caller equal or unknown ("") on our side; start_from <= start < start_to;
-        not older than `max_age` (start >= now - max_age); not burned; complete (DESIGN §7).
-        """
         rows = await self._fetch(
             f"SELECT {VCR_COLS} FROM vcr WHERE callee = ? AND start >= ? AND start < ?"
             " AND start >= ? AND direction = 'terminating' AND burned = 0"
@@ -375,8 +353,6 @@ class SqliteStore(Store):
         return [vcr_from_row(r) for r in rows]
 
     async def pending_originating_vcrs(self, min_duration: float) -> list[Vcr]:
-        """Complete originating VCRs not yet validated nor burned, lasting ≥ min_duration;
-        oldest first."""
         rows = await self._fetch(
             f"SELECT {VCR_COLS} FROM vcr INDEXED BY vcr_pending WHERE direction = 'originating'"
             " AND validated IS NULL AND burned = 0 AND state = 'complete' AND stop - start >= ?"
@@ -394,7 +370,6 @@ class SqliteStore(Store):
         return vcr_from_row(rows[0]) if rows else None
 
     async def record_vcr_failure(self, id: int, max_failures: int) -> Vcr:
-        """Count one failed handshake against a VCR; at `max_failures` it is burned (DESIGN §5)."""
         rows = await self._write_fetch(_RECORD_FAILURE, (int(max_failures), id), on_loop=True)
         if not rows:
             raise NotFoundError(f"no VCR with id {id}")
@@ -404,7 +379,6 @@ class SqliteStore(Store):
         await self._write_fetch(_RECORD_FAILURE, (int(max_failures), 0), on_loop=True)
 
     async def mark_vcr_validated(self, id: int, when: float) -> bool:
-        """Set the validated time; False when the VCR no longer exists."""
         n = await self._write_count("UPDATE vcr SET validated = ? WHERE id = ?", (float(when), id))
         return n > 0
 
@@ -412,7 +386,6 @@ class SqliteStore(Store):
         return await self._write_count("DELETE FROM vcr WHERE id = ?", (id,)) > 0
 
     async def purge_vcrs(self, older_than: float) -> int:
-        """Delete VCRs of calls that started before `older_than` (retention); the count."""
         return await self._write_count("DELETE FROM vcr WHERE start < ?", (float(older_than),))
 
     # ---------------------------------------------------------------- routes
@@ -430,8 +403,6 @@ class SqliteStore(Store):
         )
 
     async def learn_route(self, r: Route, vcr_id: int | None) -> None:
-        """Store a learned route and mark the originating VCR it was validated with, in one
-        transaction (the PVP client's step after a successful validation)."""
         params = route_params(r)
 
         def body(c: sqlite3.Connection) -> None:
@@ -452,7 +423,6 @@ class SqliteStore(Store):
         return [route_from_row(r) for r in rows]
 
     async def record_route_failure(self, number: str, max_failures: int) -> bool:
-        """Count one failed call over the route; True when that dropped it (DESIGN §6)."""
         def body(c: sqlite3.Connection) -> bool:
             rows = c.execute(
                 "UPDATE route SET failures = failures + 1 WHERE number = ? RETURNING failures",
@@ -466,7 +436,6 @@ class SqliteStore(Store):
         return await self._transaction(body)
 
     async def touch_route(self, number: str, when: float) -> bool:
-        """Record a use of the route; False when there is no such route."""
         n = await self._write_count(
             "UPDATE route SET last_used = ? WHERE number = ?", (float(when), number)
         )
@@ -521,7 +490,6 @@ class SqliteStore(Store):
         return await self._transaction(body)
 
     async def current_ticket_key(self) -> TicketKey | None:
-        """The newest key not retired: the one to mint tickets with."""
         rows = await self._fetch(
             f"SELECT {KEY_COLS} FROM ticket_key WHERE retired IS NULL"
             " ORDER BY serial DESC LIMIT 1",
@@ -534,12 +502,10 @@ class SqliteStore(Store):
         return key_from_row(rows[0]) if rows else None
 
     async def ticket_keys(self) -> list[TicketKey]:
-        """Every stored key, retired ones included, oldest first."""
         rows = await self._fetch(f"SELECT {KEY_COLS} FROM ticket_key ORDER BY serial")
         return [key_from_row(r) for r in rows]
 
     async def retire_ticket_key(self, epoch: int, now: float) -> bool:
-        """Mark a key retired; False when it does not exist or was already retired."""
         n = await self._write_count(
             "UPDATE ticket_key SET retired = ? WHERE epoch = ? AND retired IS NULL",
             (float(now), epoch),
@@ -554,7 +520,6 @@ class SqliteStore(Store):
         return int(rows[0][0])
 
     async def log_validations(self, recs: Iterable[ValidationRecord]) -> int:
-        """Insert many validation records in one transaction; how many."""
         params = [validation_params(rec) for rec in recs]
         if not params:
             return 0
@@ -566,7 +531,6 @@ class SqliteStore(Store):
     async def list_validations(
         self, limit: int | None = 50, since: float | None = None
     ) -> list[ValidationRecord]:
-        """Validation attempts, newest first."""
         rows = await self._fetch(
             f"SELECT {VALIDATION_COLS} FROM validation WHERE at >= ?"
             " ORDER BY at DESC, id DESC LIMIT ?",
