@@ -53,7 +53,7 @@ def uac_rr_xml() -> str:
     return xml.replace('<recv response="100"', '<recv response="100" optional="true"')
 
 
-async def step(cwd: Path, target: int, rate: int, hold: float) -> dict[str, Any]:
+async def step(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]:
     calls = int(rate * hold)
     stat = cwd / f"uac_{target}_{rate}.csv"
     stat.unlink(missing_ok=True)
@@ -74,27 +74,6 @@ async def step(cwd: Path, target: int, rate: int, hold: float) -> dict[str, Any]
             "seconds": round(took, 2),
             "ok": proc.returncode == 0 and failed == 0 and ok_calls == calls
             and took <= hold * 1.1 + 0.5}
-
-
-async def ramp(cwd: Path, target: int, rates: list[int], hold: float, label: str,
-               procs: list[Any]) -> tuple[int, list[dict[str, Any]]]:
-    best, steps = 0, []
-    for rate in rates:
-        for _ in range(2):   # the machine is shared: a failed step is tried once more
-            cpu0 = pb.cpu_seconds(procs)
-            res = await step(cwd, target, rate, hold)
-            res["cpu_ms_per_call"] = round((pb.cpu_seconds(procs) - cpu0) * 1000
-                                           / max(res["calls"], 1), 3)
-            steps.append(res)
-            print(f"{label:<9} {rate:>4} calls/s: {res['successful']}/{res['calls']} ok, "
-                  f"{res['failed']} failed, {res['seconds']} s, "
-                  f"{res['cpu_ms_per_call']} ms CPU/call", file=sys.stderr)
-            if res["ok"]:
-                break
-        if not res["ok"]:
-            break
-        best = rate
-    return best, steps
 
 
 def kamailio_pids(cwd: Path) -> list[Any]:
@@ -189,8 +168,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             kam = await start_kamailio(tmp / label, kport, hook, uas_port, baseline=baseline)
             try:
                 procs = [*kamailio_pids(tmp / label), *([] if baseline else [vipr])]
-                out[f"{label}_cps"], out[f"{label}_steps"] = await ramp(
-                    tmp, kport, rates, hold, label, procs)
+                out[f"{label}_cps"], out[f"{label}_steps"] = await pb.ramp(
+                    kport, rates, hold, tmp, label, procs=procs, step=step)
             finally:
                 await stop_kamailio(kam)
         st = await pb.ipc_call(cfg.parent / "run" / "proxy.sock", "status", {}, timeout=5)

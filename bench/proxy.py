@@ -205,12 +205,16 @@ def cpu_seconds(procs: list[asyncio.subprocess.Process]) -> float:
     return total
 
 
+Step = Callable[[int, int, float, Path], Awaitable[dict[str, Any]]]
+
+
 async def ramp(target: int, rates: list[int], hold: float, cwd: Path, label: str, *,
                before: Hook | None = None, after: Callable[[dict[str, Any]], Awaitable[None]]
-               | None = None, procs: list[asyncio.subprocess.Process] | None = None
+               | None = None, procs: list[Any] | None = None, step: Step | None = None,
                ) -> tuple[int, list[dict[str, Any]]]:
     """`before` runs ahead of every step; `after(result)` may mark a step failed. With
-    `procs` (the relays), each step records their CPU time per call (ms, all of them)."""
+    `procs` (the relays), each step records their CPU time per call (ms, all of them).
+    `step(target, rate, hold, cwd)` runs one step (default: `sipp_step`)."""
     best, steps = 0, []
     for rate in rates:
         # the machine is shared: a failed step is tried once more before the ramp stops
@@ -218,7 +222,7 @@ async def ramp(target: int, rates: list[int], hold: float, cwd: Path, label: str
             if before is not None:
                 await before()
             cpu0 = cpu_seconds(procs or [])
-            res = await sipp_step(target, rate, hold, cwd)
+            res = await (step or sipp_step)(target, rate, hold, cwd)
             if procs and res["calls"]:
                 res["cpu_ms_per_call"] = round(
                     (cpu_seconds(procs) - cpu0) * 1000 / res["calls"], 3)
