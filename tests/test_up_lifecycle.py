@@ -1,7 +1,8 @@
 """`vipr up` lifecycle (issue 13 defect 5), with real processes on a real demo config:
 a restarted role is seen READY again, SIGTERM works during start-up, SIGHUP is forwarded to
-the roles (each reloads its config and keeps running), the roles die with the supervisor (even on kill -9), and an overlay that cannot join
-never takes the proxy or pvp down. Plus the sans-I/O pieces (back-off, status line)."""
+the roles (each reloads its config and keeps running), the roles die with the supervisor
+(even on kill -9), and an overlay that cannot join never takes the proxy or pvp down. Plus
+the sans-I/O pieces (back-off, status line)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ async def until(what: str, cond: Callable[[], Awaitable[bool]], timeout: float =
 async def presented_cert(pki: Pki, port: int) -> bytes:
     """The certificate the proxy's federation listener presents on a new connection."""
     ctx: ssl.SSLContext = pki.client_ctx("b.example.org")
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         assert isinstance(der, bytes)

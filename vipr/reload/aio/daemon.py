@@ -25,6 +25,7 @@ from vipr.config import ProviderConfig
 from vipr.daemon import notify_ready, on_reload, set_status
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
+from vipr.logsetup import fields
 from vipr.reload.aio.node import ChordTimers, ReloadNode
 from vipr.reload.aio.storage_service import StorageService
 from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
@@ -163,7 +164,8 @@ class OverlayDaemon:
                 break
             except Exception as e:  # ReloadJoinError, OSError: bootstrap not up yet
                 log.warning("node %s could not join: %r; retrying in %.0f s", cr.node_id.hex(),
-                            e, JOIN_RETRY)
+                            e, JOIN_RETRY, extra=fields(node_id=cr.node_id.hex(),
+                                                        outcome="retrying", reason=repr(e)))
                 await self._stop_quietly(node)
                 if i > 0 and attempt >= EXTRA_NODE_ATTEMPTS:
                     log.error("node %s (#%d) could not join after %d attempts: running "
@@ -180,7 +182,8 @@ class OverlayDaemon:
         self.services.append(svc)
         self.publishers.append(ViprPublisher(node, self.cfg.provider.vservice,
                                              lifetime=self.cfg.overlay.record_lifetime))
-        log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i)
+        log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i,
+                 extra=fields(node_id=cr.node_id.hex(), outcome="joined"))
         return True
 
     @staticmethod
@@ -273,7 +276,7 @@ class OverlayDaemon:
             self.published = len(stored)
             partial = sum(1 for _, ok in done if ok < 3)
             log.info("published %d of %d numbers (%d incomplete)", len(stored), len(numbers),
-                     partial)
+                     partial, extra=fields(outcome="incomplete" if partial else "complete"))
             return len(stored), partial
 
     async def _record(self, numbers: list[str]) -> None:
