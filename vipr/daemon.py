@@ -40,7 +40,7 @@ from vipr.watchdog import StatusTicker, from_environment
 
 __all__ = [
     "MemoryReleaser", "notify_ready", "notify_status", "notify_stopping", "on_reload",
-    "release_memory", "run_daemon", "sd_notify", "set_status", "tune_gc",
+    "release_memory", "run_daemon", "sd_notify", "set_status", "status_changed", "tune_gc",
 ]
 
 log = logging.getLogger("vipr.daemon")
@@ -126,7 +126,10 @@ def sd_notify(state: str) -> bool:
 def notify_ready(status: str | None = None) -> bool:
     """Tell systemd the daemon is serving (call once the sockets are bound)."""
     _Hooks.ready = True
-    return sd_notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
+    sent = sd_notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
+    if status and _Hooks.ticker is not None:
+        _Hooks.ticker.resend()      # the role's own line replaces `status` at once
+    return sent
 
 
 def notify_stopping() -> bool:
@@ -159,6 +162,12 @@ def set_status(fn: Callable[[], str]) -> None:
     _Hooks.status = fn
     if _Hooks.ticker is not None:
         _Hooks.ticker.status = fn
+        _Hooks.ticker.refresh()
+
+
+def status_changed() -> None:
+    """Send the role's STATUS= line now (if it changed) rather than at the next tick."""
+    if _Hooks.ticker is not None:
         _Hooks.ticker.refresh()
 
 

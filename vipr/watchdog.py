@@ -63,6 +63,11 @@ class StatusTicker:
             self._timer.cancel()
             self._timer = None
 
+    def resend(self) -> None:
+        """Send the status line now even if unchanged (another STATUS= replaced it)."""
+        self._last = ""
+        self.refresh()
+
     def refresh(self) -> None:
         """Send the status line now if it changed (e.g. right after a reload)."""
         if self.status is None:

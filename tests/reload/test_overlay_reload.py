@@ -1,12 +1,14 @@
 """Issue 16 item 4 (overlay side): SIGHUP with changed numbers publishes the new ones and
-withdraws the removed ones; a bad config is logged and the running one kept. A real
-`vipr overlay` process; the test waits for its log lines, not for time."""
+withdraws the removed ones; a bad config is logged and the running one kept; STATUS= says
+what the overlay does and RELOADING=1 / READY=1 frame the reload (sd_notify(3)). A real
+`vipr overlay` process; the test waits for its log lines and notifications, not for time."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,21 +45,36 @@ def claims(sock: Path, number: str) -> list[object]:
     return out
 
 
+def notified(sock: socket.socket, want: str) -> list[str]:
+    """Datagrams until one that contains `want` (bounded by the socket's timeout)."""
+    seen: list[str] = []
+    while not seen or want not in seen[-1]:
+        seen.append(sock.recv(4096).decode())
+    return seen
+
+
 def test_sighup_publishes_new_numbers_and_withdraws_removed(tmp_path: Path) -> None:
     (cfg,) = make_overlay(tmp_path, [("pa", [OLD, KEPT], 1)])
     log = tmp_path / "pa.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "n.sock"))
+    notify.settimeout(30)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(tmp_path / "n.sock"))
     proc = subprocess.Popen([*VIPR, "overlay", "--config", str(cfg)], cwd=tmp_path,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     sock = tmp_path / "run" / "pa" / "overlay.sock"
     try:
+        assert "STATUS=joining the overlay (0 of 1 nodes joined)" in notified(notify, "READY=1")
         wait_log(log, proc, "published 2 of 2 numbers")
+        notified(notify, "STATUS=joined: 1 nodes, 2 numbers published")
         assert claims(sock, OLD) and claims(sock, KEPT) and not claims(sock, NEW)
 
         text = cfg.read_text()
         cfg.write_text(text.replace(f'"{OLD}"', f'"{NEW}"')
                        .replace("listen: \"127.0.0.1:", "listen: \"127.0.0.2:", 1))
         proc.send_signal(signal.SIGHUP)
+        seen = notified(notify, "READY=1")
+        assert any(m.startswith("RELOADING=1\nMONOTONIC_USEC=") for m in seen), seen
         out = wait_log(log, proc, "reload done")
         assert "withdrew 1 numbers" in out
         assert "overlay.listen cannot change while overlay runs" in out
@@ -70,6 +87,7 @@ def test_sighup_publishes_new_numbers_and_withdraws_removed(tmp_path: Path) -> N
         assert "bogus_key" in out and "the running configuration is kept" in out
         assert proc.poll() is None and claims(sock, NEW)
     finally:
+        notify.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(15)

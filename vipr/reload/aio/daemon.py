@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vipr.config import ProviderConfig
-from vipr.daemon import notify_ready, on_reload, set_status
+from vipr.daemon import notify_ready, on_reload, set_status, status_changed
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.logsetup import fields
@@ -182,6 +182,7 @@ class OverlayDaemon:
         self.services.append(svc)
         self.publishers.append(ViprPublisher(node, self.cfg.provider.vservice,
                                              lifetime=self.cfg.overlay.record_lifetime))
+        status_changed()
         log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i,
                  extra=fields(node_id=cr.node_id.hex(), outcome="joined"))
         return True
@@ -274,6 +275,7 @@ class OverlayDaemon:
             stored = [n for n, ok in done if ok]
             await self._record(stored)
             self.published = len(stored)
+            status_changed()
             partial = sum(1 for _, ok in done if ok < 3)
             log.info("published %d of %d numbers (%d incomplete)", len(stored), len(numbers),
                      partial, extra=fields(outcome="incomplete" if partial else "complete"))
