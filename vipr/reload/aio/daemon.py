@@ -307,10 +307,13 @@ class OverlayDaemon:
 
     async def apply_config(self, cfg: ProviderConfig) -> None:
         """SIGHUP (`vipr.hot_reload`): publish the numbers added and withdraw those removed
-        (RFC 6940 §7.2: a store with exists=false deletes our claim); node identities,
-        listeners and the overlay document were kept by `keep_fixed`."""
+        (RFC 6940 §7.2: a store with exists=false deletes our claim); `record_lifetime` for
+        the next stores, `republish_interval` from the next round. Node identities, listeners
+        and the overlay document were kept by `keep_fixed`."""
         old = self.cfg.numbers
         self.cfg = cfg
+        for pub in self.publishers:      # the next stores carry the new lifetime
+            pub.lifetime = int(cfg.overlay.record_lifetime)
         if cfg.numbers == old:
             return
         removed = sorted(set(old) - set(cfg.numbers))
