@@ -206,8 +206,9 @@ def run_daemon(role: str, cfg: ProviderConfig, main: Main, *, stop_timeout: floa
 async def _supervise(main: Main, stop_timeout: float, role: str, cfg: ProviderConfig) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    _Hooks.reloader = _Hooks.status = None      # registered anew by this `main`
+    _Hooks.ready = False
     ticker = _Hooks.ticker = from_environment(sd_notify)
-    ticker.status = _Hooks.status
     ticker.start()
     task: asyncio.Task[None] = asyncio.ensure_future(main(stop))
     forced = False

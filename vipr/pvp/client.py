@@ -313,7 +313,7 @@ class PvpClient:
     # ------------------------------------------------------------------ one VCR
 
     async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
-        log.log(logging.INFO if outcome == "learned" else logging.WARNING,
+        log.log(logging.WARNING if outcome == "failed" else logging.INFO,
                 "validation of VCR %s (%s) with %s: %s (%s)", v.id, v.callee, peer, outcome,
                 reason, extra=fields(vcr_id=v.id, call_id=v.call_id, number=v.callee,
                                      peer=peer, outcome=outcome,
