@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from vipr.config import LoggingSection
-from vipr.logsetup import printable, setup_logging
+from vipr.logsetup import fields, printable, setup_logging
 
 
 @pytest.fixture
@@ -81,3 +81,25 @@ def test_text_format_keeps_one_record_on_one_line(restore_root: None) -> None:
                                          extra={"peer": "p\r\nq"})
     (line,) = out.getvalue().splitlines()
     assert line.endswith(r"call evil\x00\x0aFAKE ERROR line peer=p\x0d\x0aq"), line
+
+
+def test_fields_are_json_keys_and_stay_out_of_text(restore_root: None) -> None:
+    """Issue 16 item 5: call-id, numbers, peer, reason, duration as separate JSON fields."""
+    extra = fields(call_id="c1@x\r\nInjected: 1", caller="+14085551234", callee=None,
+                   duration=61.5, reason="ok")
+    out = io.StringIO()
+    setup_logging(LoggingSection(level="info", format="json"), "proxy", stream=out)
+    logging.getLogger("vipr.proxy").info("VCR for call %s", "c1", extra=extra)
+    obj = json.loads(out.getvalue())
+    assert obj["call_id"] == "c1@x\r\nInjected: 1"       # JSON escapes it: one line
+    assert (obj["caller"], obj["duration"], obj["reason"]) == ("+14085551234", 61.5, "ok")
+    assert "callee" not in obj and "vipr_fields" not in obj
+    assert out.getvalue().count("\n") == 1
+
+    out = io.StringIO()
+    setup_logging(LoggingSection(level="info", format="text"), "proxy", stream=out)
+    logging.getLogger("vipr.proxy").info("VCR for call %s", "c1", extra=extra)
+    assert out.getvalue().rstrip("\n").endswith(" INFO VCR for call c1")
+
+    with pytest.raises(ValueError, match="unknown log field"):
+        fields(callid="x")

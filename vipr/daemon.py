@@ -3,8 +3,11 @@
 `run_daemon(role, cfg, main)` sets up logging, creates `runtime_dir` (0700, vipr.private_files;
 private keys that others can read are reported), and runs
 `await main(stop)` under asyncio. SIGTERM and SIGINT set `stop` (and tell systemd
-STOPPING=1); `main` then finishes its work and returns. SIGHUP is logged and ignored (no
-reload yet). A listener that cannot bind (`ListenError`) is logged as one line naming it.
+STOPPING=1); `main` then finishes its work and returns. SIGHUP re-reads the config
+(`vipr.hot_reload`): `main` registers what applies it with `on_reload(fn)`; a bad config is
+logged and the running one kept. `set_status(fn)` registers the role's STATUS= line, sent by
+the watchdog timer (`vipr.watchdog`: WATCHDOG=1 every half $WATCHDOG_USEC). A listener
+that cannot bind (`ListenError`) is logged as one line naming it.
 `main` calls `notify_ready()` once its sockets are bound (systemd `Type=notify` waits for
 that). A clean stop exits 0; `main` raising, or not returning within `stop_timeout` after
 the stop, or a second signal, exit 1.
@@ -22,19 +25,22 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from vipr.cliutil import one_line_error
 from vipr.config import ProviderConfig
+from vipr.hot_reload import Reloader, reload_config
 from vipr.ipc import IpcError
 from vipr.listen_error import ListenError
 from vipr.logsetup import setup_logging
 from vipr.private_files import private_dir, warn_if_exposed
+from vipr.watchdog import StatusTicker, from_environment
 
 __all__ = [
-    "MemoryReleaser", "notify_ready", "notify_status", "notify_stopping", "release_memory",
-    "run_daemon", "sd_notify", "tune_gc",
+    "MemoryReleaser", "notify_ready", "notify_status", "notify_stopping", "on_reload",
+    "release_memory", "run_daemon", "sd_notify", "set_status", "status_changed", "tune_gc",
 ]
 
 log = logging.getLogger("vipr.daemon")
@@ -119,7 +125,11 @@ def sd_notify(state: str) -> bool:
 
 def notify_ready(status: str | None = None) -> bool:
     """Tell systemd the daemon is serving (call once the sockets are bound)."""
-    return sd_notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
+    _Hooks.ready = True
+    sent = sd_notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
+    if status and _Hooks.ticker is not None:
+        _Hooks.ticker.resend()      # the role's own line replaces `status` at once
+    return sent
 
 
 def notify_stopping() -> bool:
@@ -130,6 +140,35 @@ def notify_stopping() -> bool:
 def notify_status(status: str) -> bool:
     """A one-line status shown by `systemctl status`."""
     return sd_notify(f"STATUS={status}")
+
+
+class _Hooks:
+    """What the running role registered (one role per process)."""
+
+    reloader: Reloader | None = None
+    ready = False
+    ticker: StatusTicker | None = None
+    status: Callable[[], str] | None = None
+
+
+def on_reload(fn: Reloader) -> None:
+    """`await fn(new_cfg)` on SIGHUP, with the re-read config (the keys that cannot change
+    live already set back, `vipr.hot_reload`). Raising keeps the running config."""
+    _Hooks.reloader = fn
+
+
+def set_status(fn: Callable[[], str]) -> None:
+    """The role's STATUS= line (what it is doing); sent whenever it changes."""
+    _Hooks.status = fn
+    if _Hooks.ticker is not None:
+        _Hooks.ticker.status = fn
+        _Hooks.ticker.refresh()
+
+
+def status_changed() -> None:
+    """Send the role's STATUS= line now (if it changed) rather than at the next tick."""
+    if _Hooks.ticker is not None:
+        _Hooks.ticker.refresh()
 
 
 def private_key_files(cfg: ProviderConfig) -> list[tuple[str, Path]]:
@@ -157,18 +196,24 @@ def run_daemon(role: str, cfg: ProviderConfig, main: Main, *, stop_timeout: floa
     for what, key in private_key_files(cfg):
         warn_if_exposed(key, what)
     log.info("%s starting (config %s)", role, cfg.path, extra=extra)
-    code = asyncio.run(_supervise(main, stop_timeout))
+    code = asyncio.run(_supervise(main, stop_timeout, role, cfg))
     log.info("%s stopped (exit %d)", role, code, extra=extra)
     logging.shutdown()
     if code:
         raise SystemExit(code)
 
 
-async def _supervise(main: Main, stop_timeout: float) -> int:
+async def _supervise(main: Main, stop_timeout: float, role: str, cfg: ProviderConfig) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    _Hooks.reloader = _Hooks.status = None      # registered anew by this `main`
+    _Hooks.ready = False
+    ticker = _Hooks.ticker = from_environment(sd_notify)
+    ticker.start()
     task: asyncio.Task[None] = asyncio.ensure_future(main(stop))
     forced = False
+    running = cfg
+    reloading: asyncio.Task[None] | None = None
 
     def on_signal(signum: int) -> None:
         nonlocal forced
@@ -182,8 +227,31 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
         notify_stopping()
         stop.set()
 
+    async def reload() -> None:
+        nonlocal running
+        # sd_notify(3): RELOADING=1 (with the monotonic time) ... READY=1 once done
+        was_ready = _Hooks.ready
+        if was_ready:
+            now_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            sd_notify(f"RELOADING=1\nMONOTONIC_USEC={now_us}")
+        try:
+            before = running.logging
+            running = await reload_config(role, running, _Hooks.reloader)
+            if running.logging != before:
+                setup_logging(running.logging, role)
+        finally:
+            if was_ready:
+                sd_notify("READY=1")
+            ticker.refresh()
+
     def on_hup() -> None:
-        log.warning("SIGHUP: reload is not supported yet; ignored")
+        nonlocal reloading
+        if stop.is_set():
+            return
+        if reloading is not None and not reloading.done():
+            log.warning("SIGHUP: a reload is still running; ignored")
+            return
+        reloading = loop.create_task(reload())
 
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     for sig in signals[:2]:
@@ -219,6 +287,10 @@ async def _supervise(main: Main, stop_timeout: float) -> int:
             notify_stopping()
         return 1 if forced else 0
     finally:
+        ticker.stop()
+        _Hooks.ticker = None
+        if reloading is not None and not reloading.done():
+            reloading.cancel()
         for sig in signals:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

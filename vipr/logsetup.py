@@ -4,6 +4,10 @@ Text:  2026-11-26T08:00:00.123Z pvp vipr.pvp.server INFO validated +14085551234 
 JSON:  {"ts": "2026-11-26T08:00:00.123Z", "level": "info", "role": "pvp",
         "logger": "vipr.pvp.server", "msg": "validated +14085551234", "peer": "b"}
 Fields passed as `logger.info(..., extra={"peer": "b"})` appear in both formats.
+
+`extra=fields(call_id=…, caller=…, callee=…, peer=…, reason=…, duration=…)` (the names of
+FIELDS) gives the JSON format separate fields for what the message text already says; the
+text format leaves them out (the message has them, escaped). None values are dropped.
 """
 
 from __future__ import annotations
@@ -16,12 +20,26 @@ from typing import Any, TextIO
 
 from vipr.config import LoggingSection
 
-__all__ = ["JsonFormatter", "TextFormatter", "printable", "setup_logging"]
+__all__ = ["FIELDS", "JsonFormatter", "TextFormatter", "fields", "printable", "setup_logging"]
 
 # Attributes every LogRecord has; anything else came from `extra`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # Libraries that log every call at DEBUG level; they stay at INFO or above.
 _CHATTY = ("aiosqlite", "asyncio")
+
+
+# Issue 16 item 5: the fields an operator filters JSON logs on.
+FIELDS = ("call_id", "caller", "callee", "number", "peer", "reason", "outcome", "duration",
+          "direction", "route", "node_id", "vcr_id")
+_FIELDS_ATTR = "vipr_fields"
+
+
+def fields(**kw: object) -> dict[str, Any]:
+    """`extra=` for a log call: separate JSON fields (FIELDS), left out of text lines."""
+    unknown = set(kw) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown log field(s): {', '.join(sorted(unknown))}")
+    return {_FIELDS_ATTR: {k: v for k, v in kw.items() if v is not None}}
 
 
 def _escape(c: str) -> str:
@@ -56,7 +74,8 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    return {k: v for k, v in vars(record).items()
+            if k not in _STANDARD and k != _FIELDS_ATTR and not k.startswith("_")}
 
 
 class TextFormatter(logging.Formatter):
@@ -96,6 +115,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for k, v in getattr(record, _FIELDS_ATTR, {}).items():
+            obj.setdefault(k, v)
         for k, v in _extras(record).items():
             obj.setdefault(k, v)
         if record.exc_info:

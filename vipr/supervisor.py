@@ -12,7 +12,9 @@ is restarted after a back-off (1 s doubling to 30 s, back to 1 s once it ran 60 
 ready after --ready-timeout is logged and waited for. READY=1 goes to our own supervisor
 (systemd) once every role is ready or at --ready-timeout, STATUS names each role's state.
 SIGTERM/SIGINT at any moment stop everything (SIGTERM to the roles, SIGKILL after 10 s);
-SIGHUP is logged and ignored; the roles die with us (vipr.parent_death), even on `kill -9`.
+SIGHUP is forwarded to every running role (each re-reads the config, `vipr.hot_reload`); with
+a systemd watchdog ($WATCHDOG_USEC) `vipr up` pings it from its own loop (the roles are not
+given the watchdog variables); the roles die with us (vipr.parent_death), even on `kill -9`.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class Child:
         loop.add_reader(sock.fileno(), self._on_notify)
         env = dict(os.environ if self.env is None else self.env)
         env["NOTIFY_SOCKET"] = str(self.notify_path)
+        for var in ("WATCHDOG_USEC", "WATCHDOG_PID"):   # systemd's watchdog is ours, not theirs
+            env.pop(var, None)
         env[PARENT_PID_ENV] = str(os.getpid())    # vipr.parent_death: dies with us
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         try:
@@ -177,6 +181,16 @@ class Child:
             return proc.returncode
         finally:
             self._close_sock()
+
+    def signal(self, sig: int) -> bool:
+        """Send `sig` to the running process; False when it is not running."""
+        if self.proc is None or self.proc.returncode is not None:
+            return False
+        try:
+            self.proc.send_signal(sig)
+        except ProcessLookupError:
+            return False
+        return True
 
     def kill_now(self) -> None:
         """Synchronous last resort (atexit / second Ctrl-C): SIGKILL the process group."""
@@ -371,14 +385,21 @@ async def _up(config: Path, roles: Sequence[str], opts: UpOptions) -> int:
             sup.stop.set()
 
         def on_hup() -> None:
-            log.warning("SIGHUP: reload is not supported yet; ignored")
+            sent = [f"{c.name}[{c.pid}]" for c in children if c.signal(signal.SIGHUP)]
+            log.info("SIGHUP: forwarded to %s", ", ".join(sent) or "no running role")
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+        from vipr.daemon import sd_notify
+        from vipr.watchdog import from_environment
+
+        ticker = from_environment(sd_notify)     # WATCHDOG=1 from this loop
+        ticker.start()
         try:
             await sup.run()
         finally:
+            ticker.stop()
             sup.kill_now()          # nothing outlives us, even on an unexpected error
     return 0
 
@@ -403,8 +424,8 @@ def up_cmd(config: Path, roles: tuple[str, ...], ready_timeout: float,
     """Start and supervise the roles (overlay, pvp, proxy) of one provider.
 
     Each role is started and restarted on its own; ready (systemd Type=notify) once all are
-    ready or after --ready-timeout; SIGTERM stops them all; SIGHUP is logged and ignored;
-    the roles exit when this process dies."""
+    ready or after --ready-timeout; SIGTERM stops them all; SIGHUP is forwarded to the
+    roles (each re-reads the config); the roles exit when this process dies."""
     from vipr.cliutil import load_config_or_fail
     from vipr.config import LoggingSection
     from vipr.logsetup import setup_logging

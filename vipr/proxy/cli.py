@@ -12,7 +12,7 @@ import click
 
 from vipr.cliutil import config_option, fail, json_option, load_config_or_fail, print_json
 from vipr.config import ProviderConfig
-from vipr.daemon import notify_ready, run_daemon, tune_gc
+from vipr.daemon import notify_ready, on_reload, run_daemon, set_status, tune_gc
 from vipr.ipc import IpcError, IpcServer, ipc_call
 
 log = logging.getLogger("vipr.proxy")
@@ -90,7 +90,14 @@ async def serve(cfg: ProviderConfig, stop: asyncio.Event) -> None:
         try:
             await ipc.start()
             tune_gc()
+            from vipr.proxy.live_config import apply_proxy_config, status_line
+
+            async def reload(new: ProviderConfig) -> None:
+                await apply_proxy_config(proxy, new)
+
+            on_reload(reload)       # SIGHUP (vipr.hot_reload)
             notify_ready("proxy serving")
+            set_status(lambda: status_line(proxy))
             # a listener that died for good ends the daemon non-zero: the supervisor
             # restarts it instead of it running deaf (DESIGN §10)
             stopped = asyncio.ensure_future(stop.wait())

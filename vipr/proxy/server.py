@@ -26,7 +26,7 @@ from typing import Any
 
 from vipr.config import Interface, ProviderConfig
 from vipr.listen_error import ListenError, listen_error
-from vipr.logsetup import printable
+from vipr.logsetup import fields, printable
 from vipr.proxy.admission import ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.federation_tls import client_context, server_context
@@ -370,6 +370,12 @@ class ProxyServer:
         call = Call(req.call_id, server, req, Leg(iface, source.host, source.port), d.number)
         self.calls[server.txn.key] = call
         caller = self.cfg.dialplan.caller(req.headers.get)   # DESIGN §11: PAI, else From
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("call %s from %s to %s on %s: %s (%s)", printable(call.call_id),
+                      printable(caller or "?"), printable(d.number or "?"), iface, d.kind,
+                      d.reason, extra=fields(call_id=call.call_id, caller=caller,
+                                             callee=d.number, route=d.kind, reason=d.reason,
+                                             peer=f"{source.host}:{source.port}"))
         self.tracker.started(call.call_id, caller, d.number, now,
                              "terminating" if iface == "pstn" else None)
         if d.kind == "federation" and d.number is not None and d.route is not None:
@@ -392,11 +398,16 @@ class ProxyServer:
             peer_dns_names=conn.tls_dns_names if conn else (), now=now)
         if res.ok:
             log.info("admitted call %s to %s from %s", printable(req.call_id),
-                     printable(d.number), printable(res.peer_domain))
+                     printable(d.number), printable(res.peer_domain),
+                     extra=fields(call_id=req.call_id, callee=d.number, peer=res.peer_domain,
+                                  outcome="admitted", reason=res.reason))
             return True
         log.warning("rejected federation call %s to %s from %s:%s (%s): %s",
                     printable(req.call_id), printable(d.number), source.host, source.port,
-                    printable(",".join(conn.tls_dns_names)) if conn else "no TLS", res.reason)
+                    printable(",".join(conn.tls_dns_names)) if conn else "no TLS", res.reason,
+                    extra=fields(call_id=req.call_id, callee=d.number,
+                                 peer=f"{source.host}:{source.port}", outcome="rejected",
+                                 reason=res.reason))
         return False
 
     async def _attempt(self, call: Call, target: Target, leg: Leg, route: Route | None) -> None:
@@ -447,7 +458,9 @@ class ProxyServer:
         number = call.number or ""
         dropped = self.policy.route_failed(number, cause)
         log.warning("route to %s failed (%s)%s: call %s goes via the PSTN", printable(number),
-                    cause, "; route dropped" if dropped else "", printable(call.call_id))
+                    cause, "; route dropped" if dropped else "", printable(call.call_id),
+                    extra=fields(call_id=call.call_id, callee=number, reason=cause,
+                                 route="pstn"))
         if call.cancelled:
             self._finish(call, None, 487)
             return

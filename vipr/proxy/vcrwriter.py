@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from vipr.ipc import IpcError, ipc_call
-from vipr.logsetup import printable
+from vipr.logsetup import fields, printable
 from vipr.store import Store, StoreError
 from vipr.store.models import CompleteVcr, VcrChange
 from vipr.store.spool import DEFAULT_MAX_CHANGES, VcrSpool
@@ -174,7 +174,10 @@ class VcrWriter:
             self.written += 1
             log.info("VCR %d %s %s→%s %.3f s (call %s)", vid, v.direction,
                      printable(v.caller or "?"), printable(v.callee), v.stop - v.start,
-                     printable(v.call_id))
+                     printable(v.call_id),
+                     extra=fields(call_id=v.call_id, caller=v.caller, callee=v.callee,
+                                  duration=round(v.stop - v.start, 3), direction=v.direction,
+                                  vcr_id=vid))
             self._notify_queue.put_nowait(vid)
 
     async def _notify_loop(self) -> None:

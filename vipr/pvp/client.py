@@ -34,6 +34,7 @@ from typing import Any
 
 from vipr.config import ProviderConfig
 from vipr.ipc import IpcError, ipc_call
+from vipr.logsetup import fields
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
 from vipr.pvp.outer import OuterTls
@@ -312,6 +313,11 @@ class PvpClient:
     # ------------------------------------------------------------------ one VCR
 
     async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
+        log.log(logging.WARNING if outcome == "failed" else logging.INFO,
+                "validation of VCR %s (%s) with %s: %s (%s)", v.id, v.callee, peer, outcome,
+                reason, extra=fields(vcr_id=v.id, call_id=v.call_id, number=v.callee,
+                                     peer=peer, outcome=outcome,
+                                     reason=reason.split(" ", 1)[0]))
         self.vlog.add(ValidationRecord(
             id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
             peer=peer, outcome=outcome, reason=reason,

@@ -13,12 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vipr.config import ProviderConfig
-from vipr.daemon import notify_ready, tune_gc
+from vipr.daemon import notify_ready, on_reload, set_status, tune_gc
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
 from vipr.pvp.outer import OuterTls
-from vipr.pvp.server import PvpServer
+from vipr.pvp.server import DomainPolicy, PvpServer, RateLimiter
 from vipr.pvp.srp import gmpy2_release_gil
 from vipr.pvp.vlog import ValidationLog
 from vipr.store import Store, StoreError
@@ -111,6 +111,33 @@ class PvpDaemon:
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"server": self.server.status(), "client": self.client.status()}
 
+    async def apply_config(self, cfg: ProviderConfig) -> None:
+        """SIGHUP (`vipr.hot_reload`): the outer TLS certificates for new connections (the
+        same Node-IDs: a node's identity cannot change live), the domain lists, the rate
+        limit and the delays; open connections and validations in progress are untouched."""
+        old = self.server.tls
+        tls = OuterTls.from_config(cfg)
+        if old is not None and tls.node_ids != old.node_ids:
+            log.warning("reload: the overlay certificates name other Node-IDs (%s -> %s): "
+                        "the node identity cannot change while pvp runs: kept; restart to "
+                        "apply", ",".join(old.node_ids), ",".join(tls.node_ids))
+            tls = old
+        elif old is not None:
+            log.info("outer TLS: new certificates for new connections (%s)", cfg.overlay.cert)
+        for part in (self.server, self.client):
+            part.cfg = cfg
+            part.tls = tls
+        if cfg.pvp.max_attempts_per_minute != self.server.limiter.limit:
+            self.server.limiter = RateLimiter(cfg.pvp.max_attempts_per_minute)
+        self.server.policy = DomainPolicy(cfg.pvp.allow_domains, cfg.pvp.deny_domains)
+
+    def status_line(self) -> str:
+        """STATUS= for systemd: listening, validations so far."""
+        s, c = self.server.counters, self.client.counters
+        host, port = self.server.address
+        return (f"listening on {host}:{port}; validations served {s.ok} ok / {s.failed} "
+                f"failed, requested {c.learned} learned / {c.failed} failed")
+
 
 async def pvp_main(cfg: ProviderConfig, stop: asyncio.Event) -> None:
     async with Store.open(cfg.database) as store:
@@ -121,7 +148,9 @@ async def pvp_main(cfg: ProviderConfig, stop: asyncio.Event) -> None:
             await store.listen(d.on_store_event)
             tune_gc()
             host, port = d.server.address
+            on_reload(d.apply_config)     # SIGHUP (vipr.hot_reload)
             notify_ready(f"pvp server on {host}:{port}")
+            set_status(d.status_line)
             log.info("pvp ready (server %s:%d, socket %s)", host, port, d.ipc.path)
             await stop.wait()
         finally:

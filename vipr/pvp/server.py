@@ -31,6 +31,7 @@ from typing import Any
 from vipr.config import ProviderConfig
 from vipr.limits import ConnectionGate, ListenerLimits, Refusal
 from vipr.listen_error import listen_error
+from vipr.logsetup import fields
 from vipr.pvp.credentials import Login, LoginError, parse_login, search_range, server_password
 from vipr.pvp.messages import (
     ErrorMsg,
@@ -327,7 +328,9 @@ class PvpServer:
         key = reason.split(" ", 1)[0]
         c.reasons[key] = c.reasons.get(key, 0) + 1
         level = logging.INFO if outcome == "ok" else logging.WARNING
-        log.log(level, "validation from %s for %s: %s (%s)", peer, number or "?", outcome, reason)
+        log.log(level, "validation from %s for %s: %s (%s)", peer, number or "?", outcome, reason,
+                extra=fields(peer=peer, number=number or None, outcome=outcome,
+                             reason=key, vcr_id=vcr.id if vcr else None))
         rec = ValidationRecord(
             id=None, at=self.clock(), role="server", number=number,
             vcr_id=vcr.id if vcr else None, peer=peer, outcome=outcome, reason=reason,

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from vipr.config import ProviderConfig
-from vipr.daemon import notify_ready, notify_status
+from vipr.daemon import notify_ready, on_reload, set_status, status_changed
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
+from vipr.logsetup import fields
 from vipr.reload.aio.node import ChordTimers, ReloadNode
 from vipr.reload.aio.storage_service import StorageService
 from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
@@ -163,7 +164,8 @@ class OverlayDaemon:
                 break
             except Exception as e:  # ReloadJoinError, OSError: bootstrap not up yet
                 log.warning("node %s could not join: %r; retrying in %.0f s", cr.node_id.hex(),
-                            e, JOIN_RETRY)
+                            e, JOIN_RETRY, extra=fields(node_id=cr.node_id.hex(),
+                                                        outcome="retrying", reason=repr(e)))
                 await self._stop_quietly(node)
                 if i > 0 and attempt >= EXTRA_NODE_ATTEMPTS:
                     log.error("node %s (#%d) could not join after %d attempts: running "
@@ -180,7 +182,9 @@ class OverlayDaemon:
         self.services.append(svc)
         self.publishers.append(ViprPublisher(node, self.cfg.provider.vservice,
                                              lifetime=self.cfg.overlay.record_lifetime))
-        log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i)
+        status_changed()
+        log.info("node %s joined on %s:%d", cr.node_id.hex(), listen.host, listen.port + i,
+                 extra=fields(node_id=cr.node_id.hex(), outcome="joined"))
         return True
 
     @staticmethod
@@ -213,9 +217,11 @@ class OverlayDaemon:
         self._ipc = IpcServer(self.cfg.socket_path("overlay"), {
             "publish": self.ipc_publish, "lookup": self.ipc_lookup,
             "attach": self.ipc_attach, "status": self.ipc_status})
+        set_status(self.status_line)
         try:
             # the socket answers while the nodes join: `status` says "joining" (issue 13)
             await self._ipc.start()
+            on_reload(self.apply_config)   # SIGHUP (vipr.hot_reload)
             for i in range(len(self.creds)):
                 if not await self._start_node(i, stop) and (i == 0 or stop.is_set()):
                     return
@@ -269,10 +275,10 @@ class OverlayDaemon:
             stored = [n for n, ok in done if ok]
             await self._record(stored)
             self.published = len(stored)
+            status_changed()
             partial = sum(1 for _, ok in done if ok < 3)
-            notify_status(f"{len(self.nodes)} nodes, {self.published} numbers published")
             log.info("published %d of %d numbers (%d incomplete)", len(stored), len(numbers),
-                     partial)
+                     partial, extra=fields(outcome="incomplete" if partial else "complete"))
             return len(stored), partial
 
     async def _record(self, numbers: list[str]) -> None:
@@ -298,6 +304,56 @@ class OverlayDaemon:
                 wait = min(wait, RETRY_AFTER)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
+
+    async def apply_config(self, cfg: ProviderConfig) -> None:
+        """SIGHUP (`vipr.hot_reload`): publish the numbers added and withdraw those removed
+        (RFC 6940 §7.2: a store with exists=false deletes our claim); `record_lifetime` for
+        the next stores, `republish_interval` from the next round. Node identities, listeners
+        and the overlay document were kept by `keep_fixed`."""
+        old = self.cfg.numbers
+        self.cfg = cfg
+        for pub in self.publishers:      # the next stores carry the new lifetime
+            pub.lifetime = int(cfg.overlay.record_lifetime)
+        if cfg.numbers == old:
+            return
+        removed = sorted(set(old) - set(cfg.numbers))
+        log.info("numbers changed: %d served now, %d removed", len(cfg.numbers), len(removed))
+        if self.state is not DaemonState.RUNNING or not self.publishers:
+            return   # the publish loop publishes cfg.numbers once joined
+        await self.withdraw(removed)
+        await self.publish_all()
+
+    async def withdraw(self, numbers: list[str]) -> None:
+        """Delete our claims on `numbers` (under every node's key: which node published a
+        number depends on its place in the sorted list, which a change of numbers moves)."""
+        async with self._publish_lock:
+            sem = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+
+            async def one(pub: ViprPublisher, number: str) -> int:
+                async with sem:
+                    return await pub.withdraw(number)
+
+            await asyncio.gather(*(one(p, n) for n in numbers for p in self.publishers))
+            try:
+                from vipr.store import Store
+
+                async with Store.open(self.cfg.database) as st:
+                    for n in numbers:
+                        await st.delete_published(n)
+            except Exception as e:  # the store is a record, not needed to serve
+                log.warning("cannot record withdrawn numbers in %s: %r", self.cfg.database, e)
+            if numbers:
+                log.info("withdrew %d numbers", len(numbers))
+
+    def status_line(self) -> str:
+        """STATUS= for systemd: joining, or joined with numbers published and neighbours."""
+        if self.state is DaemonState.JOINING:
+            return f"joining the overlay ({len(self.nodes)} of {len(self.creds)} nodes joined)"
+        own = {n.node_id for n in self.nodes}
+        neighbours = {p for n in self.nodes for p in (*n.predecessors(), *n.successors())
+                      if p not in own}
+        return (f"joined: {len(self.nodes)} nodes, {self.published} numbers published, "
+                f"{len(neighbours)} neighbours")
 
     # ------------------------------------------------------------------ socket API
 
