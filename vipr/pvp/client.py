@@ -34,6 +34,7 @@ from typing import Any
 
 from vipr.config import ProviderConfig
 from vipr.ipc import IpcError, ipc_call
+from vipr.metrics import VCR_VALIDATIONS, Children, count_validation
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
 from vipr.pvp.outer import OuterTls
@@ -77,6 +78,9 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "detail": self.detail, "number": self.number}
+
+
+_VCR_OUTCOMES = Children(VCR_VALIDATIONS)
 
 
 class _Network(Exception):
@@ -312,6 +316,7 @@ class PvpClient:
     # ------------------------------------------------------------------ one VCR
 
     async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
+        count_validation("client", outcome, reason)
         self.vlog.add(ValidationRecord(
             id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
             peer=peer, outcome=outcome, reason=reason,
@@ -320,6 +325,7 @@ class PvpClient:
     def _count(self, out: Outcome) -> Outcome:
         c = self.counters
         c.outcomes[out.outcome] = c.outcomes.get(out.outcome, 0) + 1
+        _VCR_OUTCOMES.inc(out.outcome)
         if out.outcome == "learned":
             c.learned += 1
         elif out.outcome == "no-claims":
