@@ -316,7 +316,8 @@ class PvpClient:
     # ------------------------------------------------------------------ one VCR
 
     async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
-        count_validation("client", outcome, reason)
+        # the reason of a success names routes and an address: its label is "ticket"
+        count_validation("client", outcome, "ticket" if outcome == "learned" else reason)
         self.vlog.add(ValidationRecord(
             id=None, at=self.clock(), role="client", number=v.callee, vcr_id=v.id,
             peer=peer, outcome=outcome, reason=reason,
