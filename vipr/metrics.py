@@ -54,6 +54,9 @@ VCR_VALIDATIONS = Counter(
 ADMISSIONS = Counter(
     "vipr_proxy_admissions", "Ticket admissions of incoming federation calls by reason "
     "(SIP path, hook and redirect: proxy.policy)", ["reason"], registry=REGISTRY)
+ROUTING = Counter(
+    "vipr_proxy_routing_decisions", "Where new calls were sent (internal, pstn, federation, "
+    "admission) and why (DESIGN §6)", ["kind", "reason"], registry=REGISTRY)
 FALLBACKS = Counter(
     "vipr_proxy_pstn_fallbacks", "Calls over a learned route that failed and fell back to "
     "the PSTN, by cause", ["cause"], registry=REGISTRY)
@@ -182,6 +185,49 @@ def _get(slot: list[weakref.ref[Any]]) -> Any:
     return slot[0]() if slot else None
 
 
+# Families read from the roles' objects at scrape time: name → (type, help, labels).
+STATE_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "vipr_listener_connections": ("gauge", "Open connections per listener", ("listener",)),
+    "vipr_listener_refusals": ("counter", "Connections refused at accept, by listener and "
+                               "limit (listener_full, address_full)", ("listener", "limit")),
+    "vipr_proxy_route_cache_routes": ("gauge", "Learned routes in the route cache", ()),
+    "vipr_proxy_route_cache_oldest_age_seconds": (
+        "gauge", "Age of the oldest validation behind a cached route (0: none cached)", ()),
+    "vipr_proxy_active_calls": ("gauge", "Calls between INVITE and answer", ()),
+    "vipr_proxy_vcr_changes": ("counter", "VCR changes by what became of them (opened, "
+                               "written, failed, spooled, replayed)", ("state",)),
+    "vipr_proxy_vcr_spool_pending": (
+        "gauge", "VCR changes waiting in the on-disk spool for the database", ()),
+    "vipr_proxy_events": ("counter", "Proxy decisions and outcomes (status view)", ("event",)),
+    "vipr_hook_requests": ("counter", "Hook requests by path and status", ("path", "status")),
+    "vipr_hook_handler_seconds": ("counter", "Time spent in hook handlers", ()),
+    "vipr_overlay_joined": (
+        "gauge", "1 when every RELOAD node of this daemon has joined the overlay", ()),
+    "vipr_overlay_nodes": ("gauge", "RELOAD nodes of this daemon by state (joined, "
+                           "not_joined)", ("state",)),
+    "vipr_overlay_neighbours": ("gauge", "Fewest ring neighbours any joined node of this "
+                                "daemon has, by kind (successors, predecessors, fingers)",
+                                ("kind",)),
+}
+
+
+def _family(name: str) -> GaugeMetricFamily | CounterMetricFamily:
+    kind, doc, labels = STATE_FAMILIES[name]
+    if kind == "gauge":
+        return GaugeMetricFamily(name, doc, labels=labels)
+    return CounterMetricFamily(name, doc, labels=labels)
+
+
+def metric_names() -> set[str]:
+    """Every family vipr exports (counters without their `_total`), for checks of the
+    dashboard and alert rules."""
+    names = set(STATE_FAMILIES)
+    for metric in (VALIDATIONS, VCR_VALIDATIONS, ADMISSIONS, ROUTING, FALLBACKS, LOOKUP_SECONDS,
+                   LOOKUPS, FETCH_FAILURES, STORE_SECONDS, STORE_ERRORS):
+        names.add(metric._name)
+    return names
+
+
 class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from _listener_metrics()
@@ -200,11 +246,8 @@ class _StateCollector(Collector):
 
 
 def _listener_metrics() -> Iterator[Metric]:
-    conns = GaugeMetricFamily("vipr_listener_connections",
-                              "Open connections per listener", labels=["listener"])
-    refused = CounterMetricFamily("vipr_listener_refusals",
-                                  "Connections refused at accept, by listener and limit",
-                                  labels=["listener", "limit"])
+    conns = _family("vipr_listener_connections")
+    refused = _family("vipr_listener_refusals")
     open_by: dict[str, int] = {}
     refused_by: dict[tuple[str, str], int] = {}
     for holder, name in list(_listeners.items()):
@@ -224,42 +267,37 @@ def _listener_metrics() -> Iterator[Metric]:
 
 def _proxy_metrics(p: Any) -> Iterator[Metric]:
     cache = p.policy.cache
-    g = GaugeMetricFamily("vipr_proxy_route_cache_routes", "Learned routes in the route cache")
+    g = _family("vipr_proxy_route_cache_routes")
     g.add_metric([], len(cache))
     yield g
     oldest = cache.oldest_validated_at()
-    g = GaugeMetricFamily("vipr_proxy_route_cache_oldest_age_seconds",
-                          "Age of the oldest validation behind a cached route")
+    g = _family("vipr_proxy_route_cache_oldest_age_seconds")
     g.add_metric([], max(0.0, time.time() - oldest) if oldest is not None else 0.0)
     yield g
-    g = GaugeMetricFamily("vipr_proxy_active_calls", "Calls between INVITE and answer")
+    g = _family("vipr_proxy_active_calls")
     g.add_metric([], len(p.calls))
     yield g
     w = p.writer
-    c = CounterMetricFamily("vipr_proxy_vcr_changes", "VCR changes by what became of them "
-                            "(opened, written, failed, spooled, replayed)", labels=["state"])
+    c = _family("vipr_proxy_vcr_changes")
     for state in ("opened", "written", "failed", "spooled", "replayed"):
         c.add_metric([state], getattr(w, state))
     yield c
-    g = GaugeMetricFamily("vipr_proxy_vcr_spool_pending",
-                          "VCR changes waiting in the on-disk spool for the database")
+    g = _family("vipr_proxy_vcr_spool_pending")
     g.add_metric([], w.spool_pending)
     yield g
-    c = CounterMetricFamily("vipr_proxy_events", "Proxy decisions and outcomes",
-                            labels=["event"])
+    c = _family("vipr_proxy_events")
     for k, n in sorted(p.counters.items()):
         c.add_metric([k], n)
     yield c
 
 
 def _hook_metrics(h: Any) -> Iterator[Metric]:
-    c = CounterMetricFamily("vipr_hook_requests", "Hook requests by path and status",
-                            labels=["path", "status"])
+    c = _family("vipr_hook_requests")
     for k, n in sorted(h.requests.items()):
         path, _, status = k.rpartition(" ")
         c.add_metric([path, status], n)
     yield c
-    c = CounterMetricFamily("vipr_hook_handler_seconds", "Time spent in hook handlers")
+    c = _family("vipr_hook_handler_seconds")
     c.add_metric([], h.seconds)
     yield c
 
@@ -268,21 +306,17 @@ def _overlay_metrics(d: Any) -> Iterator[Metric]:
     nodes = list(d.nodes)
     joined = sum(1 for n in nodes if n.joined)
     total = max(len(nodes), len(d.creds))
-    g = GaugeMetricFamily("vipr_overlay_joined",
-                          "1 when every RELOAD node of this daemon has joined the overlay")
+    g = _family("vipr_overlay_joined")
     g.add_metric([], 1.0 if total and joined == total else 0.0)
     yield g
-    g = GaugeMetricFamily("vipr_overlay_nodes", "RELOAD nodes of this daemon by state",
-                          labels=["state"])
+    g = _family("vipr_overlay_nodes")
     g.add_metric(["joined"], joined)
     g.add_metric(["not_joined"], total - joined)
     yield g
-    g = GaugeMetricFamily("vipr_overlay_neighbours", "Fewest ring neighbours any joined node "
-                          "of this daemon has, by kind", labels=["kind"])
+    g = _family("vipr_overlay_neighbours")
     live = [n for n in nodes if n.joined]
-    for kind, fn in (("successors", "successors"), ("predecessors", "predecessors"),
-                     ("fingers", "fingers")):
-        g.add_metric([kind], min((len(getattr(n, fn)()) for n in live), default=0))
+    for kind in ("successors", "predecessors", "fingers"):
+        g.add_metric([kind], min((len(getattr(n, kind)()) for n in live), default=0))
     yield g
 
 
