@@ -8,11 +8,14 @@ import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import requires_tool
 from tests.ports import free_port
 from vipr.metrics import metric_names
 from vipr.testnet.demo import Step, Story, Timeline
@@ -21,6 +24,7 @@ from vipr.testnet.workdir import Layout, make_workdir
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ROLES = ("overlay", "pvp", "proxy")
+ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "vipr-alerts.yml"
 
 
 FAMILIES: set[str] = set()   # every family name seen in any scrape of this run
@@ -188,3 +192,82 @@ async def test_demo_series_move_as_the_story_runs(workdir: Path) -> None:
                            for n, ls in pb5 if n == "vipr_listener_connections")
     finally:
         await net.stop()
+
+
+def _prometheus_config(lay: Layout, interval: str) -> dict[str, object]:
+    jobs = []
+    for role in ROLES:
+        targets = [f"127.0.0.1:{lay.metrics[(p.key, role)]}" for p in lay.providers]
+        jobs.append({"job_name": f"vipr-{role}", "scrape_interval": interval,
+                     "static_configs": [{"targets": targets}]})
+    return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(ALERTS)], "scrape_configs": jobs}
+
+
+async def _query(session: aiohttp.ClientSession, base: str, promql: str) -> list[dict[str, Any]]:
+    async with session.get(f"{base}/api/v1/query", params={"query": promql},
+                           timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        doc = await resp.json()
+    assert doc["status"] == "success", doc
+    return list(doc["data"]["result"])
+
+
+@pytest.mark.slow
+@requires_tool("prometheus")
+@pytest.mark.timeout(240)
+async def test_real_prometheus_scrapes_every_role(workdir: Path) -> None:
+    """Debian's Prometheus scrapes the nine endpoints of the demo network (with the shipped
+    alert rules loaded); PromQL sees the story's admission and every target up."""
+    lay = await asyncio.to_thread(make_workdir, workdir / "wd", metrics_port=free_port)
+    web = free_port()
+    cfg = workdir / "prometheus.yml"
+    cfg.write_text(yaml.safe_dump(_prometheus_config(lay, "1s")))
+    net = TestNetwork(lay)
+    prom_log = (workdir / "prometheus.log").open("wb")
+    prom = await asyncio.create_subprocess_exec(
+        "prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{web}", stdout=asyncio.subprocess.DEVNULL,
+        stderr=prom_log)
+    base = f"http://127.0.0.1:{web}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await net.start()
+            assert not net.failed, net.failed
+            story = Story(net, Timeline(True))
+
+            async def all_up() -> bool:
+                got = await _query(session, base, 'up{job=~"vipr-.*"} == 1')
+                return len(got) == 9
+
+            async def aio_check(promql: str, want: float) -> bool:
+                got = await _query(session, base, promql)
+                return bool(got) and float(got[0]["value"][1]) == want
+
+            await net.wait_for("Prometheus scrapes all nine endpoints", all_up, 60.0, 0.5)
+            await net.wait_for("every overlay joined (PromQL)",
+                               lambda: aio_check("sum(vipr_overlay_joined)", 3.0), 30.0, 0.5)
+            for n in (1, 2, 3):
+                s = Step(n, f"step {n}")
+                await getattr(story, f"step{n}")(s)
+                assert s.passed, (n, s.problems)
+            b_proxy = f"127.0.0.1:{lay.metrics[(story.b, 'proxy')]}"
+            await net.wait_for(
+                "B's ok admission in Prometheus",
+                lambda: aio_check(f'sum(vipr_proxy_admissions_total{{instance="{b_proxy}",'
+                                  f'reason="ok"}})', 1.0), 20.0, 0.5)
+            async with session.get(f"{base}/api/v1/rules") as resp:
+                rules = (await resp.json())["data"]["groups"][0]["rules"]
+            assert sorted(r["name"] for r in rules) == [
+                "ViprListenerDown", "ViprOverlayNotJoined", "ViprPstnFallbackRateHigh",
+                "ViprValidationSuccessRateLow"]
+            assert all(r["health"] == "ok" for r in rules), rules
+            assert not [r for r in rules if r["state"] == "firing"], rules
+    finally:
+        await net.stop()
+        prom.terminate()
+        try:
+            await asyncio.wait_for(prom.wait(), 20.0)
+        except TimeoutError:
+            prom.kill()
+            await prom.wait()
+        prom_log.close()
