@@ -141,3 +141,40 @@ def test_daemon_with_busy_metrics_port_exits_with_one_line(tmp_path: Path) -> No
     assert f"cannot listen on pvp metrics 127.0.0.1:{port}: Address already in use" \
         in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_proxy_state_read_at_scrape_time() -> None:
+    """Route cache size and age, VCR writer counts, and the status counters with status codes
+    folded to their class (no numbers as label values)."""
+    import time
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from vipr.metrics import watch_proxy
+    from vipr.proxy.routing import RouteCache
+    from vipr.store.models import Route
+
+    now = time.time()
+    cache = RouteCache([Route("+442071230000", ("sip:b",), "t", now + 9e5, now + 9e5, "n",
+                              "b.example", now - 100.0)])
+    writer = SimpleNamespace(opened=2, written=3, failed=1, spooled=4, replayed=5,
+                             spool_pending=6)
+    class FakeProxy:   # weakly referenced, as the real ProxyServer is
+        policy = SimpleNamespace(cache=cache)
+        calls = {("x",): 1}
+        counters = Counter({"failed_486": 2, "failed_404": 1, "invites": 7})
+
+    proxy = FakeProxy()
+    proxy.writer = writer  # type: ignore[attr-defined]
+    watch_proxy(proxy)
+    fams = _families(exposition()[0].decode())
+    assert fams["vipr_proxy_route_cache_routes"] == [({}, 1.0)]
+    (_, age), = fams["vipr_proxy_route_cache_oldest_age_seconds"]
+    assert 100.0 <= age < 160.0
+    assert fams["vipr_proxy_active_calls"] == [({}, 1.0)]
+    changes = {ls["state"]: v for ls, v in fams["vipr_proxy_vcr_changes"]
+               if "state" in ls}
+    assert changes == {"opened": 2, "written": 3, "failed": 1, "spooled": 4, "replayed": 5}
+    assert fams["vipr_proxy_vcr_spool_pending"] == [({}, 6.0)]
+    events = {ls["event"]: v for ls, v in fams["vipr_proxy_events"] if "event" in ls}
+    assert events == {"failed_4xx": 3.0, "invites": 7.0}

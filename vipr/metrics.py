@@ -84,6 +84,7 @@ STORE_ERRORS = Counter(
     ["backend", "operation"], registry=REGISTRY)
 
 _REASON = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_STATUS_SUFFIX = re.compile(r"_([1-6])\d\d$")
 
 
 class Children:
@@ -198,7 +199,8 @@ STATE_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                "written, failed, spooled, replayed)", ("state",)),
     "vipr_proxy_vcr_spool_pending": (
         "gauge", "VCR changes waiting in the on-disk spool for the database", ()),
-    "vipr_proxy_events": ("counter", "Proxy decisions and outcomes (status view)", ("event",)),
+    "vipr_proxy_events": ("counter", "Proxy decisions and outcomes (the status view; status "
+                          "codes folded to their class, failed_4xx)", ("event",)),
     "vipr_hook_requests": ("counter", "Hook requests by path and status", ("path", "status")),
     "vipr_hook_handler_seconds": ("counter", "Time spent in hook handlers", ()),
     "vipr_overlay_joined": (
@@ -286,7 +288,11 @@ def _proxy_metrics(p: Any) -> Iterator[Metric]:
     g.add_metric([], w.spool_pending)
     yield g
     c = _family("vipr_proxy_events")
-    for k, n in sorted(p.counters.items()):
+    events: dict[str, int] = {}
+    for k, n in p.counters.items():   # "failed_486" → "failed_4xx": no numbers in labels
+        key = _STATUS_SUFFIX.sub(lambda m: f"_{m.group(1)}xx", k)
+        events[key] = events.get(key, 0) + n
+    for k, n in sorted(events.items()):
         c.add_metric([k], n)
     yield c
 
