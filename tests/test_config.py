@@ -537,3 +537,12 @@ def test_metrics_listen_per_role(tmp_path: Path) -> None:
     assert cfg.overlay.metrics.listen == HostPort("127.0.0.1", 9101)
     assert cfg.pvp.metrics.listen == HostPort("::1", 9102)
     assert cfg.proxy.metrics.listen == HostPort("127.0.0.2", 9103)
+
+
+def test_check_config_lists_metrics_listeners(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "pvp:\n  metrics: {listen: 9102}\n")
+    r = CliRunner().invoke(main, ["check-config", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "metrics   pvp 127.0.0.1:9102" in r.output
+    plain = CliRunner().invoke(main, ["check-config", str(write(tmp_path, BASE))])
+    assert "metrics" not in plain.output
