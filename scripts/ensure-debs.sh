@@ -15,6 +15,7 @@ declare -A pkg_of=(
   [podman-compose]=podman-compose
   [runc]=runc
   [kamailio]=kamailio
+  [promtool]=prometheus
 )
 # deploy/kamailio needs modules from these (http_client; jansson and acc_json; tls)
 kamailio_modules=(kamailio-utils-modules kamailio-extra-modules kamailio-tls-modules)

@@ -27,6 +27,7 @@ DEBIAN_PACKAGE = {
     "systemd-analyze": "systemd",
     "initdb": "postgresql",
     "kamailio": "kamailio, kamailio-utils-modules, kamailio-extra-modules, kamailio-tls-modules",
+    "promtool": "prometheus",
 }
 
 

@@ -319,6 +319,26 @@ BAD = [
         '"[" in quotes, like "[::1]:5060" or "+1408555[0000-0999]"',
     ),
     (
+        "overlay:\n  metrics: {listen: 70000}\n",
+        7,
+        "overlay.metrics.listen: port 70000 is outside 1..65535",
+    ),
+    (
+        "proxy:\n  metrics: {listen: '127.0.0.1:0'}\n",
+        7,
+        "proxy.metrics.listen: port 0 is outside 1..65535 (got '127.0.0.1:0')",
+    ),
+    (
+        "pvp:\n  metrics: {port: 9101}\n",
+        7,
+        "pvp.metrics.port: unknown key; expected one of: listen",
+    ),
+    (
+        "pvp:\n  listen: '127.0.0.1:9101'\n  metrics: {listen: 9101}\n",
+        8,
+        "pvp.metrics.listen: TCP 127.0.0.1:9101 is also used by pvp.listen",
+    ),
+    (
         "pvp:\n  allow_domains: [a.example, 'no_underscores.example']\n",
         7,
         "pvp.allow_domains[1]: expected a domain name, optionally '*.' + domain "
@@ -503,3 +523,26 @@ def test_proxy_vcr_spool_max(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, BASE + "proxy: {vcr_spool_max: 0}\n"))
     assert "vcr_spool_max" in "\n".join(info.value.messages)
+
+
+def test_metrics_listen_per_role(tmp_path: Path) -> None:
+    """`<role>.metrics.listen`: off by default; a bare port is on loopback (DESIGN §13)."""
+    cfg = load_config(write(tmp_path, BASE))
+    assert (cfg.overlay.metrics.listen, cfg.pvp.metrics.listen, cfg.proxy.metrics.listen) \
+        == (None, None, None)
+    cfg = load_config(write(tmp_path, BASE + (
+        "overlay:\n  metrics: {listen: 9101}\n"
+        "pvp:\n  metrics: {listen: '[::1]:9102'}\n"
+        "proxy:\n  metrics:\n    listen: '127.0.0.2:9103'\n")))
+    assert cfg.overlay.metrics.listen == HostPort("127.0.0.1", 9101)
+    assert cfg.pvp.metrics.listen == HostPort("::1", 9102)
+    assert cfg.proxy.metrics.listen == HostPort("127.0.0.2", 9103)
+
+
+def test_check_config_lists_metrics_listeners(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "pvp:\n  metrics: {listen: 9102}\n")
+    r = CliRunner().invoke(main, ["check-config", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "metrics   pvp 127.0.0.1:9102" in r.output
+    plain = CliRunner().invoke(main, ["check-config", str(write(tmp_path, BASE))])
+    assert "metrics" not in plain.output

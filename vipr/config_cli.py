@@ -31,7 +31,10 @@ def summary(cfg: ProviderConfig) -> list[tuple[str, str]]:
     if ifs.federation is not None:
         proxy.append(_iface("federation", ifs.federation))
     p = cfg.provider
-    return [
+    metrics = [f"{role} {getattr(cfg, role).metrics.listen}"
+               for role in ("overlay", "pvp", "proxy")
+               if getattr(cfg, role).metrics.listen is not None]
+    lines = [
         ("provider", f"{p.name} (domain {p.domain}, vservice {p.vservice})"),
         (
             "numbers",
@@ -47,6 +50,9 @@ def summary(cfg: ProviderConfig) -> list[tuple[str, str]]:
         ("pvp", f"listen {cfg.pvp.listen}"),
         ("proxy", "; ".join(proxy)),
     ]
+    if metrics:   # DESIGN §13: GET /metrics per role
+        lines.append(("metrics", "; ".join(metrics)))
+    return lines
 
 
 def missing_files(cfg: ProviderConfig) -> list[tuple[str, Path]]:

@@ -35,6 +35,7 @@ from vipr.hot_reload import Reloader, reload_config
 from vipr.ipc import IpcError
 from vipr.listen_error import ListenError
 from vipr.logsetup import setup_logging
+from vipr.metrics import with_metrics
 from vipr.private_files import private_dir, warn_if_exposed
 from vipr.watchdog import StatusTicker, from_environment
 
@@ -196,7 +197,7 @@ def run_daemon(role: str, cfg: ProviderConfig, main: Main, *, stop_timeout: floa
     for what, key in private_key_files(cfg):
         warn_if_exposed(key, what)
     log.info("%s starting (config %s)", role, cfg.path, extra=extra)
-    code = asyncio.run(_supervise(main, stop_timeout, role, cfg))
+    code = asyncio.run(_supervise(with_metrics(role, cfg, main), stop_timeout, role, cfg))
     log.info("%s stopped (exit %d)", role, code, extra=extra)
     logging.shutdown()
     if code:

@@ -32,13 +32,13 @@ _IFACES = ("internal", "pstn", "federation")
 FIXED_KEYS: dict[str, tuple[str, ...]] = {
     "overlay": (*_COMMON, "overlay.configuration", "overlay.cert", "overlay.key",
                 "overlay.listen", "overlay.create", "overlay.nodes", "overlay.numbers_per_node",
-                "overlay.limits", "pvp.listen"),
+                "overlay.limits", "overlay.metrics.listen", "pvp.listen"),
     "pvp": (*_COMMON, "overlay.configuration", "overlay.cert", "overlay.key",
-            "pvp.listen", "pvp.limits"),
+            "pvp.listen", "pvp.limits", "pvp.metrics.listen"),
     "proxy": (*_COMMON, *(f"proxy.interfaces.{i}.listen" for i in _IFACES),
               *(f"proxy.interfaces.{i}.transport" for i in _IFACES),
               "proxy.interfaces.hook", "proxy.interfaces.redirect", "proxy.limits",
-              "proxy.vcr_spool_max"),
+              "proxy.vcr_spool_max", "proxy.metrics.listen"),
 }
 
 

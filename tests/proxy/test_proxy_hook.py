@@ -232,7 +232,7 @@ async def test_bad_input_is_a_4xx_json_and_the_daemon_stays_up(
     st, text = await hook.get("/metrics")
     assert st == 200
     assert 'vipr_hook_requests_total{path="/v1/route",status="400"}' in text
-    assert "vipr_proxy_cached_routes 1.0" in text
+    assert "vipr_proxy_route_cache_routes 1.0" in text
     assert proc.proc is not None and proc.proc.returncode is None
     assert "Traceback" not in proc.log_text()
 

@@ -50,6 +50,8 @@ overlay:
   record_lifetime: 24h             # lifetime of stored claims
   republish_interval: 12h
   replication_hold_down: 30s       # after a neighbor change, wait this long before re-replicating
+  # metrics:                       # Prometheus GET /metrics of this role (DESIGN §13); off
+  #   listen: "127.0.0.1:9101"     # unless set; a bare port (9101) means 127.0.0.1
 
 pvp:
   listen: "127.0.0.1:7061"         # PVP server (TCP, then TLS-SRP)
@@ -62,6 +64,8 @@ pvp:
   handshake_timeout: 10s           # one validation connection's whole life, each side
   allow_domains: []                # empty: every domain not denied
   deny_domains: []
+  # metrics:
+  #   listen: "127.0.0.1:9102"
 
 proxy:
   interfaces:
@@ -91,6 +95,8 @@ proxy:
     max_message_size: 65535        # bytes; a larger request → 513, then the stream closes
     max_headers: 256               # header fields in one message; more → 400
     max_vias: 70                   # Via entries in one message; more → 400
+  # metrics:                       # also served on the hook's /metrics when it is enabled
+  #   listen: "127.0.0.1:9103"
 
 tickets:
   lifetime: 90d                    # route and ticket lifetime (numbers get reassigned)

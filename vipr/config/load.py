@@ -18,6 +18,7 @@ from vipr.config.schema import (
     Interface,
     Interfaces,
     LoggingSection,
+    MetricsSection,
     OverlaySection,
     ProviderConfig,
     ProviderSection,
@@ -46,7 +47,11 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "logging": ("level", "format"),
     "overlay": tuple(f.name for f in dataclasses.fields(OverlaySection)),
     "pvp": tuple(f.name for f in dataclasses.fields(PvpSection)),
-    "proxy": ("interfaces", "route_timeout", "max_call_duration", "limits", "vcr_spool_max"),
+    "proxy": ("interfaces", "route_timeout", "max_call_duration", "limits", "vcr_spool_max",
+              "metrics"),
+    "overlay.metrics": ("listen",),
+    "pvp.metrics": ("listen",),
+    "proxy.metrics": ("listen",),
     "overlay.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "pvp.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "proxy.limits": tuple(f.name for f in dataclasses.fields(SipLimits)),
@@ -63,7 +68,9 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
 
 def _belongs(key: str, path: str) -> str:
     """ "the top level or pvp" when `key` is a key of other sections, else ""."""
-    homes = [f"under {sec}" for sec, keys in _SECTION_KEYS.items() if key in keys and sec != path]
+    # (the metrics blocks' one key, listen, is a likelier slip for an interface's listen)
+    homes = [f"under {sec}" for sec, keys in _SECTION_KEYS.items()
+             if key in keys and sec != path and not sec.endswith(".metrics")]
     if key in _TOP_KEYS and path:
         homes.insert(0, "at the top level")
     return " or ".join(homes)
@@ -106,6 +113,7 @@ def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dic
             m, p, "replication_hold_down", r.duration(), d.replication_hold_down
         ),
         limits=_read_limits(r, (m or {}).get("limits"), f"{p}.limits", d.limits),
+        metrics=_read_metrics(r, (m or {}).get("metrics"), f"{p}.metrics"),
     )
     m = m or {}
     _need(
@@ -139,6 +147,7 @@ def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, N
         allow_domains=r.get(m, p, "allow_domains", r.domain_list, d.allow_domains),
         deny_domains=r.get(m, p, "deny_domains", r.domain_list, d.deny_domains),
         limits=_read_limits(r, (m or {}).get("limits"), f"{p}.limits", d.limits),
+        metrics=_read_metrics(r, (m or {}).get("metrics"), f"{p}.metrics"),
     )
     m = m or {}
     _need(
@@ -146,6 +155,21 @@ def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, N
         sec.max_delay, sec.min_delay, float.__ge__, "at least pvp.min_delay ({b})",
     )  # fmt: skip
     return sec, m
+
+
+def _read_metrics(r: YamlReader, node: Node | None, p: str) -> MetricsSection:
+    """`<role>.metrics`: `listen` ("host:port", or a bare port on 127.0.0.1); absent: off."""
+    m = r.mapping(node, p, _SECTION_KEYS[p])
+
+    def listen(n: Node, path: str) -> HostPort | None:
+        v = r.value(n)
+        if isinstance(v, int) and not isinstance(v, bool):
+            if not 1 <= v <= 65535:
+                raise BadValue(f"port {v} is outside 1..65535")
+            return HostPort("127.0.0.1", v)
+        return r.optional(r.hostport(False))(n, path)
+
+    return MetricsSection(listen=r.get(m, p, "listen", listen, None))
 
 
 _LimitsT = TypeVar("_LimitsT", bound=ListenerLimits)
@@ -330,6 +354,7 @@ def _read_proxy(r: YamlReader, node: Node | None) -> tuple[ProxySection, dict[st
                                 d.max_call_duration),
         limits=_read_sip_limits(r, (m or {}).get("limits"), d.limits),
         vcr_spool_max=r.get(m, p, "vcr_spool_max", r.integer(1, 100_000_000), d.vcr_spool_max),
+        metrics=_read_metrics(r, (m or {}).get("metrics"), "proxy.metrics"),
     )
     return sec, im
 
@@ -368,6 +393,13 @@ def _check_listeners(
                 r.error(nodes.get(path, 1), path,
                         f"{proto.upper()} {hp} is also used by {opath}")  # fmt: skip
         seen.append((proto, path, hp, count))
+
+
+def _mapping_of(node: Node | None) -> dict[str, Node]:
+    """The key → value nodes of a mapping node (nothing reported: read elsewhere)."""
+    if not isinstance(node, MappingNode):
+        return {}
+    return {k.value: v for k, v in node.value if isinstance(k, ScalarNode)}
 
 
 def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
@@ -460,6 +492,15 @@ def _read(r: YamlReader, root: Node | None) -> ProviderConfig | None:
         nodes_at["pvp.listen"] = vm["listen"]
     if proxy.interfaces.hook is not None and isinstance(proxy.interfaces.hook.listen, HostPort):
         listeners.append(("tcp", "proxy.interfaces.hook.listen", proxy.interfaces.hook.listen, 1))
+    for role, msec, sec_m in (("overlay", overlay.metrics, om), ("pvp", pvp.metrics, vm),
+                              ("proxy", proxy.metrics, _mapping_of(top.get("proxy")))):
+        if isinstance(msec.listen, HostPort):
+            key = f"{role}.metrics.listen"
+            listeners.append(("tcp", key, msec.listen, 1))
+            mnode = sec_m.get("metrics")
+            lnode = _mapping_of(mnode).get("listen")
+            if lnode is not None:
+                nodes_at[key] = lnode
     redir = proxy.interfaces.redirect
     if redir is not None and isinstance(redir.listen, HostPort):
         listeners.append((redir.transport, "proxy.interfaces.redirect.listen", redir.listen, 1))

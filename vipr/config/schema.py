@@ -30,6 +30,14 @@ class LoggingSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    """`<role>.metrics`: the role's Prometheus listener (DESIGN §13); off when `listen` is
+    None. A bare port in the config means 127.0.0.1:port."""
+
+    listen: HostPort | None = None
+
+
+@dataclass(frozen=True)
 class OverlaySection:
     configuration: Path | None = None
     cert: Path | None = None
@@ -44,6 +52,7 @@ class OverlaySection:
     # neighbor change before creating new replicas (hand-offs on a join go at once).
     replication_hold_down: float = 30.0
     limits: ListenerLimits = OVERLAY_LIMITS  # per node listener
+    metrics: MetricsSection = MetricsSection()
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class PvpSection:
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
     limits: ListenerLimits = PVP_LIMITS
+    metrics: MetricsSection = MetricsSection()
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,7 @@ class ProxySection:
     limits: SipLimits = SIP_LIMITS  # per stream interface; message caps on every transport
     # DESIGN §12: VCR changes kept on disk while a shared PostgreSQL is away (at most this many).
     vcr_spool_max: int = 250_000
+    metrics: MetricsSection = MetricsSection()
 
 
 @dataclass(frozen=True)

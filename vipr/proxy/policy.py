@@ -17,6 +17,7 @@ from typing import Any
 
 from vipr.config import ProviderConfig
 from vipr.logsetup import printable
+from vipr.metrics import ADMISSIONS, FALLBACKS, ROUTING, Children, fallback_cause
 from vipr.proxy.admission import Admission, admit
 from vipr.proxy.routing import MAX_ROUTE_FAILURES, Decision, RouteCache, decide
 from vipr.proxy.sip.uri import URI
@@ -24,6 +25,10 @@ from vipr.store import Store, StoreError
 from vipr.tickets import TicketVerifier
 
 log = logging.getLogger("vipr.proxy")
+
+_ADMISSIONS = Children(ADMISSIONS)
+_FALLBACKS = Children(FALLBACKS)
+_ROUTING: dict[tuple[str, str], Any] = {}   # (kind, reason) → counter child
 
 # an unknown ticket epoch reloads the keys at most this often (a rotation since the last load)
 KEY_RELOAD_MIN_INTERVAL = 1.0
@@ -80,8 +85,13 @@ class CallPolicy:
 
     def route(self, interface: str, request_uri: URI | str, now: float) -> Decision:
         """`routing.decide` with this provider's numbers, dialplan and renewal window."""
-        return decide(interface, request_uri, self.cfg.numbers, self.cache, now,
-                      self.cfg.tickets.renewal_window, self.cfg.dialplan)
+        d = decide(interface, request_uri, self.cfg.numbers, self.cache, now,
+                   self.cfg.tickets.renewal_window, self.cfg.dialplan)
+        child = _ROUTING.get((d.kind, d.reason))
+        if child is None:
+            child = _ROUTING[(d.kind, d.reason)] = ROUTING.labels(d.kind, d.reason)
+        child.inc()
+        return d
 
     async def admission(self, token: str | None, number: str | None, *, transport: str,
                         tls_verified: bool, peer_dns_names: tuple[str, ...],
@@ -99,12 +109,14 @@ class CallPolicy:
             await self.reload_keys()
             res = check()
         self.counters[f"admission_{res.reason}"] += 1
+        _ADMISSIONS.inc(res.reason)
         return res
 
     def route_failed(self, number: str, cause: str) -> bool:
         """DESIGN §6: a call over the learned route failed (connect, timeout, 403, 5xx, 6xx);
         count it in the cache now and in the store off the call path. True when dropped."""
         self.counters[f"fallback_{cause}"] += 1
+        _FALLBACKS.inc(fallback_cause(cause))
         dropped = self.cache.record_failure(number, MAX_ROUTE_FAILURES)
         self._spawn(self._store_route_failure(number))
         return dropped

@@ -74,6 +74,10 @@ class RouteCache:
     def numbers(self) -> list[str]:
         return sorted(self._routes)
 
+    def oldest_validated_at(self) -> float | None:
+        """When the oldest validation behind a cached route happened (metrics), or None."""
+        return min((r.validated_at for r in self._routes.values()), default=None)
+
     def record_failure(self, number: str, max_failures: int = MAX_ROUTE_FAILURES) -> bool:
         """Count a failed call over the route; True when that drops it (mirrors the store)."""
         r = self._routes.get(number)

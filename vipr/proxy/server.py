@@ -27,6 +27,7 @@ from typing import Any
 from vipr.config import Interface, ProviderConfig
 from vipr.listen_error import ListenError, listen_error
 from vipr.logsetup import fields, printable
+from vipr.metrics import watch_proxy
 from vipr.proxy.admission import ticket_header
 from vipr.proxy.calls import CallTracker
 from vipr.proxy.federation_tls import client_context, server_context
@@ -112,6 +113,7 @@ class ProxyServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        watch_proxy(self)
         await self.reload_keys()
         await self.reload_routes()
         await self._restore_open_calls()

@@ -35,6 +35,7 @@ from typing import Any
 from vipr.config import ProviderConfig
 from vipr.ipc import IpcError, ipc_call
 from vipr.logsetup import fields
+from vipr.metrics import VCR_VALIDATIONS, Children, count_validation
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
 from vipr.pvp.outer import OuterTls
@@ -78,6 +79,9 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "detail": self.detail, "number": self.number}
+
+
+_VCR_OUTCOMES = Children(VCR_VALIDATIONS)
 
 
 class _Network(Exception):
@@ -313,6 +317,8 @@ class PvpClient:
     # ------------------------------------------------------------------ one VCR
 
     async def _log(self, v: Vcr, peer: str, outcome: str, reason: str) -> None:
+        # the reason of a success names routes and an address: its label is "ticket"
+        count_validation("client", outcome, "ticket" if outcome == "learned" else reason)
         log.log(logging.WARNING if outcome == "failed" else logging.INFO,
                 "validation of VCR %s (%s) with %s: %s (%s)", v.id, v.callee, peer, outcome,
                 reason, extra=fields(vcr_id=v.id, call_id=v.call_id, number=v.callee,
@@ -326,6 +332,7 @@ class PvpClient:
     def _count(self, out: Outcome) -> Outcome:
         c = self.counters
         c.outcomes[out.outcome] = c.outcomes.get(out.outcome, 0) + 1
+        _VCR_OUTCOMES.inc(out.outcome)
         if out.outcome == "learned":
             c.learned += 1
         elif out.outcome == "no-claims":

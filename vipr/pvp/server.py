@@ -32,6 +32,7 @@ from vipr.config import ProviderConfig
 from vipr.limits import ConnectionGate, ListenerLimits, Refusal
 from vipr.listen_error import listen_error
 from vipr.logsetup import fields
+from vipr.metrics import count_validation, watch_listener
 from vipr.pvp.credentials import Login, LoginError, parse_login, search_range, server_password
 from vipr.pvp.messages import (
     ErrorMsg,
@@ -236,6 +237,7 @@ class PvpServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.gate = ConnectionGate(limits or cfg.pvp.limits)
+        watch_listener("pvp", self)
         self.refusal_log = RefusalLog()
         self._refusal_flush: asyncio.TimerHandle | None = None
         self._key: TicketKey | None = None
@@ -327,6 +329,7 @@ class PvpServer:
             c.failed += 1
         key = reason.split(" ", 1)[0]
         c.reasons[key] = c.reasons.get(key, 0) + 1
+        count_validation("server", outcome, reason)
         level = logging.INFO if outcome == "ok" else logging.WARNING
         log.log(level, "validation from %s for %s: %s (%s)", peer, number or "?", outcome, reason,
                 extra=fields(peer=peer, number=number or None, outcome=outcome,

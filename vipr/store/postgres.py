@@ -19,12 +19,14 @@ import contextlib
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
+from vipr.metrics import StoreTimer
 from vipr.store.api import Store, next_epoch, recent_key, redact_url, vcr_change_steps
 from vipr.store.errors import NotFoundError, StoreError
 from vipr.store.events import CHANNEL, EventHandler, StoreEvent, encode_event
@@ -67,6 +69,8 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the server when opening
 COMMAND_TIMEOUT = 30.0  # a statement that takes longer fails (StoreError) instead of hanging
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+_READ, _WRITE = StoreTimer("postgresql", "read"), StoreTimer("postgresql", "write")
 
 
 def pg(sql: str) -> str:
@@ -254,17 +258,33 @@ class PostgresStore(Store):
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Any]:
         """A connection inside one transaction: COMMIT at the end, ROLLBACK on any error."""
-        async with self._conn() as conn, conn.transaction():
-            yield conn
+        t0, ok = time.perf_counter(), False
+        try:
+            async with self._conn() as conn, conn.transaction():
+                yield conn
+            ok = True
+        finally:
+            _WRITE.done(t0, ok)
 
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
-        async with self._quick() as conn:
-            return list(await conn.fetch(sql, *args))
+        t0, ok = time.perf_counter(), False
+        try:
+            async with self._quick() as conn:
+                rows = list(await conn.fetch(sql, *args))
+            ok = True
+            return rows
+        finally:
+            _READ.done(t0, ok)
 
     async def _count(self, sql: str, *args: object) -> int:
         """Rows an UPDATE/DELETE touched (asyncpg's status text "UPDATE n")."""
-        async with self._quick() as conn:
-            status = await conn.execute(sql, *args)
+        t0, ok = time.perf_counter(), False
+        try:
+            async with self._quick() as conn:
+                status = await conn.execute(sql, *args)
+            ok = True
+        finally:
+            _WRITE.done(t0, ok)
         return int(str(status).rsplit(" ", 1)[-1])
 
     async def schema_version(self) -> int:

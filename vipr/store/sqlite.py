@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TypeVar, cast
 
 import aiosqlite
 
+from vipr.metrics import StoreTimer
 from vipr.store.api import Store, next_epoch, recent_key, vcr_change_steps
 from vipr.store.errors import NotFoundError, StoreError
 from vipr.store.loopconn import LoopBusy, LoopConnection, immediate_transaction
@@ -59,6 +61,7 @@ from vipr.store.schema import PRAGMAS, TABLE_COLUMNS, TABLE_KEY, TABLES
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
+_READ, _WRITE = StoreTimer("sqlite", "read"), StoreTimer("sqlite", "write")
 
 # One failed PVP handshake against a terminating VCR (DESIGN §5); also run by the decoy path.
 _RECORD_FAILURE = (
@@ -152,6 +155,17 @@ class SqliteStore(Store):
     async def _fetch(
         self, sql: str, params: Sequence[object] = (), *, on_loop: bool = False
     ) -> list[Row]:
+        t0, ok = time.perf_counter(), False
+        try:
+            rows = await self._fetch_rows(sql, params, on_loop=on_loop)
+            ok = True
+            return rows
+        finally:
+            _READ.done(t0, ok)
+
+    async def _fetch_rows(
+        self, sql: str, params: Sequence[object] = (), *, on_loop: bool = False
+    ) -> list[Row]:
         """One statement's rows. `on_loop`: a short indexed read, run on the loop's thread
         (vipr.store.loopconn) unless the database is locked."""
         if on_loop and self._loop_conn is not None:
@@ -170,6 +184,17 @@ class SqliteStore(Store):
                 raise StoreError(f"{self.path}: {e}") from e
 
     async def _transaction(
+        self, body: Callable[[sqlite3.Connection], T], *, on_loop: bool = False
+    ) -> T:
+        t0, ok = time.perf_counter(), False
+        try:
+            out = await self._run_transaction(body, on_loop=on_loop)
+            ok = True
+            return out
+        finally:
+            _WRITE.done(t0, ok)
+
+    async def _run_transaction(
         self, body: Callable[[sqlite3.Connection], T], *, on_loop: bool = False
     ) -> T:
         """A short write transaction in one hand-off to aiosqlite's worker thread: BEGIN

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,11 @@ class Layout:
     tls_ca: Path
     b_number: str                       # B's number that A calls (C claims it too)
     tls_certs: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # key → cert, key
+    # (key, role) → port of the role's Prometheus listener (make_workdir(metrics_port=...))
+    metrics: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def metrics_url(self, key: str, role: str) -> str:
+        return f"http://127.0.0.1:{self.metrics[(key, role)]}/metrics"
 
     def spec(self, key: str) -> ProviderSpec:
         return next(p for p in self.providers if p.key == key)
@@ -195,8 +201,10 @@ def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Po
 
 
 def provider_config(p: ProviderSpec, ports: Ports, pstn_port: int, *, create: bool,
-                    tls: dict[str, str] | None = None) -> dict[str, Any]:
-    """The YAML document of one provider (paths relative to the workdir)."""
+                    tls: dict[str, str] | None = None,
+                    metrics: dict[str, int] | None = None) -> dict[str, Any]:
+    """The YAML document of one provider (paths relative to the workdir); `metrics`: role →
+    port of its Prometheus listener on 127.0.0.1 (`<role>.metrics.listen`)."""
     interfaces: dict[str, Any] = {
         "internal": {"listen": f"127.0.0.1:{ports.internal}", "transport": "udp",
                      "target": f"127.0.0.1:{ports.phone}"},
@@ -208,7 +216,7 @@ def provider_config(p: ProviderSpec, ports: Ports, pstn_port: int, *, create: bo
             "listen": f"127.0.0.1:{ports.federation}", "transport": "tls",
             "advertise": f"sip:127.0.0.1:{ports.federation};transport=tls", "tls": tls,
         }
-    return {
+    doc: dict[str, Any] = {
         "provider": {"name": p.name, "domain": p.domain, "vservice": p.vservice},
         "numbers": list(p.numbers),
         "runtime_dir": f"run/{p.key}",
@@ -225,6 +233,9 @@ def provider_config(p: ProviderSpec, ports: Ports, pstn_port: int, *, create: bo
         "tickets": {"lifetime": "90d", "renewal_window": "30d", "rotate_interval": "30d"},
         "retention": {"vcr": "48h", "validation_log": "30d"},
     }
+    for role, port in (metrics or {}).items():
+        doc[role]["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    return doc
 
 
 def pstn_config(providers: list[ProviderSpec], ports: dict[str, Ports], pstn_port: int,
@@ -246,8 +257,12 @@ def _dump(path: Path, doc: dict[str, Any], comment: str) -> Path:
 
 
 def make_workdir(root: Path, *, base_port: int | None = None,
-                 providers: list[ProviderSpec] | None = None) -> Layout:
-    """Write everything the demo needs under `root` (created; existing files overwritten)."""
+                 providers: list[ProviderSpec] | None = None,
+                 metrics_port: Callable[[], int] | None = None) -> Layout:
+    """Write everything the demo needs under `root` (created; existing files overwritten).
+
+    `metrics_port`: a source of free ports (tests lease them): every role of every provider
+    then serves Prometheus metrics on 127.0.0.1 at one (`Layout.metrics`)."""
     root = private_dir(root.resolve(), warn=False)   # keys, state and sockets below
     providers = providers or default_providers()
     base = base_port if base_port is not None else pick_base_port()
@@ -259,15 +274,20 @@ def make_workdir(root: Path, *, base_port: int | None = None,
     configs: dict[str, Path] = {}
     nofed: dict[str, Path] = {}
     certs: dict[str, tuple[Path, Path]] = {}
+    metrics: dict[tuple[str, str], int] = {}
+    if metrics_port is not None:
+        metrics = {(p.key, role): metrics_port() for p in providers
+                   for role in ("overlay", "pvp", "proxy")}
     for i, p in enumerate(providers):
+        mp = {role: port for (k, role), port in metrics.items() if k == p.key}
         cp, kp = issue_federation_cert(ca_cert, ca_key, p.domain, tls)
         certs[p.key] = (cp, kp)
         files = {"cert": str(cp.relative_to(root)), "key": str(kp.relative_to(root)),
                  "ca": str(ca_cert.relative_to(root))}
-        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0, tls=files)
+        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0, tls=files, metrics=mp)
         configs[p.key] = _dump(root / f"{p.name}.yaml", doc,
                                f"VIPR demo: {p.name} ({p.domain}), written by vipr demo")
-        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0)
+        doc = provider_config(p, ports[p.key], pstn_port, create=i == 0, metrics=mp)
         nofed[p.key] = _dump(root / f"{p.name}-nofed.yaml", doc,
                              f"VIPR demo: {p.name} without its federation listener")
     pstn_path = _dump(root / "pstn.yaml", pstn_config(providers, ports, pstn_port),
@@ -277,4 +297,4 @@ def make_workdir(root: Path, *, base_port: int | None = None,
         private_dir(root / sub)
     b_number = providers[1].phone_number if len(providers) > 1 else providers[0].phone_number
     return Layout(root, providers, ports, configs, nofed, pstn_path, pstn_port, tls, ca_cert,
-                  b_number, certs)
+                  b_number, certs, metrics)

@@ -24,9 +24,9 @@ from vipr.config import HookInterface
 from vipr.limits import ConnectionGate, ListenerLimits
 from vipr.listen_error import listen_error
 from vipr.logsetup import printable
+from vipr.metrics import exposition, watch_hook, watch_listener
 from vipr.proxy.federation_tls import server_context
 from vipr.proxy.hook import documents as docs
-from vipr.proxy.hook.metrics import metrics_text
 from vipr.proxy.routing import federation_uri
 from vipr.store.models import CompleteVcr, OpenVcr, Vcr
 from vipr.tickets import TICKET_HEADER
@@ -104,6 +104,8 @@ class HookServer:
         self.address: tuple[str, int] | None = None
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
+        watch_hook(self)
+        watch_listener("hook", self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -289,5 +291,5 @@ class HookServer:
         return web.json_response({"ok": True, "cached_routes": len(self.proxy.policy.cache)})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body, ctype = metrics_text(self.proxy, self)
+        body, ctype = exposition()
         return web.Response(body=body, headers={"Content-Type": ctype})

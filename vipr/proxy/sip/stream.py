@@ -15,6 +15,7 @@ from collections import Counter
 from vipr.daemon import MemoryReleaser
 from vipr.limits import SIP_LIMITS, ConnectionGate, SipLimits
 from vipr.logsetup import printable
+from vipr.metrics import watch_listener
 from vipr.proxy.sip.errors import SipParseError
 from vipr.proxy.sip.framing import StreamFramer
 from vipr.proxy.sip.source import (
@@ -314,6 +315,7 @@ class StreamTransport:
             self._server = await loop.create_server(lambda: Connection(self, False), host, port)
             sock = self._server.sockets[0].getsockname()
             self.local_host, self.local_port = sock[0], sock[1]
+            watch_listener(f"sip_{self.label}", self)
         if idle_timeout is not None or keepalive_interval is not None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return self

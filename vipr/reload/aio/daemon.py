@@ -26,6 +26,7 @@ from vipr.daemon import notify_ready, on_reload, set_status, status_changed
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.logsetup import fields
+from vipr.metrics import LOOKUP_SECONDS, LOOKUPS, watch_overlay
 from vipr.reload.aio.node import ChordTimers, ReloadNode
 from vipr.reload.aio.storage_service import StorageService
 from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
@@ -91,6 +92,7 @@ class OverlayDaemon:
         self._ipc: IpcServer | None = None
         self._rr = 0
         self.state = DaemonState.JOINING  # → RUNNING once every node joined or gave up
+        watch_overlay(self)
 
     def _identities(self, base: NodeCredentials, cert: Path, key: Path, want: int
                     ) -> tuple[list[NodeCredentials], list[tuple[Path, Path]]]:
@@ -374,7 +376,16 @@ class OverlayDaemon:
             number = normalize_e164(str(params.get("number", "")))
         except E164Error as e:
             raise IpcError("bad-request", f"number: {e}") from None
-        r = await lookup(self._node(), number, timeout=LOOKUP_TIMEOUT)
+        node = self._node()
+        t0 = time.perf_counter()
+        try:
+            r = await lookup(node, number, timeout=LOOKUP_TIMEOUT)
+        except Exception:
+            LOOKUPS.labels("error").inc()
+            raise
+        finally:
+            LOOKUP_SECONDS.observe(time.perf_counter() - t0)
+        LOOKUPS.labels("found" if r.claims else "not_found").inc()
         return r.as_json()
 
     async def ipc_attach(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from cryptography import x509
 
 from vipr.daemon import MemoryReleaser
 from vipr.limits import OVERLAY_LIMITS, ConnectionGate, ListenerLimits, Refusal
+from vipr.metrics import watch_listener
 from vipr.reload.core.framing import (
     DEAD_AFTER,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -292,6 +293,7 @@ class Listener:
         self.limits = limits
         self.gate = ConnectionGate(limits)
         self.members = 0
+        watch_listener("reload", self)
         self.closed: Counter[str] = Counter()  # unauthenticated connections closed, by reason
         self.memory = MemoryReleaser()  # handshakes that failed or timed out
 

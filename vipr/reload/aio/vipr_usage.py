@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from vipr.metrics import FETCH_FAILURES
 from vipr.reload.aio.storage_service import StorageNode
 from vipr.reload.core.node_api import ReloadRequestError
 from vipr.reload.wire.bodies import PVP_APPLICATION_ID, ErrorCode
@@ -131,6 +132,7 @@ async def lookup(node: UsageNode, number: str, *, timeout: float = 15.0) -> Look
                 values = await _fetch_by_key(node, res, timeout)
         except Exception as e:  # ReloadRequestError, timeouts, link failures: try the next copy
             log.info("lookup %s at %s failed: %r", number, label, e)
+            FETCH_FAILURES.labels(label).inc()
             continue
         claims = claims_from(values)
         if claims:
