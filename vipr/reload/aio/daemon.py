@@ -38,7 +38,12 @@ from vipr.reload.overlay_config import (
 )
 from vipr.reload.wire.bodies import PVP_APPLICATION_ID
 from vipr.reload.wire.context import ReloadContext
-from vipr.reload.wire.security import NodeCredentials, ReloadSecurityError, cert_node_ids
+from vipr.reload.wire.security import (
+    NodeCredentials,
+    ReloadSecurityError,
+    cert_node_ids,
+    load_certificates,
+)
 
 log = logging.getLogger("vipr.overlay")
 
@@ -72,7 +77,10 @@ class OverlayDaemon:
         if oc.configuration is None or oc.cert is None or oc.key is None:
             raise OverlayError("overlay.configuration, overlay.cert and overlay.key are required")
         try:
-            self.conf: OverlayConfiguration = load_overlay_config(oc.configuration)
+            # RFC 6940 §11.1: the document's signatures must chain to the CA of our own cert
+            own = load_certificates(Path(oc.cert).read_bytes())
+            self.conf: OverlayConfiguration = load_overlay_config(
+                oc.configuration, member=own[0], chain=own[1:])
             check_answers_fit(self.conf)
             base = NodeCredentials.load(oc.cert, oc.key, overlay=self.conf.instance_name)
         except (OSError, OverlayConfigError, ReloadSecurityError, ValueError) as e:
