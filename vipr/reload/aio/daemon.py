@@ -25,6 +25,7 @@ from vipr.config import ProviderConfig
 from vipr.daemon import notify_ready, notify_status
 from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
+from vipr.reload.aio.capture import Capture
 from vipr.reload.aio.node import ChordTimers, ReloadNode
 from vipr.reload.aio.storage_service import StorageService
 from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
@@ -86,6 +87,12 @@ class OverlayDaemon:
         except (OSError, OverlayConfigError, ReloadSecurityError, ValueError) as e:
             raise OverlayError(str(e)) from e
         self.trust = self.conf.trust_store()
+        self.capture: Capture | None = None
+        if oc.debug.capture.on:  # DESIGN §13: off by default, loudly on
+            try:
+                self.capture = Capture(oc.debug.capture)
+            except OSError as e:
+                raise OverlayError(f"overlay.debug.capture: {e}") from e
         self.creds, self.files = self._identities(base, oc.cert, oc.key,
                                                   cfg.overlay_node_count())
         self.timers = timers or ChordTimers.from_config(self.conf)
@@ -164,6 +171,9 @@ class OverlayDaemon:
                               app_attach=self._app_attach,
                               max_message_size=self.conf.max_message_size,
                               limits=self.cfg.overlay.limits)
+            if self.capture is not None:
+                node.tap = self.capture.pcap
+                node.transport.keylog = self.capture.keylog
             try:
                 if not await self._start_or_stop(node, stop):
                     await svc.close()
@@ -221,6 +231,8 @@ class OverlayDaemon:
         self._ipc = IpcServer(self.cfg.socket_path("overlay"), {
             "publish": self.ipc_publish, "lookup": self.ipc_lookup,
             "attach": self.ipc_attach, "status": self.ipc_status})
+        warn = (asyncio.create_task(self.capture.warn_while_on(stop))
+                if self.capture is not None else None)
         try:
             # the socket answers while the nodes join: `status` says "joining" (issue 13)
             await self._ipc.start()
@@ -235,6 +247,10 @@ class OverlayDaemon:
             await asyncio.gather(publisher, return_exceptions=True)
         finally:
             await self.shutdown()
+            if warn is not None:
+                warn.cancel()
+            if self.capture is not None:
+                self.capture.close()
 
     async def shutdown(self) -> None:
         """Hand data off, Leave, close: every node at once, each step bounded (a hung peer
