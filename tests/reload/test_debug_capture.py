@@ -126,3 +126,16 @@ def test_two_node_overlay_capture_decodes_in_tshark(tmp_path: Path) -> None:
     for c in (C.ATTACH_REQ, C.ATTACH_ANS, C.JOIN_REQ, C.JOIN_ANS, C.STORE_REQ, C.STORE_ANS,
               C.FETCH_REQ, C.FETCH_ANS):
         assert int(c) in codes, (c, sorted(codes))
+
+
+def test_capture_config_is_checked(tmp_path: Path) -> None:
+    from vipr.config import ConfigError
+
+    (cfg,) = make_overlay(tmp_path, [("pa", ["+14085551234"], 1)])
+    text = cfg.read_text()
+    cfg.write_text(text.replace("\npvp:\n", "\n  debug:\n    capture:\n      max_bytes: 10\n"
+                                "      pcapp: x.pcap\npvp:\n", 1))
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    msg = "\n".join(e.value.messages)
+    assert "overlay.debug.capture.max_bytes" in msg and "did you mean 'pcap'" in msg, msg

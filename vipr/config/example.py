@@ -50,6 +50,10 @@ overlay:
   record_lifetime: 24h             # lifetime of stored claims
   republish_interval: 12h
   replication_hold_down: 30s       # after a neighbor change, wait this long before re-replicating
+  # debug:                         # off by default; a WARNING is logged while on (DESIGN §13)
+  #   capture:
+  #     pcap: /var/tmp/vipr-overlay.pcap   # decrypted RELOAD traffic, for tshark/Wireshark
+  #     keylog: /var/tmp/vipr-tls.keys     # TLS session keys (NSS key log format)
 
 pvp:
   listen: "127.0.0.1:7061"         # PVP server (TCP, then TLS-SRP)
