@@ -6,7 +6,8 @@ and the PSTN simulator, all on loopback with distinct ports and demo timers.
 
 Files::
 
-    overlay/ca.crt ca.key overlay.xml provider-{a,b,c}.crt/.key   (vipr.reload.ca)
+    overlay/ca.crt ca.key signer.crt signer.key overlay.xml (signed, RFC 6940 §11.1)
+            provider-{a,b,c}.crt/.key   (vipr.reload.ca)
     tls/ca.pem ca.key {a.example.net,b.example.org,c.example.com}.pem/.key   (federation_tls)
     provider-{a,b,c}.yaml   provider-b-nofed.yaml (B without its federation listener)
     pstn.yaml               run/<x>/ state/<x>/ logs/
