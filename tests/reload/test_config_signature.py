@@ -221,3 +221,14 @@ def test_check_config_accepts_the_signed_document(tmp_path: Path) -> None:
     chk = subprocess.run([sys.executable, "-m", "vipr", "check-config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert "overlay.configuration" not in chk.stdout + chk.stderr, chk.stdout + chk.stderr
+
+
+def test_anchor_is_the_ca_that_issued_the_node(pki: Pki, signer: NodeCredentials,
+                                               tmp_path: Path) -> None:
+    """An expired node certificate still names its CA (its validity is checked where it is
+    used); a certificate of another CA does not."""
+    p = tmp_path / "overlay.xml"
+    p.write_bytes(_signed(pki, signer))
+    assert load_overlay_config(p, member=pki.expired.cert).sequence == 1
+    with pytest.raises(ConfigSignatureError, match="no root-cert of the document issued"):
+        load_overlay_config(p, member=pki.foreign.cert)

@@ -259,17 +259,31 @@ def verify_document(data: bytes, conf: OverlayConfiguration,
     return signer
 
 
+def _issued_through(cert: x509.Certificate, chain: Sequence[x509.Certificate],
+                    root: x509.Certificate) -> bool:
+    """`cert` was signed by `root`, directly or through CA certificates of `chain`."""
+    issued_by = TrustStore._issued_by  # the same signature check, without the clock
+    current = cert
+    for _depth in range(5):
+        if issued_by(current, root):
+            return True
+        nxt = next((c for c in chain if c != current and issued_by(current, c)), None)
+        if nxt is None:
+            return False
+        current = nxt
+    return False
+
+
 def member_anchors(conf: OverlayConfiguration, member: x509.Certificate,
-                   chain: Sequence[x509.Certificate] = (), *,
-                   now: float | None = None) -> list[x509.Certificate]:
-    """The document's root-certs that `member` (this node's certificate) chains to."""
-    out = []
-    for root in conf.root_certificates():
-        try:
-            TrustStore([root], overlay=conf.instance_name).validate(member, now, chain)
-        except ReloadSecurityError:
-            continue
-        out.append(root)
+                   chain: Sequence[x509.Certificate] = ()) -> list[x509.Certificate]:
+    """The document's root-certs that issued `member` (this node's certificate, through
+    `chain`). Issuance only: whether the certificate is still valid is checked where it is
+    used (TLS, message signatures). A §13.4 self-signed member in an overlay that permits
+    them has no CA to anchor on: the document's root-certs are used."""
+    roots = conf.root_certificates()
+    out = [root for root in roots if _issued_through(member, chain, root)]
+    if not out and conf.self_signed_permitted and member.issuer == member.subject:
+        return roots
     if not out:
         raise ConfigSignatureError("no root-cert of the document issued this node's "
                                    "certificate: the document is not this overlay's")

@@ -395,7 +395,7 @@ def load_overlay_config(path: str | Path, instance_name: str | None = None, *,
         raise OverlayConfigError(f"larger than {MAX_DOCUMENT_SIZE >> 20} MiB")
     conf = select_configuration(parse_overlay_document(data), instance_name)
     try:
-        anchors = (member_anchors(conf, member, chain, now=now) if member is not None
+        anchors = (member_anchors(conf, member, chain) if member is not None
                    else conf.root_certificates())
         verify_document(data, conf, anchors, now=now)
     except ConfigSignatureError as e:
