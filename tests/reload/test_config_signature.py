@@ -232,3 +232,13 @@ def test_anchor_is_the_ca_that_issued_the_node(pki: Pki, signer: NodeCredentials
     assert load_overlay_config(p, member=pki.expired.cert).sequence == 1
     with pytest.raises(ConfigSignatureError, match="no root-cert of the document issued"):
         load_overlay_config(p, member=pki.foreign.cert)
+
+
+def test_signing_refuses_a_dtd_before_expanding_it(tmp_path: Path) -> None:
+    from vipr.reload.overlay_config import OverlayConfigError
+
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE overlay [<!ENTITY a "aaaaaaaaaa">'
+            b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+            b'<overlay xmlns="urn:ietf:params:xml:ns:p2p:config-base">&b;</overlay>')
+    with pytest.raises(OverlayConfigError, match="DOCTYPE"):
+        strip_signatures(bomb)

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field, replace
 
 from cryptography import x509
 
-from vipr.reload.overlay_config import NS, OverlayConfigError, OverlayConfiguration
+from vipr.reload.overlay_config import (
+    NS,
+    OverlayConfigError,
+    OverlayConfiguration,
+    refuse_dtd,
+)
 from vipr.reload.wire.codec import Reader, ReloadDecodeError
 from vipr.reload.wire.envelope import HASH_SHA256, SIG_RSA, SecurityBlock, Signature
 from vipr.reload.wire.security import (
@@ -84,6 +89,7 @@ def _end_of_tag(data: bytes, at: int) -> int:
 
 def _locate(data: bytes) -> list[_ConfigSpan]:
     """Byte ranges of every configuration, its signature, and each kind + kind-signature."""
+    refuse_dtd(data)  # no DOCTYPE/ENTITY before expat expands anything (DESIGN §10)
     p = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     p.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
     stack: list[tuple[str, _Element]] = []

@@ -325,7 +325,7 @@ def _parse_configuration(c: ET.Element) -> OverlayConfiguration:
     return OverlayConfiguration(**kw)  # type: ignore[arg-type]
 
 
-def _refuse_dtd(data: bytes | str) -> None:
+def refuse_dtd(data: bytes | str) -> None:
     """Raise `OverlayConfigError` when the document is not well-formed or has a DOCTYPE.
 
     The document may come from elsewhere (an enrollment server, another provider): a DTD is
@@ -348,7 +348,7 @@ def _refuse_dtd(data: bytes | str) -> None:
 
 def parse_overlay_document(data: bytes | str) -> list[OverlayConfiguration]:
     """All `<configuration>` elements of a document (raises `OverlayConfigError`)."""
-    _refuse_dtd(data)
+    refuse_dtd(data)
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:
