@@ -52,8 +52,8 @@ overlay:
   replication_hold_down: 30s       # after a neighbor change, wait this long before re-replicating
   # debug:                         # off by default; a WARNING is logged while on (DESIGN §13)
   #   capture:
-  #     pcap: /var/tmp/vipr-overlay.pcap   # decrypted RELOAD traffic, for tshark/Wireshark
-  #     keylog: /var/tmp/vipr-tls.keys     # TLS session keys (NSS key log format)
+  #     pcap: /var/lib/vipr/$name/overlay.pcap   # decrypted RELOAD traffic, for tshark
+  #     keylog: /var/lib/vipr/$name/tls.keys     # TLS session keys (NSS key log format)
 
 pvp:
   listen: "127.0.0.1:7061"         # PVP server (TCP, then TLS-SRP)
