@@ -139,3 +139,46 @@ def test_capture_config_is_checked(tmp_path: Path) -> None:
         load_config(cfg)
     msg = "\n".join(e.value.messages)
     assert "overlay.debug.capture.max_bytes" in msg and "did you mean 'pcap'" in msg, msg
+
+
+async def test_warning_repeats_while_capture_is_on(tmp_path: Path) -> None:
+    """A WARNING at start and again every interval until the daemon stops; the pcap stops at
+    max_bytes with a warning of its own."""
+    import asyncio
+    import logging
+
+    from vipr.config.schema import DebugCapture
+    from vipr.reload.aio.capture import Capture
+
+    cap = Capture(DebugCapture(pcap=tmp_path / "c.pcap", keylog=tmp_path / "k.log",
+                               max_bytes=4096))
+    seen: list[str] = []
+    three = asyncio.Event()
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno == logging.WARNING:
+                seen.append(record.getMessage())
+                if len(seen) >= 3:
+                    three.set()
+
+    log = logging.getLogger("vipr.overlay")
+    h = Grab()
+    log.addHandler(h)
+    stop = asyncio.Event()
+    try:
+        task = asyncio.create_task(cap.warn_while_on(stop, every=0.01))
+        await asyncio.wait_for(three.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert all("debug capture is ON" in m and "c.pcap" in m and "k.log" in m
+                   for m in seen), seen
+        assert cap.pcap is not None
+        seen.clear()
+        cap.pcap._write(b"\0" * 5000)  # over max_bytes: stops, says so once
+        cap.pcap._write(b"\0" * 10)
+        assert cap.pcap.full and (tmp_path / "c.pcap").stat().st_size == 24
+        assert len(seen) == 1 and "max_bytes" in seen[0], seen
+    finally:
+        log.removeHandler(h)
+        cap.close()
