@@ -189,5 +189,8 @@ def test_overlay_document_whose_max_message_size_cannot_carry_a_full_answer(a: P
     text = doc.read_text()
     assert "<max-message-size>102400</max-message-size>" in text
     doc.write_text(text.replace("102400", "5000"))
+    # a wanted change: re-signed by the overlay CA's signer (RFC 6940 §11.1)
+    res = CliRunner().invoke(main, ["ca", "sign-overlay-doc", "--config", str(doc)])
+    assert res.exit_code == 0, res.output
     fails_at(a, "configuration:", "overlay.configuration", "max-message-size 5000",
              "at least")

@@ -32,7 +32,7 @@ _IFACES = ("internal", "pstn", "federation")
 FIXED_KEYS: dict[str, tuple[str, ...]] = {
     "overlay": (*_COMMON, "overlay.configuration", "overlay.cert", "overlay.key",
                 "overlay.listen", "overlay.create", "overlay.nodes", "overlay.numbers_per_node",
-                "overlay.limits", "overlay.metrics.listen", "pvp.listen"),
+                "overlay.limits", "overlay.metrics.listen", "overlay.debug", "pvp.listen"),
     "pvp": (*_COMMON, "overlay.configuration", "overlay.cert", "overlay.key",
             "pvp.listen", "pvp.limits", "pvp.metrics.listen"),
     "proxy": (*_COMMON, *(f"proxy.interfaces.{i}.listen" for i in _IFACES),

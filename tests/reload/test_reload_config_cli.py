@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from reload_pki import OVERLAY, Pki
 
 from vipr.cli import main
+from vipr.reload.ca import configuration_signer
+from vipr.reload.config_signature import sign_document, with_signers
 from vipr.reload.overlay_config import (
     BootstrapNode,
     OverlayConfigError,
@@ -86,9 +88,11 @@ def test_bad_documents_raise(bad: bytes) -> None:
 
 
 def test_write_parse_roundtrip(pki: Pki, tmp_path: Path) -> None:
-    conf = vipr_overlay_configuration(OVERLAY, [pki.ca_cert], [BootstrapNode("::1", 7000)])
+    signer = configuration_signer(pki.ca_cert, pki.ca_key, OVERLAY)
+    conf = with_signers(vipr_overlay_configuration(OVERLAY, [pki.ca_cert],
+                                                   [BootstrapNode("::1", 7000)]), signer)
     p = tmp_path / "overlay.xml"
-    p.write_bytes(write_overlay_document([conf]))
+    p.write_bytes(sign_document(write_overlay_document([conf]), signer))
     back = load_overlay_config(p)
     assert back == conf
     assert back.no_ice and back.kind(KIND_VIPR) is not None

@@ -52,6 +52,10 @@ overlay:
   replication_hold_down: 30s       # after a neighbor change, wait this long before re-replicating
   # metrics:                       # Prometheus GET /metrics of this role (DESIGN §13); off
   #   listen: "127.0.0.1:9101"     # unless set; a bare port (9101) means 127.0.0.1
+  # debug:                         # off by default; a WARNING is logged while on (DESIGN §13)
+  #   capture:
+  #     pcap: /var/lib/vipr/$name/overlay.pcap   # decrypted RELOAD traffic, for tshark
+  #     keylog: /var/lib/vipr/$name/tls.keys     # TLS session keys (NSS key log format)
 
 pvp:
   listen: "127.0.0.1:7061"         # PVP server (TCP, then TLS-SRP)

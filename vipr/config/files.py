@@ -8,6 +8,7 @@ a DTD), and `overlay.create: false` with no bootstrap node but this provider's o
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import ssl
 from collections.abc import Callable, Collection
@@ -174,11 +175,13 @@ def _check_node_certs(c: _Checker, cert: Path | None, key: Path | None, count: i
 
 
 def _check_overlay(c: _Checker, cfg: ProviderConfig) -> None:
+    from vipr.reload.errors import ReloadError
     from vipr.reload.overlay_config import (
         OverlayConfigError,
         check_answers_fit,
         load_overlay_config,
     )
+    from vipr.reload.wire.security import load_certificates
 
     oc = cfg.overlay
     c.pair("overlay", oc.cert, oc.key, rsa_only=True)
@@ -190,8 +193,14 @@ def _check_overlay(c: _Checker, cfg: ProviderConfig) -> None:
     doc = oc.configuration
     if c.run(key, _read, doc) is None:
         return
+    certs: list[x509.Certificate] = []
+    if isinstance(oc.cert, Path) and oc.cert.is_file():
+        with contextlib.suppress(OSError, ValueError, ReloadError):  # reported for overlay.cert
+            certs = load_certificates(oc.cert.read_bytes())
     try:
-        conf = load_overlay_config(doc)
+        # RFC 6940 §11.1: signed, by a signer of the CA that issued overlay.cert (as overlayd)
+        conf = load_overlay_config(doc, member=certs[0] if certs else None,
+                                   chain=certs[1:])
         conf.root_certificates()
         check_answers_fit(conf)  # DESIGN §4: a full resource fits one answer; overlayd refuses it
     except (OverlayConfigError, ValueError) as exc:

@@ -14,11 +14,13 @@ from vipr.config.files import check_files
 from vipr.config.schema import (
     MAX_NODES,
     MAX_SOCKET_PATH,
+    DebugCapture,
     HookInterface,
     Interface,
     Interfaces,
     LoggingSection,
     MetricsSection,
+    OverlayDebug,
     OverlaySection,
     ProviderConfig,
     ProviderSection,
@@ -53,6 +55,8 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "pvp.metrics": ("listen",),
     "proxy.metrics": ("listen",),
     "overlay.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
+    "overlay.debug": ("capture",),
+    "overlay.debug.capture": tuple(f.name for f in dataclasses.fields(DebugCapture)),
     "pvp.limits": tuple(f.name for f in dataclasses.fields(ListenerLimits)),
     "proxy.limits": tuple(f.name for f in dataclasses.fields(SipLimits)),
     "proxy.interfaces": ("internal", "pstn", "federation", "hook", "redirect"),
@@ -114,6 +118,7 @@ def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dic
         ),
         limits=_read_limits(r, (m or {}).get("limits"), f"{p}.limits", d.limits),
         metrics=_read_metrics(r, (m or {}).get("metrics"), f"{p}.metrics"),
+        debug=_read_overlay_debug(r, (m or {}).get("debug")),
     )
     m = m or {}
     _need(
@@ -126,6 +131,20 @@ def _read_overlay(r: YamlReader, node: Node | None) -> tuple[OverlaySection, dic
     if m.get("key") is not None and "cert" not in m:
         r.error(m["key"], "overlay.cert", "required when overlay.key is set")
     return sec, m
+
+
+def _read_overlay_debug(r: YamlReader, node: Node | None) -> OverlayDebug:
+    """`overlay.debug.capture: {pcap: PATH, keylog: PATH, max_bytes: N}` (off by default)."""
+    p = "overlay.debug"
+    m = r.mapping(node, p, _SECTION_KEYS[p]) or {}
+    pc, d = f"{p}.capture", DebugCapture()
+    c = r.mapping(m.get("capture"), pc, _SECTION_KEYS[pc])
+    opt_path = r.optional(r.path)
+    return OverlayDebug(DebugCapture(
+        pcap=r.get(c, pc, "pcap", opt_path, d.pcap),
+        keylog=r.get(c, pc, "keylog", opt_path, d.keylog),
+        max_bytes=r.get(c, pc, "max_bytes", r.integer(4096), d.max_bytes),
+    ))
 
 
 def _read_pvp(r: YamlReader, node: Node | None) -> tuple[PvpSection, dict[str, Node]]:

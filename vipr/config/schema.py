@@ -38,6 +38,25 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class DebugCapture:
+    """`overlay.debug.capture` (off by default): the overlay's decrypted RELOAD traffic as a
+    pcap tshark decodes and/or the TLS session secrets (NSS key log) for Wireshark."""
+
+    pcap: Path | None = None
+    keylog: Path | None = None
+    max_bytes: int = 100 * 1024 * 1024  # the pcap stops growing here (a warning says so)
+
+    @property
+    def on(self) -> bool:
+        return self.pcap is not None or self.keylog is not None
+
+
+@dataclass(frozen=True)
+class OverlayDebug:
+    capture: DebugCapture = DebugCapture()
+
+
+@dataclass(frozen=True)
 class OverlaySection:
     configuration: Path | None = None
     cert: Path | None = None
@@ -53,6 +72,7 @@ class OverlaySection:
     replication_hold_down: float = 30.0
     limits: ListenerLimits = OVERLAY_LIMITS  # per node listener
     metrics: MetricsSection = MetricsSection()
+    debug: OverlayDebug = OverlayDebug()
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,12 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from vipr.reload.wire.security import cert_node_ids, cert_user
+from vipr.reload.wire.security import (
+    ReloadSecurityError,
+    cert_node_ids,
+    cert_user,
+    load_certificates,
+)
 
 if TYPE_CHECKING:
     from vipr.config import ProviderConfig
@@ -130,7 +135,8 @@ class OuterTls:
             raise OuterTlsConfigError(
                 "PVP v2 needs overlay.cert, overlay.key and overlay.configuration")
         try:
-            conf = load_overlay_config(oc.configuration)
+            own = load_certificates(oc.cert.read_bytes())
+            conf = load_overlay_config(oc.configuration, member=own[0], chain=own[1:])
             roots = "".join(c.public_bytes(serialization.Encoding.PEM).decode()
                             for c in conf.root_certificates())
             idents: list[tuple[bytes, Path, Path]] = []
@@ -142,7 +148,7 @@ class OuterTls:
                 ids = cert_node_ids(x509.load_pem_x509_certificate(path.read_bytes()),
                                     conf.instance_name)
                 idents += [(n, path, oc.key) for n in ids if all(n != m for m, _, _ in idents)]
-        except (OSError, ValueError, OverlayConfigError) as e:
+        except (OSError, ValueError, OverlayConfigError, ReloadSecurityError) as e:
             raise OuterTlsConfigError(f"PVP outer TLS: {e}") from None
         return cls(conf.instance_name, roots, idents)
 

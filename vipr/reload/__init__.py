@@ -42,13 +42,16 @@ aio/    the asyncio shell (sockets, TLS, clocks, tasks), carrying out what core/
   storage_service  `StorageService`: Store/Fetch/Stat/Find and replication over a node.
   vipr_usage       `ViprPublisher`, `lookup`: the VIPR usage (publish and find numbers).
   daemon           `vipr-overlayd`: nodes of one provider, IPC, systemd notify.
+  capture          `overlay.debug.capture`: the pcap file, the TLS key log, the warnings.
   (The storage service and the VIPR usage still decide in the shell, over the pure
   `DataStore` and `ReplicationPlanner`; they are not yet actions of `ChordProtocol`.)
 
 sim/    the simulator: N `ChordProtocol`s over an in-memory network in simulated time.
 
-tools/  development tools: jsonview (JSON view of a message), pcap (tshark captures), fuzz.
+tools/  development tools: jsonview (JSON view of a message), pcap (tshark captures), fuzz,
+        capture (pcap records of `overlay.debug.capture`; aio/capture writes them).
 
 Top level: errors (`ReloadError`, the base of every RELOAD exception), overlay_config
-(§11.1 configuration document), ca (test certificates), cli and overlay_cli (commands).
+(§11.1 configuration document), config_signature (its signatures: sign, verify), ca (overlay
+CA, node and configuration-signer certificates), cli and overlay_cli (commands).
 """

@@ -113,3 +113,12 @@ def self_signed_node_cert(overlay: str, user: str, *, key: rsa.RSAPrivateKey | N
     cert = _node_builder(name, name, key, overlay, user, [nid], start, end).sign(
         key, hashes.SHA256())
     return NodeCredentials(cert, key, nid, overlay)
+
+
+def configuration_signer(ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey, overlay: str,
+                         *, days: float = 3650) -> NodeCredentials:
+    """The configuration and kind signer of RFC 6940 §11.1: a certificate of the overlay CA
+    with one Node-ID (signers are named by Node-ID in `<configuration-signer>`), kept with
+    the CA and used only to sign the overlay configuration document."""
+    return issue_node_cert(ca_cert, ca_key, overlay, f"configuration-signer@{overlay}", 1,
+                           days=days)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -106,7 +107,8 @@ def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_per
             days: int, as_json: bool) -> None:
     """Create an overlay CA and the RFC 6940 XML overlay configuration document; prints the
     paths (JSON with --json)."""
-    from vipr.reload.ca import create_ca
+    from vipr.reload.ca import configuration_signer, create_ca
+    from vipr.reload.config_signature import sign_document, with_signers
     from vipr.reload.overlay_config import (
         BootstrapNode,
         vipr_overlay_configuration,
@@ -120,11 +122,69 @@ def ca_init(overlay: str, out: Path, bootstrap: tuple[str, ...], self_signed_per
     cert, key = create_ca(overlay, days=days)
     (out / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(out / "ca.key", key)
-    conf = vipr_overlay_configuration(overlay, [cert], boots,
-                                      self_signed_permitted=self_signed_permitted)
-    (out / "overlay.xml").write_bytes(write_overlay_document([conf]))
+    signer = configuration_signer(cert, key, overlay, days=days)
+    signer.write(out, "signer")
+    conf = with_signers(vipr_overlay_configuration(overlay, [cert], boots,
+                                                   self_signed_permitted=self_signed_permitted),
+                        signer)
+    # RFC 6940 §11.1: every kind-block and the configuration signed by the signer
+    (out / "overlay.xml").write_bytes(sign_document(write_overlay_document([conf]), signer))
     _report({"ca_cert": str(out / "ca.crt"), "ca_key": str(out / "ca.key"),
+             "signer_cert": str(out / "signer.crt"), "signer_key": str(out / "signer.key"),
              "configuration": str(out / "overlay.xml")}, as_json)
+
+
+@ca_group.command("sign-overlay-doc")
+@click.option("--config", "config", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Overlay configuration document to sign (rewritten in place).")
+@click.option("--ca-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory with ca.crt/ca.key (default: the configuration's directory); "
+                   "signer.crt/signer.key there are used, or created when missing.")
+@json_option
+def ca_sign_overlay_doc(config: Path, ca_dir: Path | None, as_json: bool) -> None:
+    """Sign (or re-sign) an overlay configuration document: names the signer as
+    configuration-signer and kind-signer and writes the RFC 6940 §11.1 signatures. The
+    sequence is kept; copy the result to every node of the overlay."""
+    from vipr.reload.ca import configuration_signer
+    from vipr.reload.config_signature import sign_document, strip_signatures, with_signers
+    from vipr.reload.overlay_config import (
+        OverlayConfigError,
+        parse_overlay_document,
+        write_overlay_document,
+    )
+    from vipr.reload.wire.security import (
+        NodeCredentials,
+        ReloadSecurityError,
+        TrustStore,
+        cert_der,
+    )
+
+    ca_cert, ca_key, d = _load_ca(config, ca_dir)
+    try:
+        confs = parse_overlay_document(strip_signatures(config.read_bytes()))
+    except (OSError, OverlayConfigError) as e:
+        raise click.ClickException(f"{config}: {e}") from None
+    overlay = confs[0].instance_name
+    if (d / "signer.crt").exists():
+        try:
+            signer = NodeCredentials.load(d / "signer.crt", d / "signer.key", overlay=overlay)
+            TrustStore([ca_cert], overlay=overlay).validate(signer.cert, intermediates=signer.chain)
+        except (OSError, ValueError, ReloadSecurityError) as e:
+            raise click.ClickException(f"{d / 'signer.crt'}: not a signer of this CA: {e}"
+                                       ) from None
+    else:
+        signer = configuration_signer(ca_cert, ca_key, overlay)
+        signer.write(d, "signer")
+    for c in confs:
+        if cert_der(ca_cert) not in c.root_certs:
+            raise click.ClickException(f"{config}: configuration {c.instance_name!r} does not "
+                                       f"list the CA of {d} as a root-cert")
+    signed = sign_document(write_overlay_document([with_signers(c, signer) for c in confs]),
+                           signer)
+    config.write_bytes(signed)
+    _report({"configuration": str(config), "signer_cert": str(d / "signer.crt"),
+             "signer_node_id": signer.node_id.hex()}, as_json)
 
 
 def _report(info: dict[str, object], as_json: bool) -> None:
@@ -136,6 +196,29 @@ def _report(info: dict[str, object], as_json: bool) -> None:
     for k, v in info.items():
         shown = ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)
         click.echo(f"{k.replace('_', ' ')}: {shown}")
+
+
+def _load_ca(config: Path, ca_dir: Path | None
+             ) -> tuple[x509.Certificate, rsa.RSAPrivateKey, Path]:
+    """ca.crt/ca.key from --ca-dir or the configuration's directory (one-line errors)."""
+    from vipr.cliutil import one_line_error
+    from vipr.reload.wire.security import ReloadSecurityError, load_certificate
+
+    d = ca_dir or config.parent
+    where = "--ca-dir" if ca_dir is not None else "the configuration's directory"
+    try:
+        ca_cert = load_certificate((d / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
+    except FileNotFoundError as e:
+        raise click.ClickException(
+            f"{where} {d}: no {Path(str(e.filename)).name} (the files of `vipr ca init`)"
+        ) from None
+    except (OSError, ReloadSecurityError, ValueError, TypeError) as e:
+        raise click.ClickException(f"{where} {d}: cannot load the CA: {one_line_error(e)}"
+                                   ) from None
+    if not isinstance(ca_key, rsa.RSAPrivateKey):
+        raise click.ClickException(f"{d / 'ca.key'}: the overlay CA key is not RSA")
+    return ca_cert, ca_key, d
 
 
 @ca_group.command("issue")
@@ -157,29 +240,15 @@ def ca_issue(config: Path, ca_dir: Path | None, out: Path, user: str, node_ids: 
              days: int, per_node: bool, as_json: bool) -> None:
     """Issue an RSA-2048 node certificate with reload:// URIs for N random Node-IDs: writes
     OUT/NAME.crt and OUT/NAME.key (0600) and prints them (JSON with --json)."""
-    from vipr.cliutil import one_line_error
     from vipr.reload.ca import issue_node_cert
     from vipr.reload.overlay_config import OverlayConfigError, load_overlay_config
-    from vipr.reload.wire.security import ReloadSecurityError, cert_node_ids, load_certificate
+    from vipr.reload.wire.security import cert_node_ids
 
     try:
         conf = load_overlay_config(config)
     except OverlayConfigError as e:
         raise click.ClickException(f"{config}: {e}") from e
-    d = ca_dir or config.parent
-    where = "--ca-dir" if ca_dir is not None else "the configuration's directory"
-    try:
-        ca_cert = load_certificate((d / "ca.crt").read_bytes())
-        ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
-    except FileNotFoundError as e:
-        raise click.ClickException(
-            f"{where} {d}: no {Path(str(e.filename)).name} (the files of `vipr ca init`)"
-        ) from None
-    except (OSError, ReloadSecurityError, ValueError, TypeError) as e:
-        raise click.ClickException(f"{where} {d}: cannot load the CA: {one_line_error(e)}"
-                                   ) from None
-    if not isinstance(ca_key, rsa.RSAPrivateKey):
-        raise click.ClickException(f"{d / 'ca.key'}: the overlay CA key is not RSA")
+    ca_cert, ca_key, _ = _load_ca(config, ca_dir)
     if per_node:
         first = issue_node_cert(ca_cert, ca_key, conf.instance_name, user, 1, days=days)
         cp, kp = first.write(out, name)

@@ -24,6 +24,7 @@ DEFAULT_PORT = 6084  # §11.1 bootstrap-node port default
 DEFAULT_MAX_MESSAGE_SIZE = 5000  # §11.1 max-message-size default
 VIPR_POLICY = "VIPR-NODE-PREFIX"  # DESIGN §4
 MAX_DOCUMENT_SIZE = 1 << 20  # a real document is a few KB (root certs, kinds)
+MAX_SEQUENCE = 65534  # §11.1: configuration_sequence is a uint16; 65535 is reserved
 
 KIND_NAMES = {
     "SIP-REGISTRATION": 0x1,
@@ -240,6 +241,9 @@ def _parse_configuration(c: ET.Element) -> OverlayConfiguration:
             kw["sequence"] = int(seq)
         except ValueError as e:
             raise OverlayConfigError(f"sequence {seq!r} is not an integer") from e
+        if not 0 <= int(seq) <= MAX_SEQUENCE:
+            # §11.1 / §6.3.2: 65535 is reserved (a ConfigUpdate always accepted)
+            raise OverlayConfigError(f"sequence {seq} out of range 0..{MAX_SEQUENCE}")
     exp = c.get("expiration")
     if exp:
         try:
@@ -321,7 +325,7 @@ def _parse_configuration(c: ET.Element) -> OverlayConfiguration:
     return OverlayConfiguration(**kw)  # type: ignore[arg-type]
 
 
-def _refuse_dtd(data: bytes | str) -> None:
+def refuse_dtd(data: bytes | str) -> None:
     """Raise `OverlayConfigError` when the document is not well-formed or has a DOCTYPE.
 
     The document may come from elsewhere (an enrollment server, another provider): a DTD is
@@ -344,7 +348,7 @@ def _refuse_dtd(data: bytes | str) -> None:
 
 def parse_overlay_document(data: bytes | str) -> list[OverlayConfiguration]:
     """All `<configuration>` elements of a document (raises `OverlayConfigError`)."""
-    _refuse_dtd(data)
+    refuse_dtd(data)
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:
@@ -357,14 +361,9 @@ def parse_overlay_document(data: bytes | str) -> list[OverlayConfiguration]:
     return confs
 
 
-def load_overlay_config(path: str | Path, instance_name: str | None = None
-                        ) -> OverlayConfiguration:
-    """The configuration for `instance_name` (or the first) with the highest sequence."""
-    with open(path, "rb") as fh:
-        data = fh.read(MAX_DOCUMENT_SIZE + 1)
-    if len(data) > MAX_DOCUMENT_SIZE:
-        raise OverlayConfigError(f"larger than {MAX_DOCUMENT_SIZE >> 20} MiB")
-    confs = parse_overlay_document(data)
+def select_configuration(confs: Sequence[OverlayConfiguration],
+                         instance_name: str | None = None) -> OverlayConfiguration:
+    """The configuration for `instance_name` (or the first's) with the highest sequence."""
     if instance_name is not None:
         confs = [c for c in confs if c.instance_name == instance_name]
         if not confs:
@@ -372,6 +371,38 @@ def load_overlay_config(path: str | Path, instance_name: str | None = None
     else:
         confs = [c for c in confs if c.instance_name == confs[0].instance_name]
     return max(confs, key=lambda c: c.sequence)
+
+
+def load_overlay_config(path: str | Path, instance_name: str | None = None, *,
+                        member: x509.Certificate | None = None,
+                        chain: Sequence[x509.Certificate] = (),
+                        now: float | None = None) -> OverlayConfiguration:
+    """The configuration for `instance_name` (or the first) with the highest sequence, its
+    signatures checked (RFC 6940 §11.1, `config_signature`): chained to the root-cert that
+    issued `member` (this node's certificate) when given, else to the document's root-certs.
+    An unsigned or wrongly signed document raises `ConfigSignatureError` naming the command
+    that signs it."""
+    from vipr.reload.config_signature import (
+        SIGN_COMMAND,
+        ConfigSignatureError,
+        member_anchors,
+        verify_document,
+    )
+
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_DOCUMENT_SIZE + 1)
+    if len(data) > MAX_DOCUMENT_SIZE:
+        raise OverlayConfigError(f"larger than {MAX_DOCUMENT_SIZE >> 20} MiB")
+    conf = select_configuration(parse_overlay_document(data), instance_name)
+    try:
+        anchors = (member_anchors(conf, member, chain) if member is not None
+                   else conf.root_certificates())
+        verify_document(data, conf, anchors, now=now)
+    except ConfigSignatureError as e:
+        raise ConfigSignatureError(
+            f"{e}; (re)sign it where the overlay CA is kept: `{SIGN_COMMAND} --config "
+            f"{Path(path).name} --ca-dir CA_DIR`, then copy it to every node") from None
+    return conf
 
 
 def _fmt(v: float) -> str:

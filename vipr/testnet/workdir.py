@@ -6,7 +6,8 @@ and the PSTN simulator, all on loopback with distinct ports and demo timers.
 
 Files::
 
-    overlay/ca.crt ca.key overlay.xml provider-{a,b,c}.crt/.key   (vipr.reload.ca)
+    overlay/ca.crt ca.key signer.crt signer.key overlay.xml (signed, RFC 6940 §11.1)
+            provider-{a,b,c}.crt/.key   (vipr.reload.ca)
     tls/ca.pem ca.key {a.example.net,b.example.org,c.example.com}.pem/.key   (federation_tls)
     provider-{a,b,c}.yaml   provider-b-nofed.yaml (B without its federation listener)
     pstn.yaml               run/<x>/ state/<x>/ logs/
@@ -31,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vipr.private_files import private_dir, write_private
 from vipr.proxy.federation_tls import create_federation_ca, issue_federation_cert
-from vipr.reload.ca import create_ca, issue_node_cert, random_node_id
+from vipr.reload.ca import configuration_signer, create_ca, issue_node_cert, random_node_id
+from vipr.reload.config_signature import sign_document, with_signers
 from vipr.reload.overlay_config import (
     BootstrapNode,
     vipr_overlay_configuration,
@@ -188,7 +190,11 @@ def _make_overlay(root: Path, providers: list[ProviderSpec], ports: dict[str, Po
                                chord_update_interval=DEMO_CHORD["chord_update_interval"],
                                chord_ping_interval=DEMO_CHORD["chord_ping_interval"],
                                overlay_reliability_timer=DEMO_CHORD["overlay_reliability_timer"])
-    (d / "overlay.xml").write_bytes(write_overlay_document([conf]))
+    # RFC 6940 §11.1: signed by the CA's configuration signer, checked by every node
+    signer = configuration_signer(cert, key, OVERLAY_NAME)
+    signer.write(d, "signer")
+    (d / "overlay.xml").write_bytes(
+        sign_document(write_overlay_document([with_signers(conf, signer)]), signer))
     # Node-IDs in descending provider order: overlays list a number's claims by dictionary
     # key (Node-ID first), so A tries C's false claim on B's number before B's (story step 2)
     ids = sorted((random_node_id() for _ in providers), reverse=True)

@@ -27,6 +27,7 @@ from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.logsetup import fields
 from vipr.metrics import LOOKUP_SECONDS, LOOKUPS, watch_overlay
+from vipr.reload.aio.capture import Capture
 from vipr.reload.aio.node import ChordTimers, ReloadNode
 from vipr.reload.aio.storage_service import StorageService
 from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
@@ -40,7 +41,12 @@ from vipr.reload.overlay_config import (
 )
 from vipr.reload.wire.bodies import PVP_APPLICATION_ID
 from vipr.reload.wire.context import ReloadContext
-from vipr.reload.wire.security import NodeCredentials, ReloadSecurityError, cert_node_ids
+from vipr.reload.wire.security import (
+    NodeCredentials,
+    ReloadSecurityError,
+    cert_node_ids,
+    load_certificates,
+)
 
 log = logging.getLogger("vipr.overlay")
 
@@ -74,12 +80,21 @@ class OverlayDaemon:
         if oc.configuration is None or oc.cert is None or oc.key is None:
             raise OverlayError("overlay.configuration, overlay.cert and overlay.key are required")
         try:
-            self.conf: OverlayConfiguration = load_overlay_config(oc.configuration)
+            # RFC 6940 §11.1: the document's signatures must chain to the CA of our own cert
+            own = load_certificates(Path(oc.cert).read_bytes())
+            self.conf: OverlayConfiguration = load_overlay_config(
+                oc.configuration, member=own[0], chain=own[1:])
             check_answers_fit(self.conf)
             base = NodeCredentials.load(oc.cert, oc.key, overlay=self.conf.instance_name)
         except (OSError, OverlayConfigError, ReloadSecurityError, ValueError) as e:
             raise OverlayError(str(e)) from e
         self.trust = self.conf.trust_store()
+        self.capture: Capture | None = None
+        if oc.debug.capture.on:  # DESIGN §13: off by default, loudly on
+            try:
+                self.capture = Capture(oc.debug.capture)
+            except OSError as e:
+                raise OverlayError(f"overlay.debug.capture: {e}") from e
         self.creds, self.files = self._identities(base, oc.cert, oc.key,
                                                   cfg.overlay_node_count())
         self.timers = timers or ChordTimers.from_config(self.conf)
@@ -159,6 +174,9 @@ class OverlayDaemon:
                               app_attach=self._app_attach,
                               max_message_size=self.conf.max_message_size,
                               limits=self.cfg.overlay.limits)
+            if self.capture is not None:
+                node.tap = self.capture.pcap
+                node.transport.keylog = self.capture.keylog
             try:
                 if not await self._start_or_stop(node, stop):
                     await svc.close()
@@ -220,6 +238,8 @@ class OverlayDaemon:
             "publish": self.ipc_publish, "lookup": self.ipc_lookup,
             "attach": self.ipc_attach, "status": self.ipc_status})
         set_status(self.status_line)
+        warn = (asyncio.create_task(self.capture.warn_while_on(stop))
+                if self.capture is not None else None)
         try:
             # the socket answers while the nodes join: `status` says "joining" (issue 13)
             await self._ipc.start()
@@ -235,6 +255,10 @@ class OverlayDaemon:
             await asyncio.gather(publisher, return_exceptions=True)
         finally:
             await self.shutdown()
+            if warn is not None:
+                warn.cancel()
+            if self.capture is not None:
+                self.capture.close()
 
     async def shutdown(self) -> None:
         """Hand data off, Leave, close: every node at once, each step bounded (a hung peer

@@ -41,12 +41,15 @@ TooLargeHandler = Callable[["Link", ForwardingHeader], Awaitable[bytes | None] |
 
 
 def make_ssl_context(creds_files: tuple[Path, Path], trust: TrustStore, *,
-                     server: bool) -> ssl.SSLContext:
+                     server: bool, keylog: str | None = None) -> ssl.SSLContext:
     """TLS 1.2+, our certificate, peer certificate required and chained to the overlay roots.
 
     Hostname checks are off: the peer's identity is its Node-ID, checked after the handshake.
+    `keylog`: append the session secrets (NSS key log format) for Wireshark (debug capture).
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    if keylog is not None:
+        ctx.keylog_filename = keylog
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(creds_files[0]), str(creds_files[1]))
     ctx.check_hostname = False
@@ -104,6 +107,11 @@ class Link:
     def peer_address(self) -> tuple[str, int] | None:
         peer = self._writer.get_extra_info("peername")
         return (peer[0], peer[1]) if peer else None
+
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        own = self._writer.get_extra_info("sockname")
+        return (own[0], own[1]) if own else None
 
     async def send(self, message: bytes) -> None:
         """Frame and send one RELOAD message (refused when over max-message-size)."""
@@ -267,10 +275,11 @@ async def connect(
     *,
     expected_node_id: bytes | None = None,
     timeout: float = 10.0,
+    keylog: str | None = None,
     **link_kwargs: object,
 ) -> Link:
     """Open a framed TLS link as TLS client; checks the peer's Node-ID when one is expected."""
-    ctx = make_ssl_context(creds_files, trust, server=False)
+    ctx = make_ssl_context(creds_files, trust, server=False, keylog=keylog)
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=ctx), timeout)
     try:
@@ -315,6 +324,7 @@ async def serve(
     on_link: Callable[[Link], Awaitable[None] | None],
     *,
     listener: Listener | None = None,
+    keylog: str | None = None,
     **link_kwargs: object,
 ) -> asyncio.Server:
     """Listen for framed TLS links; `on_link` gets each authenticated link (started).
@@ -324,7 +334,7 @@ async def serve(
     certificate checks out the connection leaves the gate (a provider's many nodes share one
     address) and counts as a member link; one that has not sent its first RELOAD message by
     `handshake_timeout` after accept is closed."""
-    ctx = make_ssl_context(creds_files, trust, server=True)
+    ctx = make_ssl_context(creds_files, trust, server=True, keylog=keylog)
     lst = listener or Listener()
     limits = lst.limits
 

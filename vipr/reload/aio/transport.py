@@ -60,7 +60,8 @@ class NodeTransport:
         self.creds_files = creds_files
         self.timers = timers
         self.max_message_size = max_message_size  # §11.1 max-message-size
-        self.tap: Tap | None = None  # sees every link's stream bytes (pcaps in tests)
+        self.tap: Tap | None = None  # sees every link's stream bytes (pcaps, debug capture)
+        self.keylog: str | None = None  # TLS key log file (debug capture)
         self._links: dict[bytes, list[Link]] = {}
         self._link_events: dict[bytes, asyncio.Event] = {}
         self._tx = AsyncTransactions(timers.reliability_timer, timers.max_transmissions)
@@ -74,7 +75,7 @@ class NodeTransport:
     def link_kwargs(self) -> dict[str, Any]:
         return {"on_message": self._on_message, "dead_after": self.timers.link_dead_after,
                 "max_message_size": self.max_message_size, "on_too_large": self._too_large,
-                "tap": self.tap}
+                "tap": self.tap, "keylog": self.keylog}
 
     def _too_large(self, link: Link, header: ForwardingHeader) -> bytes:
         """§6.6: Error_Message_Too_Large to an oversize frame (the link then closes)."""
