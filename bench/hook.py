@@ -99,7 +99,7 @@ async def start_kamailio(cwd: Path, port: int, hook: int, pstn: int, *,
     log = open(cwd / "kamailio.log", "ab")  # noqa: SIM115
     args = ["kamailio", "-f", str(KIT), "-DD", "-E", "-m", "64", "-M", "8", "-n", "4",
             "-Y", str(cwd), "-w", str(cwd), "-A", f"LISTEN=udp:127.0.0.1:{port}",
-            "-A", f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"',
+            "-A", f'HOOK_URL="http://127.0.0.1:{hook}"',
             "-A", f'PSTN="sip:127.0.0.1:{pstn}"', "-A", "debug=1"]
     if baseline:
         args += ["-A", "WITHOUT_VIPR"]

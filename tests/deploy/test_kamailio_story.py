@@ -66,11 +66,11 @@ async def story(tmp_path: Path) -> AsyncIterator[Story]:
         await start_kamailio(tmp_path / "ka", "vipr-originating.cfg", [
             f"LISTEN=udp:127.0.0.1:{ka}", f"TLS_LISTEN=tls:127.0.0.1:{ka_tls}",
             f'TLS_CFG="{tls_cfg(tmp_path, pki, "a.example.net")}"',
-            f'HOOK_CON="vipr=>http://127.0.0.1:{hook_a}"', f'PSTN="sip:127.0.0.1:{kb_pstn}"']),
+            f'HOOK_URL="http://127.0.0.1:{hook_a}"', f'PSTN="sip:127.0.0.1:{kb_pstn}"']),
         await start_kamailio(tmp_path / "kb", "vipr-terminating.cfg", [
             f"LISTEN=udp:127.0.0.1:{kb_pstn}", f"TLS_LISTEN=tls:127.0.0.1:{kb_tls}",
             f'TLS_CFG="{tls_cfg(tmp_path, pki, "b.example.net")}"',
-            f'HOOK_CON="vipr=>http://127.0.0.1:{hook_b}"',
+            f'HOOK_URL="http://127.0.0.1:{hook_b}"',
             f'INTERNAL="sip:127.0.0.1:{phone.port}"']),
     ]
     try:
