@@ -18,9 +18,14 @@ UAS = Path(__file__).with_name("uas_rr.xml")   # SIPp's uas, answers with the Re
 def tls_cfg(d: Path, pki: Pki, domain: str) -> Path:
     """The tls module's file: mutual TLS both ways with `domain`'s certificate."""
     cert, key = pki.leaf(domain)
+    return tls_cfg_files(d, domain, cert, key, pki.ca)
+
+
+def tls_cfg_files(d: Path, domain: str, cert: Path, key: Path, ca: Path) -> Path:
+    """The tls module's file from certificate, key and CA files (mutual TLS both ways)."""
     p = d / f"tls-{domain}.cfg"
     both = (f"method = TLSv1.2+\ncertificate = {cert}\nprivate_key = {key}\n"
-            f"ca_list = {pki.ca}\nverify_certificate = yes\nrequire_certificate = yes\n")
+            f"ca_list = {ca}\nverify_certificate = yes\nrequire_certificate = yes\n")
     p.write_text(f"[server:default]\n{both}\n[client:default]\n{both}")
     return p
 
