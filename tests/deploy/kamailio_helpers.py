@@ -30,14 +30,19 @@ def tls_cfg_files(d: Path, domain: str, cert: Path, key: Path, ca: Path) -> Path
     return p
 
 
-async def start_kamailio(d: Path, cfg: str, defines: list[str]) -> asyncio.subprocess.Process:
-    """`kamailio -f KITS/cfg -DD -E` with `-A` defines; returns once it listens."""
+async def start_kamailio(d: Path, cfg: str, defines: list[str], *, shm_mb: int = 32,
+                         pkg_mb: int = 4, children: int | None = None,
+                         ) -> asyncio.subprocess.Process:
+    """`kamailio -f KITS/cfg -DD -E` with `-A` defines; returns once it listens. Its own
+    process group (`proc.pid`): `stop_kamailio` signals every worker."""
     d.mkdir(parents=True, exist_ok=True)
     logf = d / "kamailio.log"
     log = open(logf, "ab")  # noqa: SIM115 - closed below, the child keeps it
     (d / "krun").mkdir(exist_ok=True)
-    args = ["kamailio", "-f", str(KITS / cfg), "-DD", "-E", "-m", "32", "-M", "4",
+    args = ["kamailio", "-f", str(KITS / cfg), "-DD", "-E", "-m", str(shm_mb), "-M", str(pkg_mb),
             "-Y", str(d / "krun"), "-w", str(d)]
+    if children is not None:
+        args += ["-n", str(children)]
     for x in defines:
         args += ["-A", x]
     proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log,
