@@ -1,18 +1,23 @@
 """The VIPR hook on Kamailio edges (DESIGN §11): call rate with and without the hook.
 
 Paths measured in one run (stepwise call rates, each held for --hold seconds; the figure is the
-highest rate with 0 failed calls), both through the same two Kamailio processes:
-  hook      SIPp UAC → Kamailio A (deploy/kamailio/vipr-originating.cfg: POST /v1/route to
-            A's vipr proxy, which answers with a learned route and its ticket) → TLS with the
-            VIPR-Ticket header → Kamailio B (vipr-terminating.cfg: POST /v1/admit to B's vipr
-            proxy, which checks the ticket) → SIPp UAS as B's phone; at the 200 OK Kamailio A
-            reports the outcome (POST /v1/route/result). Three hook requests per call, on the
-            originating (route) and the terminating (admit) side.
-  baseline  the same two Kamailio configs with -A WITHOUT_VIPR (no hook call; A relays to B's
-            TLS listener without a ticket, B admits every TLS call) → SIPp UAS
+highest rate with 0 failed calls), each through the same two Kamailio configs:
+  hook        SIPp UAC → Kamailio A (deploy/kamailio/vipr-originating.cfg: POST /v1/route to
+              A's vipr proxy, which answers with a learned route and its ticket) → TLS with the
+              VIPR-Ticket header → Kamailio B (vipr-terminating.cfg: POST /v1/admit to B's vipr
+              proxy, which checks the ticket) → SIPp UAS as B's phone; at the 200 OK Kamailio A
+              reports the outcome (POST /v1/route/result). Three hook requests per call, on the
+              originating (route) and the terminating (admit) side; no token (the kits'
+              http_connect, kept-alive connections).
+  hook_token  the same with proxy.interfaces.hook.token set on both proxies and HOOK_TOKEN on
+              both kits (http_client_query with the Authorization header: a new connection per
+              hook request in Kamailio 5.6).
+  baseline    the same two Kamailio configs with -A WITHOUT_VIPR (no hook call; A relays to
+              B's TLS listener without a ticket, B admits every TLS call) → SIPp UAS
 Then each hook alone: POST /v1/route (A) and POST /v1/admit (B) from 16 concurrent aiohttp
 clients for --hold seconds: requests/s and the vipr proxy's CPU per request.
-Prints one JSON line last: ratio = hook_cps / baseline_cps (target ≥ 0.8).
+Prints one JSON line last: ratio = hook_cps / baseline_cps (target ≥ 0.8),
+ratio_token = hook_token_cps / baseline_cps.
 
     python bench/hook.py --quick
 """
@@ -24,6 +29,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +49,7 @@ from tests.proxy.proxy_helpers import add_route, make_pki, mint_for  # noqa: E40
 
 CALLER = "+14085551234"   # A's phone
 CALLEE = "+442071234567"  # B's number: A has a learned route to it with B's ticket
+TOKEN = "bench-hook-token-5d1f"   # proxy.interfaces.hook.token of the hook_token path
 
 
 def uac_rr_xml() -> str:
@@ -100,24 +107,29 @@ def kamailio_pids(pgid: int) -> list[Any]:
 
 
 async def start_edges(tmp: Path, label: str, pki: Any, hooks: tuple[int, int], uas: int, *,
-                      baseline: bool) -> tuple[list[asyncio.subprocess.Process], int, int]:
+                      baseline: bool, token: str | None,
+                      ) -> tuple[list[asyncio.subprocess.Process], int, int]:
     """Kamailio B (terminating) then A (originating); returns both, A's UDP port and B's
     TLS port."""
-    ka, ka_tls, kb, kb_tls = (pb.free_port() for _ in range(4))
+    ka, kb = pb.free_port(), pb.free_port()
+    ka_tls, kb_tls = pb.free_port(socket.SOCK_STREAM), pb.free_port(socket.SOCK_STREAM)
     without = ["WITHOUT_VIPR"] if baseline else []
+    if token is not None:
+        without.append(f'HOOK_TOKEN="{token}"')
     d = tmp / label
     d.mkdir(parents=True, exist_ok=True)
-    opts: dict[str, Any] = {"shm_mb": 64, "pkg_mb": 8, "children": 4}
+    # the hook calls block a worker: B's admissions run in its TLS workers
+    opts: dict[str, Any] = {"shm_mb": 64, "pkg_mb": 8, "children": 4, "tcp_children": 4}
     b = await start_kamailio(d / "kb", "vipr-terminating.cfg", [
         f"LISTEN=udp:127.0.0.1:{kb}", f"TLS_LISTEN=tls:127.0.0.1:{kb_tls}",
         f'TLS_CFG="{tls_cfg(d, pki, "b.example.net")}"',
-        f'HOOK_URL="http://127.0.0.1:{hooks[1]}"', f'INTERNAL="sip:127.0.0.1:{uas}"',
+        f'HOOK_CON="vipr=>http://127.0.0.1:{hooks[1]}"', f'INTERNAL="sip:127.0.0.1:{uas}"',
         *without], **opts)
     try:
         a = await start_kamailio(d / "ka", "vipr-originating.cfg", [
             f"LISTEN=udp:127.0.0.1:{ka}", f"TLS_LISTEN=tls:127.0.0.1:{ka_tls}",
             f'TLS_CFG="{tls_cfg(d, pki, "a.example.net")}"',
-            f'HOOK_URL="http://127.0.0.1:{hooks[0]}"',
+            f'HOOK_CON="vipr=>http://127.0.0.1:{hooks[0]}"',
             # the baseline's (and the hook's fallback) next hop: B's TLS listener
             f'PSTN="sip:127.0.0.1:{kb_tls};transport=tls"', *without], **opts)
     except BaseException:
@@ -163,6 +175,16 @@ def _provider(tmp: Path, key: str, domain: str, number: str, hook: int) -> Path:
     return cfg
 
 
+def _with_token(cfg: Path, token: str) -> None:
+    """proxy.interfaces.hook.token: every hook request must carry it."""
+    out = []
+    for line in cfg.read_text().splitlines():
+        if line.strip().startswith("hook: {listen:"):
+            line = line.rstrip()[:-1] + f', token: "{token}"}}'
+        out.append(line)
+    cfg.write_text("\n".join(out) + "\n")
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     hold = 4.0 if args.quick else 20.0
     rates = args.rates or ([50, 100, 200, 300, 400, 600] if args.quick
@@ -171,24 +193,29 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="vipr-bench-hook-"))
     (tmp / "uac_rr.xml").write_text(uac_rr_xml())
     pki = make_pki(tmp / "pki")
-    hooks = (pb.free_port(), pb.free_port())
+    hooks = (pb.free_port(socket.SOCK_STREAM), pb.free_port(socket.SOCK_STREAM))
     cfg_a = _provider(tmp, "a", "a.example.net", CALLER, hooks[0])
     cfg_b = _provider(tmp, "b", "b.example.net", CALLEE, hooks[1])
     uas_port = pb.free_port()
-    procs: list[asyncio.subprocess.Process] = []
+    vipr: dict[str, asyncio.subprocess.Process] = {}
+    uas: asyncio.subprocess.Process | None = None
     try:
         # B's ticket for A's domain, and A's learned route to B's TLS edge, as PVP leaves them;
         # the route's port is set per Kamailio B below (one per path)
         ticket = await mint_for(cfg_b.parent / "vipr.db", CALLEE, "a.example.net")
-        vipr_a = await pb.start_proxy(cfg_a, tmp / "vipr-a.log")
-        procs.append(vipr_a)
-        vipr_b = await pb.start_proxy(cfg_b, tmp / "vipr-b.log")
-        procs.append(vipr_b)
+        vipr = {"a": await pb.start_proxy(cfg_a, tmp / "vipr-a.log")}
+        vipr["b"] = await pb.start_proxy(cfg_b, tmp / "vipr-b.log")
         uas = await pb.sipp_uas(uas_port, tmp)
-        procs.append(uas)
-        for label, baseline in (("baseline", True), ("hook", False)):
+        for label, baseline, token in (("baseline", True, None), ("hook", False, None),
+                                       ("hook_token", False, TOKEN)):
+            if token is not None:
+                # the hooks now want a bearer token: both proxies restart with it
+                for key, cfg in (("a", cfg_a), ("b", cfg_b)):
+                    await pb.stop(vipr[key])
+                    _with_token(cfg, token)
+                    vipr[key] = await pb.start_proxy(cfg, tmp / f"vipr-{key}.log")
             kams, kport, kb_tls = await start_edges(tmp, label, pki, hooks, uas_port,
-                                            baseline=baseline)
+                                                    baseline=baseline, token=token)
             try:
                 if not baseline:
                     await add_route(cfg_a.parent / "vipr.db", CALLEE,
@@ -198,30 +225,40 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                       {"number": CALLEE}, timeout=5)
                 watched = [p for k in kams for p in kamailio_pids(k.pid)]
                 if not baseline:
-                    watched += [vipr_a, vipr_b]
+                    watched += [vipr["a"], vipr["b"]]
                 out[f"{label}_cps"], out[f"{label}_steps"] = await pb.ramp(
                     kport, rates, hold, tmp, label, procs=watched, step=step)
             finally:
                 for k in reversed(kams):
                     await stop_kamailio(k)
-        st_a = await pb.ipc_call(cfg_a.parent / "run" / "proxy.sock", "status", {}, timeout=5)
+            if label == "hook":
+                st_a = await pb.ipc_call(cfg_a.parent / "run" / "proxy.sock", "status", {},
+                                         timeout=5)
+                st_b = await pb.ipc_call(cfg_b.parent / "run" / "proxy.sock", "status", {},
+                                         timeout=5)
+                # proof that the hook path did its work: a route decision and an admission
+                # per call
+                out["hook_route_decisions"] = st_a["counters"].get(
+                    "hook_route_federation_route", 0)
+                out["hook_admissions"] = st_b["counters"].get("admission_ok", 0)
+                out["route_requests_per_s"], out["route_cpu_ms_per_request"] = await hook_alone(
+                    hooks[0], vipr["a"], hold, "/v1/route",
+                    {"caller": CALLER, "callee": CALLEE, "call_id": "x"}, {"action": "vipr"})
+                out["admit_requests_per_s"], out["admit_cpu_ms_per_request"] = await hook_alone(
+                    hooks[1], vipr["b"], hold, "/v1/admit",
+                    {"callee": CALLEE, "ticket": ticket, "peer_domains": ["a.example.net"],
+                     "call_id": "x"}, {"admit": True})
         st_b = await pb.ipc_call(cfg_b.parent / "run" / "proxy.sock", "status", {}, timeout=5)
-        # proof that the hook path did its work: a route decision and an admission per call
-        out["hook_route_decisions"] = st_a["counters"].get("hook_route_federation_route", 0)
-        out["hook_admissions"] = st_b["counters"].get("admission_ok", 0)
-        out["route_requests_per_s"], out["route_cpu_ms_per_request"] = await hook_alone(
-            hooks[0], vipr_a, hold, "/v1/route",
-            {"caller": CALLER, "callee": CALLEE, "call_id": "x"}, {"action": "vipr"})
-        out["admit_requests_per_s"], out["admit_cpu_ms_per_request"] = await hook_alone(
-            hooks[1], vipr_b, hold, "/v1/admit",
-            {"callee": CALLEE, "ticket": ticket, "peer_domains": ["a.example.net"],
-             "call_id": "x"}, {"admit": True})
+        out["hook_token_admissions"] = st_b["counters"].get("admission_ok", 0)
     finally:
-        for proc in reversed(procs):
+        await pb.stop(uas)
+        for proc in vipr.values():
             await pb.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     out["rate_ceiling"] = rates[-1]
-    out["ratio"] = round(out["hook_cps"] / out["baseline_cps"], 3) if out["baseline_cps"] else None
+    base = out["baseline_cps"]
+    out["ratio"] = round(out["hook_cps"] / base, 3) if base else None
+    out["ratio_token"] = round(out["hook_token_cps"] / base, 3) if base else None
     return out
 
 

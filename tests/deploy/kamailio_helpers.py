@@ -32,7 +32,7 @@ def tls_cfg_files(d: Path, domain: str, cert: Path, key: Path, ca: Path) -> Path
 
 async def start_kamailio(d: Path, cfg: str, defines: list[str], *, shm_mb: int = 32,
                          pkg_mb: int = 4, children: int | None = None,
-                         ) -> asyncio.subprocess.Process:
+                         tcp_children: int | None = None) -> asyncio.subprocess.Process:
     """`kamailio -f KITS/cfg -DD -E` with `-A` defines; returns once it listens. Its own
     process group (`proc.pid`): `stop_kamailio` signals every worker."""
     d.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,9 @@ async def start_kamailio(d: Path, cfg: str, defines: list[str], *, shm_mb: int =
     args = ["kamailio", "-f", str(KITS / cfg), "-DD", "-E", "-m", str(shm_mb), "-M", str(pkg_mb),
             "-Y", str(d / "krun"), "-w", str(d)]
     if children is not None:
-        args += ["-n", str(children)]
+        args += ["-n", str(children)]     # UDP workers
+    if tcp_children is not None:
+        args += ["-N", str(tcp_children)]  # TCP/TLS workers
     for x in defines:
         args += ["-A", x]
     proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log,

@@ -72,7 +72,7 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     kam = await start_kamailio(tmp_path, "vipr-originating.cfg", [
         f"LISTEN=udp:127.0.0.1:{kport}", f"TLS_LISTEN=tls:127.0.0.1:{tport}",
         f'TLS_CFG="{tls_cfg(tmp_path, pki, "a.example.net")}"',
-        f'HOOK_URL="http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
+        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
         f'PSTN="sip:127.0.0.1:{pstn}"'])
     try:
         yield Edge(pki, vipr, kam, kport, pstn, peer, tmp_path, hook)

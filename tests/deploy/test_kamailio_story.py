@@ -115,7 +115,7 @@ async def story(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Story
     uac.write_text(UAC.read_text().replace("sip:02071230000@", f"sip:{a.phone_number}@"))
     kb_defines = [f"LISTEN=udp:127.0.0.1:{kb_pstn}",
                   f'TLS_CFG="{tls_cfg_files(root, b.domain, *lay.tls_certs["b"], lay.tls_ca)}"',
-                  f'HOOK_URL="http://127.0.0.1:{hook_b}"',
+                  f'HOOK_CON="vipr=>http://127.0.0.1:{hook_b}"',
                   f'INTERNAL="sip:127.0.0.1:{phone.port}"']
     s = Story(net, lay, phone, lay.b_number, a.phone_number, ka, kb_defines, kb_tls, kams, root,
               uac, time.time())
@@ -125,7 +125,7 @@ async def story(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Story
         kams["a"] = await start_kamailio(root / "ka", "vipr-originating.cfg", [
             f"LISTEN=udp:127.0.0.1:{ka}", f"TLS_LISTEN=tls:127.0.0.1:{ka_tls}",
             f'TLS_CFG="{tls_cfg_files(root, a.domain, *lay.tls_certs["a"], lay.tls_ca)}"',
-            f'HOOK_URL="http://127.0.0.1:{hook_a}"', f'PSTN="sip:127.0.0.1:{kb_pstn}"'])
+            f'HOOK_CON="vipr=>http://127.0.0.1:{hook_a}"', f'PSTN="sip:127.0.0.1:{kb_pstn}"'])
         kams["b"] = await start_kamailio(root / "kb", "vipr-terminating.cfg",
                                          [*kb_defines, f"TLS_LISTEN=tls:127.0.0.1:{kb_tls}"])
 

@@ -86,7 +86,7 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     kam = await start_kamailio(tmp_path, "vipr-terminating.cfg", [
         f"LISTEN=udp:127.0.0.1:{pport}", f"TLS_LISTEN=tls:127.0.0.1:{tport}",
         f'TLS_CFG="{tls_cfg(tmp_path, pki, "b.example.net")}"',
-        f'HOOK_URL="http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
+        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
         f'INTERNAL="sip:127.0.0.1:{phone.port}"'])
     client = SipEndpoint(lambda *a: None)   # provider A's edge: TLS with a.example.net's cert
     await client.listen("tls", "127.0.0.1", 0, client_ssl=pki.client_ctx("a.example.net"))

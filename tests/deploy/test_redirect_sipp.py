@@ -77,7 +77,8 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
         kams.append(await start_kamailio(tmp_path / "kb", "vipr-terminating.cfg", [
             f"LISTEN=udp:127.0.0.1:{kb_pstn}", f"TLS_LISTEN=tls:127.0.0.1:{kb_tls}",
             f'TLS_CFG="{tls_cfg(tmp_path, pki, "b.example.net")}"',
-            f'HOOK_URL="http://127.0.0.1:{hook_b}"', f'INTERNAL="sip:127.0.0.1:{phone.port}"']))
+            f'HOOK_CON="vipr=>http://127.0.0.1:{hook_b}"',
+            f'INTERNAL="sip:127.0.0.1:{phone.port}"']))
         kams.append(await start_kamailio(tmp_path / "relay", str(RELAY), [
             f"LISTEN=udp:127.0.0.1:{relay}", f"TLS_LISTEN=tls:127.0.0.1:{relay_tls}",
             f'TLS_CFG="{tls_cfg(tmp_path, pki, "a.example.net")}"']))
