@@ -44,7 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 import proxy as pb  # noqa: E402
 
-from tests.deploy.kamailio_helpers import start_kamailio, stop_kamailio, tls_cfg  # noqa: E402
+from tests.deploy.kamailio_helpers import (  # noqa: E402
+    process_tree,
+    start_kamailio,
+    stop_kamailio,
+    tls_cfg,
+)
 from tests.proxy.proxy_helpers import add_route, make_pki, mint_for  # noqa: E402
 
 CALLER = "+14085551234"   # A's phone
@@ -90,20 +95,12 @@ async def step(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]
             and took <= hold * 1.1 + 0.5}
 
 
-def kamailio_pids(pgid: int) -> list[Any]:
-    """Every process of the Kamailio whose group is `pgid` (its workers), for CPU time."""
+def kamailio_pids(main: int) -> list[Any]:
+    """The Kamailio main process `main` and its workers, for CPU time."""
     class P:
         def __init__(self, pid: int) -> None:
             self.pid = pid
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if os.getpgid(int(d.name)) == pgid:
-                    out.append(P(int(d.name)))
-            except OSError:
-                continue
-    return out
+    return [P(pid) for pid in process_tree(main)]
 
 
 async def start_edges(tmp: Path, label: str, pki: Any, hooks: tuple[int, int], uas: int, *,

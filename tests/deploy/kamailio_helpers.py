@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -57,8 +58,33 @@ async def start_kamailio(d: Path, cfg: str, defines: list[str], *, shm_mb: int =
             raise RuntimeError("kamailio did not start: "
                                + logf.read_text(errors="replace")[-3000:])
         await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)   # its UDP receivers fork after the main process logs
+    # the workers fork after that (TLS set-up first): ready once the logged count is there
+    want = re.search(rb"processes \(at least\): (\d+)", logf.read_bytes())
+    while len(process_tree(proc.pid)) < (int(want.group(1)) if want else 2):
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError("kamailio did not fork its workers: "
+                               + logf.read_text(errors="replace")[-3000:])
+        await asyncio.sleep(0.1)
     return proc
+
+
+def process_tree(main: int) -> list[int]:
+    """`main` and every process below it (Linux /proc): Kamailio's workers, which do not
+    stay in its process group."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parent[int(d.name)] = int(stat[1])
+    tree = {main}
+    while True:
+        below = {pid for pid, pp in parent.items() if pp in tree} - tree
+        if not below:
+            return sorted(tree)
+        tree |= below
 
 
 async def stop_kamailio(proc: asyncio.subprocess.Process) -> None:
