@@ -1,15 +1,23 @@
-"""The VIPR hook on a Kamailio edge (DESIGN §11): call rate with and without the hook.
+"""The VIPR hook on Kamailio edges (DESIGN §11): call rate with and without the hook.
 
 Paths measured in one run (stepwise call rates, each held for --hold seconds; the figure is the
-highest rate with 0 failed calls):
-  hook      SIPp UAC → Kamailio (deploy/kamailio/vipr-originating.cfg: POST /v1/route for every
-            call, /v1/calls at the 200 OK and at the BYE, each a committed VCR change) → SIPp
-            UAS as the PSTN gateway
-  baseline  the same Kamailio config with -A WITHOUT_VIPR (no hook call) → SIPp UAS
-Then the hook alone: POST /v1/route from 16 concurrent aiohttp clients for --hold seconds,
-requests/s and the vipr proxy's CPU per request. The admit path needs TLS, which SIPp has no
-build for here: it is not in the call-rate figures.
-Prints one JSON line last: ratio = hook_cps / baseline_cps (target ≥ 0.8).
+highest rate with 0 failed calls), each through the same two Kamailio configs:
+  hook        SIPp UAC → Kamailio A (deploy/kamailio/vipr-originating.cfg: POST /v1/route to
+              A's vipr proxy, which answers with a learned route and its ticket) → TLS with the
+              VIPR-Ticket header → Kamailio B (vipr-terminating.cfg: POST /v1/admit to B's vipr
+              proxy, which checks the ticket) → SIPp UAS as B's phone; at the 200 OK Kamailio A
+              reports the outcome (POST /v1/route/result). Three hook requests per call, on the
+              originating (route) and the terminating (admit) side; no token (the kits'
+              http_connect, kept-alive connections).
+  hook_token  the same with proxy.interfaces.hook.token set on both proxies and HOOK_TOKEN on
+              both kits (http_client_query with the Authorization header: a new connection per
+              hook request in Kamailio 5.6).
+  baseline    the same two Kamailio configs with -A WITHOUT_VIPR (no hook call; A relays to
+              B's TLS listener without a ticket, B admits every TLS call) → SIPp UAS
+Then each hook alone: POST /v1/route (A) and POST /v1/admit (B) from 16 concurrent aiohttp
+clients for --hold seconds: requests/s and the vipr proxy's CPU per request.
+Prints one JSON line last: ratio = hook_cps / baseline_cps (target ≥ 0.8),
+ratio_token = hook_token_cps / baseline_cps.
 
     python bench/hook.py --quick
 """
@@ -21,7 +29,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,11 +39,22 @@ from typing import Any
 
 import aiohttp
 
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import proxy as pb
+sys.path.insert(0, str(ROOT))
+import proxy as pb  # noqa: E402
 
-KIT = Path(__file__).resolve().parents[1] / "deploy" / "kamailio" / "vipr-originating.cfg"
-CALLEE = "+4930123456"   # no route: every call goes to the PSTN gateway through the hook
+from tests.deploy.kamailio_helpers import (  # noqa: E402
+    process_tree,
+    start_kamailio,
+    stop_kamailio,
+    tls_cfg,
+)
+from tests.proxy.proxy_helpers import add_route, make_pki, mint_for  # noqa: E402
+
+CALLER = "+14085551234"   # A's phone
+CALLEE = "+442071234567"  # B's number: A has a learned route to it with B's ticket
+TOKEN = "bench-hook-token-5d1f"   # proxy.interfaces.hook.token of the hook_token path
 
 
 def uac_rr_xml() -> str:
@@ -76,74 +95,91 @@ async def step(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]
             and took <= hold * 1.1 + 0.5}
 
 
-def kamailio_pids(cwd: Path) -> list[Any]:
-    """Every process of the Kamailio started in `cwd` (its process group), for CPU time."""
+def kamailio_pids(main: int) -> list[Any]:
+    """The Kamailio main process `main` and its workers, for CPU time."""
     class P:
         def __init__(self, pid: int) -> None:
             self.pid = pid
-    pgid = int((cwd / "kamailio.pgid").read_text())
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if os.getpgid(int(d.name)) == pgid:
-                    out.append(P(int(d.name)))
-            except OSError:
-                continue
-    return out
+    return [P(pid) for pid in process_tree(main)]
 
 
-async def start_kamailio(cwd: Path, port: int, hook: int, pstn: int, *,
-                         baseline: bool) -> asyncio.subprocess.Process:
-    cwd.mkdir(parents=True, exist_ok=True)
-    log = open(cwd / "kamailio.log", "ab")  # noqa: SIM115
-    args = ["kamailio", "-f", str(KIT), "-DD", "-E", "-m", "64", "-M", "8", "-n", "4",
-            "-Y", str(cwd), "-w", str(cwd), "-A", f"LISTEN=udp:127.0.0.1:{port}",
-            "-A", f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"',
-            "-A", f'PSTN="sip:127.0.0.1:{pstn}"', "-A", "debug=1"]
-    if baseline:
-        args += ["-A", "WITHOUT_VIPR"]
-    proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log,
-                                                start_new_session=True)
-    log.close()
-    (cwd / "kamailio.pgid").write_text(str(proc.pid))
-    await asyncio.sleep(1.5)
-    if proc.returncode is not None:
-        raise RuntimeError("kamailio exited: " + (cwd / "kamailio.log").read_text()[-2000:])
-    return proc
+async def start_edges(tmp: Path, label: str, pki: Any, hooks: tuple[int, int], uas: int, *,
+                      baseline: bool, token: str | None,
+                      ) -> tuple[list[asyncio.subprocess.Process], int, int]:
+    """Kamailio B (terminating) then A (originating); returns both, A's UDP port and B's
+    TLS port."""
+    ka, kb = pb.free_port(), pb.free_port()
+    ka_tls, kb_tls = pb.free_port(socket.SOCK_STREAM), pb.free_port(socket.SOCK_STREAM)
+    without = ["WITHOUT_VIPR"] if baseline else []
+    if token is not None:
+        without.append(f'HOOK_TOKEN="{token}"')
+    d = tmp / label
+    d.mkdir(parents=True, exist_ok=True)
+    # the hook calls block a worker: B's admissions run in its TLS workers
+    opts: dict[str, Any] = {"shm_mb": 64, "pkg_mb": 8, "children": 4, "tcp_children": 4}
+    b = await start_kamailio(d / "kb", "vipr-terminating.cfg", [
+        f"LISTEN=udp:127.0.0.1:{kb}", f"TLS_LISTEN=tls:127.0.0.1:{kb_tls}",
+        f'TLS_CFG="{tls_cfg(d, pki, "b.example.net")}"',
+        f'HOOK_CON="vipr=>http://127.0.0.1:{hooks[1]}"', f'INTERNAL="sip:127.0.0.1:{uas}"',
+        *without], **opts)
+    try:
+        a = await start_kamailio(d / "ka", "vipr-originating.cfg", [
+            f"LISTEN=udp:127.0.0.1:{ka}", f"TLS_LISTEN=tls:127.0.0.1:{ka_tls}",
+            f'TLS_CFG="{tls_cfg(d, pki, "a.example.net")}"',
+            f'HOOK_CON="vipr=>http://127.0.0.1:{hooks[0]}"',
+            # the baseline's (and the hook's fallback) next hop: B's TLS listener
+            f'PSTN="sip:127.0.0.1:{kb_tls};transport=tls"', *without], **opts)
+    except BaseException:
+        await stop_kamailio(b)
+        raise
+    return [b, a], ka, kb_tls
 
 
-async def stop_kamailio(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-
-
-async def hook_alone(port: int, vipr: Any, hold: float) -> dict[str, Any]:
-    body = {"caller": "+442071230000", "callee": CALLEE, "call_id": "x"}
+async def hook_alone(port: int, vipr: Any, hold: float, path: str,
+                     body: dict[str, Any], want: dict[str, Any]) -> tuple[float, float]:
+    """requests/s and the proxy's CPU ms per request of POST `path` answering `want`."""
     n = 0
+    bad = 0
     stop_at = time.monotonic() + hold
 
     async def worker(s: aiohttp.ClientSession) -> None:
-        nonlocal n
+        nonlocal n, bad
         while time.monotonic() < stop_at:
-            async with s.post(f"http://127.0.0.1:{port}/v1/route", json=body) as r:
-                await r.read()
-                if r.status == 200:
+            async with s.post(f"http://127.0.0.1:{port}{path}", json=body) as r:
+                doc = await r.json()
+                if r.status == 200 and all(doc.get(k) == v for k, v in want.items()):
                     n += 1
+                else:
+                    bad += 1
 
     cpu0 = pb.cpu_seconds([vipr])
     t0 = time.monotonic()
     async with aiohttp.ClientSession() as s:
         await asyncio.gather(*(worker(s) for _ in range(16)))
     took = time.monotonic() - t0
-    return {"route_requests_per_s": round(n / took, 1),
-            "route_cpu_ms_per_request": round((pb.cpu_seconds([vipr]) - cpu0) * 1000
-                                              / max(n, 1), 3)}
+    if bad:
+        raise RuntimeError(f"{path}: {bad} unexpected answers")
+    return (round(n / took, 1),
+            round((pb.cpu_seconds([vipr]) - cpu0) * 1000 / max(n, 1), 3))
+
+
+def _provider(tmp: Path, key: str, domain: str, number: str, hook: int) -> Path:
+    cfg = pb.provider_yaml(tmp / key, key, domain, number, internal=pb.free_port(),
+                           pstn=pb.free_port(), target=pb.free_port(),
+                           gateway=pb.free_port(), fed=None, tls=None)
+    with cfg.open("a") as f:
+        f.write(f'    hook: {{listen: "127.0.0.1:{hook}"}}\n')
+    return cfg
+
+
+def _with_token(cfg: Path, token: str) -> None:
+    """proxy.interfaces.hook.token: every hook request must carry it."""
+    out = []
+    for line in cfg.read_text().splitlines():
+        if line.strip().startswith("hook: {listen:"):
+            line = line.rstrip()[:-1] + f', token: "{token}"}}'
+        out.append(line)
+    cfg.write_text("\n".join(out) + "\n")
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,37 +189,80 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"bench": "hook", "hold_s": hold, "cpus": os.cpu_count()}
     tmp = Path(tempfile.mkdtemp(prefix="vipr-bench-hook-"))
     (tmp / "uac_rr.xml").write_text(uac_rr_xml())
-    hook = pb.free_port()
-    cfg = pb.provider_yaml(tmp / "a", "a", "a.example.net", "+442071234567",
-                           internal=pb.free_port(), pstn=pb.free_port(),
-                           target=pb.free_port(), gateway=pb.free_port(), fed=None, tls=None)
-    with cfg.open("a") as f:
-        f.write(f'    hook: {{listen: "127.0.0.1:{hook}"}}\n')
-    vipr = await pb.start_proxy(cfg, tmp / "vipr.log")
+    pki = make_pki(tmp / "pki")
+    hooks = (pb.free_port(socket.SOCK_STREAM), pb.free_port(socket.SOCK_STREAM))
+    cfg_a = _provider(tmp, "a", "a.example.net", CALLER, hooks[0])
+    cfg_b = _provider(tmp, "b", "b.example.net", CALLEE, hooks[1])
     uas_port = pb.free_port()
-    uas = await pb.sipp_uas(uas_port, tmp)
+    vipr: dict[str, asyncio.subprocess.Process] = {}
+    uas: asyncio.subprocess.Process | None = None
     try:
-        for label, baseline in (("baseline", True), ("hook", False)):
-            kport = pb.free_port()
-            kam = await start_kamailio(tmp / label, kport, hook, uas_port, baseline=baseline)
+        # B's ticket for A's domain, and A's learned route to B's TLS edge, as PVP leaves them;
+        # the route's port is set per Kamailio B below (one per path)
+        ticket = await mint_for(cfg_b.parent / "vipr.db", CALLEE, "a.example.net")
+        vipr = {"a": await pb.start_proxy(cfg_a, tmp / "vipr-a.log")}
+        vipr["b"] = await pb.start_proxy(cfg_b, tmp / "vipr-b.log")
+        uas = await pb.sipp_uas(uas_port, tmp)
+        for label, baseline, token in (("baseline", True, None), ("hook", False, None),
+                                       ("hook_token", False, TOKEN)):
+            if token is not None:
+                # the hooks now want a bearer token: both proxies restart with it
+                for key, cfg in (("a", cfg_a), ("b", cfg_b)):
+                    await pb.stop(vipr[key])
+                    _with_token(cfg, token)
+                    vipr[key] = await pb.start_proxy(cfg, tmp / f"vipr-{key}.log")
+            kams, kport, kb_tls = await start_edges(tmp, label, pki, hooks, uas_port,
+                                                    baseline=baseline, token=token)
+
+            async def learned(kb_tls: int = kb_tls) -> None:
+                # (again) before every step: 3 failed calls in an overloaded step drop the
+                # route, as on the SIP path, and the next step must start from it
+                await add_route(cfg_a.parent / "vipr.db", CALLEE,
+                                f"sip:127.0.0.1:{kb_tls};transport=tls", ticket,
+                                "b.example.net")
+                await pb.ipc_call(cfg_a.parent / "run" / "proxy.sock", "route_learned",
+                                  {"number": CALLEE}, timeout=5)
+
             try:
-                procs = [*kamailio_pids(tmp / label), *([] if baseline else [vipr])]
+                watched = [p for k in kams for p in kamailio_pids(k.pid)]
+                if not baseline:
+                    watched += [vipr["a"], vipr["b"]]
                 out[f"{label}_cps"], out[f"{label}_steps"] = await pb.ramp(
-                    kport, rates, hold, tmp, label, procs=procs, step=step)
+                    kport, rates, hold, tmp, label, procs=watched, step=step,
+                    before=None if baseline else learned)
+                if label == "hook":
+                    await learned()
             finally:
-                await stop_kamailio(kam)
-        st = await pb.ipc_call(cfg.parent / "run" / "proxy.sock", "status", {}, timeout=5)
-        # proof that the hook path did its work: one VCR per answered call via the PSTN
-        out["hook_vcrs_written"] = st["vcrs"]["written"]
-        out["hook_route_decisions"] = sum(v for k, v in st["counters"].items()
-                                          if k.startswith("hook_route_"))
-        out.update(await hook_alone(hook, vipr, hold))
+                for k in reversed(kams):
+                    await stop_kamailio(k)
+            if label == "hook":
+                st_a = await pb.ipc_call(cfg_a.parent / "run" / "proxy.sock", "status", {},
+                                         timeout=5)
+                st_b = await pb.ipc_call(cfg_b.parent / "run" / "proxy.sock", "status", {},
+                                         timeout=5)
+                # proof that the hook path did its work: a route decision and an admission
+                # per call
+                out["hook_route_decisions"] = st_a["counters"].get(
+                    "hook_route_federation_route", 0)
+                out["hook_admissions"] = st_b["counters"].get("admission_ok", 0)
+                out["route_requests_per_s"], out["route_cpu_ms_per_request"] = await hook_alone(
+                    hooks[0], vipr["a"], hold, "/v1/route",
+                    {"caller": CALLER, "callee": CALLEE, "call_id": "x"}, {"action": "vipr"})
+                out["admit_requests_per_s"], out["admit_cpu_ms_per_request"] = await hook_alone(
+                    hooks[1], vipr["b"], hold, "/v1/admit",
+                    {"callee": CALLEE, "ticket": ticket, "peer_domains": ["a.example.net"],
+                     "call_id": "x"}, {"admit": True})
+        st_b = await pb.ipc_call(cfg_b.parent / "run" / "proxy.sock", "status", {}, timeout=5)
+        out["hook_token_admissions"] = st_b["counters"].get("admission_ok", 0)
     finally:
         await pb.stop(uas)
-        await pb.stop(vipr)
+        for proc in vipr.values():
+            await pb.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     out["rate_ceiling"] = rates[-1]
-    out["ratio"] = round(out["hook_cps"] / out["baseline_cps"], 3) if out["baseline_cps"] else None
+    base = out["baseline_cps"]
+    out["ratio"] = round(out["hook_cps"] / base, 3) if base else None
+    out["ratio_token"] = round(out["hook_token_cps"] / base, 3) if base else None
     return out
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.conftest import requires_tool
@@ -36,6 +37,7 @@ from vipr.tickets import TICKET_HEADER
 FR = "+33140000000"          # a learned route
 FR_DOWN = "+33140000001"     # a learned route whose edge is down
 DE = "+4930123456"           # no route: the PSTN
+TOKEN = "kit-token-" + "7f3c9a1e5b"   # proxy.interfaces.hook.token, the kit's HOOK_TOKEN
 
 pytestmark = [requires_tool("kamailio"), requires_tool("sipp")]
 
@@ -49,6 +51,7 @@ class Edge:
     pstn: int
     peer: FederationPeer
     dir: Path
+    hook: int
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     peer = await FederationPeer(pki, "b.example.net", 200).start()
     hook, kport, tport, pstn = free_port(), free_port(), free_port(), free_port()
     p = write_provider(tmp_path, "a", "a.example.net", [B_NUMBER], None,
-                       interfaces=(f'hook: {{listen: "127.0.0.1:{hook}"}}',),
+                       interfaces=(f'hook: {{listen: "127.0.0.1:{hook}", token: "{TOKEN}"}}',),
                        extra=("dialplan: {country_code: 44}",))
     ticket = await mint_for(p.db, FR, "a.example.net")
     await add_route(p.db, FR, f"sip:127.0.0.1:{peer.port};transport=tls", ticket,
@@ -69,9 +72,10 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     kam = await start_kamailio(tmp_path, "vipr-originating.cfg", [
         f"LISTEN=udp:127.0.0.1:{kport}", f"TLS_LISTEN=tls:127.0.0.1:{tport}",
         f'TLS_CFG="{tls_cfg(tmp_path, pki, "a.example.net")}"',
-        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'PSTN="sip:127.0.0.1:{pstn}"'])
+        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
+        f'PSTN="sip:127.0.0.1:{pstn}"'])
     try:
-        yield Edge(pki, vipr, kam, kport, pstn, peer, tmp_path)
+        yield Edge(pki, vipr, kam, kport, pstn, peer, tmp_path, hook)
     finally:
         await stop_kamailio(kam)
         await peer.close()
@@ -125,3 +129,21 @@ async def test_a_route_whose_edge_is_down_falls_back_to_the_pstn(edge: Edge) -> 
     assert (v.direction, v.callee) == ("originating", FR_DOWN)
     route = await get_route(edge.vipr.p.db, FR_DOWN)
     assert route is not None and route.failures == 1   # counted as on the SIP path
+
+
+async def test_the_kit_sends_the_hooks_bearer_token(edge: Edge) -> None:
+    """The hook refuses a wrong token; the kit's route, result and call requests carry the
+    configured one (DESIGN §11)."""
+    url = f"http://127.0.0.1:{edge.hook}/v1/route"
+    body = {"caller": "+442071230000", "callee": DE, "call_id": "x"}
+    async with aiohttp.ClientSession() as s:
+        for auth in ("Bearer wrong", "", f"Basic {TOKEN}"):
+            async with s.post(url, json=body, headers={"Authorization": auth}) as r:
+                assert r.status == 401, auth
+    rc, err = await _call(edge, FR_DOWN, uas=True)   # /v1/route, /v1/route/result, /v1/calls
+    assert rc == 0, err + log_tail(edge.dir)
+    assert len(await _vcrs(edge.vipr.p.db)) == 1
+    route = await get_route(edge.vipr.p.db, FR_DOWN)
+    assert route is not None and route.failures == 1
+    st = await edge.vipr.status()
+    assert st["counters"]["hook_route_federation_route"] == 1

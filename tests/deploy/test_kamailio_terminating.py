@@ -36,6 +36,7 @@ from vipr.store import Store
 from vipr.tickets import TICKET_HEADER
 
 pytestmark = [requires_tool("kamailio"), requires_tool("sipp")]
+TOKEN = "kit-token-" + "c41d0e8b27"   # proxy.interfaces.hook.token, the kit's HOOK_TOKEN
 
 
 @dataclass
@@ -80,12 +81,12 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     phone = await Phone().start()
     hook, pport, tport = free_port(), free_port(), free_port()
     p = write_provider(tmp_path, "b", "b.example.net", [B_NUMBER], None,
-                       interfaces=(f'hook: {{listen: "127.0.0.1:{hook}"}}',))
+                       interfaces=(f'hook: {{listen: "127.0.0.1:{hook}", token: "{TOKEN}"}}',))
     vipr = await ProxyProcess(p).start()
     kam = await start_kamailio(tmp_path, "vipr-terminating.cfg", [
         f"LISTEN=udp:127.0.0.1:{pport}", f"TLS_LISTEN=tls:127.0.0.1:{tport}",
         f'TLS_CFG="{tls_cfg(tmp_path, pki, "b.example.net")}"',
-        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"',
+        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
         f'INTERNAL="sip:127.0.0.1:{phone.port}"'])
     client = SipEndpoint(lambda *a: None)   # provider A's edge: TLS with a.example.net's cert
     await client.listen("tls", "127.0.0.1", 0, client_ssl=pki.client_ctx("a.example.net"))

@@ -1,5 +1,6 @@
 """The SIP 302 redirect interface (DESIGN §11): a real `vipr proxy`, our SIP core as the UA
-that follows the redirect (SIPp cannot send to a Contact learned at run time)."""
+that reads the 302 field by field (Contacts, q values, the escaped ticket). SIPp following the
+redirect through Kamailio edges: tests/deploy/test_redirect_sipp.py."""
 
 from __future__ import annotations
 
