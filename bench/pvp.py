@@ -16,7 +16,11 @@ In one process and one event loop, over loopback TCP, interleaved in rounds:
          (`PvpClient.validate_at` + the learn step).
 
 Both with 4 in flight (a server's throughput, not one client's latency); rates are medians
-over rounds, ratio = median of per-round full / bare.
+over rounds, ratio = median of per-round full / bare, where a round runs bare, full, bare
+and takes the mean of its two bare rates (a machine whose load drifts during the round
+shifts both sides alike). `full` starts each phase from 4 kept channels, made untimed (the
+steady state of a provider validating against the same peer again); the offload flag is
+set before the channels are made (a kept channel keeps the mode it was made in).
 CPU time per operation (process time, all threads) is also reported: it moves much less with
 the machine's load than the rates. Both use the same crypto backends (gmpy2
 or not; record-layer AES from `cryptography` via vipr.pvp.aes).
@@ -319,8 +323,11 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 c1 = time.process_time()
                 full.offload(False)
                 f = await full.rate(per, CONCURRENCY)
-                cpu_bare.append((c1 - c0) * 1000 / (per // CONCURRENCY * CONCURRENCY))
                 cpu_full.append(full.cpu_ms)  # the timed part only, not the warm-up
+                c2 = time.process_time()
+                b2 = await bare_rate(per, CONCURRENCY)  # bare, full, bare: a drift cancels
+                c3 = time.process_time()
+                cpu_bare.append((c1 - c0 + c3 - c2) * 500 / (per // CONCURRENCY * CONCURRENCY))
                 full.offload(True)
                 fo = await full.rate(per, CONCURRENCY)
                 full.offload(False)
@@ -330,6 +337,7 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 full.resume = False
                 first.append(await full.rate(per, CONCURRENCY))
                 full.resume = True
+                b = (b + b2) / 2
                 bare.append(b)
                 fulls.append(f)
                 fulls_off.append(fo)
