@@ -614,7 +614,8 @@ class SrpConnection(asyncio.Protocol):
             await self._run("write", self.tls.writeAsync(bytearray(data)))
         except BaseException:
             self._corked = False
-            self._flush()  # what tlslite sent before failing (an alert) goes out now
+            with contextlib.suppress(ssl.SSLError):
+                self._flush()  # what tlslite sent before failing (an alert) goes out now
             raise
         self._corked = False
 
