@@ -1,5 +1,5 @@
 """End to end: how soon after a PSTN call the learned route is usable, and how many second
-calls go over VIPR.
+calls go over VIPR, against the PSTN-only path.
 
     python bench/e2e.py --quick        # 10 numbers of provider B; prints one JSON line last
 
@@ -9,9 +9,19 @@ phone calls each of N numbers of B once over the PSTN (one after the other, 0.7 
 every call, the time from its end (the 200 to A's BYE) to the route being usable (the number
 appears in A's proxy route cache, polled every 20 ms) is recorded. Round 2: A calls every
 number again; a call went over VIPR when A got wideband audio and video back (the PSTN only
-carries PCMU/PCMA). Reports p50/p90/max of the delay and the VIPR share of round 2 (target
-100 %). The delay includes the random pvp delay (uniform 1–1.5 s: mean 1.25 s), so the
-protocol's own share is the delay minus that.
+carries PCMU/PCMA).
+
+Percentiles of the delay are over all N numbers: a number whose route was never usable within
+30 s counts as a failure, an infinite delay, so a percentile that falls on one is reported as
+`null` (JSON has no infinity) and the table says "never".
+
+Baseline: the PSTN-only path, i.e. the same calls without VIPR. Round 1 is exactly that (no
+route is known yet, so every call goes over the PSTN: narrowband share 100 %, wideband +
+video share 0 %); the JSON reports it under `baseline_pstn_only` (measured shares and call
+set-up times) beside round 2's (`vipr_round2`), and `vipr_share_round2` is the share of calls
+that VIPR turned from narrowband into wideband + video (baseline: 0). The delay includes the
+random pvp delay (uniform 1–1.5 s: mean 1.25 s), so the protocol's own share is the delay
+minus that.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -31,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from vipr.e164 import NumberSet, parse_entry  # noqa: E402
 from vipr.ipc import IpcError  # noqa: E402
 from vipr.testnet.network import TestNetwork  # noqa: E402
+from vipr.testnet.ua import CallResult  # noqa: E402
 from vipr.testnet.workdir import default_providers, make_workdir  # noqa: E402
 
 HOLD = 0.7
@@ -39,6 +51,27 @@ HOLD = 0.7
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def _finite(x: float) -> float | None:
+    """A delay for the JSON: None for a failure (an infinite delay)."""
+    return None if math.isinf(x) else round(x, 3)
+
+
+def _shares(results: list[CallResult]) -> dict[str, object]:
+    """What one round's calls got: narrowband only (the PSTN), or wideband audio + video."""
+    n = len(results) or 1
+    setup = [r.setup_time for r in results if r.ok and r.setup_time is not None]
+    return {
+        "calls": len(results),
+        "answered": sum(r.ok for r in results),
+        "narrowband_share": round(sum(bool(r.ok and r.answer and r.answer.narrowband_only)
+                                      for r in results) / n, 3),
+        "wideband_video_share": round(sum(bool(r.ok and r.answer and r.answer.wideband
+                                               and r.answer.video) for r in results) / n, 3),
+        "setup_p50_s": round(statistics.median(setup), 3) if setup else None,
+        "setup_max_s": round(max(setup), 3) if setup else None,
+    }
 
 
 async def _cached(net: TestNetwork) -> set[str]:
@@ -93,34 +126,45 @@ async def run(count: int, workdir: Path | None = None) -> dict[str, object]:
                     await asyncio.sleep(0.02)
 
             watcher = asyncio.ensure_future(watch())
-            round1_ok = 0
+            round1: list[CallResult] = []
             for n in numbers:
                 r = await phone.call(n, hold=HOLD, timeout=20.0)
                 ended[n] = time.monotonic()
-                round1_ok += r.ok and r.answer is not None and r.answer.narrowband_only
+                round1.append(r)
+            round1_ok = sum(bool(r.ok and r.answer and r.answer.narrowband_only)
+                            for r in round1)
             deadline = time.monotonic() + 30.0
             while len(usable) < len(numbers) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             stop.set()
             await watcher
-            delays = [usable[n] - ended[n] for n in numbers if n in usable]
-            vipr = 0
+            # every number counts: one never usable is a failure, an infinite delay
+            delays = [usable[n] - ended[n] if n in usable else math.inf for n in numbers]
+            round2: list[CallResult] = []
             for n in numbers:
-                r = await phone.call(n, hold=0.2, timeout=20.0)
-                vipr += bool(r.ok and r.answer and r.answer.wideband and r.answer.video)
+                round2.append(await phone.call(n, hold=0.2, timeout=20.0))
             elapsed = time.monotonic() - t0
         finally:
             await net.stop()
+    baseline, vipr = _shares(round1), _shares(round2)
     return {
         "bench": "e2e", "numbers": count, "round1_pstn_ok": round1_ok,
-        "routes_usable": len(delays),
-        "route_usable_p50_s": round(statistics.median(delays), 3) if delays else None,
-        "route_usable_p90_s": round(_pct(delays, 0.9), 3) if delays else None,
-        "route_usable_max_s": round(max(delays), 3) if delays else None,
-        "vipr_share_round2": round(vipr / count, 3),
+        "routes_usable": sum(not math.isinf(d) for d in delays),
+        "routes_never_usable": sum(math.isinf(d) for d in delays),
+        "route_usable_p50_s": _finite(_pct(delays, 0.5)),
+        "route_usable_p90_s": _finite(_pct(delays, 0.9)),
+        "route_usable_max_s": _finite(max(delays)),
+        "baseline": "pstn_only",
+        "baseline_pstn_only": baseline,
+        "vipr_round2": vipr,
+        "vipr_share_round2": vipr["wideband_video_share"],
         "pvp_delay_s": [1.0, 1.5], "network_ready_s": round(ready_s, 1),
         "republish_nudges": int(nudge[1]), "elapsed_s": round(elapsed, 1),
     }
+
+
+def _s(x: object) -> str:
+    return "never" if x is None else f"{x} s"
 
 
 def main() -> None:
@@ -131,11 +175,16 @@ def main() -> None:
     args = ap.parse_args()
     count = args.numbers or (10 if args.quick else 30)
     res = asyncio.run(run(count, args.workdir))
-    print(f"round 1 over the PSTN: {res['round1_pstn_ok']}/{count} narrowband calls")
-    print(f"route usable after the call ended: p50 {res['route_usable_p50_s']} s, "
-          f"p90 {res['route_usable_p90_s']} s, max {res['route_usable_max_s']} s "
-          f"({res['routes_usable']}/{count} learned; pvp delay uniform 1–1.5 s)")
-    print(f"round 2 over VIPR (wideband + video): {res['vipr_share_round2']:.0%}")
+    base, vipr = res["baseline_pstn_only"], res["vipr_round2"]
+    assert isinstance(base, dict) and isinstance(vipr, dict)
+    print(f"{'path':<28} {'calls':>5} {'narrowband':>10} {'wideband+video':>14} {'setup p50':>9}")
+    for name, r in (("baseline: PSTN only (rnd 1)", base), ("VIPR (round 2)", vipr)):
+        print(f"{name:<28} {r['calls']:>5} {r['narrowband_share']:>10.0%}"
+              f" {r['wideband_video_share']:>14.0%} {_s(r['setup_p50_s']):>9}")
+    print(f"route usable after the call ended (all {count} numbers, never = failure): "
+          f"p50 {_s(res['route_usable_p50_s'])}, p90 {_s(res['route_usable_p90_s'])}, "
+          f"max {_s(res['route_usable_max_s'])} ({res['routes_usable']}/{count} learned; "
+          f"pvp delay uniform 1–1.5 s)")
     print(json.dumps(res))
 
 

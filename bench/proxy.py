@@ -9,7 +9,19 @@ is the highest rate with 0 failed calls):
   plain_pg    plain, with the store on PostgreSQL (a throw-away cluster, tests/pg_cluster.py;
               skipped when PostgreSQL is not installed): plain_pg_ratio = plain_pg / plain.
   kamailio    SIPp UAC → Kamailio (Debian package; record_route + t_relay, a plain stateful
-              relay) → SIPp UAS: the baseline. Skipped with a message when not installed.
+              relay) → SIPp UAS: the baseline. Installed by the benchmark when it runs as
+              root and Kamailio is missing (apt-get, as scripts/ensure-debs.sh does); without
+              it the benchmark stops at once with exit status 2, and a baseline that held no
+              rate at all ends it with exit status 1 (after the JSON line).
+
+The ladder (--rates, or the default steps) goes on past its last step, each step 1.25 times
+the one before, until the path fails or --max-rate is passed: a path that held its last step
+is only bounded below, and the JSON says so (`<path>_bound: true`; for Kamailio the ratios
+vipr / kamailio are then upper bounds: `ratio_is_bound: true`).
+Federation steps prove the calls went over federation: on B, the calls admitted with a
+ticket in the step equal the calls offered, and on A no call of the step went to the PSTN
+(`route_pstn_*` and `fallback_*` unchanged); otherwise the step fails.
+A path left out with --paths reports null (rates and ratios), never 0.
 Prints one JSON line last (rates in calls/s; ratios vipr / kamailio).
 
     python bench/proxy.py --quick
@@ -24,6 +36,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -243,6 +256,29 @@ async def ramp(target: int, rates: list[int], hold: float, cwd: Path, label: str
     return best, steps
 
 
+def ladder(rates: list[int], max_rate: int) -> list[int]:
+    """`rates`, then steps of x1.25 (rounded to 50) past the last one, up to `max_rate`."""
+    out = list(rates)
+    while out and out[-1] < max_rate:
+        out.append(min(max_rate, max(out[-1] + 50, round(out[-1] * 1.25 / 50) * 50)))
+    return out
+
+
+def ensure_kamailio() -> str | None:
+    """Kamailio's module directory; as root with apt-get, installs the Debian package first
+    when it is missing (the benchmark's baseline must not silently disappear)."""
+    mpath = kamailio_mpath() if shutil.which("kamailio") else None
+    if mpath is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("kamailio missing: apt-get install -y kamailio", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "kamailio"], env=env, check=False,
+                       stdout=subprocess.DEVNULL)
+        mpath = kamailio_mpath() if shutil.which("kamailio") else None
+    return mpath
+
+
 KAMAILIO_CFG = """#!KAMAILIO
 debug=0
 log_stderror=yes
@@ -280,9 +316,10 @@ def kamailio_mpath() -> str | None:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     hold = 5.0 if args.quick else 30.0
-    rates = args.rates or ([100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1500, 2000]
-                           if args.quick
-                           else [100, 200, 300, 400, 500, 600, 700, 800, 1000, 1500, 2000])
+    rates = ladder(args.rates or ([100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1500,
+                                   2000] if args.quick
+                                  else [100, 200, 300, 400, 500, 600, 700, 800, 1000, 1500,
+                                        2000]), args.max_rate)
     out: dict[str, Any] = {"bench": "proxy", "hold_s": hold, "cpus": os.cpu_count(),
                            "transport": "udp"}
     tmp = Path(tempfile.mkdtemp(prefix="vipr-bench-proxy-"))
@@ -290,7 +327,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         # --- plain routing: internal → pstn gateway
         paths = args.paths
-        out["plain_cps"] = out["federation_cps"] = out["kamailio_cps"] = None
+        for name in ("plain", "plain_pg", "federation", "kamailio"):  # null when left out
+            out[f"{name}_cps"] = None
+        out["plain_pg_ratio"] = None
         uas_port = free_port()
         procs.append(await sipp_uas(uas_port, tmp))
         internal = free_port()
@@ -361,41 +400,42 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             if sock_a.exists():
                 await ipc_call(sock_a, "route_learned", {"number": B_NUMBER}, timeout=30)
 
-        fallbacks = 0
+        totals: dict[str, int] = {"admitted": 0, "federation": 0, "pstn": 0, "fallbacks": 0}
 
-        async def count_fallbacks(res: dict[str, Any]) -> None:
-            nonlocal fallbacks
-            st = await ipc_call(sock_a, "status", {}, timeout=30)
-            total = sum(v for k, v in st["counters"].items() if k.startswith("fallback_"))
-            res["fallbacks"], fallbacks = total - fallbacks, total
-            res["ok"] = res["ok"] and res["fallbacks"] == 0
+        async def over_federation(res: dict[str, Any]) -> None:
+            """The step's calls went over federation: admitted on B with a ticket = calls
+            offered, and none of them to the PSTN on A (no PSTN route, no fallback)."""
+            ca_ = (await ipc_call(sock_a, "status", {}, timeout=30))["counters"]
+            cb_ = (await ipc_call(sock_b, "status", {}, timeout=30))["counters"]
+            now_ = {"admitted": cb_.get("admission_ok", 0),
+                    "federation": sum(v for k, v in ca_.items()
+                                      if k.startswith("route_federation_")),
+                    "pstn": sum(v for k, v in ca_.items() if k.startswith("route_pstn_")),
+                    "fallbacks": sum(v for k, v in ca_.items() if k.startswith("fallback_"))}
+            for k, v in now_.items():
+                res[k] = v - totals[k]
+                totals[k] = v
+            res["ok"] = (res["ok"] and res["admitted"] == res["calls"]
+                         and res["federation"] == res["calls"] and res["pstn"] == 0
+                         and res["fallbacks"] == 0)
 
-        if "federation" not in paths:
-            rates_f: list[int] = []
-        else:
-            rates_f = rates
-        await fresh_route()
-        pa = await start_proxy(cfg_a, tmp / "fa.log")
-        pb = await start_proxy(cfg_b, tmp / "fb.log")
-        procs += [pa, pb]
-        out["federation_cps"], out["federation_steps"] = await ramp(
-            ia, rates_f, hold, tmp, "federation", before=fresh_route, after=count_fallbacks,
-            procs=[pa, pb])
-        st_b = await ipc_call(sock_b, "status", {}, timeout=30)
-        out["federation_admitted"] = st_b["counters"].get("admission_ok", 0)
-        out["federation_fallbacks"] = fallbacks
-        await stop(pa)
-        await stop(pb)
+        if "federation" in paths:
+            await fresh_route()
+            pa = await start_proxy(cfg_a, tmp / "fa.log")
+            pb = await start_proxy(cfg_b, tmp / "fb.log")
+            procs += [pa, pb]
+            out["federation_cps"], out["federation_steps"] = await ramp(
+                ia, rates, hold, tmp, "federation", before=fresh_route, after=over_federation,
+                procs=[pa, pb])
+            out["federation_admitted"] = totals["admitted"]
+            out["federation_pstn"] = totals["pstn"]
+            out["federation_fallbacks"] = totals["fallbacks"]
+            await stop(pa)
+            await stop(pb)
 
-        # --- Kamailio baseline
-        mpath = kamailio_mpath() if shutil.which("kamailio") else None
-        if "kamailio" not in paths:
-            pass
-        elif mpath is None:
-            print("kamailio not installed (apt-get install -y kamailio): baseline skipped",
-                  file=sys.stderr)
-            out["kamailio_cps"] = None
-        else:
+        # --- Kamailio baseline (main() has made sure it is installed)
+        mpath = kamailio_mpath()
+        if "kamailio" in paths and mpath is not None:
             kport, uas3 = free_port(), free_port()
             procs.append(await sipp_uas(uas3, tmp))
             kcfg = tmp / "kamailio.cfg"
@@ -411,10 +451,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError("kamailio: " + (tmp / "kamailio.log").read_text()[-2000:])
             out["kamailio_cps"], out["kamailio_steps"] = await ramp(kport, rates, hold, tmp,
                                                                     "kamailio")
+        for name in ("plain", "plain_pg", "federation", "kamailio"):
+            v = out.get(f"{name}_cps")
+            if isinstance(v, int):   # held the ladder's last step: a lower bound only
+                out[f"{name}_bound"] = v >= rates[-1]
         k = out.get("kamailio_cps")
         for name in ("plain", "federation"):
             v = out.get(f"{name}_cps")
             out[f"{name}_ratio"] = round(v / k, 3) if k and v is not None else None
+        # Kamailio held every step: its figure is a lower bound, so the ratios are upper ones
+        out["ratio_is_bound"] = bool(out.get("kamailio_bound"))
         out["rate_ceiling"] = rates[-1]
     finally:
         for proc in procs:
@@ -441,6 +487,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="5 s per rate step instead of 30 s")
     ap.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=None,
                     help="comma-separated call rates to step through")
+    ap.add_argument("--max-rate", type=int, default=10000,
+                    help="the ladder goes on past its last step up to this rate (calls/s)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     ap.add_argument("--paths", type=lambda s: s.split(","),
                     default=["plain", "plain_pg", "federation", "kamailio"],
@@ -455,11 +503,19 @@ def main() -> None:
     if shutil.which("sipp") is None:
         print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
         sys.exit(2)
+    if "kamailio" in args.paths and ensure_kamailio() is None:
+        print("kamailio not installed and not installable here (run as root, or apt-get "
+              "install -y kamailio): no baseline, no benchmark", file=sys.stderr)
+        sys.exit(2)
     res = asyncio.run(bench(args))
+    keep = ("rate", "ok", "failed", "seconds", "cpu_ms_per_call", "admitted", "federation",
+            "pstn", "fallbacks")
     for k in [k for k in res if k.endswith("_steps")]:
-        res[k] = [{"rate": s["rate"], "ok": s["ok"], "failed": s["failed"],
-                   "cpu_ms_per_call": s.get("cpu_ms_per_call")} for s in res[k]]
+        res[k] = [{f: s[f] for f in keep if f in s} for s in res[k]]
     print(json.dumps(res))
+    if "kamailio" in args.paths and not res.get("kamailio_cps"):
+        print("kamailio baseline held no rate: the ratios are meaningless", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

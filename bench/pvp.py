@@ -16,7 +16,11 @@ In one process and one event loop, over loopback TCP, interleaved in rounds:
          (`PvpClient.validate_at` + the learn step).
 
 Both with 4 in flight (a server's throughput, not one client's latency); rates are medians
-over rounds, ratio = median of per-round full / bare.
+over rounds, ratio = median of per-round full / bare, where a round runs bare, full, bare
+and takes the mean of its two bare rates (a machine whose load drifts during the round
+shifts both sides alike). `full` starts each phase from 4 kept channels, made untimed (the
+steady state of a provider validating against the same peer again); the offload flag is
+set before the channels are made (a kept channel keeps the mode it was made in).
 CPU time per operation (process time, all threads) is also reported: it moves much less with
 the machine's load than the rates. Both use the same crypto backends (gmpy2
 or not; record-layer AES from `cryptography` via vipr.pvp.aes).
@@ -199,6 +203,7 @@ class Full:
         self.size = size
         self.next = 0
         self.resume = True  # False: every validation is a first contact (full outer handshake)
+        self.cpu_ms = 0.0  # process time per validation in the last `rate`, all threads
 
     async def __aenter__(self) -> Full:
         self._a = provider(self.base, "a", "a" * 32, proxy=False)
@@ -239,10 +244,13 @@ class Full:
                     setattr(st, name, _noop)
 
     def offload(self, on: bool) -> None:
-        """Big-number steps in worker threads: the pool `vipr pvp` uses (WORKERS threads)."""
+        """Big-number steps in worker threads: the pool `vipr pvp` uses (WORKERS threads).
+        A connection takes the flag when it is made, so the kept outer channels are closed:
+        a channel made in the other mode would otherwise carry it into this measurement."""
         for side in (self.a.client, self.b.server):
             side.offload = on
             side.executor = self.executor
+        self.a.client.drop_idle()
 
     async def one(self) -> None:
         v = self.vcrs[self.next % self.size]
@@ -261,9 +269,18 @@ class Full:
             for _ in range(k):
                 await self.one()
 
-        t0 = time.perf_counter()
+        if self.resume:
+            # Steady state, as a provider validating against the same peer again and again:
+            # `conc` kept channels, made untimed. Without this a phase of 20 validations made
+            # its 4 channels (resumed outer handshakes) inside the timing, and how many it had
+            # to make depended on what the phase before had left (first contact: none kept).
+            # First contacts are measured on their own (`resume = False`).
+            await asyncio.gather(*(self.one() for _ in range(conc)))
+        c0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(worker(n // conc) for _ in range(conc)))
-        return n // conc * conc / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        self.cpu_ms = (time.process_time() - c0) * 1000 / (n // conc * conc)
+        return n // conc * conc / elapsed
 
     async def stall(self, concurrent: int) -> float:
         """Longest event-loop stall (ms) seen by a 1 ms ticker during `concurrent` validations."""
@@ -293,6 +310,7 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
     try:
         async with Full(base, 400) as full:
             full.b.server.limiter.limit = 10**9
+            full.offload(False)  # the harness makes both sides with offload on
             await full.rate(3, 1)  # warm-up (imports, first ticket key)
             await bare_rate(3, 1)
             tune_gc()  # as `vipr pvp` does once started (both sides, bare and full alike)
@@ -305,9 +323,11 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 c1 = time.process_time()
                 full.offload(False)
                 f = await full.rate(per, CONCURRENCY)
+                cpu_full.append(full.cpu_ms)  # the timed part only, not the warm-up
                 c2 = time.process_time()
-                cpu_bare.append((c1 - c0) * 1000 / (per // CONCURRENCY * CONCURRENCY))
-                cpu_full.append((c2 - c1) * 1000 / (per // CONCURRENCY * CONCURRENCY))
+                b2 = await bare_rate(per, CONCURRENCY)  # bare, full, bare: a drift cancels
+                c3 = time.process_time()
+                cpu_bare.append((c1 - c0 + c3 - c2) * 500 / (per // CONCURRENCY * CONCURRENCY))
                 full.offload(True)
                 fo = await full.rate(per, CONCURRENCY)
                 full.offload(False)
@@ -317,6 +337,7 @@ async def measure(quick: bool, stall: bool) -> dict[str, Any]:
                 full.resume = False
                 first.append(await full.rate(per, CONCURRENCY))
                 full.resume = True
+                b = (b + b2) / 2
                 bare.append(b)
                 fulls.append(f)
                 fulls_off.append(fo)

@@ -349,3 +349,36 @@ async def test_idle_channel_closed_by_the_server_is_replaced(base: Path) -> None
         assert isinstance(await a.client.validate_at(host, port, RIGHT, NODE_B), ValInfo)
         await b.server.wait_logged(2)
         assert [r.outcome for r in await b.store.list_validations()] == ["ok", "ok"]
+
+
+async def test_valinfo_leaves_with_the_close_notify_in_one_write(base: Path) -> None:
+    """The server holds its valinfo record for the close_notify that ends the SRP session:
+    one outer TLS record and one TCP write, so the client reads both on one wake-up."""
+    async with provider(base, "a", NODE_A) as a, provider(base, "b", NODE_B) as b:
+        await b.store.add_vcr(vcr("terminating"))
+        writes: list[int] = []
+        marks: list[int] = []
+        orig_accepted, orig_exchange = b.server.accepted, b.server._exchange
+
+        def accepted(conn: Any) -> Any:
+            raw = conn._send_raw
+
+            def send_raw(out: bytes) -> None:
+                if out:
+                    writes.append(len(out))
+                raw(out)
+
+            conn._send_raw = send_raw
+            return orig_accepted(conn)
+
+        async def exchange(*args: Any) -> bool:
+            marks.append(len(writes))  # after the SRP handshake, before the validate
+            return await orig_exchange(*args)
+
+        b.server.accepted = accepted  # type: ignore[method-assign]
+        b.server._exchange = exchange  # type: ignore[method-assign,assignment]
+        host, port = b.server.address
+        assert isinstance(await a.client.validate_at(host, port, RIGHT, NODE_B), ValInfo)
+        # validate_at returns once the client has read the server's close_notify
+        assert len(marks) == 1
+        assert len(writes) - marks[0] == 1

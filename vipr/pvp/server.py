@@ -447,8 +447,9 @@ class PvpServer:
             self._key, self._key_at = key, now
         return self._key
 
-    async def _send(self, conn: SrpConnection, msg: ErrorMsg | ValInfo) -> None:
-        await conn.write(encode_message(msg))
+    async def _send(self, conn: SrpConnection, msg: ErrorMsg | ValInfo, *,
+                    more: bool = False) -> None:
+        await conn.write(encode_message(msg), more=more)
 
     async def _exchange(self, conn: SrpConnection, login: Login, vcr: Vcr, peer: str,
                         ident: PeerIdentity | None) -> bool:
@@ -488,7 +489,10 @@ class PvpServer:
         key = await self._ticket_key(now)
         lifetime = self.cfg.tickets.lifetime
         ticket = mint_ticket(key, number, msg.domain, now, lifetime)
-        await self._send(conn, ValInfo(number, self.routes, ticket, int(now) + int(lifetime)))
+        # held for the close_notify that ends this SRP session (`_serve`: next_inner or
+        # close), so the client reads both on one wake-up
+        await self._send(conn, ValInfo(number, self.routes, ticket, int(now) + int(lifetime)),
+                         more=True)
         await self._log("ok", f"ticket for {_esc(msg.domain)} (epoch {key.epoch}){who}",
                         number=number, vcr=vcr, peer=peer)
 

@@ -18,6 +18,7 @@ The server needs the SRP login before it can pick a verifier, and the store look
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ssl
 import threading
@@ -302,6 +303,7 @@ class SrpConnection(asyncio.Protocol):
         self.identity: PeerIdentity | None = None  # the peer's, once the outer TLS is up
         self._outer_error = ""
         self._received = 0  # data_received calls
+        self._corked = False  # `write(more=True)`: output held for the next flush
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -397,6 +399,8 @@ class SrpConnection(asyncio.Protocol):
             self.transport.write(out)
 
     def _flush(self) -> None:
+        if self._corked:
+            return
         out = self.bio.take_output()
         if self.outer is not None and out:
             out = self.outer.wrap(out)
@@ -599,9 +603,21 @@ class SrpConnection(asyncio.Protocol):
         r = await self._run("read", self.tls.readAsync(max=max_bytes))
         return bytes(r) if r is not None else b""
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, *, more: bool = False) -> None:
+        """Application data. `more`: the record waits for whatever this connection sends
+        next (`next_inner`'s close_notify, `close`, `abort`), so that both leave in one outer
+        TLS record and one TCP segment, and the peer reads both on one wake-up: the server's
+        valinfo and its close_notify (docs/benchmarks.md ## PVP, issue 18)."""
         assert self.tls is not None
-        await self._run("write", self.tls.writeAsync(bytearray(data)))
+        self._corked = more
+        try:
+            await self._run("write", self.tls.writeAsync(bytearray(data)))
+        except BaseException:
+            self._corked = False
+            with contextlib.suppress(ssl.SSLError):
+                self._flush()  # what tlslite sent before failing (an alert) goes out now
+            raise
+        self._corked = False
 
     async def next_inner(self, *, server: bool) -> bool:
         """Profile v2 channel reuse (DESIGN §5): end the finished SRP session and ready this
@@ -664,6 +680,8 @@ class SrpConnection(asyncio.Protocol):
         wait for the peer's). Best effort: a failure to send it still closes. After a fatal
         alert tlslite has shut the session down and no close_notify follows it."""
         try:
+            with contextlib.suppress(ssl.SSLError):
+                self._flush()  # a record held by `write(more=True)` goes before the close
             if (notify and self.tls is not None and not self.tls.closed
                     and self.tls.session is not None and not self.lost):
                 await self._run("close", self.tls.closeAsync())
@@ -687,6 +705,9 @@ class SrpConnection(asyncio.Protocol):
     def abort(self) -> None:
         self._cancel_timers()
         if self.transport is not None:
+            if not self.transport.is_closing() and self.bio.outbuf:
+                with contextlib.suppress(ssl.SSLError):
+                    self._flush()  # a record held by `write(more=True)`
             self.transport.close()
 
 
