@@ -52,6 +52,8 @@ class Purpose(Enum):
     BOOTSTRAP = auto()
     ATTACH_FALLBACK = auto()
     ATTACH_BACK = auto()
+    REPLICA = auto()  # a replica or hand-off Store (core/storage_protocol.py)
+    CLIENT = auto()  # a request of the node's user (the VIPR usage, tools, the simulator)
 
 
 class TimerKind(Enum):
@@ -60,6 +62,7 @@ class TimerKind(Enum):
     ATTACH_FALLBACK = auto()  # the answerer's link did not come: connect ourselves
     JOIN_WAIT_UPDATE = auto()  # the admitting peer's Update did not come
     JOIN_DEADLINE = auto()  # the whole join
+    REPLICATION = auto()  # the replication hold-down ended (core/storage_protocol.py)
 
 
 class JoinPhase(Enum):
@@ -81,7 +84,7 @@ class SendRequest:
 
     token: int
     dests: tuple[Destination, ...]
-    body: m.Body
+    body: m.OutgoingBody  # WithCertificates: extra certificates for the security block
     timeout: float | None
     purpose: Purpose
 
@@ -233,6 +236,16 @@ class ChordProtocol:
 
     def owns(self, key: int) -> bool:
         return self.joined and self.topo.responsible(key)
+
+    # the ring as the storage sees it (core/storage_protocol.py `RingView`)
+    def is_responsible(self, resource_id: bytes) -> bool:
+        return self.owns(to_int(resource_id[:16]))
+
+    def successors(self) -> list[bytes]:
+        return [to_id(p) for p in self.topo.successors()]
+
+    def predecessors(self) -> list[bytes]:
+        return [to_id(p) for p in self.topo.predecessors()]
 
     def _changed(self, ch: TableChange, now: float) -> list[Action]:
         if ch.added or ch.removed:

@@ -1,0 +1,148 @@
+"""Storage and replication through the sans-I/O cores (issue 17): `StorageProtocol`s in memory,
+then the simulator running `ChordProtocol` + `StorageProtocol` per node (store, kill the
+responsible peer, fetch from the replica, re-replication to a new third holder)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from reload_pki import Pki
+
+from vipr.reload.core.chord_protocol import Purpose, SendRequest, SetTimer, TimerKind
+from vipr.reload.core.storage import DataStore
+from vipr.reload.core.storage_protocol import StorageProtocol
+from vipr.reload.overlay_config import vipr_kind
+from vipr.reload.wire import bodies as m
+from vipr.reload.wire.forwarding import NodeDestination
+from vipr.reload.wire.security import NodeCredentials, cert_from_der_cached, sign_stored_data
+from vipr.reload.wire.storage_bodies import (
+    DictionarySpecifier,
+    FetchAns,
+    FetchReq,
+    StoreAns,
+    StoredDataSpecifier,
+    StoreKindData,
+    StoreReq,
+)
+from vipr.reload.wire.vipr_kind import KIND_VIPR, claim_entry
+
+WALL = time.time()
+
+
+def signed_store(creds: NodeCredentials, res: bytes, t_ms: int) -> m.WithCertificates:
+    entry = claim_entry(creds.node_id, "00000000000000a1", creds.node_id)
+    sd = sign_stored_data(creds, res, KIND_VIPR, t_ms, 3600, entry)
+    return m.WithCertificates(StoreReq(res, 0, (StoreKindData(KIND_VIPR, 0, (sd,)),)),
+                              (creds.der,))
+
+
+def fetch(res: bytes) -> FetchReq:
+    return FetchReq(res, (StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier()),))
+
+
+def claims(body: object) -> int:
+    if isinstance(body, m.WithCertificates):
+        body = body.body
+    assert isinstance(body, FetchAns), body
+    return sum(len(kr.values) for kr in body.kind_responses if kr.kind == KIND_VIPR)
+
+
+@dataclass
+class StaticRing:
+    """A `RingView` of a fixed sorted ring of Node-IDs."""
+
+    node_id: bytes
+    ring: list[bytes]
+    joined: bool = True
+    _i: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._i = self.ring.index(self.node_id)
+
+    def is_responsible(self, resource_id: bytes) -> bool:
+        owner = next((n for n in self.ring if n >= resource_id[:16]), self.ring[0])
+        return owner == self.node_id
+
+    def successors(self) -> list[bytes]:
+        n = len(self.ring)
+        return [self.ring[(self._i + k) % n] for k in range(1, min(4, n))]
+
+    def predecessors(self) -> list[bytes]:
+        n = len(self.ring)
+        return [self.ring[(self._i - k) % n] for k in range(1, min(4, n))]
+
+
+def cores(pki: Pki, ids: list[bytes], hold_down: float = 5.0) -> dict[bytes, StorageProtocol]:
+    ring = sorted(ids)
+    return {n: StorageProtocol(DataStore([vipr_kind()], pki.trust()), StaticRing(n, ring),
+                               hold_down) for n in ring}
+
+
+def deliver(core: StorageProtocol, a: SendRequest) -> tuple[m.OutgoingBody, list[object]]:
+    """Carry one Store from one core to another (the certificates travel as on the wire)."""
+    body = a.body
+    assert isinstance(body, m.WithCertificates)
+    certs = [cert_from_der_cached(c) for c in body.certificates]
+    ans, acts = core.on_request(body.body, signer=None, certs=certs, via=0, now=0.0, wall=WALL)
+    return ans, list(acts)
+
+
+def test_original_store_replicates_to_two_successors(pki: Pki) -> None:
+    ids = [bytes([b]) * 16 for b in (0x10, 0x50, 0x90, 0xD0)]
+    cs = cores(pki, ids)
+    res = bytes([0x40]) * 16  # owned by 0x50..
+    owner = cs[ids[1]]
+    req = signed_store(pki.node_a, res, 1_700_000_000_000)
+    ans, acts = owner.on_request(req.body, signer=None,
+                                 certs=[pki.node_a.cert], via=1, now=0.0, wall=WALL)
+    assert isinstance(ans, StoreAns)
+    sends = [a for a in acts if isinstance(a, SendRequest)]
+    assert [(a.dests, a.purpose) for a in sends] == [
+        ((NodeDestination(ids[2]),), Purpose.REPLICA),
+        ((NodeDestination(ids[3]),), Purpose.REPLICA)]
+    for a, target in zip(sends, ids[2:], strict=True):
+        body = a.body
+        assert isinstance(body, m.WithCertificates) and isinstance(body.body, StoreReq)
+        stored, _ = deliver(cs[target], a)
+        assert isinstance(stored, StoreAns)
+        assert owner.on_answer(a.token, target, stored, 0.1) == []
+        fetched, _ = cs[target].on_request(fetch(res), signer=None, certs=[], via=0, now=0.2,
+                                           wall=WALL)
+        assert claims(fetched) == 1
+    assert body.body.replica_number == 2
+    assert owner.replicas_sent == 2
+
+
+def test_failed_replica_store_is_retried_after_the_hold_down(pki: Pki) -> None:
+    ids = [bytes([b]) * 16 for b in (0x10, 0x50, 0x90)]
+    cs = cores(pki, ids, hold_down=5.0)
+    res = bytes([0x40]) * 16
+    owner = cs[ids[1]]
+    _, acts = owner.on_request(signed_store(pki.node_a, res, 1_700_000_000_000).body,
+                               signer=None, certs=[pki.node_a.cert], via=1, now=0.0, wall=WALL)
+    first = next(a for a in acts if isinstance(a, SendRequest))
+    [timer] = owner.on_request_failed(first.token, m.ErrorCode.REQUEST_TIMEOUT, "no answer", 1.0)
+    assert isinstance(timer, SetTimer)
+    assert (timer.kind, timer.at) == (TimerKind.REPLICATION, 6.0)  # 1.0 + the hold-down
+    assert owner.replica_failures == 1
+    assert owner.on_timer(timer.key - 1, 6.0, WALL) == []  # a stale timer does nothing
+    again = owner.on_timer(timer.key, 6.0, WALL)
+    # the planner forgets what it sent for the resource: both successors get it again
+    assert [a.dests for a in again if isinstance(a, SendRequest)] == [
+        (NodeDestination(ids[2]),), (NodeDestination(ids[0]),)]
+    assert owner.on_timer(timer.key, 7.0, WALL) == []  # nothing pending any more
+
+
+def test_topology_change_hands_off_to_a_joining_owner(pki: Pki) -> None:
+    a_id, b_id, new = bytes([0x10]) * 16, bytes([0x90]) * 16, bytes([0x60]) * 16
+    cs = cores(pki, [a_id, b_id])
+    res = bytes([0x40]) * 16
+    owner = cs[b_id]  # (0x10, 0x90] before the join
+    owner.on_request(signed_store(pki.node_a, res, 1_700_000_000_000).body, signer=None,
+                     certs=[pki.node_a.cert], via=1, now=0.0, wall=WALL)
+    owner.view = StaticRing(b_id, sorted([a_id, b_id, new]))
+    acts = owner.topology_changed(1.0, WALL)
+    sends = [a for a in acts if isinstance(a, SendRequest)]
+    assert [a.dests for a in sends] == [(NodeDestination(new),)]  # §10.7.3 hand-off at once
+    assert any(isinstance(a, SetTimer) and a.at == 6.0 for a in acts)
