@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from reload_pki import Pki
 
 from vipr.reload.core.chord_protocol import Purpose, SendRequest, SetTimer, TimerKind
+from vipr.reload.core.node_api import ChordTimers
 from vipr.reload.core.storage import DataStore
 from vipr.reload.core.storage_protocol import StorageProtocol
+from vipr.reload.core.topology import to_int
 from vipr.reload.overlay_config import vipr_kind
+from vipr.reload.sim.network import Simulation
 from vipr.reload.wire import bodies as m
 from vipr.reload.wire.forwarding import NodeDestination
 from vipr.reload.wire.security import NodeCredentials, cert_from_der_cached, sign_stored_data
@@ -25,8 +28,10 @@ from vipr.reload.wire.storage_bodies import (
     StoreKindData,
     StoreReq,
 )
-from vipr.reload.wire.vipr_kind import KIND_VIPR, claim_entry
+from vipr.reload.wire.vipr_kind import KIND_VIPR, claim_entry, resource_ids
 
+NUMBER = "+14085550123"
+TIMERS = ChordTimers(update_interval=30.0, ping_interval=120.0)
 WALL = time.time()
 
 
@@ -146,3 +151,36 @@ def test_topology_change_hands_off_to_a_joining_owner(pki: Pki) -> None:
     sends = [a for a in acts if isinstance(a, SendRequest)]
     assert [a.dests for a in sends] == [(NodeDestination(new),)]  # §10.7.3 hand-off at once
     assert any(isinstance(a, SetTimer) and a.at == 6.0 for a in acts)
+
+
+def test_sim_fetches_from_the_replica_after_the_owner_dies(pki: Pki) -> None:
+    sim = Simulation(timers=TIMERS, seed=5, wall0=WALL, hold_down=5.0,
+                     data_store=lambda _n: DataStore([vipr_kind()], pki.trust()))
+    for _ in range(16):
+        sim.add_node()
+        sim.run(sim.now + 0.3)
+    sim.run(sim.now + 10.0)
+    assert sim.ring_correct() == 1.0
+    res = resource_ids(NUMBER)[0]
+    alive = sim.alive_ids()
+    stored = sim.request(alive[0], res, signed_store(pki.node_a, res, 1_700_000_000_000))
+    sim.run(sim.now + 2.0)
+    assert isinstance(stored.body, StoreAns), stored.error
+    ring = sorted(to_int(x) for x in alive)
+    owner = sim.owner(to_int(res), ring).to_bytes(16, "big")
+    holders = {n for n, node in sim.nodes.items()
+               if node.storage is not None and res in node.storage.store.resources()}
+    assert owner in holders and len(holders) == 3  # §10.4: the owner and two successors
+    assert stored.signer == owner
+
+    sim.kill(owner)
+    sim.run(sim.now + 30.0)  # failure detected, ring repaired, hold-down over
+    src = next(x for x in sim.alive_ids() if x not in holders)
+    got = sim.request(src, res, fetch(res))
+    sim.run(sim.now + 2.0)
+    assert got.body is not None, got.error
+    assert claims(got.body) == 1
+    assert got.signer in holders  # answered by the former first replica, now the owner
+    holders_after = {n for n, node in sim.nodes.items() if node.alive and node.storage
+                     is not None and res in node.storage.store.resources()}
+    assert len(holders_after) == 3  # re-replicated to the new second successor
