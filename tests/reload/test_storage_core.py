@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from cryptography import x509
 from reload_pki import Pki
 
 from vipr.reload.core.chord_protocol import Purpose, SendRequest, SetTimer, TimerKind
@@ -14,6 +15,7 @@ from vipr.reload.core.node_api import ChordTimers
 from vipr.reload.core.storage import DataStore
 from vipr.reload.core.storage_protocol import StorageProtocol
 from vipr.reload.core.topology import to_int
+from vipr.reload.core.vipr_usage import ClaimStores, UsageRequest, ViprLookup
 from vipr.reload.overlay_config import vipr_kind
 from vipr.reload.sim.network import Simulation
 from vipr.reload.wire import bodies as m
@@ -23,6 +25,7 @@ from vipr.reload.wire.storage_bodies import (
     DictionarySpecifier,
     FetchAns,
     FetchReq,
+    StatReq,
     StoreAns,
     StoredDataSpecifier,
     StoreKindData,
@@ -184,3 +187,119 @@ def test_sim_fetches_from_the_replica_after_the_owner_dies(pki: Pki) -> None:
     holders_after = {n for n, node in sim.nodes.items() if node.alive and node.storage
                      is not None and res in node.storage.store.resources()}
     assert len(holders_after) == 3  # re-replicated to the new second successor
+
+
+# --- the VIPR usage through the core (core/vipr_usage.py) --------------------------------------
+
+def answer_from(store: DataStore, r: UsageRequest) -> tuple[m.Body, list[x509.Certificate]]:
+    """What the responsible peer of `r` answers, from a real `DataStore`."""
+    body = r.body
+    if isinstance(body, FetchReq):
+        ans, der = store.fetch(body, WALL)
+        return ans, [cert_from_der_cached(c) for c in der]
+    assert isinstance(body, StatReq)
+    return store.stat(body, WALL), []
+
+
+def filled_store(pki: Pki, number: str, names: int = 3) -> DataStore:
+    store = DataStore([vipr_kind()], pki.trust())
+    pub = ClaimStores(pki.node_a, "00000000000000a1", 3600, pki.node_a.node_id)
+    for r in pub.publish(number, WALL)[:names]:
+        assert isinstance(r.body, StoreReq)
+        store.store(r.body, [pki.node_a.cert], WALL)
+    return store
+
+
+def test_claim_stores_sign_three_names_with_increasing_times(pki: Pki) -> None:
+    pub = ClaimStores(pki.node_a, "00000000000000a1", 3600, pki.node_a.node_id)
+    reqs = pub.publish(NUMBER, WALL) + pub.withdraw(NUMBER, WALL)
+    assert [r.resource for r in reqs] == list(resource_ids(NUMBER)) * 2
+    times = [sd.storage_time for r in reqs if isinstance(r.body, StoreReq)
+             for kd in r.body.kind_data for sd in kd.values]
+    assert times == sorted(set(times)) and len(times) == 6  # §7.4.1.1 strictly increasing
+
+
+def test_lookup_falls_back_to_copy1n_when_n_fails(pki: Pki) -> None:
+    store = filled_store(pki, NUMBER)
+    look = ViprLookup(NUMBER, pki.trust())
+    [first] = look.start()
+    assert first.resource == resource_ids(NUMBER)[0]
+    [second] = look.on_failed(first.tag, m.ErrorCode.REQUEST_TIMEOUT, "no answer")
+    assert second.resource == resource_ids(NUMBER)[1]
+    assert look.on_answer(second.tag, *answer_from(store, second)) == []
+    assert look.result is not None and look.result.resource == "COPY1N"
+    assert [c.node_id for c in look.result.claims] == [pki.node_a.node_id]
+
+
+def test_lookup_too_large_stats_then_fetches_each_key(pki: Pki) -> None:
+    store = filled_store(pki, NUMBER)
+    look = ViprLookup(NUMBER, pki.trust())
+    [first] = look.start()
+    [stat] = look.on_failed(first.tag, m.ErrorCode.RESPONSE_TOO_LARGE, "too large")
+    assert isinstance(stat.body, StatReq)
+    by_key = look.on_answer(stat.tag, *answer_from(store, stat))
+    assert len(by_key) == 1 and isinstance(by_key[0].body, FetchReq)
+    assert look.on_answer(by_key[0].tag, *answer_from(store, by_key[0])) == []
+    assert look.result is not None and look.result.resource == "N"
+    assert len(look.result.claims) == 1
+
+
+def test_lookup_drops_a_value_signed_for_another_resource(pki: Pki) -> None:
+    store = filled_store(pki, "+14085550199", names=1)  # a claim on another number
+    look = ViprLookup(NUMBER, pki.trust())
+    pending = look.start()
+    while pending:  # every copy answers with the other number's value: none verifies
+        r = pending[0]
+        other = resource_ids("+14085550199")[0]
+        body, certs = answer_from(store, UsageRequest(r.tag, other, fetch(other)))
+        pending = look.on_answer(r.tag, body, certs)
+    assert look.result is not None and look.result.claims == []
+    assert any("badly signed" in n for n in look.notes)
+
+
+def sim_lookup(sim: Simulation, src: bytes, look: ViprLookup) -> None:
+    """Carry a `ViprLookup` over the simulator (what aio/vipr_usage.py does over TLS)."""
+    pending = look.start()
+    while pending:
+        replies = [(r, sim.request(src, r.resource, r.body)) for r in pending]
+        sim.run(sim.now + 20.0)
+        pending = []
+        for r, rep in replies:
+            if rep.body is None:
+                code, info = rep.error or (m.ErrorCode.REQUEST_TIMEOUT, "")
+                pending += look.on_failed(r.tag, code, info)
+                continue
+            body, certs = rep.body, []
+            if isinstance(body, m.WithCertificates):
+                certs = [cert_from_der_cached(c) for c in body.certificates]
+                body = body.body
+            pending += look.on_answer(r.tag, body, certs, sim.wall)
+
+
+def test_sim_lookup_falls_back_when_every_holder_of_n_dies(pki: Pki) -> None:
+    """Publish through `ClaimStores`, kill the owner of N and both its replicas at once: the
+    lookup through `ViprLookup` finds the claim under COPY1N (DESIGN §4)."""
+    sim = Simulation(timers=TIMERS, seed=9, wall0=WALL, hold_down=5.0,
+                     data_store=lambda _n: DataStore([vipr_kind()], pki.trust()))
+    for _ in range(16):
+        sim.add_node()
+        sim.run(sim.now + 0.3)
+    sim.run(sim.now + 10.0)
+    src = sim.alive_ids()[0]
+    pub = ClaimStores(pki.node_a, "00000000000000a1", 3600, pki.node_a.node_id)
+    stores = [sim.request(src, r.resource, m.WithCertificates(r.body, (pki.node_a.der,)))
+              for r in pub.publish(NUMBER, sim.wall) if isinstance(r.body, StoreReq)]
+    sim.run(sim.now + 5.0)
+    assert all(isinstance(s.body, StoreAns) for s in stores)
+    n_res = resource_ids(NUMBER)[0]
+    holders = [n for n, node in sim.nodes.items()
+               if node.storage is not None and n_res in node.storage.store.resources()]
+    assert len(holders) == 3
+    src = next(x for x in sim.alive_ids() if x not in holders)
+    for h in holders:
+        sim.kill(h)
+    look = ViprLookup(NUMBER, pki.trust())
+    sim_lookup(sim, src, look)
+    assert look.result is not None
+    assert look.result.resource == "COPY1N"
+    assert [c.node_id for c in look.result.claims] == [pki.node_a.node_id]
