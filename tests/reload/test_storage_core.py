@@ -226,7 +226,7 @@ def test_lookup_falls_back_to_copy1n_when_n_fails(pki: Pki) -> None:
     assert first.resource == resource_ids(NUMBER)[0]
     [second] = look.on_failed(first.tag, m.ErrorCode.REQUEST_TIMEOUT, "no answer")
     assert second.resource == resource_ids(NUMBER)[1]
-    assert look.on_answer(second.tag, *answer_from(store, second)) == []
+    assert look.on_answer(second.tag, *answer_from(store, second), WALL) == []
     assert look.result is not None and look.result.resource == "COPY1N"
     assert [c.node_id for c in look.result.claims] == [pki.node_a.node_id]
 
@@ -237,9 +237,9 @@ def test_lookup_too_large_stats_then_fetches_each_key(pki: Pki) -> None:
     [first] = look.start()
     [stat] = look.on_failed(first.tag, m.ErrorCode.RESPONSE_TOO_LARGE, "too large")
     assert isinstance(stat.body, StatReq)
-    by_key = look.on_answer(stat.tag, *answer_from(store, stat))
+    by_key = look.on_answer(stat.tag, *answer_from(store, stat), WALL)
     assert len(by_key) == 1 and isinstance(by_key[0].body, FetchReq)
-    assert look.on_answer(by_key[0].tag, *answer_from(store, by_key[0])) == []
+    assert look.on_answer(by_key[0].tag, *answer_from(store, by_key[0]), WALL) == []
     assert look.result is not None and look.result.resource == "N"
     assert len(look.result.claims) == 1
 
@@ -252,7 +252,7 @@ def test_lookup_drops_a_value_signed_for_another_resource(pki: Pki) -> None:
         r = pending[0]
         other = resource_ids("+14085550199")[0]
         body, certs = answer_from(store, UsageRequest(r.tag, other, fetch(other)))
-        pending = look.on_answer(r.tag, body, certs)
+        pending = look.on_answer(r.tag, body, certs, WALL)
     assert look.result is not None and look.result.claims == []
     assert any("badly signed" in n for n in look.notes)
 

@@ -61,7 +61,7 @@ async def lookup(node: UsageNode, number: str, *, timeout: float = 15.0) -> Look
                 code = int(getattr(o, "error_code", ErrorCode.REQUEST_TIMEOUT))
                 nxt += core.on_failed(r.tag, code, repr(o))
             else:
-                nxt += core.on_answer(r.tag, o.body, message_certificates(o.message))
+                nxt += core.on_answer(r.tag, o.body, message_certificates(o.message), time.time())
         pending = nxt
     for note in core.notes:
         log.info("%s", note)

@@ -76,10 +76,11 @@ class LookupResult:
 
 
 def verify_values(body: m.Body, certs: Sequence[x509.Certificate], resource: bytes,
-                  trust: TrustStore, now: float | None = None,
+                  trust: TrustStore, now: float | None,
                   rejected: list[str] | None = None) -> list[StoredData]:
     """The VIPR values of a FetchAns whose signatures check out and whose key names their
-    signer (VIPR-NODE-PREFIX); the reasons for dropped ones go to `rejected`."""
+    signer (VIPR-NODE-PREFIX); the reasons for dropped ones go to `rejected`. `now` (UNIX
+    time) checks certificate validity (None: the wire layer reads the clock)."""
     if not isinstance(body, FetchAns):
         return []
     out = []
@@ -169,8 +170,9 @@ class ViprLookup:
         return self._next_copy("no valid claim")
 
     def on_answer(self, tag: int, body: m.Body, certs: Sequence[x509.Certificate],
-                  wall: float | None = None) -> list[UsageRequest]:
-        """The answer to `tag`, with the certificates of its security block."""
+                  wall: float) -> list[UsageRequest]:
+        """The answer to `tag`, with the certificates of its security block; `wall` (UNIX
+        time) checks the signers' certificate validity."""
         if tag not in self._waiting:
             return []
         self._waiting.discard(tag)
