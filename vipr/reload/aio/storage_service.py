@@ -210,9 +210,14 @@ class StorageService:
                 rx = await node.request(d.resource_id, a.body, timeout=a.timeout)
             else:
                 raise ReloadError(f"replica Store to an unusable destination {d!r}")
-        except Exception as e:  # Error answers, timeouts, closed links: retried on a plan
-            code = getattr(e, "error_code", ErrorCode.REQUEST_TIMEOUT)
+        except (ReloadError, OSError, TimeoutError) as e:  # Error answers, timeouts, closed
+            code = getattr(e, "error_code", ErrorCode.REQUEST_TIMEOUT)  # links: retried later
             self._run(self.core.on_request_failed(a.token, int(code), repr(e),
+                                                  time.monotonic()))
+            return
+        except Exception as e:  # a bug: logged; the Store counts as failed and is retried
+            log.exception("replica store to %r failed", d)
+            self._run(self.core.on_request_failed(a.token, ErrorCode.INVALID_MESSAGE, repr(e),
                                                   time.monotonic()))
             return
         signer = rx.signer.node_id if rx.signer is not None else None

@@ -16,6 +16,7 @@ from typing import Protocol
 from vipr.reload.aio.storage_service import StorageNode
 from vipr.reload.core.vipr_usage import ClaimStores, LookupResult, UsageRequest, ViprLookup
 from vipr.reload.core.vipr_usage import verify_values as _verify_values
+from vipr.reload.errors import ReloadError
 from vipr.reload.wire.bodies import PVP_APPLICATION_ID, ErrorCode
 from vipr.reload.wire.context import Received, ReloadContext
 from vipr.reload.wire.security import TrustStore, message_certificates
@@ -45,7 +46,10 @@ async def _outcome(node: UsageNode, r: UsageRequest,
                    timeout: float) -> Received | Exception:
     try:
         return await node.request(r.resource, r.body, timeout=timeout)
-    except Exception as e:  # ReloadRequestError, timeouts, link failures: the core decides
+    except (ReloadError, OSError, TimeoutError) as e:  # Error answers, timeouts, link failures
+        return e  # the core decides (the next copy, or a failed store)
+    except Exception as e:  # a bug: logged with its traceback, then treated as a failure
+        log.exception("request to %s failed", r.resource.hex())
         return e
 
 
