@@ -1,6 +1,7 @@
 """RELOAD (RFC 6940) with CHORD-RELOAD (§10) for VIPR. Package map (what is pure is marked):
 
-wire/   the wire format, pure (bytes in, objects out; no I/O, clock or randomness source):
+wire/   the wire format, pure (bytes in, objects out; no I/O) with two edges: transaction ids
+        from `os.urandom` (context), the clock when a signature check is given no time:
   codec            `Reader`/`Writer` (bounded), `ReloadDecodeError`, `ReloadEncodeError`.
   forwarding       `ForwardingHeader`, destinations, `overlay_hash`, `resource_id`,
                    `response_destinations` (§6.3.2.1: previous hop + reversed via list).
@@ -25,7 +26,7 @@ core/   the protocol, pure (events, messages, `now` and the wall time in, action
                    (§10.7), Leave (§10.9), repair and finger refresh, the No-ICE Attach
                    exchange (§6.5.1), Probe/Ping/RouteQuery answers, the routing decision.
                    Returns `SendRequest`/`Connect`/`CloseLinks`/`SetTimer`/`TopologyChanged`/
-                   `JoinDone` actions; also the `RingView` the storage reads.
+                   `JoinDone` actions; it is the `RingView` the storage reads.
   storage_protocol `StorageProtocol`: Store/Fetch/Stat/Find answers (§7.4), replica Stores
                    after an original Store (§10.4), hand-offs and re-replication after a
                    topology change (hold-down, §10.7.3), the hand-off before a Leave; returns
