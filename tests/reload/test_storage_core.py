@@ -156,6 +156,23 @@ def test_topology_change_hands_off_to_a_joining_owner(pki: Pki) -> None:
     assert any(isinstance(a, SetTimer) and a.at == 6.0 for a in acts)
 
 
+def test_handoff_before_leave_goes_to_the_successor(pki: Pki) -> None:
+    ids = [bytes([b]) * 16 for b in (0x10, 0x50, 0x90)]
+    cs = cores(pki, ids)
+    mine, other = bytes([0x40]) * 16, bytes([0x80]) * 16  # owned by 0x50 and by 0x90
+    leaver = cs[ids[1]]
+    for res in (mine, other):
+        leaver.store.store(signed_store(pki.node_a, res, 1_700_000_000_000).body,
+                           [pki.node_a.cert], WALL)
+    [send] = leaver.handoff(WALL)  # §10.7.2: only what it is responsible for
+    assert send.dests == (NodeDestination(ids[2]),)
+    body = send.body
+    assert isinstance(body, m.WithCertificates) and isinstance(body.body, StoreReq)
+    assert body.body.resource == mine
+    stored, _ = deliver(cs[ids[2]], send)
+    assert isinstance(stored, StoreAns)
+
+
 def test_sim_fetches_from_the_replica_after_the_owner_dies(pki: Pki) -> None:
     sim = Simulation(timers=TIMERS, seed=5, wall0=WALL, hold_down=5.0,
                      data_store=lambda _n: DataStore([vipr_kind()], pki.trust()))
