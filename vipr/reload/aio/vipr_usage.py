@@ -20,7 +20,7 @@ from vipr.reload.errors import ReloadError
 from vipr.reload.wire.bodies import PVP_APPLICATION_ID, ErrorCode
 from vipr.reload.wire.context import Received, ReloadContext
 from vipr.reload.wire.security import TrustStore, message_certificates
-from vipr.reload.wire.storage_bodies import StoredData
+from vipr.reload.wire.storage_bodies import DictionaryEntry, StoredData, StoreReq
 
 __all__ = ["LookupResult", "PVP_APPLICATION_ID", "ViprPublisher", "lookup", "verified_values"]
 
@@ -88,6 +88,14 @@ class ViprPublisher:
     @property
     def vservice(self) -> str:
         return self.core.vservice
+
+    @property
+    def peer_id(self) -> bytes:
+        return self.core.peer_id
+
+    def _request(self, res: bytes, entry: DictionaryEntry) -> StoreReq:
+        """One signed Store of `entry` at `res` (bench/overlay.py stores single names)."""
+        return self.core.store_request(res, entry, self.clock())
 
     async def publish(self, number: str) -> int:
         """Store the claim under the three names; returns how many stores succeeded."""

@@ -230,12 +230,15 @@ class ClaimStores:
     def _stores(self, number: str, entry: DictionaryEntry, wall: float) -> list[UsageRequest]:
         out = []
         for res in resource_ids(number):
-            sd = sign_stored_data(self.creds, res, KIND_VIPR, self._storage_time(wall),
-                                  self.lifetime, entry)
             self._tag += 1
-            out.append(UsageRequest(self._tag, res,
-                                    StoreReq(res, 0, (StoreKindData(KIND_VIPR, 0, (sd,)),))))
+            out.append(UsageRequest(self._tag, res, self.store_request(res, entry, wall)))
         return out
+
+    def store_request(self, res: bytes, entry: DictionaryEntry, wall: float) -> StoreReq:
+        """One signed original Store of `entry` at `res`."""
+        sd = sign_stored_data(self.creds, res, KIND_VIPR, self._storage_time(wall),
+                              self.lifetime, entry)
+        return StoreReq(res, 0, (StoreKindData(KIND_VIPR, 0, (sd,)),))
 
     def publish(self, number: str, wall: float) -> list[UsageRequest]:
         """Store the claim under `N`, `COPY1N`, `COPY2N`."""
