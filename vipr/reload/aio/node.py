@@ -227,9 +227,9 @@ class ReloadNode:
     async def app_attach(self, peer_id: bytes, application: int, *,
                          timeout: float | None = None) -> HostPort:
         """§6.5.2 AppAttach to `peer_id`; returns the answer's host candidate address."""
-        rnd = self.protocol.rng.getrandbits
-        body = m.AppAttachReqAns(f"{rnd(32):08x}".encode(), f"{rnd(64):016x}".encode(),
-                                 application, b"passive", (self._candidate(),))
+        if self.protocol.candidate is None:
+            raise RuntimeError("node not started")
+        body = self.protocol.app_attach_request(application)
         rx = await self.transport.request((NodeDestination(peer_id),), body, timeout)
         ans = rx.body
         if not isinstance(ans, m.AppAttachReqAns) or not ans.candidates:
@@ -272,11 +272,6 @@ class ReloadNode:
             "hops": dict(sorted(self.hop_counts.items())),
         }
 
-    def _candidate(self) -> m.IceCandidate:
-        host, port = self.address
-        host = self.advertise_host or host  # a wildcard listen address is no candidate
-        return m.IceCandidate(m.IpAddressPort(host, port))  # §6.5.1.1 No-ICE host candidate
-
     # --- requests for this node ---------------------------------------------------------------
 
     async def _handle(self, link: Link | None, rx: Received) -> OutgoingBody | None:
@@ -307,13 +302,7 @@ class ReloadNode:
 
     def _on_app_attach(self, body: m.AppAttachReqAns) -> m.Body:
         addr = self.app_attach_cb(body.application) if self.app_attach_cb else None
-        if addr is None:
-            return m.ErrorResponse.text(m.ErrorCode.NOT_FOUND,
-                                        f"no application {body.application}")
-        rnd = self.protocol.rng.getrandbits
-        return m.AppAttachReqAns(f"{rnd(32):08x}".encode(), f"{rnd(64):016x}".encode(),
-                                 body.application, b"active",
-                                 (m.IceCandidate(m.IpAddressPort(addr[0], addr[1])),))
+        return self.protocol.app_attach_answer(body, addr)
 
     # --- carrying out the protocol's actions --------------------------------------------------
 

@@ -742,6 +742,24 @@ class ChordProtocol:
             for s in succ if s not in pred]
         return reqs
 
+    # --- AppAttach (§6.5.2) ---------------------------------------------------------------
+
+    def app_attach_request(self, application: int) -> m.AppAttachReqAns:
+        """An AppAttach request for `application` carrying our host candidate (No-ICE)."""
+        ufrag, pwd = self._ice()
+        return m.AppAttachReqAns(ufrag, pwd, application, b"passive",
+                                 () if self.candidate is None else (self.candidate,))
+
+    def app_attach_answer(self, req: m.AppAttachReqAns, addr: HostPort | None) -> m.Body:
+        """The answer to an AppAttach: the application's address (`addr`, looked up by the
+        carrier) as our "active" host candidate, or NOT_FOUND."""
+        if addr is None:
+            return m.ErrorResponse.text(m.ErrorCode.NOT_FOUND,
+                                        f"no application {req.application}")
+        ufrag, pwd = self._ice()
+        return m.AppAttachReqAns(ufrag, pwd, req.application, b"active",
+                                 (m.IceCandidate(m.IpAddressPort(addr[0], addr[1])),))
+
     def attach_targets(self, targets: Sequence[bytes]) -> list[Action]:
         """Attach toward each Resource-ID in `targets` (tests, tools)."""
         return [self._attach((ResourceDestination(t),)) for t in targets]
