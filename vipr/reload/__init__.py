@@ -24,7 +24,8 @@ core/   the protocol, pure (events, messages, `now` and the wall time in, action
         randomness injected; no clock, entropy source, socket, store or log):
   chord_protocol   `ChordProtocol`: join (§10.5, §11.4), reactive and periodic Update
                    (§10.7), Leave (§10.9), repair and finger refresh, the No-ICE Attach
-                   exchange (§6.5.1), Probe/Ping/RouteQuery answers, the routing decision.
+                   exchange (§6.5.1), AppAttach requests and answers (§6.5.2), Probe/Ping/
+                   RouteQuery answers, the routing decision.
                    Returns `SendRequest`/`Connect`/`CloseLinks`/`SetTimer`/`TopologyChanged`/
                    `JoinDone` actions; it is the `RingView` the storage reads.
   storage_protocol `StorageProtocol`: Store/Fetch/Stat/Find answers (§7.4), replica Stores
@@ -49,7 +50,7 @@ aio/    the asyncio shell (sockets, TLS, clocks, tasks, logs), carrying out what
                    (§6.2: forwarding, retransmission, answer cache, the
                    Error_Response_Too_Large substitution); routes come from the core.
   node             `ReloadNode`: holds a `ChordProtocol` and a `NodeTransport`, carries out
-                   the protocol's actions (tasks, timers); answers AppAttach (§6.5.2).
+                   the protocol's actions (tasks, timers); looks up AppAttach addresses.
   storage_service  `StorageService`: the carrier of a `StorageProtocol` over a node.
   vipr_usage       `ViprPublisher`, `lookup`: the carriers of `ClaimStores` and `ViprLookup`.
   daemon           `vipr-overlayd`: nodes of one provider, IPC, republishing, systemd notify.
