@@ -4,14 +4,18 @@ responsible peer, fetch from the replica, re-replication to a new third holder).
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from reload_pki import Pki
 
-from vipr.reload.core.chord_protocol import ChordProtocol, Purpose, SendRequest, SetTimer, TimerKind
+from vipr.reload.core.chord_protocol import (
+    Purpose,
+    SendRequest,
+    SetTimer,
+    TimerKind,
+)
 from vipr.reload.core.node_api import ChordTimers
 from vipr.reload.core.storage import DataStore
 from vipr.reload.core.storage_protocol import StorageProtocol
@@ -321,21 +325,3 @@ def test_sim_lookup_falls_back_when_every_holder_of_n_dies(pki: Pki) -> None:
     assert look.result is not None
     assert look.result.resource == "COPY1N"
     assert [c.node_id for c in look.result.claims] == [pki.node_a.node_id]
-
-
-def test_app_attach_answer_is_decided_by_the_core() -> None:
-    """§6.5.2: the core answers AppAttach with the application's address as an active
-    candidate, or NOT_FOUND; ICE credentials come from the injected randomness."""
-    proto = ChordProtocol(bytes(16), TIMERS, random.Random(1))
-    proto.candidate = m.IceCandidate(m.IpAddressPort("127.0.0.1", 6084))
-    req = proto.app_attach_request(61441)
-    assert (req.role, req.candidates) == (b"passive", (proto.candidate,))
-    ans = proto.app_attach_answer(req, ("127.0.0.2", 5061))
-    assert isinstance(ans, m.AppAttachReqAns) and ans.role == b"active"
-    assert ans.candidates[0].addr_port == m.IpAddressPort("127.0.0.2", 5061)
-    refused = proto.app_attach_answer(req, None)
-    assert isinstance(refused, m.ErrorResponse)
-    assert refused.error_code == m.ErrorCode.NOT_FOUND
-    again = ChordProtocol(bytes(16), TIMERS, random.Random(1))
-    again.candidate = proto.candidate
-    assert again.app_attach_request(61441) == req  # same seed, same credentials

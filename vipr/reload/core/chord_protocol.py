@@ -208,6 +208,7 @@ class ChordProtocol:
     _join_tries: int = 0
     _join_peer: bytes | None = None
     _join_epoch: int = 0
+    _create_if_alone: bool = False  # `begin` of a restarted creator: no overlay → create it
     _next_ping: float = 0.0
     _round: set[int] = field(default_factory=set)  # requests of the maintenance round
     _round_id: int = 0
@@ -481,7 +482,7 @@ class ChordProtocol:
         if purpose is Purpose.JOIN and self.phase is JoinPhase.JOIN_REQ:
             self._join_tries += 1
             if self._join_tries >= 3 or error_code != m.ErrorCode.REQUEST_TIMEOUT:
-                return self._join_failed(f"Join refused: RELOAD error {error_code}: {info}")
+                return self._join_failed(f"Join refused: RELOAD error {error_code}: {info}", now)
             return [self._join_request()]
         return []
 
@@ -557,11 +558,11 @@ class ChordProtocol:
             return [c]
         if kind is TimerKind.JOIN_WAIT_UPDATE:
             if self.phase is JoinPhase.WAIT_UPDATE and key == self._join_epoch:
-                return self._join_failed("admitting peer sent no Update")
+                return self._join_failed("admitting peer sent no Update", now)
             return []
         if kind is TimerKind.JOIN_DEADLINE:
             if key == self._join_epoch and self.phase not in (JoinPhase.IDLE, JoinPhase.JOINED):
-                return self._join_failed("join timed out")
+                return self._join_failed("join timed out", now)
             return []
         if kind is TimerKind.MAINTENANCE:
             return self._maintenance(now) if key == self._round_id else []
@@ -591,7 +592,7 @@ class ChordProtocol:
 
     def _next_bootstrap(self, now: float) -> list[Action]:
         if not self._join_boot:
-            return self._join_failed(f"no bootstrap node reachable: {self._join_errors}")
+            return self._join_failed(f"no bootstrap node reachable: {self._join_errors}", now)
         host, port = self._join_boot.pop(0)
         return [Connect(self._token(Purpose.BOOTSTRAP), host, port, None, Purpose.BOOTSTRAP)]
 
@@ -603,7 +604,7 @@ class ChordProtocol:
             if self._join_tries < 3 and self.links:  # the transaction may time out: retry
                 return [self._attach((ResourceDestination(to_id(to_int(self.node_id) + 1)),),
                                      for_join=True)]
-            return self._join_failed("no admitting peer answered the Attach")
+            return self._join_failed("no admitting peer answered the Attach", now)
         self._join_peer = ap
         if to_int(ap) in self.topo.ready:
             self.phase = JoinPhase.SETTLE
@@ -636,17 +637,35 @@ class ChordProtocol:
 
     def _joined_now(self, now: float) -> list[Action]:
         self.phase = JoinPhase.JOINED
+        self._create_if_alone = False
         self.joined = True
         return [JoinDone(True), *self._changed(TableChange(True), now),
                 *self._finger_attaches(None)]  # §10.7.4.3
 
-    def _join_failed(self, reason: str) -> list[Action]:
+    def _join_failed(self, reason: str, now: float) -> list[Action]:
         self.phase = JoinPhase.IDLE
         self._join_epoch += 1  # its timers are stale now
         for token, st in list(self._attaches.items()):
             if st.for_join:
                 del self._attaches[token]
+        if self._create_if_alone:  # §11.4: a restarted creator found nobody: it owns the ring
+            self._create_if_alone = False
+            return [*self.create_ring(now),
+                    JoinDone(True, f"no overlay to re-join ({reason}): created it")]
         return [JoinDone(False, reason)]
+
+    def begin(self, now: float) -> list[Action]:
+        """Listening, with the candidate set: join, or create the ring. §11.4: a creator
+        without bootstrap nodes owns the ring at once; a creator with some (restarted while
+        the overlay runs on) tries a short join first and creates the ring only when nobody
+        answers. `JoinDone` reports the outcome (its reason says when the ring was created)."""
+        if self.create and not self.bootstrap:
+            return [*self.create_ring(now), JoinDone(True)]
+        if self.create:
+            self._create_if_alone = True
+            return self.start_join(now, min(self.timers.join_timeout,
+                                            2 * self.timers.attach_timeout))
+        return self.start_join(now)
 
     def create_ring(self, now: float) -> list[Action]:
         """§11.4: nobody reachable: the first node owns the ring."""
