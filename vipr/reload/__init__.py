@@ -22,7 +22,7 @@ wire/   the wire format, pure (bytes in, objects out; no I/O) with two edges: tr
 
 core/   the protocol, pure (events, messages, `now` and the wall time in, actions out;
         randomness injected; no clock, entropy source, socket, store or log):
-  chord_protocol   `ChordProtocol`: join (§10.5, §11.4), reactive and periodic Update
+  chord_protocol   `ChordProtocol`: join or create at start (§10.5, §11.4), reactive and periodic Update
                    (§10.7), Leave (§10.9), repair and finger refresh, the No-ICE Attach
                    exchange (§6.5.1), AppAttach requests and answers (§6.5.2), Probe/Ping/
                    RouteQuery answers, the routing decision.
