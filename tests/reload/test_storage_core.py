@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import pytest
 from cryptography import x509
 from reload_pki import Pki
 
@@ -40,7 +41,15 @@ from vipr.reload.wire.vipr_kind import KIND_VIPR, claim_entry, resource_ids
 
 NUMBER = "+14085550123"
 TIMERS = ChordTimers(update_interval=30.0, ping_interval=120.0)
-WALL = time.time()
+WALL = 0.0  # the wall time of the running test (set by `_wall`)
+
+
+@pytest.fixture(autouse=True)
+def _wall() -> None:
+    """The session PKI's certificates are valid from their creation, which may come after
+    this module is imported (a full run): take the wall time when each test starts."""
+    global WALL
+    WALL = time.time()
 
 
 def signed_store(creds: NodeCredentials, res: bytes, t_ms: int) -> m.WithCertificates:
