@@ -22,10 +22,10 @@ wire/   the wire format, pure (bytes in, objects out; no I/O) with two edges: tr
 
 core/   the protocol, pure (events, messages, `now` and the wall time in, actions out;
         randomness injected; no clock, entropy source, socket, store or log):
-  chord_protocol   `ChordProtocol`: join or create at start (§10.5, §11.4), reactive and periodic Update
-                   (§10.7), Leave (§10.9), repair and finger refresh, the No-ICE Attach
-                   exchange (§6.5.1), AppAttach requests and answers (§6.5.2), Probe/Ping/
-                   RouteQuery answers, the routing decision.
+  chord_protocol   `ChordProtocol`: join or create at start (§10.5, §11.4), reactive and
+                   periodic Update (§10.7), Leave (§10.9), repair and finger refresh, the
+                   No-ICE Attach exchange (§6.5.1), AppAttach requests and answers
+                   (§6.5.2), Probe/Ping/RouteQuery answers, the routing decision.
                    Returns `SendRequest`/`Connect`/`CloseLinks`/`SetTimer`/`TopologyChanged`/
                    `JoinDone` actions; it is the `RingView` the storage reads.
   storage_protocol `StorageProtocol`: Store/Fetch/Stat/Find answers (§7.4), replica Stores
