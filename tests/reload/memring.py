@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vipr.reload.aio.storage_service import StorageService
+from vipr.reload.core.node_api import ReloadRequestError
 from vipr.reload.wire.bodies import ErrorResponse, MessageCode
 from vipr.reload.wire.context import Received, ReloadContext
 from vipr.reload.wire.forwarding import NodeDestination
@@ -19,10 +20,8 @@ from vipr.reload.wire.forwarding import NodeDestination
 MOD = 1 << 128
 
 
-class RingRequestError(Exception):
-    def __init__(self, code: int, info: str = "") -> None:
-        super().__init__(f"error {code}: {info}")
-        self.error_code = code
+class RingRequestError(ReloadRequestError):
+    """An Error answer or a dead peer, as the real node raises it."""
 
 
 class MemRing:

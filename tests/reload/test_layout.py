@@ -12,6 +12,9 @@ import vipr.reload
 RELOAD = Path(vipr.reload.__file__).parent
 FORBIDDEN = ("asyncio", "time", "socket", "random", "ssl", "selectors", "threading",
              "vipr.store", "vipr.reload.aio", "vipr.reload.tools")
+# The protocol core goes further: no randomness or clock reads through os/datetime, no log
+# (it returns notes and outcomes; the carriers log), no simulator.
+CORE_ONLY = ("os", "datetime", "logging", "vipr.reload.sim")
 
 
 def _imports(path: Path) -> list[str]:
@@ -33,6 +36,15 @@ def test_pure_packages_import_no_io() -> None:
     pure = sorted([*RELOAD.glob("core/*.py"), *RELOAD.glob("wire/*.py")])
     assert len(pure) >= 15  # the packages exist and are populated
     bad = {str(p.relative_to(RELOAD)): [n for n in _imports(p) if _forbidden(n)] for p in pure}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_core_reads_no_clock_or_entropy_and_logs_nothing() -> None:
+    core = sorted(RELOAD.glob("core/*.py"))
+    assert {p.name for p in core} >= {"chord_protocol.py", "storage_protocol.py",
+                                       "vipr_usage.py", "storage.py", "replication.py"}
+    bad = {p.name: [n for n in _imports(p)
+                    if any(n == f or n.startswith(f + ".") for f in CORE_ONLY)] for p in core}
     assert {k: v for k, v in bad.items() if v} == {}
 
 

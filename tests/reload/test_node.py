@@ -205,6 +205,7 @@ async def test_wildcard_listen_advertises_the_given_host(overlay: Overlay) -> No
         await overlay.start(2)
         await overlay.converge(20)
         assert overlay.nodes[2].address[0] == "0.0.0.0"
-        assert overlay.nodes[2]._candidate().addr_port.host == "127.0.0.1"
+        candidate = overlay.nodes[2].protocol.candidate  # what its Attaches advertise
+        assert candidate is not None and candidate.addr_port.host == "127.0.0.1"
     finally:
         await overlay.stop_all()

@@ -1,6 +1,7 @@
 """RELOAD (RFC 6940) with CHORD-RELOAD (§10) for VIPR. Package map (what is pure is marked):
 
-wire/   the wire format, pure (bytes in, objects out; no I/O, clock or randomness source):
+wire/   the wire format, pure (bytes in, objects out; no I/O) with two edges: transaction ids
+        from `os.urandom` (context), the clock when a signature check is given no time:
   codec            `Reader`/`Writer` (bounded), `ReloadDecodeError`, `ReloadEncodeError`.
   forwarding       `ForwardingHeader`, destinations, `overlay_hash`, `resource_id`,
                    `response_destinations` (§6.3.2.1: previous hop + reversed via list).
@@ -19,12 +20,21 @@ wire/   the wire format, pure (bytes in, objects out; no I/O, clock or randomnes
   context          `ReloadContext`: build + sign + encode, decode + verify (`Received`).
                    Transaction ids come from `os.urandom` (§6.3.2).
 
-core/   the protocol, pure (events, messages and `now` in, actions out; randomness injected):
-  chord_protocol   `ChordProtocol`: join (§10.5, §11.4), reactive and periodic Update
-                   (§10.7), Leave (§10.9), repair and finger refresh, the No-ICE Attach
-                   exchange (§6.5.1), Probe/Ping/RouteQuery answers, the routing decision.
+core/   the protocol, pure (events, messages, `now` and the wall time in, actions out;
+        randomness injected; no clock, entropy source, socket, store or log):
+  chord_protocol   `ChordProtocol`: join or create at start (§10.5, §11.4), reactive and
+                   periodic Update (§10.7), Leave (§10.9), repair and finger refresh, the
+                   No-ICE Attach exchange (§6.5.1), AppAttach requests and answers
+                   (§6.5.2), Probe/Ping/RouteQuery answers, the routing decision.
                    Returns `SendRequest`/`Connect`/`CloseLinks`/`SetTimer`/`TopologyChanged`/
-                   `JoinDone` actions.
+                   `JoinDone` actions; it is the `RingView` the storage reads.
+  storage_protocol `StorageProtocol`: Store/Fetch/Stat/Find answers (§7.4), replica Stores
+                   after an original Store (§10.4), hand-offs and re-replication after a
+                   topology change (hold-down, §10.7.3), the hand-off before a Leave; returns
+                   `SendRequest` (purpose REPLICA) and `SetTimer` (REPLICATION).
+  vipr_usage       `ViprLookup` (N, COPY1N, COPY2N; Stat and fetch by key; signatures
+                   checked), `ClaimStores` (signed Stores, increasing storage times): return
+                   `UsageRequest`s (DESIGN §4).
   topology         `ChordTopology`: Neighbor and Finger Tables, `next_hop`, `responsible`,
                    Update contents and candidates (§10.3, §10.7).
   storage          `DataStore`: the stored data and the access-control policies (§7).
@@ -33,20 +43,21 @@ core/   the protocol, pure (events, messages and `now` in, actions out; randomne
   framing          `FramingState`: TLS-TCP-FH-NO-ICE frames, ACK bitmaps, RTT/RTO (§6.6).
   node_api         `ChordTimers`, `ReloadRequestError`, `ReloadJoinError`, plug-in protocols.
 
-aio/    the asyncio shell (sockets, TLS, clocks, tasks), carrying out what core/ decides:
+aio/    the asyncio shell (sockets, TLS, clocks, tasks, logs), carrying out what core/ decides:
   link             `Link`, `connect`, `serve`, `Listener` (TLS 1.2+, mutual authentication).
   transactions     `AsyncTransactions` over `ClientTransactions`.
-  transport        `NodeTransport`: links, symmetric recursive routing (§6.2), answer cache.
+  transport        `NodeTransport`: links, the message path of symmetric recursive routing
+                   (§6.2: forwarding, retransmission, answer cache, the
+                   Error_Response_Too_Large substitution); routes come from the core.
   node             `ReloadNode`: holds a `ChordProtocol` and a `NodeTransport`, carries out
-                   the protocol's actions (tasks, timers); storage and AppAttach plug-ins.
-  storage_service  `StorageService`: Store/Fetch/Stat/Find and replication over a node.
-  vipr_usage       `ViprPublisher`, `lookup`: the VIPR usage (publish and find numbers).
-  daemon           `vipr-overlayd`: nodes of one provider, IPC, systemd notify.
+                   the protocol's actions (tasks, timers); looks up AppAttach addresses.
+  storage_service  `StorageService`: the carrier of a `StorageProtocol` over a node.
+  vipr_usage       `ViprPublisher`, `lookup`: the carriers of `ClaimStores` and `ViprLookup`.
+  daemon           `vipr-overlayd`: nodes of one provider, IPC, republishing, systemd notify.
   capture          `overlay.debug.capture`: the pcap file, the TLS key log, the warnings.
-  (The storage service and the VIPR usage still decide in the shell, over the pure
-  `DataStore` and `ReplicationPlanner`; they are not yet actions of `ChordProtocol`.)
 
-sim/    the simulator: N `ChordProtocol`s over an in-memory network in simulated time.
+sim/    the simulator: N `ChordProtocol`s (and `StorageProtocol`s) over an in-memory network
+        in simulated time; `Simulation.request` carries a node user's request (the usage).
 
 tools/  development tools: jsonview (JSON view of a message), pcap (tshark captures), fuzz,
         capture (pcap records of `overlay.debug.capture`; aio/capture writes them).

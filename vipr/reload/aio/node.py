@@ -154,35 +154,28 @@ class ReloadNode:
         self._address = (sock[0], sock[1])
         host = self.advertise_host or sock[0]  # a wildcard listen address is no candidate
         self.protocol.candidate = m.IceCandidate(m.IpAddressPort(host, sock[1]))  # §6.5.1.1
-        if self.create:
-            if self.bootstrap:  # a restarted creator re-joins the overlay that still runs
-                try:
-                    await self._join(min(self.timers.join_timeout, 2 * self.timers.attach_timeout))
-                except ReloadJoinError as e:  # nobody there: we create the ring (below)
-                    log.info("%s: no overlay to re-join (%s): creating it",
-                             self.node_id.hex()[:8], e)
-            if not self.protocol.joined:  # §11.4: nobody reachable: the first node owns the ring
-                self._run(self.protocol.create_ring(self._now()))
-        else:
-            try:
-                await self._join(self.timers.join_timeout)
-            except ReloadJoinError:
-                await self.stop(leave=False)
-                raise
+        try:
+            await self._begin()
+        except ReloadJoinError:
+            await self.stop(leave=False)
+            raise
         self._run(self.protocol.start_maintenance(self._now()))
 
-    async def _join(self, timeout: float) -> None:
+    async def _begin(self) -> None:
+        """Join or create the ring, as the protocol decides (`ChordProtocol.begin`)."""
         fut: asyncio.Future[JoinDone] = asyncio.get_running_loop().create_future()
         self._join_waiter = fut
-        self._run(self.protocol.start_join(self._now(), timeout))
+        self._run(self.protocol.begin(self._now()))
         try:  # the protocol's own deadline ends the join; this bound only guards the shell
-            done = await asyncio.wait_for(fut, timeout + 1.0)
+            done = await asyncio.wait_for(fut, self.timers.join_timeout + 1.0)
         except TimeoutError as e:
             raise ReloadJoinError("join failed: timed out") from e
         finally:
             self._join_waiter = None
         if not done.ok:
             raise ReloadJoinError(f"join failed: {done.reason}")
+        if done.reason:
+            log.info("%s: %s", self.node_id.hex()[:8], done.reason)
 
     async def stop(self, *, leave: bool = True, leave_timeout: float | None = None) -> None:
         """Leave (§10.9) unless `leave=False` (simulated crash), close links and the listener.
@@ -227,9 +220,9 @@ class ReloadNode:
     async def app_attach(self, peer_id: bytes, application: int, *,
                          timeout: float | None = None) -> HostPort:
         """§6.5.2 AppAttach to `peer_id`; returns the answer's host candidate address."""
-        rnd = self.protocol.rng.getrandbits
-        body = m.AppAttachReqAns(f"{rnd(32):08x}".encode(), f"{rnd(64):016x}".encode(),
-                                 application, b"passive", (self._candidate(),))
+        if self.protocol.candidate is None:
+            raise RuntimeError("node not started")
+        body = self.protocol.app_attach_request(application)
         rx = await self.transport.request((NodeDestination(peer_id),), body, timeout)
         ans = rx.body
         if not isinstance(ans, m.AppAttachReqAns) or not ans.candidates:
@@ -272,11 +265,6 @@ class ReloadNode:
             "hops": dict(sorted(self.hop_counts.items())),
         }
 
-    def _candidate(self) -> m.IceCandidate:
-        host, port = self.address
-        host = self.advertise_host or host  # a wildcard listen address is no candidate
-        return m.IceCandidate(m.IpAddressPort(host, port))  # §6.5.1.1 No-ICE host candidate
-
     # --- requests for this node ---------------------------------------------------------------
 
     async def _handle(self, link: Link | None, rx: Received) -> OutgoingBody | None:
@@ -307,13 +295,7 @@ class ReloadNode:
 
     def _on_app_attach(self, body: m.AppAttachReqAns) -> m.Body:
         addr = self.app_attach_cb(body.application) if self.app_attach_cb else None
-        if addr is None:
-            return m.ErrorResponse.text(m.ErrorCode.NOT_FOUND,
-                                        f"no application {body.application}")
-        rnd = self.protocol.rng.getrandbits
-        return m.AppAttachReqAns(f"{rnd(32):08x}".encode(), f"{rnd(64):016x}".encode(),
-                                 body.application, b"active",
-                                 (m.IceCandidate(m.IpAddressPort(addr[0], addr[1])),))
+        return self.protocol.app_attach_answer(body, addr)
 
     # --- carrying out the protocol's actions --------------------------------------------------
 

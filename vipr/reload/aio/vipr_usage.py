@@ -1,8 +1,8 @@
-"""The VIPR usage over a RELOAD node (DESIGN §4): publish numbers, look them up, AppAttach.
+"""The VIPR usage over a RELOAD node (DESIGN §4): publish numbers, look them up.
 
-Publishing stores this node's claim `<Node-ID>+<VServiceID>` → TLV(peerID) under `N`,
-`COPY1N` and `COPY2N`. Lookup fetches `N` and falls back to `COPY1N`, then `COPY2N` when the
-fetch fails or returns no claim; every fetched value's signature is verified (§7.4.2.2).
+The decisions (which names, fall-back order, Stat and fetch by key, signature checks, storage
+times) are the sans-I/O `ViprLookup` and `ClaimStores` of core/vipr_usage.py; this shell sends
+the requests they return through the node and reports the answers back.
 """
 
 from __future__ import annotations
@@ -11,44 +11,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from vipr.metrics import FETCH_FAILURES
 from vipr.reload.aio.storage_service import StorageNode
-from vipr.reload.core.node_api import ReloadRequestError
+from vipr.reload.core.vipr_usage import ClaimStores, LookupResult, UsageRequest, ViprLookup
+from vipr.reload.core.vipr_usage import verify_values as _verify_values
+from vipr.reload.errors import ReloadError
 from vipr.reload.wire.bodies import PVP_APPLICATION_ID, ErrorCode
 from vipr.reload.wire.context import Received, ReloadContext
-from vipr.reload.wire.security import (
-    ReloadSecurityError,
-    TrustStore,
-    message_certificates,
-    sign_stored_data,
-    verify_stored_data,
-)
-from vipr.reload.wire.storage_bodies import (
-    DataValue,
-    DictionaryEntry,
-    DictionaryEntryMeta,
-    DictionarySpecifier,
-    FetchAns,
-    FetchReq,
-    StatReq,
-    StoreAns,
-    StoredData,
-    StoredDataSpecifier,
-    StoreKindData,
-    StoreReq,
-)
-from vipr.reload.wire.vipr_kind import (
-    KIND_VIPR,
-    RESOURCE_LABELS,
-    Claim,
-    claim_entry,
-    claims_from,
-    dictionary_key,
-    resource_ids,
-)
+from vipr.reload.wire.security import TrustStore, message_certificates
+from vipr.reload.wire.storage_bodies import DictionaryEntry, StoredData, StoreReq
 
 __all__ = ["LookupResult", "PVP_APPLICATION_ID", "ViprPublisher", "lookup", "verified_values"]
 
@@ -59,85 +32,47 @@ class UsageNode(StorageNode, Protocol):
     context: ReloadContext
 
 
-@dataclass(frozen=True)
-class LookupResult:
-    number: str
-    claims: list[Claim]
-    resource: str  # "N" | "COPY1N" | "COPY2N"
-
-    def as_json(self) -> dict[str, object]:
-        return {"number": self.number, "claims": [c.as_json() for c in self.claims],
-                "resource": self.resource}
-
-
 def verified_values(ans: Received, resource: bytes, trust: TrustStore,
                     now: float | None = None) -> list[StoredData]:
     """The VIPR values of a FetchAns whose signatures check out; bad ones are dropped."""
-    body = ans.body
-    if not isinstance(body, FetchAns):
-        return []
-    ctx_certs = message_certificates(ans.message)
-    out = []
-    for kr in body.kind_responses:
-        if kr.kind != KIND_VIPR:
-            continue
-        for sd in kr.values:
-            if sd.signature is None or sd.signature.value == b"":
-                continue
-            try:
-                signer = verify_stored_data(sd, resource, KIND_VIPR, trust, ctx_certs, now)
-            except ReloadSecurityError as e:
-                log.warning("dropping a badly signed value at %s: %s", resource.hex(), e)
-                continue
-            v = sd.value
-            if isinstance(v, DictionaryEntry) and v.key[:32] == signer.node_id.hex().encode():
-                out.append(sd)
+    rejected: list[str] = []
+    out = _verify_values(ans.body, message_certificates(ans.message), resource, trust, now,
+                         rejected)
+    for why in rejected:
+        log.warning("dropping a %s", why)
     return out
 
 
-async def _fetch_by_key(node: UsageNode, res: bytes, timeout: float) -> list[StoredData]:
-    """DESIGN §4: the whole dictionary did not fit one answer (Error_Response_Too_Large):
-    learn its keys with a Stat (metadata only, RFC 6940 §7.4.3) and fetch each key alone."""
-    stat = await node.request(res, StatReq(res, (StoredDataSpecifier(
-        KIND_VIPR, 0, DictionarySpecifier()),)), timeout=timeout)
-    keys = [md.metadata.key for kr in getattr(stat.body, "kind_responses", ())
-            if kr.kind == KIND_VIPR for md in kr.values
-            if isinstance(md.metadata, DictionaryEntryMeta) and md.metadata.value.exists]
-
-    async def one(key: bytes) -> list[StoredData]:
-        spec = StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier((key,)))
-        try:
-            ans = await node.request(res, FetchReq(res, (spec,)), timeout=timeout)
-        except Exception as e:  # one entry lost is not the whole lookup
-            log.info("fetch of key %r at %s failed: %r", key[:49], res.hex(), e)
-            return []
-        return verified_values(ans, res, node.context.trust)
-
-    parts = await asyncio.gather(*(one(k) for k in keys))
-    return [sd for part in parts for sd in part]
+async def _outcome(node: UsageNode, r: UsageRequest,
+                   timeout: float) -> Received | Exception:
+    try:
+        return await node.request(r.resource, r.body, timeout=timeout)
+    except (ReloadError, OSError, TimeoutError) as e:  # Error answers, timeouts, link failures
+        return e  # the core decides (the next copy, or a failed store)
+    except Exception as e:  # a bug: logged with its traceback, then treated as a failure
+        log.exception("request to %s failed", r.resource.hex())
+        return e
 
 
 async def lookup(node: UsageNode, number: str, *, timeout: float = 15.0) -> LookupResult:
     """Fetch the claims on `number`: `N`, then `COPY1N`, then `COPY2N` (DESIGN §4)."""
-    spec = StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier())
-    for label, res in zip(RESOURCE_LABELS, resource_ids(number), strict=True):
-        try:
-            try:
-                ans = await node.request(res, FetchReq(res, (spec,)), timeout=timeout)
-                values = verified_values(ans, res, node.context.trust)
-            except ReloadRequestError as e:
-                if e.error_code != ErrorCode.RESPONSE_TOO_LARGE:
-                    raise
-                log.info("lookup %s at %s: %s; fetching key by key", number, label, e)
-                values = await _fetch_by_key(node, res, timeout)
-        except Exception as e:  # ReloadRequestError, timeouts, link failures: try the next copy
-            log.info("lookup %s at %s failed: %r", number, label, e)
-            FETCH_FAILURES.labels(label).inc()
-            continue
-        claims = claims_from(values)
-        if claims:
-            return LookupResult(number, claims, label)
-    return LookupResult(number, [], "N")
+    core = ViprLookup(number, node.context.trust)
+    pending = core.start()
+    while pending:
+        outcomes = await asyncio.gather(*(_outcome(node, r, timeout) for r in pending))
+        nxt: list[UsageRequest] = []
+        for r, o in zip(pending, outcomes, strict=True):
+            if isinstance(o, Exception):
+                FETCH_FAILURES.labels(core.copy_label).inc()
+                code = int(getattr(o, "error_code", ErrorCode.REQUEST_TIMEOUT))
+                nxt += core.on_failed(r.tag, code, repr(o))
+            else:
+                nxt += core.on_answer(r.tag, o.body, message_certificates(o.message), time.time())
+        pending = nxt
+    for note in core.notes:
+        log.info("%s", note)
+    assert core.result is not None
+    return core.result
 
 
 class ViprPublisher:
@@ -147,44 +82,37 @@ class ViprPublisher:
                  peer_id: bytes | None = None, clock: Callable[[], float] = time.time,
                  timeout: float = 15.0) -> None:
         self.node = node
-        self.vservice = vservice.lower()
-        self.lifetime = int(lifetime)
-        self.peer_id = peer_id or node.node_id
+        self.core = ClaimStores(node.context.creds, vservice.lower(), int(lifetime),
+                                peer_id or node.node_id)
         self.clock = clock
         self.timeout = timeout
-        self._last_time = 0
 
-    def _storage_time(self) -> int:
-        """ms since 1970, strictly increasing across our stores (§7.4.1.1 Error_Data_Too_Old)."""
-        t = max(int(self.clock() * 1000), self._last_time + 1)
-        self._last_time = t
-        return t
+    @property
+    def vservice(self) -> str:
+        return self.core.vservice
+
+    @property
+    def peer_id(self) -> bytes:
+        return self.core.peer_id
 
     def _request(self, res: bytes, entry: DictionaryEntry) -> StoreReq:
-        creds = self.node.context.creds
-        sd = sign_stored_data(creds, res, KIND_VIPR, self._storage_time(), self.lifetime, entry)
-        return StoreReq(res, 0, (StoreKindData(KIND_VIPR, 0, (sd,)),))
+        """One signed Store of `entry` at `res` (bench/overlay.py stores single names)."""
+        return self.core.store_request(res, entry, self.clock())
 
     async def publish(self, number: str) -> int:
         """Store the claim under the three names; returns how many stores succeeded."""
-        entry = claim_entry(self.node.node_id, self.vservice, self.peer_id)
-        return await self._store_all(number, entry)
+        return await self._store_all(number, self.core.publish(number, self.clock()))
 
     async def withdraw(self, number: str) -> int:
         """Delete our claim (exists=false, DESIGN §4)."""
-        entry = DictionaryEntry(dictionary_key(self.node.node_id, self.vservice),
-                                DataValue(False))
-        return await self._store_all(number, entry)
+        return await self._store_all(number, self.core.withdraw(number, self.clock()))
 
-    async def _store_all(self, number: str, entry: DictionaryEntry) -> int:
-        async def one(res: bytes) -> bool:
-            try:
-                ans = await self.node.request(res, self._request(res, entry),
-                                              timeout=self.timeout)
-            except Exception as e:  # one copy failing is tolerated; the caller retries later
-                log.info("store %s at %s failed: %r", number, res.hex(), e)
-                return False
-            return isinstance(ans.body, StoreAns)
-
-        results = await asyncio.gather(*(one(r) for r in resource_ids(number)))
-        return sum(results)
+    async def _store_all(self, number: str, stores: list[UsageRequest]) -> int:
+        outcomes = await asyncio.gather(*(_outcome(self.node, r, self.timeout) for r in stores))
+        ok = 0
+        for r, o in zip(stores, outcomes, strict=True):
+            if isinstance(o, Exception):  # one copy failing is tolerated; the caller retries
+                log.info("store %s at %s failed: %r", number, r.resource.hex(), o)
+            else:
+                ok += ClaimStores.stored(o.body)
+        return ok

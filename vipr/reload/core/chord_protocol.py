@@ -52,6 +52,8 @@ class Purpose(Enum):
     BOOTSTRAP = auto()
     ATTACH_FALLBACK = auto()
     ATTACH_BACK = auto()
+    REPLICA = auto()  # a replica or hand-off Store (core/storage_protocol.py)
+    CLIENT = auto()  # a request of the node's user (the VIPR usage, tools, the simulator)
 
 
 class TimerKind(Enum):
@@ -60,6 +62,7 @@ class TimerKind(Enum):
     ATTACH_FALLBACK = auto()  # the answerer's link did not come: connect ourselves
     JOIN_WAIT_UPDATE = auto()  # the admitting peer's Update did not come
     JOIN_DEADLINE = auto()  # the whole join
+    REPLICATION = auto()  # the replication hold-down ended (core/storage_protocol.py)
 
 
 class JoinPhase(Enum):
@@ -81,7 +84,7 @@ class SendRequest:
 
     token: int
     dests: tuple[Destination, ...]
-    body: m.Body
+    body: m.OutgoingBody  # WithCertificates: extra certificates for the security block
     timeout: float | None
     purpose: Purpose
 
@@ -205,6 +208,7 @@ class ChordProtocol:
     _join_tries: int = 0
     _join_peer: bytes | None = None
     _join_epoch: int = 0
+    _create_if_alone: bool = False  # `begin` of a restarted creator: no overlay → create it
     _next_ping: float = 0.0
     _round: set[int] = field(default_factory=set)  # requests of the maintenance round
     _round_id: int = 0
@@ -233,6 +237,16 @@ class ChordProtocol:
 
     def owns(self, key: int) -> bool:
         return self.joined and self.topo.responsible(key)
+
+    # the ring as the storage sees it (core/storage_protocol.py `RingView`)
+    def is_responsible(self, resource_id: bytes) -> bool:
+        return self.owns(to_int(resource_id[:16]))
+
+    def successors(self) -> list[bytes]:
+        return [to_id(p) for p in self.topo.successors()]
+
+    def predecessors(self) -> list[bytes]:
+        return [to_id(p) for p in self.topo.predecessors()]
 
     def _changed(self, ch: TableChange, now: float) -> list[Action]:
         if ch.added or ch.removed:
@@ -468,7 +482,7 @@ class ChordProtocol:
         if purpose is Purpose.JOIN and self.phase is JoinPhase.JOIN_REQ:
             self._join_tries += 1
             if self._join_tries >= 3 or error_code != m.ErrorCode.REQUEST_TIMEOUT:
-                return self._join_failed(f"Join refused: RELOAD error {error_code}: {info}")
+                return self._join_failed(f"Join refused: RELOAD error {error_code}: {info}", now)
             return [self._join_request()]
         return []
 
@@ -544,11 +558,11 @@ class ChordProtocol:
             return [c]
         if kind is TimerKind.JOIN_WAIT_UPDATE:
             if self.phase is JoinPhase.WAIT_UPDATE and key == self._join_epoch:
-                return self._join_failed("admitting peer sent no Update")
+                return self._join_failed("admitting peer sent no Update", now)
             return []
         if kind is TimerKind.JOIN_DEADLINE:
             if key == self._join_epoch and self.phase not in (JoinPhase.IDLE, JoinPhase.JOINED):
-                return self._join_failed("join timed out")
+                return self._join_failed("join timed out", now)
             return []
         if kind is TimerKind.MAINTENANCE:
             return self._maintenance(now) if key == self._round_id else []
@@ -578,7 +592,7 @@ class ChordProtocol:
 
     def _next_bootstrap(self, now: float) -> list[Action]:
         if not self._join_boot:
-            return self._join_failed(f"no bootstrap node reachable: {self._join_errors}")
+            return self._join_failed(f"no bootstrap node reachable: {self._join_errors}", now)
         host, port = self._join_boot.pop(0)
         return [Connect(self._token(Purpose.BOOTSTRAP), host, port, None, Purpose.BOOTSTRAP)]
 
@@ -590,7 +604,7 @@ class ChordProtocol:
             if self._join_tries < 3 and self.links:  # the transaction may time out: retry
                 return [self._attach((ResourceDestination(to_id(to_int(self.node_id) + 1)),),
                                      for_join=True)]
-            return self._join_failed("no admitting peer answered the Attach")
+            return self._join_failed("no admitting peer answered the Attach", now)
         self._join_peer = ap
         if to_int(ap) in self.topo.ready:
             self.phase = JoinPhase.SETTLE
@@ -623,17 +637,35 @@ class ChordProtocol:
 
     def _joined_now(self, now: float) -> list[Action]:
         self.phase = JoinPhase.JOINED
+        self._create_if_alone = False
         self.joined = True
         return [JoinDone(True), *self._changed(TableChange(True), now),
                 *self._finger_attaches(None)]  # §10.7.4.3
 
-    def _join_failed(self, reason: str) -> list[Action]:
+    def _join_failed(self, reason: str, now: float) -> list[Action]:
         self.phase = JoinPhase.IDLE
         self._join_epoch += 1  # its timers are stale now
         for token, st in list(self._attaches.items()):
             if st.for_join:
                 del self._attaches[token]
+        if self._create_if_alone:  # §11.4: a restarted creator found nobody: it owns the ring
+            self._create_if_alone = False
+            return [*self.create_ring(now),
+                    JoinDone(True, f"no overlay to re-join ({reason}): created it")]
         return [JoinDone(False, reason)]
+
+    def begin(self, now: float) -> list[Action]:
+        """Listening, with the candidate set: join, or create the ring. §11.4: a creator
+        without bootstrap nodes owns the ring at once; a creator with some (restarted while
+        the overlay runs on) tries a short join first and creates the ring only when nobody
+        answers. `JoinDone` reports the outcome (its reason says when the ring was created)."""
+        if self.create and not self.bootstrap:
+            return [*self.create_ring(now), JoinDone(True)]
+        if self.create:
+            self._create_if_alone = True
+            return self.start_join(now, min(self.timers.join_timeout,
+                                            2 * self.timers.attach_timeout))
+        return self.start_join(now)
 
     def create_ring(self, now: float) -> list[Action]:
         """§11.4: nobody reachable: the first node owns the ring."""
@@ -728,6 +760,24 @@ class ChordProtocol:
             self.node_id, m.ChordLeaveData(m.LEAVE_FROM_PRED, tuple(pred))), Purpose.LEAVE)
             for s in succ if s not in pred]
         return reqs
+
+    # --- AppAttach (§6.5.2) ---------------------------------------------------------------
+
+    def app_attach_request(self, application: int) -> m.AppAttachReqAns:
+        """An AppAttach request for `application` carrying our host candidate (No-ICE)."""
+        ufrag, pwd = self._ice()
+        return m.AppAttachReqAns(ufrag, pwd, application, b"passive",
+                                 () if self.candidate is None else (self.candidate,))
+
+    def app_attach_answer(self, req: m.AppAttachReqAns, addr: HostPort | None) -> m.Body:
+        """The answer to an AppAttach: the application's address (`addr`, looked up by the
+        carrier) as our "active" host candidate, or NOT_FOUND."""
+        if addr is None:
+            return m.ErrorResponse.text(m.ErrorCode.NOT_FOUND,
+                                        f"no application {req.application}")
+        ufrag, pwd = self._ice()
+        return m.AppAttachReqAns(ufrag, pwd, req.application, b"active",
+                                 (m.IceCandidate(m.IpAddressPort(addr[0], addr[1])),))
 
     def attach_targets(self, targets: Sequence[bytes]) -> list[Action]:
         """Attach toward each Resource-ID in `targets` (tests, tools)."""

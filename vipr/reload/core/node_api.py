@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, TypedDict, Unpack
 
 from vipr.reload.errors import ReloadError
 from vipr.reload.overlay_config import OverlayConfiguration
@@ -27,6 +27,19 @@ class ReloadJoinError(ReloadError):
     """The node could not join the overlay (no bootstrap reachable, refused, timed out)."""
 
 
+class TimerOverrides(TypedDict, total=False):
+    """`ChordTimers` fields a caller may set over the configuration document's values."""
+
+    update_interval: float
+    ping_interval: float
+    reliability_timer: float
+    max_transmissions: int
+    attach_timeout: float
+    join_timeout: float
+    link_dead_after: float
+    tombstone: float
+
+
 @dataclass(frozen=True)
 class ChordTimers:
     """Timers (seconds). RFC 6940 defaults; tests pass short ones."""
@@ -41,13 +54,13 @@ class ChordTimers:
     tombstone: float = 60.0  # ignore third-party mentions of a failed peer this long
 
     @classmethod
-    def from_config(cls, conf: OverlayConfiguration, **overrides: Any) -> ChordTimers:
+    def from_config(cls, conf: OverlayConfiguration,
+                    **overrides: Unpack[TimerOverrides]) -> ChordTimers:
         """Timers from the overlay configuration document (§11.1), then `overrides`."""
-        kw: dict[str, Any] = {"update_interval": conf.chord_update_interval,
-                              "ping_interval": conf.chord_ping_interval,
-                              "reliability_timer": conf.overlay_reliability_timer}
-        kw.update(overrides)
-        return cls(**kw)
+        base = cls(update_interval=conf.chord_update_interval,
+                   ping_interval=conf.chord_ping_interval,
+                   reliability_timer=conf.overlay_reliability_timer)
+        return replace(base, **overrides)
 
 
 class StorageHandler(Protocol):

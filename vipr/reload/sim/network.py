@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+
 from vipr.reload.core.chord_protocol import (
     Action,
     ChordProtocol,
@@ -26,14 +28,21 @@ from vipr.reload.core.chord_protocol import (
     Deliver,
     Forward,
     JoinDone,
+    Purpose,
     SendRequest,
     SetTimer,
+    TimerKind,
     TopologyChanged,
 )
 from vipr.reload.core.node_api import ChordTimers
+from vipr.reload.core.replication import DEFAULT_HOLD_DOWN
+from vipr.reload.core.storage import DataStore
+from vipr.reload.core.storage_protocol import StorageProtocol
 from vipr.reload.core.topology import RING, dist, to_int
 from vipr.reload.wire import bodies as m
 from vipr.reload.wire.forwarding import Destination, NodeDestination, ResourceDestination
+from vipr.reload.wire.security import cert_from_der_cached
+from vipr.reload.wire.storage_bodies import STORAGE_BODIES
 
 HostPort = tuple[str, int]
 PORT = 6084
@@ -56,7 +65,7 @@ class Packet:
     origin: bytes
     dests: list[Destination]
     via: list[bytes]
-    body: m.Body
+    body: m.OutgoingBody
     code: int
     is_request: bool
     ttl: int = 100
@@ -68,6 +77,7 @@ class SimNode:
     node_id: bytes
     addr: HostPort
     protocol: ChordProtocol
+    storage: StorageProtocol | None = None  # the storage core (when the simulation stores)
     alive: bool = True
     join_started: float = 0.0
     join_done: float | None = None
@@ -84,11 +94,31 @@ class Probe:
 
 
 @dataclass
+class Reply:
+    """The outcome of a `Simulation.request`: `body` the answer, or `error` (code, text)."""
+
+    body: m.OutgoingBody | None = None
+    signer: bytes | None = None
+    error: tuple[int, str] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.body is not None or self.error is not None
+
+
+@dataclass
 class Simulation:
+    """`data_store`: when set, every node runs a `StorageProtocol` over `data_store(node_id)`
+    (replication hold-down `hold_down`); `wall0`: the UNIX time of simulated time 0 (stored
+    data lifetimes and certificate validity are checked against `wall0 + now`)."""
+
     timers: ChordTimers = field(default_factory=ChordTimers)
     net: NetConfig = field(default_factory=NetConfig)
     seed: int = 1
     now: float = 0.0
+    data_store: Callable[[bytes], DataStore] | None = None
+    hold_down: float = DEFAULT_HOLD_DOWN
+    wall0: float = 0.0
     nodes: dict[bytes, SimNode] = field(default_factory=dict)
     messages: int = 0  # end-to-end messages originated (requests, answers, retransmissions)
     transmissions: int = 0  # per-hop transmissions
@@ -105,6 +135,8 @@ class Simulation:
         self._probes: dict[int, Probe] = {}
         self._first: bytes | None = None
         self._codes: dict[type, int] = {}
+        self._replies: dict[int, Reply] = {}  # token → the outcome of a CLIENT request
+        self._client_token = 0
 
     # --- event queue ---------------------------------------------------------------------------
 
@@ -144,6 +176,8 @@ class Simulation:
                               bootstrap=boot, create=self._first is None)
         proto.candidate = m.IceCandidate(m.IpAddressPort(addr[0], addr[1]))
         node = SimNode(nid, addr, proto, join_started=self.now)
+        if self.data_store is not None:
+            node.storage = StorageProtocol(self.data_store(nid), proto, self.hold_down)
         self.nodes[nid] = node
         self._by_addr[addr] = nid
         self.links[nid] = set()
@@ -189,12 +223,21 @@ class Simulation:
                 self.at(a.at, self._fire, node, a)
             elif isinstance(a, JoinDone):
                 self._join_done(node, a)
-            elif isinstance(a, TopologyChanged):
-                pass
+            elif isinstance(a, TopologyChanged) and node.storage is not None:
+                self._exec(node, node.storage.topology_changed(self.now, self.wall))
+
+    @property
+    def wall(self) -> float:
+        return self.wall0 + self.now
 
     def _fire(self, node: SimNode, a: SetTimer) -> None:
-        if node.alive:
-            self._exec(node, node.protocol.on_timer(a.kind, a.key, self.now))
+        if not node.alive:
+            return
+        if a.kind is TimerKind.REPLICATION:
+            if node.storage is not None:
+                self._exec(node, node.storage.on_timer(a.key, self.now, self.wall))
+            return
+        self._exec(node, node.protocol.on_timer(a.kind, a.key, self.now))
 
     def _join_done(self, node: SimNode, a: JoinDone) -> None:
         if a.ok:
@@ -278,8 +321,7 @@ class Simulation:
             return
         if self.now >= deadline - 1e-9 or sent >= self.timers.max_transmissions:
             self._pending.pop(txid, None)
-            self._exec(node, node.protocol.on_request_failed(
-                a.token, m.ErrorCode.REQUEST_TIMEOUT, "no answer", self.now))
+            self._failed(node, a, m.ErrorCode.REQUEST_TIMEOUT, "no answer")
             return
         self._pending[txid] = (nid, a, sent + 1)
         self._originate(nid, Packet(txid, nid, list(a.dests), [], a.body, pkt.code, True))
@@ -330,32 +372,77 @@ class Simulation:
                 return
             _nid, a, _sent = entry
             if isinstance(pkt.body, m.ErrorResponse):
-                acts = node.protocol.on_request_failed(a.token, pkt.body.error_code,
-                                                       pkt.body.info_text(), self.now)
+                self._failed(node, a, pkt.body.error_code, pkt.body.info_text())
+            elif a.purpose is Purpose.CLIENT:
+                reply = self._replies.pop(a.token, Reply())
+                reply.body, reply.signer = pkt.body, pkt.origin
+            elif a.purpose is Purpose.REPLICA and node.storage is not None:
+                self._exec(node, node.storage.on_answer(a.token, pkt.origin, pkt.body,
+                                                        self.now))
             else:
-                acts = node.protocol.on_answer(a.token, pkt.origin, pkt.body, self.now)
-            self._exec(node, acts)
+                inner = pkt.body.body if isinstance(pkt.body, m.WithCertificates) else pkt.body
+                self._exec(node, node.protocol.on_answer(a.token, pkt.origin, inner, self.now))
             return
         probe = self._probes.pop(pkt.txid, None)
         if probe is not None:
             probe.node, probe.hops = node.node_id, pkt.hops
             return
-        direct = prev if prev is not None and not pkt.via and prev == pkt.origin else None
-        body, acts = node.protocol.on_request(pkt.body, signer=pkt.origin, direct_peer=direct,
-                                              link_peer=prev, now=self.now, wall=self.now)
+        certs: tuple[x509.Certificate, ...] = ()
+        body = pkt.body
+        if isinstance(body, m.WithCertificates):  # the stand-in for the security block
+            certs = tuple(cert_from_der_cached(c) for c in body.certificates)
+            body = body.body
+        answer: m.OutgoingBody | None
+        acts: list[Action]
+        if pkt.code in STORAGE_BODIES:
+            if node.storage is None:
+                answer, acts = m.ErrorResponse.text(m.ErrorCode.FORBIDDEN, "no storage"), []
+            else:  # signer None: the stand-in has no signatures (origin is not verified)
+                answer, acts = node.storage.on_request(body, signer=None, certs=certs,
+                                                       via=len(pkt.via), now=self.now,
+                                                       wall=self.wall)
+        else:
+            direct = prev if prev is not None and not pkt.via and prev == pkt.origin else None
+            answer, acts = node.protocol.on_request(body, signer=pkt.origin,
+                                                    direct_peer=direct, link_peer=prev,
+                                                    now=self.now, wall=self.wall)
         self._exec(node, acts)
-        if body is not None:
-            self._answer(node, pkt, prev, body)
+        if answer is not None:
+            self._answer(node, pkt, prev, answer)
 
-    def _answer(self, node: SimNode, req: Packet, prev: bytes | None, body: m.Body) -> None:
+    def _failed(self, node: SimNode, a: SendRequest, code: int, info: str) -> None:
+        if a.purpose is Purpose.CLIENT:
+            self._replies.pop(a.token, Reply()).error = (code, info)
+        elif a.purpose is Purpose.REPLICA and node.storage is not None:
+            self._exec(node, node.storage.on_request_failed(a.token, code, info, self.now))
+        else:
+            self._exec(node, node.protocol.on_request_failed(a.token, code, info, self.now))
+
+    def _answer(self, node: SimNode, req: Packet, prev: bytes | None,
+                body: m.OutgoingBody) -> None:
         dests: list[Destination] = [NodeDestination(v) for v in reversed(req.via)]
         if prev is not None:
             dests.insert(0, NodeDestination(prev))
         if not dests:
             dests = [NodeDestination(node.node_id)]
         code = m.MessageCode.ERROR if isinstance(body, m.ErrorResponse) else req.code + 1
+        # (a WithCertificates answer carries its certificates along: the requester sees them)
         ans = Packet(req.txid, node.node_id, dests, [], body, code, False)
         self._originate(node.node_id, ans)
+
+    # --- requests of the nodes' users (the VIPR usage, tests) ---------------------------------
+
+    def request(self, src: bytes, resource: bytes, body: m.OutgoingBody,
+                timeout: float | None = None) -> Reply:
+        """Send `body` from `src` to the peer responsible for `resource` as a transaction
+        (retransmitted, §6.2.1); the `Reply` fills in when it ends (run the simulation on)."""
+        self._client_token -= 1  # negative: never one of the cores' own tokens
+        reply = Reply()
+        self._replies[self._client_token] = reply
+        a = SendRequest(self._client_token, (ResourceDestination(resource),), body, timeout,
+                        Purpose.CLIENT)
+        self._send_request(self.nodes[src], a)
+        return reply
 
     # --- measurements ---------------------------------------------------------------------------
 

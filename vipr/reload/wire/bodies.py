@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from vipr.reload.wire.codec import ReloadDecodeError, ReloadEncodeError
 from vipr.reload.wire.codes import MessageCode
@@ -201,7 +200,7 @@ def body_code(body: OutgoingBody, *, answer: bool = False) -> int:
     return codes[0]
 
 
-def error_info_json(err: ErrorResponse) -> Any:
+def error_info_json(err: ErrorResponse) -> dict[str, list[int]] | StoreAns | str:
     """Best-effort decoded view of error_info (binary for the codes the RFC defines)."""
     if err.error_code == ErrorCode.UNKNOWN_KIND:
         try:
