@@ -334,3 +334,19 @@ def test_sim_lookup_falls_back_when_every_holder_of_n_dies(pki: Pki) -> None:
     assert look.result is not None
     assert look.result.resource == "COPY1N"
     assert [c.node_id for c in look.result.claims] == [pki.node_a.node_id]
+
+
+def test_publisher_lifetime_reaches_the_next_stores(pki: Pki) -> None:
+    """SIGHUP sets `ViprPublisher.lifetime` (record_lifetime): the core signs the next Stores
+    with it (a plain attribute on the carrier would silently change nothing)."""
+    from types import SimpleNamespace
+
+    from vipr.reload.aio.vipr_usage import ViprPublisher
+
+    node = SimpleNamespace(context=SimpleNamespace(creds=pki.node_a), node_id=pki.node_a.node_id)
+    pub = ViprPublisher(node, "00000000000000a1", lifetime=3600, clock=lambda: WALL)  # type: ignore[arg-type]
+    pub.lifetime = 120
+    req = pub._request(resource_ids(NUMBER)[0], claim_entry(pki.node_a.node_id,
+                                                             "00000000000000a1",
+                                                             pki.node_a.node_id))
+    assert [sd.lifetime for kd in req.kind_data for sd in kd.values] == [120]

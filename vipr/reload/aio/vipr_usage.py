@@ -95,6 +95,15 @@ class ViprPublisher:
     def peer_id(self) -> bytes:
         return self.core.peer_id
 
+    @property
+    def lifetime(self) -> int:
+        """The lifetime (s) the next Stores carry; SIGHUP may change it."""
+        return self.core.lifetime
+
+    @lifetime.setter
+    def lifetime(self, seconds: int) -> None:
+        self.core.lifetime = seconds
+
     def _request(self, res: bytes, entry: DictionaryEntry) -> StoreReq:
         """One signed Store of `entry` at `res` (bench/overlay.py stores single names)."""
         return self.core.store_request(res, entry, self.clock())
