@@ -31,6 +31,7 @@ from pvp_harness import (
 from tests.conftest import requires_postgresql
 from tests.pg_cluster import Cluster, fresh_database, pg_bin
 from vipr.config import load_config
+from vipr.health import _role_health
 from vipr.ipc import IpcError, IpcServer, ipc_call
 from vipr.pvp.daemon import PvpDaemon
 from vipr.store import Store
@@ -92,6 +93,7 @@ async def test_pvp_pauses_during_an_outage_and_resumes(base: Path) -> None:
             with pytest.raises(IpcError) as refused:
                 await ipc_call(sock, "validate", {"number": "+4930123456"}, 10.0)
             assert refused.value.code == "paused", refused.value
+            assert (await _role_health(sock, "pvp"))["ok"] is False   # `vipr health`
             await _until("B's pvp pauses", lambda: b.watch.paused)
             # B refuses PVP connections at accept while paused
             reader, writer = await asyncio.open_connection(*b.server.address)
@@ -108,5 +110,6 @@ async def test_pvp_pauses_during_an_outage_and_resumes(base: Path) -> None:
             await assert_learned(pa, pb)
             st = await ipc_call(sock, "status", {}, 10.0)
             assert st["store"]["state"] == "running" and st["store"]["pauses"] == 1, st
+            assert (await _role_health(sock, "pvp"))["ok"] is True
     finally:
         await asyncio.to_thread(cluster.remove)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -18,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from overlay_net import make_overlay
 
 from tests.conftest import requires_postgresql
 from tests.ports import free_port
-from vipr.cli import main
 from vipr.config import load_config
 from vipr.ipc import IpcError, ipc_call
 from vipr.reload.aio.daemon import OverlayDaemon
@@ -63,17 +60,13 @@ async def _claims_per_resource(pa: OverlayDaemon, number: str) -> dict[str, list
 
 
 def _second_host(tmp: Path, pb_cfg: Path) -> Path:
-    """pb's second host: its own certificate (same user), address, runtime_dir."""
-    ov = tmp / "overlay"
-    r = CliRunner().invoke(main, ["ca", "issue", "--config", str(ov / "overlay.xml"),
-                                  "--out", str(ov), "--user", "node@pb.example",
-                                  "--name", "pb2", "--json"])
-    assert r.exit_code == 0, r.output
-    info = json.loads(r.output)
+    """pb's second host: the provider's second per-node certificate (`vipr ca issue --per-node
+    --node-ids 2`: pb.crt, pb-1.crt; one key, the same user), its own address and runtime_dir."""
     cfg = load_config(pb_cfg)
-    text = pb_cfg.read_text()
-    text = text.replace(str(cfg.overlay.cert), info["cert"]).replace(str(cfg.overlay.key),
-                                                                       info["key"])
+    assert cfg.overlay.cert is not None
+    second = cfg.overlay.cert.with_name(f"{cfg.overlay.cert.stem}-1{cfg.overlay.cert.suffix}")
+    assert second.exists()
+    text = pb_cfg.read_text().replace(str(cfg.overlay.cert), str(second))
     text = text.replace("runtime_dir: run/pb", "runtime_dir: run/pb2")
     text = text.replace(f'listen: "127.0.0.1:{cfg.overlay.listen.port}"',
                         f'listen: "127.0.0.2:{free_port()}"')
@@ -85,9 +78,10 @@ def _second_host(tmp: Path, pb_cfg: Path) -> Path:
 async def test_one_provider_two_overlay_hosts_publish_each_number_once(
         tmp_path: Path, pg_url: str) -> None:
     pa_cfg, pb_cfg = make_overlay(tmp_path, [("pa", ["+33142685300"], 1),
-                                             ("pb", B_NUMBERS, 1)])
+                                             ("pb", B_NUMBERS, 2)])
     pb_cfg.write_text(pb_cfg.read_text().replace("database: state/pb/vipr.db",
-                                                 f"database: {pg_url}"))
+                                                 f"database: {pg_url}")
+                      .replace("nodes: 2", "nodes: 1"))   # one node per host
     pb2_cfg = _second_host(tmp_path, pb_cfg)
     pa = OverlayDaemon(load_config(pa_cfg))
     stop = asyncio.Event()
