@@ -239,7 +239,7 @@ class PvpClient:
         except StoreError:
             if await self.watch.probe():
                 raise
-            return self._schedule_id(vcr_id, 0.0)
+            return self._schedule_id(vcr_id)   # its delay as usual, then held until back
         if (v is None or v.direction != "originating" or v.validated is not None or v.burned
                 or v.state != "complete"):
             return False
