@@ -4,9 +4,14 @@ as soon as its store closes; a key already held makes a process take the next on
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from vipr.store import Store
+import pytest
+
+from tests.conftest import requires_postgresql
+from tests.pg_cluster import Cluster, pg_bin
+from vipr.store import Store, StoreError
 
 
 async def test_members_on_both_backends(db_target: str | Path, backend: str) -> None:
@@ -23,3 +28,24 @@ async def test_members_on_both_backends(db_target: str | Path, backend: str) -> 
             await b.close()
             assert await c.overlay_members() == [1000, 1001]
         assert await a.overlay_members() == [1000]
+
+
+@requires_postgresql
+async def test_membership_comes_back_after_a_database_restart() -> None:
+    bin_dir = pg_bin()
+    assert bin_dir is not None
+    cluster = await asyncio.to_thread(Cluster, bin_dir)   # its own: this test stops it
+    try:
+        async with Store.open(cluster.url()) as a, Store.open(cluster.url()) as b:
+            await a.join_overlay_members(5)
+            await b.join_overlay_members(9)
+            assert await a.overlay_members() == [5, 9]
+            await asyncio.to_thread(cluster.stop)
+            with pytest.raises(StoreError):
+                await a.overlay_members()
+            await asyncio.to_thread(cluster.start)
+            assert await a.overlay_members() in ([5], [5, 9])   # a locks again at once
+            assert await b.overlay_members() == [5, 9]          # b too, the same keys
+            assert await a.overlay_members() == [5, 9]
+    finally:
+        await asyncio.to_thread(cluster.remove)
