@@ -336,6 +336,7 @@ class OverlayDaemon:
         return self.nodes[self._rr]
 
     async def ipc_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._node()   # "joining" / "unavailable" before any node can publish
         stored, _ = await self.publish_all()
         return {"published": stored}
 
