@@ -42,6 +42,10 @@ async def _role_health(sock: Path, role: str) -> dict[str, Any]:
         return {"role": role, "ok": False, "detail": f"no answer on {sock}: {exc}"}
     if role == "overlay" and st.get("state") == "joining":
         return {"role": role, "ok": False, "detail": "joining the overlay"}
+    store = st.get("store")
+    if role == "pvp" and isinstance(store, dict) and store.get("state") == "paused":
+        return {"role": role, "ok": False,
+                "detail": "paused: the database is unreachable (DESIGN §12)"}
     return {"role": role, "ok": True, "detail": "answering"}
 
 

@@ -110,3 +110,16 @@ def test_hold_down_comes_from_the_config(tmp_path: Path) -> None:
         cfg, overlay=dataclasses.replace(cfg.overlay, replication_hold_down=2.0))
     assert OverlayDaemon(quick).hold_down == 2.0
     assert OverlayDaemon(quick, hold_down=0.05).hold_down == 0.05
+
+
+async def test_publish_before_any_node_joined_says_joining(tmp_path: Path) -> None:
+    """`publish` while the nodes join: the socket's "joining" error, not a crash (there is no
+    node to publish from yet)."""
+    (cfg,) = make_overlay(tmp_path, [("pa", ["+14085550001"], 1)], per_node=False)
+    d = OverlayDaemon(load_config(cfg))
+    try:
+        await d.ipc_publish({})
+    except IpcError as e:
+        assert e.code == "joining", e
+    else:
+        raise AssertionError("publish without a node succeeded")

@@ -39,6 +39,7 @@ from vipr.metrics import VCR_VALIDATIONS, Children, count_validation
 from vipr.pvp.credentials import Credentials, client_credentials
 from vipr.pvp.messages import ErrorMsg, Framer, MessageError, Validate, ValInfo, encode_message
 from vipr.pvp.outer import OuterTls
+from vipr.pvp.pause import StoreWatch
 from vipr.pvp.server import read_message
 from vipr.pvp.srp import SrpConnection, SrpError, default_offload
 from vipr.pvp.vlog import ValidationLog
@@ -151,6 +152,7 @@ class PvpClient:
         proxy_sock: Path | None = None,
         vlog: ValidationLog | None = None,
         late_retries: Sequence[float] = LATE_RETRIES,
+        watch: StoreWatch | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -165,6 +167,7 @@ class PvpClient:
         self.overlay_sock = overlay_sock or cfg.runtime_dir / "overlay.sock"
         self.proxy_sock = proxy_sock or cfg.runtime_dir / "proxy.sock"
         self.counters = ClientCounters()
+        self.watch = watch or StoreWatch(store)   # the database outage pause (pvp.pause)
         self._slots = asyncio.Semaphore(max_concurrent)
         self._scheduled: dict[int, asyncio.Task[Outcome]] = {}
         self._finished: set[int] = set()  # failed in this process: not rescheduled by rescans
@@ -234,8 +237,14 @@ class PvpClient:
         return n
 
     async def enqueue(self, vcr_id: int) -> bool:
-        """`vcr_added`: queue one VCR; False when it is not a pending originating one."""
-        v = await self.store.get_vcr(vcr_id)
+        """`vcr_added`: queue one VCR; False when it is not a pending originating one. While
+        the store is unreachable the VCR is held and looked at when it answers again."""
+        try:
+            v = await self.store.get_vcr(vcr_id)
+        except StoreError:
+            if await self.watch.probe():
+                raise
+            return self._schedule_id(vcr_id)   # its delay as usual, then held until back
         if (v is None or v.direction != "originating" or v.validated is not None or v.burned
                 or v.state != "complete"):
             return False
@@ -247,14 +256,16 @@ class PvpClient:
 
     def _schedule(self, v: Vcr, delay: float | None = None, *, late: bool = False) -> bool:
         assert v.id is not None
-        if not late and (v.id in self._scheduled or v.id in self._finished):
+        return self._schedule_id(v.id, delay, late=late)
+
+    def _schedule_id(self, vid: int, delay: float | None = None, *, late: bool = False) -> bool:
+        if not late and (vid in self._scheduled or vid in self._finished):
             return False
         if delay is None:
             delay = self.rng.uniform(self.cfg.pvp.min_delay, self.cfg.pvp.max_delay)
         self.counters.queued += 1
-        task = asyncio.create_task(self._delayed(v.id, delay, late))
-        self._scheduled[v.id] = task
-        vid = v.id
+        task = asyncio.create_task(self._delayed(vid, delay, late))
+        self._scheduled[vid] = task
 
         def done(t: asyncio.Task[Outcome]) -> None:
             if self._scheduled.get(vid) is t:   # not a late retry scheduled by this task
@@ -280,21 +291,34 @@ class PvpClient:
             return None
         return max(at - now, 0.0)
 
+    async def _hold(self) -> None:
+        """While the store is unreachable (pvp.pause): wait until it answers again."""
+        if self.watch.paused:
+            self.watch.held += 1
+            await self.watch.wait_open()
+
     async def _delayed(self, vcr_id: int, delay: float, late: bool = False) -> Outcome:
         await asyncio.sleep(delay)
-        try:
-            v = await self.store.get_vcr(vcr_id)
-            if v is None or v.validated is not None or v.burned:
-                return Outcome("no-vcr", "gone or already validated")
-            if late:   # the claimants that failed with a wrong password get one more try
-                self._late_done[vcr_id] = self._late_done.get(vcr_id, 0) + 1
-                self._wrong = {w for w in self._wrong if w[0] != vcr_id}
-                self.counters.late_retries += 1
-            out = await self.validate_vcr(v)
-        except StoreError as e:
-            log.error("validation of VCR %d: store error %s (retried at the next rescan)",
-                      vcr_id, e)
-            return Outcome("failed", f"store error {e}")
+        while True:
+            await self._hold()
+            try:
+                v = await self.store.get_vcr(vcr_id)
+                if (v is None or v.validated is not None or v.burned
+                        or v.direction != "originating"):
+                    return Outcome("no-vcr", "gone, not originating or already validated")
+                if late:   # the claimants that failed with a wrong password get one more try
+                    self._late_done[vcr_id] = self._late_done.get(vcr_id, 0) + 1
+                    self._wrong = {w for w in self._wrong if w[0] != vcr_id}
+                    self.counters.late_retries += 1
+                out = await self.validate_vcr(v)
+                break
+            except StoreError as e:
+                if not await self.watch.probe():   # an outage: held, run when it is back
+                    log.info("validation of VCR %d held: store error %s", vcr_id, e)
+                    continue
+                log.error("validation of VCR %d: store error %s (retried at the next rescan)",
+                          vcr_id, e)
+                return Outcome("failed", f"store error {e}")
         if out.outcome != "learned":
             nxt = self._next_late(v)
             if nxt is not None:
@@ -581,5 +605,5 @@ class PvpClient:
         return {
             "queued": c.queued, "scheduled": len(self._scheduled), "learned": c.learned,
             "failed": c.failed, "no_claims": c.no_claims, "skipped": c.skipped,
-            "retries": c.retries, "late_retries": c.late_retries,
+            "retries": c.retries, "late_retries": c.late_retries, "held": self.watch.held,
         }

@@ -1,7 +1,8 @@
 """`vipr pvp`: the PVP daemon — server, client and the pvp.sock local API (DESIGN §2, §5).
 
 pvp.sock methods: `vcr_added` {"id"} → {"queued"}; `validate` {"number"} → {"outcome",
-"detail"}; `status` {} → counters of server and client.
+"detail"} (refused with "paused" while the store is unreachable); `status` {} → counters of
+server and client, and "store": running | paused (vipr.pvp.pause).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vipr.e164 import E164Error, normalize_e164
 from vipr.ipc import IpcError, IpcServer
 from vipr.pvp.client import PvpClient
 from vipr.pvp.outer import OuterTls
+from vipr.pvp.pause import StoreWatch
 from vipr.pvp.server import DomainPolicy, PvpServer, RateLimiter
 from vipr.pvp.srp import gmpy2_release_gil
 from vipr.pvp.vlog import ValidationLog
@@ -43,12 +45,14 @@ class PvpDaemon:
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="pvp-srp",
                                            initializer=gmpy2_release_gil)
         self.vlog = ValidationLog(store)
+        self.watch = StoreWatch(store)
         tls = tls or OuterTls.from_config(cfg)  # DESIGN §5 profile v2: always
         self.server = PvpServer(cfg, store, tls=tls, executor=self.executor, offload=offload,
-                                vlog=self.vlog)
+                                vlog=self.vlog, watch=self.watch)
         self.client = PvpClient(cfg, store, tls=tls, executor=self.executor, offload=offload,
-                                vlog=self.vlog, **client_kw)
+                                vlog=self.vlog, watch=self.watch, **client_kw)
         self._housekeeping: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
         self.ipc = IpcServer(cfg.runtime_dir / "pvp.sock", {
             "vcr_added": self._vcr_added, "validate": self._validate, "status": self._status,
         })
@@ -58,6 +62,7 @@ class PvpDaemon:
         await self.ipc.start()
         await self.client.start()
         self._housekeeping = asyncio.create_task(self._housekeep())
+        self._watching = asyncio.create_task(self.watch.run())
 
     async def purge(self) -> tuple[int, int]:
         """Retention (DESIGN §8): drop VCRs and validation records past their time."""
@@ -77,9 +82,10 @@ class PvpDaemon:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
     async def close(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            await asyncio.gather(self._housekeeping, return_exceptions=True)
+        for task in (self._housekeeping, self._watching):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.ipc.close()
         await self.client.close()
         await self.server.close()
@@ -106,10 +112,14 @@ class PvpDaemon:
             number = normalize_e164(number)
         except E164Error as e:
             raise IpcError("bad-request", str(e)) from None
+        if self.watch.paused:
+            raise IpcError("paused", "pvp is paused: the database is unreachable "
+                           f"({self.watch.reason}); try again when it answers")
         return (await self.client.validate_number(number)).to_dict()
 
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"server": self.server.status(), "client": self.client.status()}
+        return {"server": self.server.status(), "client": self.client.status(),
+                "store": self.watch.status()}
 
     async def apply_config(self, cfg: ProviderConfig) -> None:
         """SIGHUP (`vipr.hot_reload`): the outer TLS certificates for new connections (the

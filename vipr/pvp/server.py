@@ -43,6 +43,7 @@ from vipr.pvp.messages import (
     encode_message,
 )
 from vipr.pvp.outer import OuterTls, PeerIdentity
+from vipr.pvp.pause import StoreWatch
 from vipr.pvp.srp import (
     SrpConnection,
     SrpError,
@@ -221,6 +222,7 @@ class PvpServer:
         port: int | None = None,
         vlog: ValidationLog | None = None,
         limits: ListenerLimits | None = None,
+        watch: StoreWatch | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -234,6 +236,7 @@ class PvpServer:
         self.limiter = RateLimiter(cfg.pvp.max_attempts_per_minute)
         self.policy = DomainPolicy(cfg.pvp.allow_domains, cfg.pvp.deny_domains)
         self.counters = ServerCounters()
+        self.watch = watch   # the database outage pause (pvp.pause); None: never paused
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.gate = ConnectionGate(limits or cfg.pvp.limits)
@@ -282,7 +285,11 @@ class PvpServer:
         return _Accepted(self)
 
     def admit(self, host: str) -> bool:
-        """At accept: the gate's verdict; a refusal is counted and (rate-limited) logged."""
+        """At accept: the gate's verdict; a refusal is counted and (rate-limited) logged.
+        While the store is unreachable every connection is refused (pvp.pause)."""
+        if self.watch is not None and self.watch.paused:
+            self.watch.refused += 1
+            return False
         refusal = self.gate.admit(host)
         if refusal is None:
             return True
@@ -366,6 +373,8 @@ class PvpServer:
             await conn.close()  # close_notify after a finished handshake (RFC 5246 §7.2.1)
         except StoreError as e:
             log.error("pvp server: store error serving %s: %s", conn.peer, e)
+            if self.watch is not None:
+                await self.watch.probe()   # pause now when it is an outage
             await self._log("failed", f"store-error {e}", number="", vcr=None, peer=conn.peer)
         except Exception:
             log.exception("pvp server: connection from %s failed", conn.peer)

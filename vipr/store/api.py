@@ -328,6 +328,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_published(self, number: str) -> bool: ...
 
+    async def join_overlay_members(self, member: int) -> int:
+        """Register this process as a live overlay publisher of the provider (DESIGN §12)
+        until close; returns its member key (`member`, or the next free one when another
+        process holds it). SQLite: one host, so the process is the only member."""
+        self._overlay_member = member
+        return member
+
+    async def overlay_members(self) -> list[int]:
+        """The member keys of every live overlay publisher of the provider, sorted;
+        StoreError when the database cannot say."""
+        m: int | None = getattr(self, "_overlay_member", None)
+        return [] if m is None else [m]
+
     # ---------------------------------------------------------------- ticket keys
 
     @abc.abstractmethod

@@ -42,6 +42,7 @@ from vipr.store.models import (
     VcrChange,
 )
 from vipr.store.pg_listen import Listener
+from vipr.store.pg_members import MemberLock
 from vipr.store.pg_schema import pg_migrate, pg_version
 from vipr.store.rows import (
     INSERT_VALIDATION,
@@ -150,6 +151,7 @@ class PostgresStore(Store):
         self._url = url
         self._pool: Any = pool
         self._listeners: list[Listener] = []
+        self._members: MemberLock | None = None
         self._kept: Any = None   # an asyncpg connection of its own, see _quick
         self._kept_busy = False
 
@@ -193,6 +195,9 @@ class PostgresStore(Store):
         listeners, self._listeners = self._listeners, []
         for listener in listeners:
             await listener.close()
+        members, self._members = self._members, None
+        if members is not None:
+            await members.close()
         kept, self._kept = self._kept, None
         if kept is not None:
             with contextlib.suppress(*_DB_ERRORS):
@@ -522,6 +527,17 @@ class PostgresStore(Store):
 
     async def delete_published(self, number: str) -> bool:
         return await self._count("DELETE FROM published_number WHERE number = $1", number) > 0
+
+    async def join_overlay_members(self, member: int) -> int:
+        if self._pool is None:
+            raise StoreError(f"store {self.path} is closed")
+        self._members = self._members or MemberLock(self._url, self.path)
+        return await self._members.join(member)
+
+    async def overlay_members(self) -> list[int]:
+        if self._members is None:
+            return []
+        return await self._members.members()
 
     # ---------------------------------------------------------------- ticket keys
 

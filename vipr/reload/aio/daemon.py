@@ -3,11 +3,13 @@
 Runs `overlay.nodes` RELOAD peers (or ceil(numbers / numbers_per_node)), each with its own
 Node-ID from the provider's certificate and port `listen.port + i`; publishes every served
 number under `N`, `COPY1N`, `COPY2N` (spread over the nodes, republished every
-`republish_interval`), answers AppAttach for Application-ID 61441 with the PVP address, and
-serves the local socket API (`publish`, `lookup`, `attach`, `status`, CONTRACTS.md) on
-`<runtime_dir>/overlay.sock` from the start: `status` says "joining" until the nodes have
-joined. SIGTERM: hand data off (≤ STOP_HANDOFF s) and Leave (≤ STOP_LEAVE s) on every node
-at once, close the links, exit 0; a SIGTERM while joining abandons the join at once.
+`republish_interval`; with several daemons of one provider on several hosts sharing one
+PostgreSQL store, each publishes only its share: vipr.reload.aio.members), answers AppAttach
+for Application-ID 61441 with the PVP address, and serves the local socket API (`publish`,
+`lookup`, `attach`, `status`, CONTRACTS.md) on `<runtime_dir>/overlay.sock` from the start:
+`status` says "joining" until the nodes have joined. SIGTERM: hand data off (≤ STOP_HANDOFF
+s) and Leave (≤ STOP_LEAVE s) on every node at once, close the links, exit 0; a SIGTERM while
+joining abandons the join at once.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from vipr.ipc import IpcError, IpcServer
 from vipr.logsetup import fields
 from vipr.metrics import LOOKUP_SECONDS, LOOKUPS, watch_overlay
 from vipr.reload.aio.capture import Capture
+from vipr.reload.aio.members import FIRST_WAIT, OverlayMembers
 from vipr.reload.aio.node import ChordTimers, ReloadNode
 from vipr.reload.aio.storage_service import StorageService
 from vipr.reload.aio.vipr_usage import ViprPublisher, lookup
+from vipr.reload.core.shares import member_key, place, share
 from vipr.reload.core.storage import DataStore
 from vipr.reload.errors import ReloadError
 from vipr.reload.overlay_config import (
@@ -103,6 +107,8 @@ class OverlayDaemon:
         self.services: list[StorageService] = []
         self.publishers: list[ViprPublisher] = []
         self.published = 0
+        self.members = OverlayMembers(cfg.database, member_key(self.creds[0].node_id))
+        self._placed: dict[str, int] = {}   # number → index of the publisher that stored it
         self._publish_lock = asyncio.Lock()
         self._ipc: IpcServer | None = None
         self._rr = 0
@@ -249,10 +255,11 @@ class OverlayDaemon:
                     return
             self.state = DaemonState.RUNNING
             notify_ready(f"{len(self.nodes)} RELOAD nodes")
+            members = asyncio.create_task(self.members.run(stop))
             publisher = asyncio.create_task(self._publish_loop(stop))
             await stop.wait()
             publisher.cancel()
-            await asyncio.gather(publisher, return_exceptions=True)
+            await asyncio.gather(publisher, members, return_exceptions=True)
         finally:
             await self.shutdown()
             if warn is not None:
@@ -286,18 +293,29 @@ class OverlayDaemon:
     # ------------------------------------------------------------------ publishing
 
     async def publish_all(self) -> tuple[int, int]:
-        """Publish every served number; returns (numbers stored, numbers with a failed copy)."""
+        """Publish this daemon's share of the served numbers (all of them unless other
+        daemons of the provider are live, DESIGN §12) and withdraw the claims it no longer
+        owns; returns (numbers stored, numbers with a failed copy)."""
         async with self._publish_lock:
-            numbers = sorted(self.cfg.numbers)
+            numbers = share(self.cfg.numbers, self.members.live, self.members.me)
+            placed, withdraw = place(numbers, self._placed, len(self.publishers))
+            self._placed = placed
             sem = asyncio.Semaphore(PUBLISH_CONCURRENCY)
             done: list[tuple[str, int]] = []
 
-            async def one(k: int, number: str) -> None:
+            async def one(number: str) -> None:
                 async with sem:
-                    ok = await self.publishers[k % len(self.publishers)].publish(number)
+                    ok = await self.publishers[placed[number]].publish(number)
                 done.append((number, ok))
 
-            await asyncio.gather(*(one(k, n) for k, n in enumerate(numbers)))
+            async def drop(number: str, i: int) -> None:
+                async with sem:
+                    await self.publishers[i].withdraw(number)
+
+            await asyncio.gather(*(one(n) for n in numbers),
+                                 *(drop(n, i) for n, i in withdraw.items()))
+            if withdraw:
+                log.info("withdrew %d claim(s) now published elsewhere", len(withdraw))
             stored = [n for n, ok in done if ok]
             await self._record(stored)
             self.published = len(stored)
@@ -323,13 +341,21 @@ class OverlayDaemon:
             log.warning("cannot record published numbers in %s: %r", self.cfg.database, e)
 
     async def _publish_loop(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):   # our share needs the live members first
+            await asyncio.wait_for(self.members.ready.wait(), FIRST_WAIT)
         while not stop.is_set():
+            self.members.changed.clear()
             _, partial = await self.publish_all()
             wait = self.cfg.overlay.republish_interval
             if partial:
                 wait = min(wait, RETRY_AFTER)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            woken = {asyncio.ensure_future(stop.wait()),
+                     asyncio.ensure_future(self.members.changed.wait())}
+            try:   # a member joined or left: publish the new share at once
+                await asyncio.wait(woken, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in woken:
+                    w.cancel()
 
     async def apply_config(self, cfg: ProviderConfig) -> None:
         """SIGHUP (`vipr.hot_reload`): publish the numbers added and withdraw those removed
@@ -350,8 +376,8 @@ class OverlayDaemon:
         await self.publish_all()
 
     async def withdraw(self, numbers: list[str]) -> None:
-        """Delete our claims on `numbers` (under every node's key: which node published a
-        number depends on its place in the sorted list, which a change of numbers moves)."""
+        """Delete our claims on `numbers`: under the key of the node that stored each one, or
+        of every node for a number this daemon has not placed (published before a restart)."""
         async with self._publish_lock:
             sem = asyncio.Semaphore(PUBLISH_CONCURRENCY)
 
@@ -359,7 +385,12 @@ class OverlayDaemon:
                 async with sem:
                     return await pub.withdraw(number)
 
-            await asyncio.gather(*(one(p, n) for n in numbers for p in self.publishers))
+            jobs = []
+            for n in numbers:
+                i = self._placed.pop(n, None)
+                jobs += [one(p, n) for p in
+                         (self.publishers if i is None else [self.publishers[i]])]
+            await asyncio.gather(*jobs)
             try:
                 from vipr.store import Store
 
@@ -392,6 +423,7 @@ class OverlayDaemon:
         return self.nodes[self._rr]
 
     async def ipc_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._node()   # "joining" / "unavailable" before any node can publish
         stored, _ = await self.publish_all()
         return {"published": stored}
 
@@ -439,7 +471,8 @@ class OverlayDaemon:
             nodes += [{"node_id": cr.node_id.hex(), "joined": False,
                        "listen": f"{listen.host}:{listen.port + i}"}
                       for i, cr in enumerate(self.creds) if i >= len(self.nodes)]
-        return {"state": self.state.value, "nodes": nodes, "published": self.published}
+        return {"state": self.state.value, "nodes": nodes, "published": self.published,
+                "members": len(self.members.live), "member_key": self.members.me}
 
 
 def run_overlay(cfg: ProviderConfig) -> None:
