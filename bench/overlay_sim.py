@@ -23,9 +23,11 @@ import bisect
 import json
 import math
 import pickle
+import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -48,6 +50,12 @@ def holders(ring: list[int], key: int, copies: int = 3) -> set[int]:
 def names_of(number: int) -> list[int]:
     n = f"+1{number:010d}"
     return [to_int(resource_id(x)) for x in (n, "COPY1" + n, "COPY2" + n)]
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (wall time on a shared machine says little)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def clone(sim: Simulation) -> Simulation:
@@ -185,23 +193,33 @@ class Mode:
 
 QUICK = Mode(warm_from=1000, warm_joins=40, steady_min=25.0, probes=500, numbers=200,
              churn_min={0: 20.0, 5000: 3.0})
-FULL = Mode(warm_from=50000, warm_joins=200, steady_min=25.0, probes=2000, numbers=1000,
-            churn_min={0: 60.0, 5000: 20.0, 50000: 5.0})
+FULL = Mode(warm_from=5000, warm_joins=200, steady_min=25.0, probes=2000, numbers=1000,
+            churn_min={0: 60.0, 5000: 20.0})
 
 
-def row(n: int, mode: Mode, seed: int) -> dict[str, Any]:
+def row(n: int, mode: Mode, seed: int, hops_only: bool = False) -> dict[str, Any]:
+    """One N; `hops_only`: a warm ring, its lookups and load (no joins, failures, churn)."""
     t0 = time.monotonic()
     phase: dict[str, float] = {}
+    last = [cpu_s()]
 
-    def lap(name: str, t: list[float] = [t0]) -> None:  # noqa: B006 (a running clock)
-        now = time.monotonic()
-        phase[name] = round(now - t[0], 1)
-        t[0] = now
+    def lap(name: str) -> None:
+        now = cpu_s()
+        phase[name] = round(now - last[0], 1)
+        last[0] = now
+        print(f"# N={n}: {name} {phase[name]} CPU s", file=sys.stderr, flush=True)
 
     warm = mode.warm_joins if n >= mode.warm_from else 0
-    sim, out = build(n, seed, warm)
+    if hops_only:
+        sim = Simulation(timers=TIMERS, seed=seed)
+        sim.warm_start(n)
+        out: dict[str, Any] = {"ring_built_by": f"warm start of {n} (hops and load only)"}
+    else:
+        sim, out = build(n, seed, warm)
     lap("build")
     out["n"] = n
+    if hops_only:
+        return _lookups_and_load(sim, out, mode, lap, t0, phase)
     # steady state: past 2 update intervals, so unused links are pruned as in the daemons
     sim.messages = 0
     minutes = mode.steady_min if not warm else 8.0  # a warm ring has no link to prune
@@ -209,23 +227,7 @@ def row(n: int, mode: Mode, seed: int) -> dict[str, Any]:
     out["maint_msgs_per_node_min"] = round(sim.messages / n / minutes, 2)
     out["steady_minutes"] = minutes
     lap("steady")
-    probes = lookups(sim, mode.probes)
-    hops = sorted(p.hops for p in probes if p.node is not None)
-    ring = sorted(to_int(x) for x in sim.alive_ids())
-    correct = sum(p.node is not None and to_int(p.node) == sim.owner(p.key, ring)
-                  for p in probes)
-    peers = {x: sim.nodes[x].protocol for x in sim.alive_ids()}
-    alive = list(peers)
-    walk = [walk_hops(peers, sim.rng.choice(alive), sim.rng.getrandbits(128))
-            for _ in range(WALK_KEYS)]
-    walked = [h for h in walk if h is not None]
-    out.update({"hops_mean": round(statistics.mean(hops), 3),
-                "hops_p99": hops[min(len(hops) - 1, int(0.99 * len(hops)))],
-                "hops_walk_mean": round(statistics.mean(walked), 3),
-                "hops_walk_p99": sorted(walked)[int(0.99 * len(walked))],
-                "half_log2_n": round(0.5 * math.log2(n), 3),
-                "lookup_ok": round(correct / len(probes), 4), **table_stats(peers)})
-    lap("lookups")
+    _lookups_and_load(sim, out, mode, lap, t0, phase, final=False)
     numbers = list(range(mode.numbers))
     for share in (0.1, 0.3, 0.5):
         if warm:  # a copy of 10^4 nodes costs more than a new warm ring of the same ids
@@ -240,12 +242,72 @@ def row(n: int, mode: Mode, seed: int) -> dict[str, Any]:
     churn_min = mode.churn_min[max(k for k in mode.churn_min if k <= n)]
     out.update(churn(sim, churn_min * 60.0, numbers))
     lap("churn")
-    out.update(load_skew(ring, 10**8))
     out["events"] = sim.events
     out["wall_s"] = round(time.monotonic() - t0, 1)
-    out["wall_s_by_phase"] = phase
+    out["cpu_s_by_phase"] = phase
     print(f"# N={n}: {json.dumps(out)}", file=sys.stderr, flush=True)
     return out
+
+
+def _lookups_and_load(sim: Simulation, out: dict[str, Any], mode: Mode,
+                      lap: Callable[[str], None], t0: float, phase: dict[str, float],
+                      final: bool = True) -> dict[str, Any]:
+    probes = lookups(sim, mode.probes)
+    hops = sorted(p.hops for p in probes if p.node is not None)
+    ring = sorted(to_int(x) for x in sim.alive_ids())
+    correct = sum(p.node is not None and to_int(p.node) == sim.owner(p.key, ring)
+                  for p in probes)
+    peers = {x: sim.nodes[x].protocol for x in sim.alive_ids()}
+    alive = list(peers)
+    walk = [walk_hops(peers, sim.rng.choice(alive), sim.rng.getrandbits(128))
+            for _ in range(WALK_KEYS)]
+    walked = [h for h in walk if h is not None]
+    out.update({"hops_mean": round(statistics.mean(hops), 3),
+                "hops_p99": hops[min(len(hops) - 1, int(0.99 * len(hops)))],
+                "hops_walk_mean": round(statistics.mean(walked), 3),
+                "hops_walk_p99": sorted(walked)[int(0.99 * len(walked))],
+                "half_log2_n": round(0.5 * math.log2(len(ring)), 3),
+                "lookup_ok": round(correct / len(probes), 4), **table_stats(peers)})
+    out.update(load_skew(ring, 10**8))
+    out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    lap("lookups")
+    if final:
+        out["wall_s"] = round(time.monotonic() - t0, 1)
+        out["cpu_s_by_phase"] = phase
+        print(f"# N={out['n']}: {json.dumps(out)}", file=sys.stderr, flush=True)
+    return out
+
+
+def like_real(n: int, seed: int) -> dict[str, Any]:
+    """bench/overlay.py's schedule in simulated time, for comparing hops with real processes:
+    its timers, one join after the other (each waits for the previous to finish), its settle
+    time, then hops walked over the tables for 2,000 random keys, 30 Ping probes to its
+    numbers' Resource-IDs and the table state — measured by the same code as there."""
+    import random as _random
+
+    from overlay import SETTLE_S  # bench/overlay.py
+    from overlay import TIMERS as BENCH_TIMERS
+
+    from vipr.reload.wire.vipr_kind import resource_ids
+
+    sim = Simulation(timers=BENCH_TIMERS, seed=seed)
+    for _ in range(n):
+        nd = sim.add_node()
+        sim.run(sim.now + 60.0, stop=lambda nd=nd: nd.join_done is not None)  # type: ignore
+    sim.run(sim.now + SETTLE_S)
+    peers = {x: sim.nodes[x].protocol for x in sim.alive_ids()}
+    alive = list(peers)
+    walk = [walk_hops(peers, sim.rng.choice(alive), sim.rng.getrandbits(128))
+            for _ in range(WALK_KEYS)]
+    rnd = _random.Random(n)
+    numbers = [f"+1408{rnd.randrange(10**7):07d}" for _ in range(30)]
+    probes = [sim.lookup(sim.rng.choice(alive), to_int(resource_ids(x)[0])) for x in numbers]
+    sim.run(sim.now + 5.0)
+    walked = [h for h in walk if h is not None]
+    return {"n": n, "hops_walk_random_keys": round(statistics.mean(walked), 3),
+            "walk_dropped": len(walk) - len(walked),
+            "hops_probe_numbers": round(statistics.mean(p.hops for p in probes), 3),
+            "half_log2_n": round(0.5 * math.log2(n), 3), **table_stats(peers)}
 
 
 def extrapolate(rows: list[dict[str, Any]], n: int) -> dict[str, float]:
@@ -268,7 +330,13 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=100000,
                     help="full mode: this N too, if it fits in --max-rss-gb (else extrapolated)")
     ap.add_argument("--max-rss-gb", type=float, default=8.0)
+    ap.add_argument("--like-real", action="store_true",
+                    help="N = 16 and 64 on bench/overlay.py's schedule and timers (hops check)")
     args = ap.parse_args()
+    if args.like_real:
+        rows = [like_real(n, args.seed) for n in (args.n or [16, 64])]
+        print(json.dumps({"bench": "overlay_sim", "mode": "like_real", "rows": rows}))
+        return
     mode = QUICK if args.quick else FULL
     ns = args.n or [1000, 10000]
     t0 = time.monotonic()
@@ -284,7 +352,7 @@ def main() -> None:
         # about 6 kB per node in a warm ring (measured: 63 MB pickled at N = 10^4, ~3x live)
         need_gb = args.big * 20e3 / 1e9
         if need_gb <= args.max_rss_gb:
-            rows.append(row(args.big, mode, args.seed))
+            rows.append(row(args.big, mode, args.seed, hops_only=True))
             result["hops_over_baseline"].append(
                 round(rows[-1]["hops_mean"] / rows[-1]["half_log2_n"], 3))
         else:
@@ -292,6 +360,7 @@ def main() -> None:
     if len(rows) >= 2 and max(r["n"] for r in rows) < args.big:
         result["extrapolated"] = extrapolate(rows, args.big)
     result["wall_s"] = round(time.monotonic() - t0, 1)
+    result["cpu_s"] = round(cpu_s(), 1)
     print(json.dumps(result))
 
 
