@@ -103,6 +103,7 @@ class Simulation:
     messages: int = 0  # end-to-end messages originated (requests, answers, retransmissions)
     transmissions: int = 0  # per-hop transmissions
     events: int = 0
+    connects: int = 0  # connections opened (each a TCP + TLS handshake in the daemons)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -291,6 +292,7 @@ class Simulation:
 
     def _connect(self, node: SimNode, a: Connect) -> None:
         target = self._by_addr.get((a.host, a.port))
+        self.connects += 1
         delay = 2 * self.net.latency * self.net.handshake_rtts
         self.at(self.now + delay, self._connected, node, a, target)
 
