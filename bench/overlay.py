@@ -89,11 +89,13 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
     boot: tuple[str, int] | None = None
     join_failures = 0
     for i in range(n):
-        creds = ca.issue_node_cert(ca_cert, ca_key, OVERLAY, f"n{i}@bench.example", key=key)
-        files = creds.write(tmp, f"n{n}-{i}")
-        ctx = ReloadContext(OVERLAY, creds, trust, configuration_sequence=1)
         svc = StorageService(DataStore([vipr_kind()], trust), hold_down=timers.update_interval)
         for attempt in range(JOIN_ATTEMPTS):  # a failed join: retried via another bootstrap
+            # with a new certificate (a new Node-ID): a retry under the same Node-ID failed
+            # every time (6 of 6) while peers still counted the first attempt as ready
+            creds = ca.issue_node_cert(ca_cert, ca_key, OVERLAY, f"n{i}@bench.example", key=key)
+            files = creds.write(tmp, f"n{n}-{i}-{attempt}")
+            ctx = ReloadContext(OVERLAY, creds, trust, configuration_sequence=1)
             via = [nodes[(i * 7 + attempt) % len(nodes)].address] if attempt and nodes else (
                 [boot] if boot else [])
             node = ReloadNode(context=ctx, creds_files=files, listen=("127.0.0.1", 0),

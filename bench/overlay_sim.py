@@ -197,7 +197,9 @@ FULL = Mode(warm_from=5000, warm_joins=200, steady_min=25.0, probes=2000, number
             churn_min={0: 60.0, 5000: 20.0})
 
 
-def row(n: int, mode: Mode, seed: int, hops_only: bool = False) -> dict[str, Any]:
+def row(n: int, mode: Mode, seed: int, hops_only: bool = False,
+        shares: tuple[float, ...] = (0.1, 0.3, 0.5), churn_min: float | None = None,
+        fail_only: bool = False) -> dict[str, Any]:
     """One N; `hops_only`: a warm ring, its lookups and load (no joins, failures, churn)."""
     t0 = time.monotonic()
     phase: dict[str, float] = {}
@@ -210,6 +212,18 @@ def row(n: int, mode: Mode, seed: int, hops_only: bool = False) -> dict[str, Any
         print(f"# N={n}: {name} {phase[name]} CPU s", file=sys.stderr, flush=True)
 
     warm = mode.warm_joins if n >= mode.warm_from else 0
+    if fail_only:  # one experiment per process (runs side by side on a shared machine)
+        out = {"n": n}
+        numbers = list(range(mode.numbers))
+        for share in shares:
+            base = Simulation(timers=TIMERS, seed=seed)
+            base.warm_start(n)
+            base.run(base.now + 1.0)
+            out[f"found_after_{int(share * 100)}pct_fail"] = round(
+                mass_failure(base, share, numbers), 4)
+            lap(f"fail_{int(share * 100)} {out}")
+        out["cpu_s_by_phase"] = phase
+        return out
     if hops_only:
         sim = Simulation(timers=TIMERS, seed=seed)
         sim.warm_start(n)
@@ -228,8 +242,9 @@ def row(n: int, mode: Mode, seed: int, hops_only: bool = False) -> dict[str, Any
     out["steady_minutes"] = minutes
     lap("steady")
     _lookups_and_load(sim, out, mode, lap, t0, phase, final=False)
+    print(f"# N={n}: {json.dumps(out)}", file=sys.stderr, flush=True)
     numbers = list(range(mode.numbers))
-    for share in (0.1, 0.3, 0.5):
+    for share in shares:
         if warm:  # a copy of 10^4 nodes costs more than a new warm ring of the same ids
             base = Simulation(timers=TIMERS, seed=seed)
             base.warm_start(n)
@@ -238,10 +253,12 @@ def row(n: int, mode: Mode, seed: int, hops_only: bool = False) -> dict[str, Any
             base = clone(sim)
         out[f"found_after_{int(share * 100)}pct_fail"] = round(
             mass_failure(base, share, numbers), 4)
-        lap(f"fail_{int(share * 100)}")
-    churn_min = mode.churn_min[max(k for k in mode.churn_min if k <= n)]
-    out.update(churn(sim, churn_min * 60.0, numbers))
-    lap("churn")
+        lap(f"fail_{int(share * 100)} {out[f'found_after_{int(share * 100)}pct_fail']}")
+    if churn_min is None:
+        churn_min = mode.churn_min[max(k for k in mode.churn_min if k <= n)]
+    if churn_min:
+        out.update(churn(sim, churn_min * 60.0, numbers))
+    lap(f"churn {out.get('found_under_churn')}")
     out["events"] = sim.events
     out["wall_s"] = round(time.monotonic() - t0, 1)
     out["cpu_s_by_phase"] = phase
@@ -335,6 +352,11 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=100000,
                     help="full mode: this N too, if it fits in --max-rss-gb (else extrapolated)")
     ap.add_argument("--max-rss-gb", type=float, default=8.0)
+    ap.add_argument("--fail", type=float, action="append",
+                    help="mass-failure shares to run (default 0.1, 0.3, 0.5; 0: none)")
+    ap.add_argument("--fail-only", action="store_true",
+                    help="only the mass failures (one process per share on a shared machine)")
+    ap.add_argument("--churn-min", type=float, help="simulated minutes of churn (0: none)")
     ap.add_argument("--like-real", action="store_true",
                     help="N = 16 and 64 on bench/overlay.py's schedule and timers (hops check)")
     args = ap.parse_args()
@@ -345,7 +367,12 @@ def main() -> None:
     mode = QUICK if args.quick else FULL
     ns = args.n or [1000, 10000]
     t0 = time.monotonic()
-    rows = [row(n, mode, args.seed) for n in ns]
+    shares = tuple(x for x in args.fail or (0.1, 0.3, 0.5) if x > 0)  # --fail 0: none
+    rows = [row(n, mode, args.seed, shares=shares, churn_min=args.churn_min,
+                fail_only=args.fail_only) for n in ns]
+    if args.fail_only:
+        print(json.dumps({"bench": "overlay_sim", "mode": "fail_only", "rows": rows}))
+        return
     ratios = [round(r["hops_mean"] / r["half_log2_n"], 3) for r in rows]
     result: dict[str, Any] = {
         "bench": "overlay_sim", "mode": "quick" if args.quick else "full",
