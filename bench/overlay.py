@@ -91,8 +91,9 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
     for i in range(n):
         svc = StorageService(DataStore([vipr_kind()], trust), hold_down=timers.update_interval)
         for attempt in range(JOIN_ATTEMPTS):  # a failed join: retried via another bootstrap
-            # with a new certificate (a new Node-ID): a retry under the same Node-ID failed
-            # every time (6 of 6) while peers still counted the first attempt as ready
+            # with a new certificate (a new Node-ID): under load a retry under the same
+            # Node-ID failed every time (6 of 6, "no admitting peer answered the Attach");
+            # the simulator re-joins under the same id fine: cause not found yet
             creds = ca.issue_node_cert(ca_cert, ca_key, OVERLAY, f"n{i}@bench.example", key=key)
             files = creds.write(tmp, f"n{n}-{i}-{attempt}")
             ctx = ReloadContext(OVERLAY, creds, trust, configuration_sequence=1)
@@ -131,21 +132,31 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
     walk_rand = [walk_hops(peers, rnd.choice(nodes).node_id, rnd.getrandbits(128))
                  for _ in range(WALK_KEYS)]
     store_t, fetch_t, hops = [], [], []
+    store_failed = fetch_failed = 0  # no answer within the transaction (2 s): counted, not fatal
     for i, num in enumerate(numbers):
         pub = ViprPublisher(nodes[i % n], "00000000000000b1", lifetime=3600)
-        res = resource_ids(num)[0]
-        t = time.perf_counter()
-        await nodes[i % n].request(res, pub._request(res, _claim(pub)))
-        store_t.append(time.perf_counter() - t)
-        for r in resource_ids(num)[1:]:
-            await nodes[i % n].request(r, pub._request(r, _claim(pub)))
+        for j, r in enumerate(resource_ids(num)):
+            t = time.perf_counter()
+            try:
+                await nodes[i % n].request(r, pub._request(r, _claim(pub)))
+            except ReloadError as e:
+                store_failed += 1
+                print(f"store {num} #{j} failed: {e}", file=sys.stderr)
+                continue
+            if j == 0:
+                store_t.append(time.perf_counter() - t)
     spec = StoredDataSpecifier(KIND_VIPR, 0, DictionarySpecifier())
     fetched = 0
     for num, src in zip(numbers, srcs, strict=True):
         res = resource_ids(num)[0]
         t = time.perf_counter()
         before = sum((s.fetch_hops for s in services), Counter())
-        ans = await src.request(res, FetchReq(res, (spec,)))
+        try:
+            ans = await src.request(res, FetchReq(res, (spec,)))
+        except ReloadError as e:
+            fetch_failed += 1
+            print(f"fetch {num} failed: {e}", file=sys.stderr)
+            continue
         fetch_t.append(time.perf_counter() - t)
         fetched += bool(claims_from(verified_values(ans, res, trust)))  # the claim came back
         diff = sum((s.fetch_hops for s in services), Counter()) - before
@@ -187,6 +198,7 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
         "store_p50_ms": ms(pct(store_t, 50)), "store_p95_ms": ms(pct(store_t, 95)),
         "fetch_p50_ms": ms(pct(fetch_t, 50)), "fetch_p95_ms": ms(pct(fetch_t, 95)),
         "fetch_found_before_kill": round(fetched / len(numbers), 3),
+        "store_failed": store_failed, "fetch_failed": fetch_failed,
         "killed": len(victims), "after_kill": passes,
     }
 
