@@ -91,9 +91,8 @@ async def reload_run(n: int, k: int, tmp: Path, timers: ChordTimers) -> dict[str
     for i in range(n):
         svc = StorageService(DataStore([vipr_kind()], trust), hold_down=timers.update_interval)
         for attempt in range(JOIN_ATTEMPTS):  # a failed join: retried via another bootstrap
-            # with a new certificate (a new Node-ID): under load a retry under the same
-            # Node-ID failed every time (6 of 6, "no admitting peer answered the Attach");
-            # the simulator re-joins under the same id fine: cause not found yet
+            # with a new certificate (a new Node-ID), so that no peer's state about the first
+            # attempt can matter (under load, retries under the same Node-ID failed 4 of 4)
             creds = ca.issue_node_cert(ca_cert, ca_key, OVERLAY, f"n{i}@bench.example", key=key)
             files = creds.write(tmp, f"n{n}-{i}-{attempt}")
             ctx = ReloadContext(OVERLAY, creds, trust, configuration_sequence=1)

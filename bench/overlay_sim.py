@@ -356,6 +356,8 @@ def main() -> None:
                     help="mass-failure shares to run (default 0.1, 0.3, 0.5; 0: none)")
     ap.add_argument("--fail-only", action="store_true",
                     help="only the mass failures (one process per share on a shared machine)")
+    ap.add_argument("--hops-only", action="store_true",
+                    help="warm rings, hops and load only (what full mode runs at --big)")
     ap.add_argument("--churn-min", type=float, help="simulated minutes of churn (0: none)")
     ap.add_argument("--like-real", action="store_true",
                     help="N = 16 and 64 on bench/overlay.py's schedule and timers (hops check)")
@@ -369,7 +371,7 @@ def main() -> None:
     t0 = time.monotonic()
     shares = tuple(x for x in args.fail or (0.1, 0.3, 0.5) if x > 0)  # --fail 0: none
     rows = [row(n, mode, args.seed, shares=shares, churn_min=args.churn_min,
-                fail_only=args.fail_only) for n in ns]
+                fail_only=args.fail_only, hops_only=args.hops_only) for n in ns]
     if args.fail_only:
         print(json.dumps({"bench": "overlay_sim", "mode": "fail_only", "rows": rows}))
         return
