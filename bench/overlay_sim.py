@@ -382,6 +382,9 @@ def main() -> None:
         "rows": rows, "hops_over_baseline": ratios,
         "hops_within_target": all(r["hops_mean"] <= r["half_log2_n"] + 0.2 for r in rows),
     }
+    if args.quick and args.big not in ns:
+        result["not_run"] = (f"N = {args.big}: full mode only (a warm ring, hops and load); "
+                             "`extrapolated` fits hops against log2 N through the rows")
     if not args.quick and args.big and args.big not in ns:
         # about 6 kB per node in a warm ring (measured: 63 MB pickled at N = 10^4, ~3x live)
         need_gb = args.big * 20e3 / 1e9
