@@ -2,12 +2,16 @@
 
 N instances of `ChordProtocol` (vipr/reload/core/chord_protocol.py, the code the daemons run)
 over the in-memory network of vipr/reload/sim/ (20 ms ± 5 ms per hop; no TLS, no signatures).
-Per N: join of every node (one arrival each 0.2 s), messages per join and simulated time to a
-correct ring; maintenance messages per node per minute; hops per lookup (mean, p99) against
-the published Chord path length ½·log2 N (the baseline); lookup success after 10/30/50 % of
-the nodes fail at once (60 s of repair, then numbers looked up under N, COPY1N, COPY2N as
-`lookup` does); lookup success under churn (exponential sessions, median 1 h); records per node
-and max/mean skew for 10^8 numbers, computed from the ring. Prints one JSON line last.
+Per N: the ring (N joins, one arrival each 0.2 s; or, from `warm_from` on, a warm-started ring
+with a sample of nodes joining through the protocol): messages per join and simulated time to a
+correct ring; maintenance messages per node per minute; hops per lookup (mean, p99; Pings and a
+walk over the tables) against the published Chord path length ½·log2 N (the baseline); lookup
+success after 10/30/50 % of the nodes fail at once (60 s of repair, then numbers looked up under
+N, COPY1N, COPY2N as `lookup` does); lookup success under churn (exponential sessions, median
+1 h); records per node and max/mean skew for 10^8 numbers, computed from the ring. Full mode
+adds N = 100,000 (warm ring, hops and load) when memory allows and fits hops against log2 N.
+`--like-real` runs bench/overlay.py's timers and schedule at N = 16 and 64 instead. Phases are
+timed in CPU seconds. Prints one JSON line last.
 
 Data model (no storage is simulated): a number is stored under its three Resource-IDs, each on
 the responsible peer and its two successors (replication, §10.4) as of before the failure; a
