@@ -11,6 +11,7 @@ along the reversed via list, retransmission every overlay-reliability-timer (§6
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import ipaddress
 import random
@@ -28,6 +29,7 @@ from vipr.reload.core.chord_protocol import (
     Deliver,
     Forward,
     JoinDone,
+    JoinPhase,
     Purpose,
     SendRequest,
     SetTimer,
@@ -38,7 +40,15 @@ from vipr.reload.core.node_api import ChordTimers
 from vipr.reload.core.replication import DEFAULT_HOLD_DOWN
 from vipr.reload.core.storage import DataStore
 from vipr.reload.core.storage_protocol import StorageProtocol
-from vipr.reload.core.topology import RING, dist, to_int
+from vipr.reload.core.topology import (
+    N_FINGERS,
+    N_SUCC,
+    RING,
+    dist,
+    finger_target,
+    to_id,
+    to_int,
+)
 from vipr.reload.wire import bodies as m
 from vipr.reload.wire.forwarding import Destination, NodeDestination, ResourceDestination
 from vipr.reload.wire.security import cert_from_der_cached
@@ -59,7 +69,7 @@ class NetConfig:
     failure_detect: float = 0.05  # s until peers of a crashed node see its links close
 
 
-@dataclass
+@dataclass(slots=True)
 class Packet:
     txid: int
     origin: bytes
@@ -123,6 +133,7 @@ class Simulation:
     messages: int = 0  # end-to-end messages originated (requests, answers, retransmissions)
     transmissions: int = 0  # per-hop transmissions
     events: int = 0
+    connects: int = 0  # connections opened (each a TCP + TLS handshake in the daemons)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -166,14 +177,11 @@ class Simulation:
 
     # --- nodes ----------------------------------------------------------------------------------
 
-    def add_node(self, node_id: bytes | None = None) -> SimNode:
-        """A new peer; the first creates the ring, the others join through it."""
-        nid = node_id if node_id is not None else self.rng.getrandbits(128).to_bytes(16, "big")
+    def _new_node(self, nid: bytes, boot: tuple[HostPort, ...], create: bool) -> SimNode:
         i = len(self._by_addr) + 1
         addr = (str(ipaddress.IPv4Address(0x0A000000 + i)), PORT)
-        boot = () if self._first is None else (self.nodes[self._first].addr,)
         proto = ChordProtocol(nid, self.timers, random.Random(self.rng.getrandbits(64)),
-                              bootstrap=boot, create=self._first is None)
+                              bootstrap=boot, create=create)
         proto.candidate = m.IceCandidate(m.IpAddressPort(addr[0], addr[1]))
         node = SimNode(nid, addr, proto, join_started=self.now)
         if self.data_store is not None:
@@ -181,6 +189,74 @@ class Simulation:
         self.nodes[nid] = node
         self._by_addr[addr] = nid
         self.links[nid] = set()
+        return node
+
+    def warm_start(self, n: int, extra: int = 0) -> None:
+        """N peers already in the ring, as after a long steady state (scale runs only): each
+        is linked to its true 3 successors, 3 predecessors and 16 fingers (§10.3) and to the
+        peers that chose it as one of theirs; both ends of every link are ready (each sent an
+        Update). The tables go in through the core's own events (`on_link_up`, then the
+        topology's `add_ready`, as an Update does); a simulated join costs about 10^3 events
+        per node, this is for N where N joins do not fit in the time budget. `extra` random
+        links per peer (drawn uniformly) stand for the links a peer keeps because others
+        attached to it while their tables were younger."""
+        assert not self.nodes, "warm start builds a new ring"
+        ids = sorted({self.rng.getrandbits(128) for _ in range(n)})
+        n = len(ids)
+        boot: tuple[HostPort, ...] = ()
+        nodes = [self._new_node(to_id(v), boot, i == 0) for i, v in enumerate(ids)]
+        self._first = nodes[0].node_id
+        wanted: list[set[int]] = [set() for _ in ids]
+        for i, v in enumerate(ids):
+            w = wanted[i]
+            for k in range(1, min(N_SUCC, n - 1) + 1):
+                w.add((i + k) % n)
+                w.add((i - k) % n)
+            for f in range(1, N_FINGERS + 1):
+                j = bisect.bisect_left(ids, finger_target(v, f)) % n
+                if j != i:
+                    w.add(j)
+            for _ in range(extra):
+                j = self.rng.randrange(n)
+                if j != i:
+                    w.add(j)
+        boot = (nodes[0].addr,)
+        for node in nodes:
+            p = node.protocol
+            p.bootstrap = boot
+            self._exec(node, p.start(self.now))
+            p.joined = True
+            p.phase = JoinPhase.JOINED
+            node.join_done = self.now
+        for i, w in enumerate(wanted):
+            a = nodes[i]
+            for j in w:
+                b = nodes[j]
+                # what answering its Attach records (_on_attach): we keep this link
+                b.protocol._wanted_by.add(a.node_id)
+                if b.node_id in self.links[a.node_id]:
+                    continue
+                self.links[a.node_id].add(b.node_id)
+                self.links[b.node_id].add(a.node_id)
+                a.protocol.on_link_up(b.node_id, self.now)
+                b.protocol.on_link_up(a.node_id, self.now)
+        for node in nodes:
+            p = node.protocol
+            # all ready at once: one table computation instead of one per peer
+            peers = [to_int(q) for q in self.links[node.node_id]]
+            if peers:
+                p.topo.ready.update(peers[1:])
+                p.topo.add_ready(peers[0])
+            p.peer_addrs.update((q, self.nodes[q].addr) for q in self.links[node.node_id])
+            p._had_peers = True  # what `_changed` records on the first ready peer
+            self._exec(node, p.start_maintenance(self.now))
+
+    def add_node(self, node_id: bytes | None = None) -> SimNode:
+        """A new peer; the first creates the ring, the others join through it."""
+        nid = node_id if node_id is not None else self.rng.getrandbits(128).to_bytes(16, "big")
+        boot = () if self._first is None else (self.nodes[self._first].addr,)
+        node = self._new_node(nid, boot, self._first is None)
+        proto = node.protocol
         self._exec(node, proto.start(self.now))
         if self._first is None:
             self._first = nid
@@ -259,6 +335,7 @@ class Simulation:
 
     def _connect(self, node: SimNode, a: Connect) -> None:
         target = self._by_addr.get((a.host, a.port))
+        self.connects += 1
         delay = 2 * self.net.latency * self.net.handshake_rtts
         self.at(self.now + delay, self._connected, node, a, target)
 
