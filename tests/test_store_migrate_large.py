@@ -11,6 +11,7 @@ import json
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,14 +99,18 @@ async def _pg_counts(url: str) -> tuple[int, int, int, object]:
 async def test_migrate_a_million_vcrs_resumes_and_reruns_as_no_op(tmp_path: Path,
                                                                     pg_url: str) -> None:
     src = tmp_path / "vipr.db"
+    t0 = time.monotonic()
     await asyncio.to_thread(_build, src)
+    t1 = time.monotonic()
 
     rc, _ = await _migrate(src, pg_url, kill_after=KILL_AFTER)
     assert rc == -signal.SIGKILL
     part = (await _pg_counts(pg_url))[0]
     assert KILL_AFTER <= part < N_VCRS   # stopped part way, its batches committed
 
+    t2 = time.monotonic()
     rc, out = await _migrate(src, pg_url)
+    t3 = time.monotonic()
     assert out is not None and out["verified"] is True
     assert out["copied"] == {"vcr": N_VCRS - part, "route": 0, "published_number": 0,
                              "ticket_key": 0, "validation": 0}
@@ -113,7 +118,12 @@ async def test_migrate_a_million_vcrs_resumes_and_reruns_as_no_op(tmp_path: Path
     assert out["target_rows"]["vcr"] == N_VCRS   # type: ignore[index]
     assert await _pg_counts(pg_url) == (N_VCRS, N_VCRS, N_VCRS, N_VCRS)
 
+    t4 = time.monotonic()
     rc, again = await _migrate(src, pg_url)
+    t5 = time.monotonic()
     assert again is not None and again["verified"] is True
     assert set(again["copied"].values()) == {0}   # type: ignore[attr-defined]
     assert await _pg_counts(pg_url) == (N_VCRS, N_VCRS, N_VCRS, N_VCRS)
+    # figures for docs/benchmarks.md (printed with -s, never asserted)
+    print(f"build {t1 - t0:.1f} s; killed run {t2 - t1:.1f} s ({part} rows); resumed run"
+          f" {t3 - t2:.1f} s ({N_VCRS - part} rows); no-op rerun {t5 - t4:.1f} s")
