@@ -8,7 +8,10 @@ PostgreSQL: a throw-away cluster (tests/pg_cluster.py: Debian's initdb/pg_ctl, l
 are created by the store; the raw side works on a second, identical database named URL_raw,
 which must exist); skipped when PostgreSQL is not installed. Raw PostgreSQL baseline: one
 asyncpg connection; single = one autocommit INSERT … RETURNING id; batched = executemany in a
-transaction; lookup = fetchrow.
+transaction; lookup = fetchrow. A second raw baseline sends the store's own SQL text through
+the same raw connection (`*_same_sql`: the single-row INSERT with its event CTE, the batch as
+one INSERT … SELECT FROM unnest(arrays)): the API's cost over the driver doing the same
+statements, apart from the choice of statement.
 
 Three workloads, each timed for the API (vipr.store.Store over aiosqlite) and for raw sqlite3
 on a file with the same schema and pragmas (WAL, synchronous=NORMAL, busy_timeout), in the same
@@ -40,6 +43,8 @@ import asyncpg
 
 from vipr.store import Store
 from vipr.store.models import Route, Vcr
+from vipr.store.postgres import _INSERT_VCR_ID, _INSERT_VCRS
+from vipr.store.rows import vcr_params
 from vipr.store.schema import PRAGMAS
 
 INSERT = (
@@ -225,6 +230,14 @@ async def run_pg(quick: bool, batch: int, api_url: str, raw_url: str) -> dict[st
             async with raw.transaction():
                 await raw.executemany(PG_INSERT, rows)
 
+    async def raw_single_same_sql() -> None:
+        for params in pending_same:
+            await raw.fetch(_INSERT_VCR_ID, *params)
+
+    async def raw_batched_same_sql() -> None:
+        for columns in pending_same_batches:
+            await raw.fetch(_INSERT_VCRS, *columns)
+
     async def api_lookup() -> None:
         for k in keys:
             await store.get_route(k)
@@ -234,7 +247,8 @@ async def run_pg(quick: bool, batch: int, api_url: str, raw_url: str) -> dict[st
             await raw.fetchrow(PG_SELECT_ROUTE, k)
 
     times: dict[str, list[float]] = {k: [] for k in (
-        "single_api", "single_raw", "batched_api", "batched_raw", "lookup_api", "lookup_raw")}
+        "single_api", "single_raw", "batched_api", "batched_raw", "lookup_api", "lookup_raw",
+        "single_same_sql", "batched_same_sql")}
     try:
         for _ in range(reps):
             pending = api_ids.vcrs(n_single)
@@ -242,15 +256,21 @@ async def run_pg(quick: bool, batch: int, api_url: str, raw_url: str) -> dict[st
             pending_batches = [api_ids.vcrs(batch) for _ in range(n_batches)]
             pending_batch_rows = [[as_row(v) for v in raw_ids.vcrs(batch)]
                                   for _ in range(n_batches)]
+            pending_same = [vcr_params(v) for v in raw_ids.vcrs(n_single)]
+            pending_same_batches = [
+                [list(c) for c in zip(*(vcr_params(v) for v in raw_ids.vcrs(batch)),
+                                      strict=True)] for _ in range(n_batches)]
             times["single_api"].append(await timed(api_single))
             times["single_raw"].append(await timed(raw_single))
+            times["single_same_sql"].append(await timed(raw_single_same_sql))
             times["batched_raw"].append(await timed(raw_batched))
             times["batched_api"].append(await timed(api_batched))
+            times["batched_same_sql"].append(await timed(raw_batched_same_sql))
             times["lookup_api"].append(await timed(api_lookup))
             times["lookup_raw"].append(await timed(raw_lookup))
         n_api = (await store.row_counts())["vcr"]
         n_raw = await raw.fetchval("SELECT count(*) FROM vcr")
-        assert n_api == n_raw == reps * (n_single + n_batches * batch), (n_api, n_raw)
+        assert n_api * 2 == n_raw == 2 * reps * (n_single + n_batches * batch), (n_api, n_raw)
     finally:
         await store.close()
         await raw.close()
@@ -264,6 +284,9 @@ async def run_pg(quick: bool, batch: int, api_url: str, raw_url: str) -> dict[st
         api, rawr = rate(f"{name}_api", count), rate(f"{name}_raw", count)
         out[name] = {"api_per_s": round(api), "raw_per_s": round(rawr),
                      "ratio": round(api / rawr, 3)}
+        if f"{name}_same_sql" in times:
+            same = rate(f"{name}_same_sql", count)
+            out[name].update(same_sql_per_s=round(same), ratio_same_sql=round(api / same, 3))
     return out
 
 
@@ -314,6 +337,9 @@ def main() -> None:
                 pg = asyncio.run(run_pg(args.quick, args.batch, urls[0], urls[1]))
                 pg["target_0.8x_met"] = all(
                     pg[k]["ratio"] >= 0.8 for k in ("single", "batched", "lookup"))
+                pg["target_0.8x_same_sql_met"] = all(
+                    pg[k].get("ratio_same_sql", pg[k]["ratio"]) >= 0.8
+                    for k in ("single", "batched", "lookup"))
                 print("PostgreSQL")
                 print_rows(pg, args.batch)
                 res["postgresql"] = pg

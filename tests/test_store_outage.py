@@ -5,6 +5,8 @@ across a proxy restart too. The spool's own rules are tested without a database.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from tests.conftest import requires_postgresql, until
 from tests.pg_cluster import Cluster, pg_bin
 from vipr.proxy.vcrwriter import VcrWriter
-from vipr.store import Store, Vcr
+from vipr.store import Store, StoreError, Vcr
 from vipr.store.models import CompleteVcr, OpenVcr, VcrChange
 from vipr.store.spool import VcrSpool, encode_change
 
@@ -121,3 +123,36 @@ def test_spool_skips_unreadable_lines(tmp_path: Path, line: bytes) -> None:
     s = VcrSpool(tmp_path / "sp")
     got, _, n = s.peek(10)
     assert n == 3 and [type(c).__name__ for c in got] == ["OpenVcr", "CompleteVcr"]
+
+
+class _DownStore:
+    """A store whose database is away (a fake, beside the real-cluster test above)."""
+
+    async def apply_vcr_changes(self, changes: Sequence[VcrChange]) -> list[int | None]:
+        raise StoreError("database away")
+
+
+async def test_spool_file_work_leaves_the_event_loop_free(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the spool's append (an fsync) ran on the event loop, so a slow disk held up
+    every SIP timer of the proxy (INVITE retransmitted after the answer, calls lost under
+    200 calls/s). The append below waits for a callback of the loop: it only comes if the
+    append runs off the loop."""
+    loop_ran = threading.Event()
+    seen: list[bool] = []
+    real_append = VcrSpool.append
+
+    def slow_append(self: VcrSpool, changes: list[VcrChange]) -> int:
+        seen.append(loop_ran.wait(timeout=5))
+        return real_append(self, changes)
+
+    monkeypatch.setattr(VcrSpool, "append", slow_append)
+    w = VcrWriter(_DownStore(), tmp_path / "pvp.sock", tmp_path / "spool")  # type: ignore[arg-type]
+    w.start()
+    try:
+        fut = w.submit(answered("c1", T0))
+        asyncio.get_running_loop().call_later(0.05, loop_ran.set)
+        assert await asyncio.wait_for(fut, BOUND) is None
+        assert seen == [True] and (w.spooled, w.spool_pending, w.failed) == (1, 1, 0)
+    finally:
+        await w.close()

@@ -11,7 +11,11 @@ the next transaction.
 Database outage (issue 15, DESIGN §12): with a spool directory, a batch the store refuses is
 appended to the on-disk spool (vipr.store.spool, fsync'd) and its futures complete then, so
 calls go on; later changes queue behind it in the spool, which is replayed in order, in
-batches, as soon as the store takes writes again.
+batches, as soon as the store takes writes again. The spool's file work (append + fsync,
+reads, the progress mark) runs on one worker thread of its own, one operation at a time and in
+submission order: an fsync on a busy disk takes tens to hundreds of milliseconds, and on the
+event loop it delayed every call's SIP timers (INVITE retransmissions after the callee had
+answered, calls lost under 200 calls/s; tests/proxy/test_proxy_pg_outage.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from vipr.ipc import IpcError, ipc_call
 from vipr.logsetup import fields, printable
@@ -33,6 +40,8 @@ MAX_BATCH = 500
 NOTIFY_TIMEOUT = 2.0
 SPOOL_RETRY = 1.0   # seconds between replay attempts while the database is away
 
+_T = TypeVar("_T")
+
 
 class VcrWriter:
     def __init__(self, store: Store, pvp_socket: Path, spool_dir: Path | None = None, *,
@@ -40,6 +49,7 @@ class VcrWriter:
         self.store = store
         self.pvp_socket = pvp_socket
         self.spool = VcrSpool(spool_dir, spool_max) if spool_dir is not None else None
+        self._spool_thread: ThreadPoolExecutor | None = None
         self._spool_wake = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
         self.spooled = 0
@@ -83,6 +93,15 @@ class VcrWriter:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._spool_thread is not None:
+            self._spool_thread.shutdown(wait=True)   # an append in flight finishes
+            self._spool_thread = None
+
+    async def _in_spool_thread(self, fn: Callable[..., _T], *args: object) -> _T:
+        """Run one spool operation on the spool's own worker thread (one at a time, FIFO)."""
+        if self._spool_thread is None:
+            self._spool_thread = ThreadPoolExecutor(1, thread_name_prefix="vipr-vcr-spool")
+        return await asyncio.get_running_loop().run_in_executor(self._spool_thread, fn, *args)
 
     def submit(self, change: VcrChange) -> asyncio.Future[int | None]:
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
@@ -100,7 +119,7 @@ class VcrWriter:
     async def _flush(self) -> None:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         if self.spool is not None and self.spool.pending:
-            self._to_spool(batch)   # behind the spooled ones: order kept
+            await self._to_spool(batch)   # behind the spooled ones: order kept
             return
         try:
             ids = await self.store.apply_vcr_changes([ch for ch, _ in batch])
@@ -108,7 +127,7 @@ class VcrWriter:
             if self.spool is not None:
                 log.error("database unavailable (%s): spooling VCR changes in %s", exc,
                           self.spool.dir)
-                self._to_spool(batch)
+                await self._to_spool(batch)
                 return
             self.failed += len(batch)
             log.error("could not write %d VCR change(s): %s", len(batch), exc)
@@ -121,12 +140,12 @@ class VcrWriter:
                 fut.set_result(vid)
             self._written(ch, vid)
 
-    def _to_spool(self, batch: list[tuple[VcrChange, asyncio.Future[int | None]]]) -> None:
+    async def _to_spool(self, batch: list[tuple[VcrChange, asyncio.Future[int | None]]]) -> None:
         """On disk before the futures complete (the answer is relayed then, as after a
         commit); beyond the spool's bound a change is lost, counted and logged."""
         assert self.spool is not None
         try:
-            n = self.spool.append([ch for ch, _ in batch])
+            n = await self._in_spool_thread(self.spool.append, [ch for ch, _ in batch])
         except OSError as exc:
             log.error("cannot spool VCR changes in %s: %s", self.spool.dir, exc)
             n = 0
@@ -146,7 +165,7 @@ class VcrWriter:
         while True:
             await self._spool_wake.wait()
             while self.spool.pending:
-                changes, end, lines = self.spool.peek(MAX_BATCH)
+                changes, end, lines = await self._in_spool_thread(self.spool.peek, MAX_BATCH)
                 if not lines:
                     self.spool.pending = 0
                     break
@@ -155,7 +174,7 @@ class VcrWriter:
                 except StoreError:
                     await asyncio.sleep(SPOOL_RETRY)
                     continue
-                self.spool.commit(end, lines)
+                await self._in_spool_thread(self.spool.commit, end, lines)
                 self.replayed += len(changes)
                 for ch, vid in zip(changes, ids, strict=True):
                     self._written(ch, vid)

@@ -8,6 +8,8 @@ the verification then fails and says which table differs).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,16 +48,24 @@ async def copy_store(
     for table in TABLES:
         after = await dst.max_key(table) if TABLE_KEY[table] == "id" else None
         done = 0
-        while True:
-            rows = await src.export_rows(table, after, batch)
-            if not rows:
-                break
-            done += await dst.import_rows(table, rows)
-            after = rows[-1][0]   # the key is every table's first column
+        rows = await src.export_rows(table, after, batch)
+        while rows:
+            # The next batch is read while this one is written (the source and the target
+            # wait on different things: its file, the server); batches still commit in key
+            # order, one at a time, so resuming after the target's greatest id stays right.
+            nxt = (asyncio.ensure_future(src.export_rows(table, rows[-1][0], batch))
+                   if len(rows) == batch else None)   # the key is every table's first column
+            try:
+                done += await dst.import_rows(table, rows)
+            except BaseException:
+                if nxt is not None:
+                    nxt.cancel()
+                    with contextlib.suppress(BaseException):
+                        await nxt
+                raise
             if progress is not None:
                 progress(table, done)
-            if len(rows) < batch:
-                break
+            rows = await nxt if nxt is not None else []
         report.copied[table] = done
     report.source = await src.row_counts()
     report.target = await dst.row_counts()
