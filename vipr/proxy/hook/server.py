@@ -10,6 +10,8 @@ through a `ConnectionGate` (DESIGN §10) and bounds every body (`max_body`, 413 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import ssl as _ssl
@@ -37,11 +39,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("vipr.proxy.hook")
 
 KEEPALIVE_TIMEOUT = 15.0   # idle keep-alive connections are closed after this (seconds)
+BASIC_USER = "vipr"        # the fixed user name of the Basic credentials (RFC 7617)
+# RFC 7235 §4.1: one challenge per scheme the hook accepts
+CHALLENGES = ('Bearer realm="vipr"', 'Basic realm="vipr", charset="UTF-8"')
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+class HookCredentials:
+    """The hook's one secret, accepted in two forms (DESIGN §11): `Authorization: Bearer
+    TOKEN` (RFC 6750 §2.1) or `Authorization: Basic base64("vipr:TOKEN")` (RFC 7617 §2), the
+    form an HTTP client library puts in from a URL's userinfo (Kamailio's `httpcon`). Each is
+    compared in constant time as a whole: user and password together, never one at a time."""
+
+    def __init__(self, token: str) -> None:
+        self._bearer = token.encode()
+        self._basic = f"{BASIC_USER}:{token}".encode()
+
+    def check(self, header: str) -> bool:
+        # RFC 7235 §2.1: the scheme name is case-insensitive
+        scheme, _, value = header.strip().partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer":
+            return hmac.compare_digest(value.encode(), self._bearer)
+        if scheme == "basic":
+            try:
+                got = base64.b64decode(value.encode("ascii"), validate=True)
+            except (binascii.Error, UnicodeEncodeError):
+                return False
+            return hmac.compare_digest(got, self._basic)
+        return False
 
 
 class _GatedProtocol:
@@ -102,6 +133,7 @@ class HookServer:
         self.refused: Counter[str] = Counter()
         self.seconds = 0.0                           # handler time, all requests
         self.address: tuple[str, int] | None = None
+        self.credentials = HookCredentials(cfg.token) if cfg.token is not None else None
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         watch_hook(self)
@@ -184,12 +216,13 @@ class HookServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        token = self.cfg.token
-        if token is not None and request.path != "/healthz":
-            got = request.headers.get("Authorization", "")
-            want = f"Bearer {token}"
-            if not hmac.compare_digest(got.encode(), want.encode()):
-                raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+        creds = self.credentials
+        if creds is not None and request.path != "/healthz" \
+                and not creds.check(request.headers.get("Authorization", "")):
+            resp = _error(401, "Unauthorized")
+            for challenge in CHALLENGES:
+                resp.headers.add("WWW-Authenticate", challenge)
+            return resp
         return await handler(request)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
