@@ -98,20 +98,37 @@ async def step(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]
 
 async def ladder(target: int, rates: list[int], hold: float, cwd: Path, label: str, *,
                  resolution: float, procs: list[Any], before: pb.Hook | None,
-                 ) -> tuple[int, list[dict[str, Any]]]:
+                 settle: float = 0.0) -> tuple[int, list[dict[str, Any]]]:
     """The highest call rate with 0 failed calls, the same method for every path: the coarse
     `rates` up to the first failing one (`pb.ramp`: a failed step is tried once more), then
     bisection between the last passing and the first failing rate until they are within
-    `resolution` (a fraction of the failing rate) of each other."""
-    lo, steps = await pb.ramp(target, rates, hold, cwd, label, procs=procs, step=step,
-                              before=before)
+    `resolution` (a fraction of the failing rate) of each other. With `settle`, a step
+    after a failed one starts that many seconds later."""
+    last_ok = True
+
+    async def settled() -> None:
+        # after a failed step, let its late transactions end (fr timers, failure reports)
+        # before the next step; the same for every path
+        if not last_ok and settle > 0:
+            await asyncio.sleep(settle)
+        if before is not None:
+            await before()
+
+    async def step_(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]:
+        nonlocal last_ok
+        res = await step(target, rate, hold, cwd)
+        last_ok = bool(res["ok"])
+        return res
+
+    lo, steps = await pb.ramp(target, rates, hold, cwd, label, procs=procs, step=step_,
+                              before=settled)
     if lo == rates[-1]:
         return lo, steps            # the ceiling passed: nothing above it was tried
     hi = next(r for r in rates if r > lo)
     while hi - lo > max(1, int(hi * resolution)):
         mid = (lo + hi) // 2
-        got, more = await pb.ramp(target, [mid], hold, cwd, label, procs=procs, step=step,
-                                  before=before)
+        got, more = await pb.ramp(target, [mid], hold, cwd, label, procs=procs, step=step_,
+                                  before=settled)
         steps += more
         lo, hi = (mid, hi) if got == mid else (lo, mid)
     return lo, steps
@@ -207,7 +224,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     hold = 4.0 if args.quick else 20.0
     rates = args.rates or ([50, 100, 200, 300, 400, 600] if args.quick
                            else [25, 50, 100, 150, 200, 300, 400, 600, 800])
-    out: dict[str, Any] = {"bench": "hook", "hold_s": hold, "cpus": os.cpu_count()}
+    out: dict[str, Any] = {"bench": "hook", "hold_s": hold, "settle_s": args.settle,
+                           "cpus": os.cpu_count()}
     tmp = Path(tempfile.mkdtemp(prefix="vipr-bench-hook-"))
     (tmp / "uac_rr.xml").write_text(uac_rr_xml())
     pki = make_pki(tmp / "pki")
@@ -250,7 +268,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     watched += [vipr["a"], vipr["b"]]
                 out[f"{label}_cps"], out[f"{label}_steps"] = await ladder(
                     kport, rates, hold, tmp, label, resolution=args.resolution,
-                    procs=watched, before=None if baseline else learned)
+                    procs=watched, before=None if baseline else learned,
+                    settle=args.settle)
                 if label == "hook":
                     await learned()
             finally:
@@ -295,6 +314,8 @@ def main() -> None:
     ap.add_argument("--resolution", type=float, default=0.05,
                     help="bisect between the last passing and first failing rate until they "
                          "are this fraction apart (default 0.05)")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait after a failed step before the next (default 0)")
     args = ap.parse_args()
     for tool, pkg in (("sipp", "sip-tester"), ("kamailio", "kamailio")):
         if shutil.which(tool) is None:
