@@ -1,7 +1,9 @@
 """The VIPR hook on Kamailio edges (DESIGN §11): call rate with and without the hook.
 
-Paths measured in one run (stepwise call rates, each held for --hold seconds; the figure is the
-highest rate with 0 failed calls), each through the same two Kamailio configs:
+Paths measured in one run, each through the same two Kamailio configs and by the same method:
+call rates held for `hold` seconds each (4 s with --quick), first a coarse ladder up to the
+first rate with a failed call, then bisection between the last passing and the first failing
+rate down to --resolution (5 %); the figure is the highest rate with 0 failed calls.
   hook        SIPp UAC → Kamailio A (deploy/kamailio/vipr-originating.cfg: POST /v1/route to
               A's vipr proxy, which answers with a learned route and its ticket) → TLS with the
               VIPR-Ticket header → Kamailio B (vipr-terminating.cfg: POST /v1/admit to B's vipr
@@ -9,9 +11,8 @@ highest rate with 0 failed calls), each through the same two Kamailio configs:
               reports the outcome (POST /v1/route/result). Three hook requests per call, on the
               originating (route) and the terminating (admit) side; no token (the kits'
               http_connect, kept-alive connections).
-  hook_token  the same with proxy.interfaces.hook.token set on both proxies and HOOK_TOKEN on
-              both kits (http_client_query with the Authorization header: a new connection per
-              hook request in Kamailio 5.6).
+  hook_token  the same with proxy.interfaces.hook.token set on both proxies and the token as
+              the Basic credentials in both kits' HOOK_CON (the same kept-alive connections).
   baseline    the same two Kamailio configs with -A WITHOUT_VIPR (no hook call; A relays to
               B's TLS listener without a ticket, B admits every TLS call) → SIPp UAS
 Then each hook alone: POST /v1/route (A) and POST /v1/admit (B) from 16 concurrent aiohttp
@@ -95,6 +96,44 @@ async def step(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]
             and took <= hold * 1.1 + 0.5}
 
 
+async def ladder(target: int, rates: list[int], hold: float, cwd: Path, label: str, *,
+                 resolution: float, procs: list[Any], before: pb.Hook | None,
+                 settle: float = 0.0) -> tuple[int, list[dict[str, Any]]]:
+    """The highest call rate with 0 failed calls, the same method for every path: the coarse
+    `rates` up to the first failing one (`pb.ramp`: a failed step is tried once more), then
+    bisection between the last passing and the first failing rate until they are within
+    `resolution` (a fraction of the failing rate) of each other. With `settle`, a step
+    after a failed one starts that many seconds later."""
+    last_ok = True
+
+    async def settled() -> None:
+        # after a failed step, let its late transactions end (fr timers, failure reports)
+        # before the next step; the same for every path
+        if not last_ok and settle > 0:
+            await asyncio.sleep(settle)
+        if before is not None:
+            await before()
+
+    async def step_(target: int, rate: int, hold: float, cwd: Path) -> dict[str, Any]:
+        nonlocal last_ok
+        res = await step(target, rate, hold, cwd)
+        last_ok = bool(res["ok"])
+        return res
+
+    lo, steps = await pb.ramp(target, rates, hold, cwd, label, procs=procs, step=step_,
+                              before=settled)
+    if lo == rates[-1]:
+        return lo, steps            # the ceiling passed: nothing above it was tried
+    hi = next(r for r in rates if r > lo)
+    while hi - lo > max(1, int(hi * resolution)):
+        mid = (lo + hi) // 2
+        got, more = await pb.ramp(target, [mid], hold, cwd, label, procs=procs, step=step_,
+                                  before=settled)
+        steps += more
+        lo, hi = (mid, hi) if got == mid else (lo, mid)
+    return lo, steps
+
+
 def kamailio_pids(main: int) -> list[Any]:
     """The Kamailio main process `main` and its workers, for CPU time."""
     class P:
@@ -111,8 +150,7 @@ async def start_edges(tmp: Path, label: str, pki: Any, hooks: tuple[int, int], u
     ka, kb = pb.free_port(), pb.free_port()
     ka_tls, kb_tls = pb.free_port(socket.SOCK_STREAM), pb.free_port(socket.SOCK_STREAM)
     without = ["WITHOUT_VIPR"] if baseline else []
-    if token is not None:
-        without.append(f'HOOK_TOKEN="{token}"')
+    cred = f"vipr:{token}@" if token is not None else ""   # Basic credentials (DESIGN §11)
     d = tmp / label
     d.mkdir(parents=True, exist_ok=True)
     # the hook calls block a worker: B's admissions run in its TLS workers
@@ -120,13 +158,13 @@ async def start_edges(tmp: Path, label: str, pki: Any, hooks: tuple[int, int], u
     b = await start_kamailio(d / "kb", "vipr-terminating.cfg", [
         f"LISTEN=udp:127.0.0.1:{kb}", f"TLS_LISTEN=tls:127.0.0.1:{kb_tls}",
         f'TLS_CFG="{tls_cfg(d, pki, "b.example.net")}"',
-        f'HOOK_CON="vipr=>http://127.0.0.1:{hooks[1]}"', f'INTERNAL="sip:127.0.0.1:{uas}"',
+        f'HOOK_CON="vipr=>http://{cred}127.0.0.1:{hooks[1]}"', f'INTERNAL="sip:127.0.0.1:{uas}"',
         *without], **opts)
     try:
         a = await start_kamailio(d / "ka", "vipr-originating.cfg", [
             f"LISTEN=udp:127.0.0.1:{ka}", f"TLS_LISTEN=tls:127.0.0.1:{ka_tls}",
             f'TLS_CFG="{tls_cfg(d, pki, "a.example.net")}"',
-            f'HOOK_CON="vipr=>http://127.0.0.1:{hooks[0]}"',
+            f'HOOK_CON="vipr=>http://{cred}127.0.0.1:{hooks[0]}"',
             # the baseline's (and the hook's fallback) next hop: B's TLS listener
             f'PSTN="sip:127.0.0.1:{kb_tls};transport=tls"', *without], **opts)
     except BaseException:
@@ -186,7 +224,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     hold = 4.0 if args.quick else 20.0
     rates = args.rates or ([50, 100, 200, 300, 400, 600] if args.quick
                            else [25, 50, 100, 150, 200, 300, 400, 600, 800])
-    out: dict[str, Any] = {"bench": "hook", "hold_s": hold, "cpus": os.cpu_count()}
+    out: dict[str, Any] = {"bench": "hook", "hold_s": hold, "settle_s": args.settle,
+                           "cpus": os.cpu_count()}
     tmp = Path(tempfile.mkdtemp(prefix="vipr-bench-hook-"))
     (tmp / "uac_rr.xml").write_text(uac_rr_xml())
     pki = make_pki(tmp / "pki")
@@ -227,9 +266,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 watched = [p for k in kams for p in kamailio_pids(k.pid)]
                 if not baseline:
                     watched += [vipr["a"], vipr["b"]]
-                out[f"{label}_cps"], out[f"{label}_steps"] = await pb.ramp(
-                    kport, rates, hold, tmp, label, procs=watched, step=step,
-                    before=None if baseline else learned)
+                out[f"{label}_cps"], out[f"{label}_steps"] = await ladder(
+                    kport, rates, hold, tmp, label, resolution=args.resolution,
+                    procs=watched, before=None if baseline else learned,
+                    settle=args.settle)
                 if label == "hook":
                     await learned()
             finally:
@@ -271,6 +311,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short steps, few rates")
     ap.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=None,
                     help="comma-separated call rates to step through")
+    ap.add_argument("--resolution", type=float, default=0.05,
+                    help="bisect between the last passing and first failing rate until they "
+                         "are this fraction apart (default 0.05)")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait after a failed step before the next (default 0)")
     args = ap.parse_args()
     for tool, pkg in (("sipp", "sip-tester"), ("kamailio", "kamailio")):
         if shutil.which(tool) is None:

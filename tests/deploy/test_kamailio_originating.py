@@ -5,6 +5,7 @@ SIPp phones → Kamailio → (hook decides) → a learned route over TLS with th
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from vipr.tickets import TICKET_HEADER
 FR = "+33140000000"          # a learned route
 FR_DOWN = "+33140000001"     # a learned route whose edge is down
 DE = "+4930123456"           # no route: the PSTN
-TOKEN = "kit-token-" + "7f3c9a1e5b"   # proxy.interfaces.hook.token, the kit's HOOK_TOKEN
+TOKEN = "kit-token-" + "7f3c9a1e5b"   # proxy.interfaces.hook.token, in the kit's HOOK_CON
 
 pytestmark = [requires_tool("kamailio"), requires_tool("sipp")]
 
@@ -72,7 +73,7 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     kam = await start_kamailio(tmp_path, "vipr-originating.cfg", [
         f"LISTEN=udp:127.0.0.1:{kport}", f"TLS_LISTEN=tls:127.0.0.1:{tport}",
         f'TLS_CFG="{tls_cfg(tmp_path, pki, "a.example.net")}"',
-        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
+        f'HOOK_CON="vipr=>http://vipr:{TOKEN}@127.0.0.1:{hook}"',
         f'PSTN="sip:127.0.0.1:{pstn}"'])
     try:
         yield Edge(pki, vipr, kam, kport, pstn, peer, tmp_path, hook)
@@ -131,15 +132,25 @@ async def test_a_route_whose_edge_is_down_falls_back_to_the_pstn(edge: Edge) -> 
     assert route is not None and route.failures == 1   # counted as on the SIP path
 
 
-async def test_the_kit_sends_the_hooks_bearer_token(edge: Edge) -> None:
-    """The hook refuses a wrong token; the kit's route, result and call requests carry the
-    configured one (DESIGN §11)."""
+async def test_the_kit_sends_the_hooks_token_as_basic_credentials(edge: Edge) -> None:
+    """The hook refuses a wrong bearer token, a wrong Basic user or password; the kit's route,
+    result and call requests carry the configured token as the Basic credentials of its
+    kept-alive httpcon connection (DESIGN §11)."""
     url = f"http://127.0.0.1:{edge.hook}/v1/route"
     body = {"caller": "+442071230000", "callee": DE, "call_id": "x"}
+
+    def basic(userpass: str) -> str:
+        return "Basic " + base64.b64encode(userpass.encode()).decode()
+
     async with aiohttp.ClientSession() as s:
-        for auth in ("Bearer wrong", "", f"Basic {TOKEN}"):
+        for auth in ("Bearer wrong", "", f"Basic {TOKEN}", basic(f"admin:{TOKEN}"),
+                     basic("vipr:wrong"), basic(f"vipr:{TOKEN}x"), basic(TOKEN)):
             async with s.post(url, json=body, headers={"Authorization": auth}) as r:
                 assert r.status == 401, auth
+                assert "Basic" in ",".join(r.headers.getall("WWW-Authenticate"))
+        for auth in (f"Bearer {TOKEN}", basic(f"vipr:{TOKEN}")):
+            async with s.post(url, json=body, headers={"Authorization": auth}) as r:
+                assert r.status == 200, auth
     rc, err = await _call(edge, FR_DOWN, uas=True)   # /v1/route, /v1/route/result, /v1/calls
     assert rc == 0, err + log_tail(edge.dir)
     assert len(await _vcrs(edge.vipr.p.db)) == 1
@@ -147,3 +158,6 @@ async def test_the_kit_sends_the_hooks_bearer_token(edge: Edge) -> None:
     assert route is not None and route.failures == 1
     st = await edge.vipr.status()
     assert st["counters"]["hook_route_federation_route"] == 1
+    # the kit's connection stays open after its requests (kept alive, with its credentials);
+    # a connection per request would be closed by now
+    assert st["hook"]["connections"]["open"] >= 1

@@ -36,7 +36,7 @@ from vipr.store import Store
 from vipr.tickets import TICKET_HEADER
 
 pytestmark = [requires_tool("kamailio"), requires_tool("sipp")]
-TOKEN = "kit-token-" + "c41d0e8b27"   # proxy.interfaces.hook.token, the kit's HOOK_TOKEN
+TOKEN = "kit-token-" + "c41d0e8b27"   # proxy.interfaces.hook.token, in the kit's HOOK_CON
 
 
 @dataclass
@@ -86,7 +86,7 @@ async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
     kam = await start_kamailio(tmp_path, "vipr-terminating.cfg", [
         f"LISTEN=udp:127.0.0.1:{pport}", f"TLS_LISTEN=tls:127.0.0.1:{tport}",
         f'TLS_CFG="{tls_cfg(tmp_path, pki, "b.example.net")}"',
-        f'HOOK_CON="vipr=>http://127.0.0.1:{hook}"', f'HOOK_TOKEN="{TOKEN}"',
+        f'HOOK_CON="vipr=>http://vipr:{TOKEN}@127.0.0.1:{hook}"',
         f'INTERNAL="sip:127.0.0.1:{phone.port}"'])
     client = SipEndpoint(lambda *a: None)   # provider A's edge: TLS with a.example.net's cert
     await client.listen("tls", "127.0.0.1", 0, client_ssl=pki.client_ctx("a.example.net"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import time
@@ -23,6 +24,7 @@ from tests.proxy.proxy_helpers import (
     mint_for,
     write_provider,
 )
+from vipr.proxy.hook.server import HookCredentials
 from vipr.store import Store
 
 A_DOMAIN = "a.example.net"
@@ -227,6 +229,17 @@ async def test_bad_input_is_a_4xx_json_and_the_daemon_stays_up(
     async with hook.session.post(hook.base + "/v1/route", json={"callee": "+1", "call_id": "x"},
                                  headers={"Authorization": "Bearer wrong"}) as r:
         assert r.status == 401 and (await r.json())["error"]
+    # the same token as Basic credentials, user "vipr" (RFC 7617): a wrong user, a wrong
+    # password or a wrong bearer token is 401 with both challenges
+    for user, pw in (("vipr", TOKEN), ("admin", TOKEN), ("vipr", "wrong"), ("vipr", "")):
+        async with hook.session.post(hook.base + "/v1/route",
+                                     json={"callee": "+1", "call_id": "x"},
+                                     auth=aiohttp.BasicAuth(user, pw)) as r:
+            want = 200 if (user, pw) == ("vipr", TOKEN) else 401
+            assert r.status == want, (user, pw, r.status)
+            if want == 401:
+                assert sorted(c.split()[0] for c in r.headers.getall("WWW-Authenticate")) \
+                    == ["Basic", "Bearer"]
     async with hook.session.get(hook.base + "/healthz") as r:
         assert r.status == 200 and (await r.json())["ok"] is True
     st, text = await hook.get("/metrics")
@@ -276,3 +289,20 @@ async def test_connection_cap_and_mutual_tls(tmp_path: Path) -> None:
         for w in held:
             w.close()
         await proc.stop()
+
+
+def test_hook_credentials_compare_the_whole_secret() -> None:
+    """Bearer TOKEN or Basic vipr:TOKEN (RFC 6750 §2.1, RFC 7617 §2), nothing else."""
+    creds = HookCredentials("t0k-en")
+
+    def basic(raw: bytes) -> str:
+        return "Basic " + base64.b64encode(raw).decode()
+
+    good = ["Bearer t0k-en", "bearer t0k-en", basic(b"vipr:t0k-en"),
+            "BASIC " + basic(b"vipr:t0k-en")[6:]]
+    bad = ["", "Bearer", "Bearer t0k-e", "Bearer t0k-enx", "t0k-en", "Basic t0k-en",
+           basic(b"vipr:t0k-e"), basic(b"root:t0k-en"), basic(b"t0k-en"), basic(b":t0k-en"),
+           basic(b"vipr:t0k-en\n"), "Basic !!!notbase64", "Basic dmlwcjp0MGstZW4",
+           "Basic \u00e9", "Digest vipr:t0k-en"]
+    assert all(creds.check(h) for h in good)
+    assert not any(creds.check(h) for h in bad), [h for h in bad if creds.check(h)]

@@ -10,6 +10,8 @@ through a `ConnectionGate` (DESIGN §10) and bounds every body (`max_body`, 413 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import ssl as _ssl
@@ -37,11 +39,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("vipr.proxy.hook")
 
 KEEPALIVE_TIMEOUT = 15.0   # idle keep-alive connections are closed after this (seconds)
+BASIC_USER = "vipr"        # the fixed user name of the Basic credentials (RFC 7617)
+# RFC 7235 §4.1: one challenge per scheme the hook accepts
+CHALLENGES = ('Bearer realm="vipr"', 'Basic realm="vipr", charset="UTF-8"')
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+class HookCredentials:
+    """The hook's one secret, accepted in two forms (DESIGN §11): `Authorization: Bearer
+    TOKEN` (RFC 6750 §2.1) or `Authorization: Basic base64("vipr:TOKEN")` (RFC 7617 §2), the
+    form an HTTP client library puts in from a URL's userinfo (Kamailio's `httpcon`). Each is
+    compared in constant time as a whole: user and password together, never one at a time."""
+
+    def __init__(self, token: str) -> None:
+        self._bearer = token.encode()
+        self._basic = f"{BASIC_USER}:{token}".encode()
+
+    def check(self, header: str) -> bool:
+        # RFC 7235 §2.1: the scheme name is case-insensitive
+        scheme, _, value = header.strip().partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer":
+            return hmac.compare_digest(value.encode(), self._bearer)
+        if scheme == "basic":
+            try:
+                got = base64.b64decode(value.encode("ascii"), validate=True)
+            except (binascii.Error, UnicodeEncodeError):
+                return False
+            return hmac.compare_digest(got, self._basic)
+        return False
 
 
 class _GatedProtocol:
@@ -102,6 +133,7 @@ class HookServer:
         self.refused: Counter[str] = Counter()
         self.seconds = 0.0                           # handler time, all requests
         self.address: tuple[str, int] | None = None
+        self.credentials = HookCredentials(cfg.token) if cfg.token is not None else None
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         watch_hook(self)
@@ -111,7 +143,7 @@ class HookServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.cfg.max_body,
-                              middlewares=[self._errors, self._auth])
+                              middlewares=[self._guard])
         app.router.add_post("/v1/route", self.route)
         app.router.add_post("/v1/route/result", self.route_result)
         app.router.add_post("/v1/admit", self.admit)
@@ -161,36 +193,35 @@ class HookServer:
     # ------------------------------------------------------------------ middlewares
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every answer is JSON; bad input is a 4xx, never a traceback (DESIGN §11)."""
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The token (when configured), then the handler. Every answer is JSON; bad input is
+        a 4xx, never a traceback (DESIGN §11). One middleware: each is a coroutine layer on
+        every request."""
         t0 = time.perf_counter()
-        path = request.match_info.route.resource.canonical \
-            if request.match_info.route.resource is not None else "other"
-        try:
-            resp = await handler(request)
-        except docs.HookInputError as exc:
-            resp = _error(400, str(exc))
-        except web.HTTPException as exc:
-            resp = _error(exc.status, exc.reason)
-            for k in ("WWW-Authenticate", "Allow"):
-                if k in exc.headers:
-                    resp.headers[k] = exc.headers[k]
-        except Exception:   # a defect: logged here, a plain 500 to the client
-            log.exception("hook request %s failed", printable(request.path))
-            resp = _error(500, "internal error")
+        resource = request.match_info.route.resource
+        path = resource.canonical if resource is not None else "other"
+        creds = self.credentials
+        resp: web.StreamResponse
+        if creds is not None and path != "/healthz" \
+                and not creds.check(request.headers.get("Authorization", "")):
+            resp = _error(401, "Unauthorized")
+            for challenge in CHALLENGES:   # RFC 7235 §4.1: one field per challenge
+                resp.headers.add("WWW-Authenticate", challenge)
+        else:
+            try:
+                resp = await handler(request)
+            except docs.HookInputError as exc:
+                resp = _error(400, str(exc))
+            except web.HTTPException as exc:
+                resp = _error(exc.status, exc.reason)
+                if "Allow" in exc.headers:
+                    resp.headers["Allow"] = exc.headers["Allow"]
+            except Exception:   # a defect: logged here, a plain 500 to the client
+                log.exception("hook request %s failed", printable(request.path))
+                resp = _error(500, "internal error")
         self.seconds += time.perf_counter() - t0
         self.requests[f"{path} {resp.status}"] += 1
         return resp
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        token = self.cfg.token
-        if token is not None and request.path != "/healthz":
-            got = request.headers.get("Authorization", "")
-            want = f"Bearer {token}"
-            if not hmac.compare_digest(got.encode(), want.encode()):
-                raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         if request.content_type != "application/json":
@@ -240,8 +271,9 @@ class HookServer:
             tls_verified=bool(req.peer_domains), peer_dns_names=req.peer_domains,
             now=self.proxy.clock())
         if res.ok:
-            log.info("hook: admitted call %s to %s from %s", printable(req.call_id),
-                     printable(number), printable(res.peer_domain))
+            if log.isEnabledFor(logging.INFO):   # the escaping costs on every call otherwise
+                log.info("hook: admitted call %s to %s from %s", printable(req.call_id),
+                         printable(number), printable(res.peer_domain))
             return web.json_response({"admit": True})
         log.warning("hook: refused call %s to %s from %s: %s", printable(req.call_id),
                     printable(req.callee), printable(",".join(req.peer_domains)), res.reason)
